@@ -1,0 +1,140 @@
+/**
+ * Every deliberate failure in Omega is an `OmegaError` subclass. Callers branch on
+ * `err.name`, never on messages; the CLI maps names to exit codes and the gateway maps
+ * them to HTTP statuses.
+ */
+export class OmegaError extends Error {
+  static override name = 'OmegaError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'OmegaError'
+  }
+}
+
+/** A manifest could not be read, parsed or validated; `issues` lists every problem found */
+export class ManifestError extends OmegaError {
+  static override name = 'ManifestError'
+  readonly issues: readonly ManifestIssue[]
+  constructor (message: string, issues: readonly ManifestIssue[] = [], options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'ManifestError'
+    this.issues = issues
+  }
+}
+
+/** One problem in a manifest, located as precisely as the format allows */
+export interface ManifestIssue {
+  /** the manifest file */
+  readonly file: string
+  /** dotted key path, e.g. `brane.api.limits.mem_max` (empty for the whole document) */
+  readonly path: string
+  /** 1-based line, when known */
+  readonly line?: number
+  /** 1-based column, when known */
+  readonly column?: number
+  /** what is wrong and what was expected */
+  readonly message: string
+  readonly severity: 'error' | 'warning'
+}
+
+/** A component asks for an import that the brane's manifest did not grant */
+export class CapabilityDeniedError extends OmegaError {
+  static override name = 'CapabilityDeniedError'
+  constructor (message = 'Capability not granted', options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'CapabilityDeniedError'
+  }
+}
+
+/** An image (component file or store tag) cannot be found */
+export class ImageNotFoundError extends OmegaError {
+  static override name = 'ImageNotFoundError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'ImageNotFoundError'
+  }
+}
+
+/** A component is not a valid WebAssembly component, or cannot be transpiled or instantiated */
+export class ComponentLoadError extends OmegaError {
+  static override name = 'ComponentLoadError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'ComponentLoadError'
+  }
+}
+
+/** A guest trapped or failed while handling a request or event */
+export class GuestError extends OmegaError {
+  static override name = 'GuestError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'GuestError'
+  }
+}
+
+/** A call did not finish within its brane's deadline */
+export class DeadlineExceededError extends OmegaError {
+  static override name = 'DeadlineExceededError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'DeadlineExceededError'
+  }
+}
+
+/** No brane route matches a request */
+export class RouteNotFoundError extends OmegaError {
+  static override name = 'RouteNotFoundError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'RouteNotFoundError'
+  }
+}
+
+/** A brane cannot run on this node (e.g. `frontier` without a VMM) */
+export class UnsupportedError extends OmegaError {
+  static override name = 'UnsupportedError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'UnsupportedError'
+  }
+}
+
+/** Bad command-line usage */
+export class UsageError extends OmegaError {
+  static override name = 'UsageError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'UsageError'
+  }
+}
+
+/**
+ * The node's key file exists but cannot be used (unreadable, not an Ed25519 private key).
+ * It is never overwritten: replacing it would change the node's identity
+ */
+export class NodeKeyError extends OmegaError {
+  static override name = 'NodeKeyError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'NodeKeyError'
+  }
+}
+
+/** An image reference (`name:tag` or `b3:<hex>`) is malformed */
+export class InvalidImageRefError extends OmegaError {
+  static override name = 'InvalidImageRefError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'InvalidImageRefError'
+  }
+}
+
+/** The image store on disk is damaged or locked (bad index, missing or corrupt blob, stale lock) */
+export class ImageStoreError extends OmegaError {
+  static override name = 'ImageStoreError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'ImageStoreError'
+  }
+}

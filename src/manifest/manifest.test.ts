@@ -1,0 +1,243 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { readdir } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { stringify as toYaml } from 'yaml'
+import { checkManifest, formatIssue, loadManifest, parseDuration, parseSize, parseCpuQuota } from './index.ts'
+import type { ManifestIssue } from '../errors.ts'
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
+const INVALID = join(ROOT, 'test/fixtures/invalid')
+const SEEDS = join(ROOT, 'examples/seeds')
+
+/** Each invalid fixture and exactly the errors it must produce, in order */
+const EXPECTED: Array<[string, string[]]> = [
+  ['01-unknown-substrate.toml', [
+    '01-unknown-substrate.toml:2:1: error: brane.api.substrate: expected one of "gaia", "biome", "habitat", got "gaya" (did you mean "gaia"?)'
+  ]],
+  ['02-frontier-on-habitat.toml', [
+    '02-frontier-on-habitat.toml:4:1: error: brane.desk.capability: capability "frontier" is not allowed on substrate "habitat": microVM branes run on "gaia" or "biome"'
+  ]],
+  ['03-edge-unknown-brane.toml', [
+    '03-edge-unknown-brane.toml:6:22: error: graph.edges[0].to: no brane named "transfrom" (branes: ingest)'
+  ]],
+  ['04-cycle.toml', [
+    '04-cycle.toml:8:3: error: graph.edges[0]: the event graph has a cycle: a → b → a (set [graph] allow_cycles = true if it is intended)'
+  ]],
+  ['05-bad-size.toml', [
+    '05-bad-size.toml:5:1: error: brane.api.limits.mem_max: expected a size such as "64 MiB", got "64 megs"'
+  ]],
+  ['06-bad-duration.toml', [
+    '06-bad-duration.toml:5:1: error: brane.api.limits.deadline: expected a duration such as "8s", "250ms" or "1m30s", got "8 seconds"'
+  ]],
+  ['07-unknown-capability.toml', [
+    '07-unknown-capability.toml:5:1: error: brane.api.capability."net.tcp": unknown capability "net.tcp": expected one of "net.http", "fs.tmp", "clock", "random", "env", "state" (did you mean "net.http"?)'
+  ]],
+  ['08-emit-capability.toml', [
+    '08-emit-capability.toml:5:1: error: brane.api.capability.emit: unknown capability "emit": emitting is granted by the brane\'s outgoing edges in [graph].edges'
+  ]],
+  ['09-allowlist-scheme.toml', [
+    '09-allowlist-scheme.toml:5:29: error: brane.fetch.capability."net.http".allowlist[0]: expected a host name without a scheme, such as "api.example.com" or "*.example.com", got "https://api.crossref.org"'
+  ]],
+  ['10-bad-glob.toml', [
+    '10-bad-glob.toml:4:1: error: brane.transform.peers: invalid glob "lab.lan/transform-pool-[0-9": unbalanced brackets or braces'
+  ]],
+  ['11-replicas-zero.toml', [
+    '11-replicas-zero.toml:3:1: error: brane.api.replicas: expected an integer ≥ 1, "auto", or { min, max }, got 0'
+  ]],
+  ['12-replicas-string.toml', [
+    '12-replicas-string.toml:3:1: error: brane.api.replicas: expected an integer ≥ 1, "auto", or { min, max }, got "many"'
+  ]],
+  ['13-bad-lifecycle.toml', [
+    '13-bad-lifecycle.toml:3:1: error: brane.api.lifecycle: expected one of "ephemeral", "pooled", "pinned", got "pool"'
+  ]],
+  ['14-missing-edge-key.toml', [
+    '14-missing-edge-key.toml:7:10: error: graph.edges[0]: missing key "on": expected an event topic such as "raw.batch"'
+  ]],
+  ['15-bad-brane-name.toml', [
+    '15-bad-brane-name.toml:1:2: error: brane.Api: invalid name "Api": expected lowercase letters, digits, "-" or "_", starting with a letter (at most 63)'
+  ]],
+  ['16-toml-syntax.toml', [
+    '16-toml-syntax.toml:4:1: error: missing value after "=": expected a value'
+  ]],
+  ['17-duplicate-key.toml', [
+    '17-duplicate-key.toml:3:1: error: a key or table is defined twice (TOML allows each once)'
+  ]],
+  ['18-gpu-on-standard.toml', [
+    '18-gpu-on-standard.toml:3:1: error: brane.train.gpu: gpu = "passthrough" needs capability = "frontier": a WASI component cannot reach a GPU'
+  ]],
+  ['19-resolver-mode.toml', [
+    '19-resolver-mode.toml:6:1: error: resolver.public.mode: expected one of "local", "tailscale-funnel", "cloudflared", "netbird", "ngrok", got "funnel"'
+  ]],
+  ['20-fs-quota-type.toml', [
+    '20-fs-quota-type.toml:5:14: error: brane.api.capability."fs.tmp".quota: expected a size such as "64 MiB", got true',
+    '20-fs-quota-type.toml:5:28: error: brane.api.capability."fs.tmp".lifetime: expected one of "request", "instance", got "forever"'
+  ]],
+  ['21-clock-resolution.toml', [
+    '21-clock-resolution.toml:5:11: error: brane.api.capability.clock.resolution: expected one of "ns", "us", "ms", "s", got "minute"'
+  ]],
+  ['22-no-branes.toml', [
+    '22-no-branes.toml:1:1: error: missing key "brane": expected a table of workloads: [brane.NAME]'
+  ]],
+  ['23-route-wildcard.toml', [
+    '23-route-wildcard.toml:5:1: error: brane.api.trigger.http: invalid route "/api/*/items": a wildcard may only end a route, as in "/api/*" or "/api/..."'
+  ]],
+  ['24-duplicate-route.toml', [
+    '24-duplicate-route.toml:7:13: error: brane.b.trigger.http: route "/api/*" is already served by brane "a"'
+  ]],
+  ['25-cpu-quota.toml', [
+    '25-cpu-quota.toml:5:1: error: brane.api.limits.cpu_quota: expected a fraction of one core, e.g. 0.5 or a percentage of one core, e.g. "50%", got "half"'
+  ]],
+  ['26-mem-too-big.toml', [
+    '26-mem-too-big.toml:5:1: error: brane.api.limits.mem_max: expected at most "4 GiB" for a standard brane (wasm32 linear memory), got "8 GiB"'
+  ]],
+  ['27-edge-self-unknown.json', [
+    '27-edge-self-unknown.json:7:22: error: graph.edges[0].to: no brane named "b" (branes: a)'
+  ]],
+  ['28-yaml-bad-substrate.yaml', [
+    '28-yaml-bad-substrate.yaml:4:5: error: brane.api.substrate: expected one of "gaia", "biome", "habitat", got "cloud"'
+  ]],
+  ['29-json-syntax.json', [
+    '29-json-syntax.json:3:31: error: expected double-quoted property name'
+  ]],
+  ['30-many-errors.toml', [
+    '30-many-errors.toml:2:1: error: brane.api.substrate: expected one of "gaia", "biome", "habitat", got "moon"',
+    '30-many-errors.toml:3:1: error: brane.api.replicas: expected an integer ≥ 1, "auto", or { min, max }, got -2',
+    '30-many-errors.toml:4:1: error: brane.api.lifecycle: expected one of "ephemeral", "pooled", "pinned", got "forever"',
+    '30-many-errors.toml:8:1: error: brane.api.capability."net.udp": unknown capability "net.udp": expected one of "net.http", "fs.tmp", "clock", "random", "env", "state"',
+    '30-many-errors.toml:9:11: error: brane.api.capability.clock.resolution: expected one of "ns", "us", "ms", "s", got "week"',
+    '30-many-errors.toml:12:1: error: brane.api.limits.mem_max: expected a size such as "64 MiB", got "lots"',
+    '30-many-errors.toml:13:1: error: brane.api.limits.deadline: expected a duration such as "8s", "250ms" or "1m30s", got "soon"',
+    '30-many-errors.toml:16:26: error: graph.edges[0].to: no brane named "ghost" (branes: api)'
+  ]]
+]
+
+function errorsOf (err: unknown, file: string): string[] {
+  assert.ok(err instanceof Error)
+  assert.equal(err.name, 'ManifestError')
+  const issues = (err as Error & { issues: ManifestIssue[] }).issues
+  return issues.filter((i) => i.severity === 'error').map((i) => formatIssue({ ...i, file }))
+}
+
+describe('manifest validation', () => {
+  it('has a fixture for every expectation and an expectation for every fixture', async () => {
+    const files = (await readdir(INVALID)).sort()
+    assert.deepEqual(files, EXPECTED.map(([f]) => f))
+    assert.ok(files.length >= 20)
+  })
+
+  for (const [file, expected] of EXPECTED) {
+    it(`refuses ${file} with the exact errors`, async () => {
+      await assert.rejects(loadManifest(join(INVALID, file)), (err) => {
+        assert.deepEqual(errorsOf(err, file), expected)
+        return true
+      })
+    })
+  }
+
+  it('reports every error of a file at once', async () => {
+    await assert.rejects(loadManifest(join(INVALID, '30-many-errors.toml')), (err) => {
+      assert.equal(errorsOf(err, 'x').length, 8)
+      assert.match((err as Error).message, /\(8 errors\)/)
+      return true
+    })
+  })
+
+  it('accepts the seed manifests unchanged', async () => {
+    const seeds = (await readdir(SEEDS)).filter((f) => f.endsWith('.toml'))
+    assert.equal(seeds.length, 3)
+    for (const seed of seeds) {
+      const { plan, warnings } = await loadManifest(join(SEEDS, seed))
+      assert.ok(plan.branes.length > 0, seed)
+      assert.deepEqual(warnings, [], seed)
+    }
+  })
+
+  it('reads JSON and YAML of the same shape into the same plan', async () => {
+    const file = join(SEEDS, 'biome-pipeline.toml')
+    const fromToml = await loadManifest(file)
+    const json = checkManifest(JSON.stringify(fromToml.manifest, null, 2), 'pipeline.json')
+    const yaml = checkManifest(toYaml(fromToml.manifest), 'pipeline.yaml')
+    assert.deepEqual({ ...json.plan, file: '' }, { ...fromToml.plan, file: '' })
+    assert.deepEqual({ ...yaml.plan, file: '' }, { ...fromToml.plan, file: '' })
+  })
+
+  it('warns about unknown keys with a suggestion, and still loads', () => {
+    const { warnings } = checkManifest('[brane.api]\nimage = "a.wasm"\nlifecyle = "pooled"\n', 'w.toml')
+    assert.deepEqual(warnings.map(formatIssue), [
+      'w.toml:3:1: warning: brane.api.lifecyle: unknown key "lifecyle" is ignored (did you mean "lifecycle"?)'
+    ])
+  })
+
+  it('refuses a manifest that is not a table', () => {
+    assert.throws(() => checkManifest('[1, 2]', 'list.json'), (err) => {
+      assert.deepEqual(errorsOf(err, 'list.json'), ['list.json:1:1: error: expected a ZGraph manifest, got an array'])
+      return true
+    })
+  })
+
+  it('names a missing file', async () => {
+    await assert.rejects(loadManifest(join(INVALID, 'nope.toml')), { name: 'ManifestError', message: /no such file/ })
+  })
+})
+
+describe('plan', () => {
+  it('resolves defaults, grants, limits and edges', async () => {
+    const { plan } = await loadManifest(join(SEEDS, 'gaia-fetch.toml'))
+    const fetch = plan.branes.find((b) => b.name === 'fetch')
+    assert.ok(fetch !== undefined)
+    assert.equal(fetch.substrate, 'gaia')
+    assert.equal(fetch.profile, 'standard')
+    assert.deepEqual(fetch.replicas, { kind: 'fixed', count: 2 })
+    assert.deepEqual(fetch.limits, { memMaxBytes: 64 * 2 ** 20, deadlineMs: 8000, cpuQuota: 0.5 })
+    assert.deepEqual(fetch.grants['net.http'], { allowlist: ['*.crossref.org', 'api.crossref.org'] })
+    assert.deepEqual(fetch.grants['fs.tmp'], { quotaBytes: 256 * 2 ** 20, lifetime: 'request' })
+    assert.deepEqual(fetch.grants.emit, { topics: ['doi.resolved'] })
+    assert.deepEqual(fetch.routes, [{ path: '/fetch/', wildcard: true, declared: true }])
+    const cache = plan.branes.find((b) => b.name === 'cache')
+    assert.equal(cache?.edgesIn.length, 1)
+    assert.deepEqual(cache?.routes, [{ path: '/cache/', wildcard: true, declared: false }])
+    assert.deepEqual(cache?.limits, { memMaxBytes: 64 * 2 ** 20, deadlineMs: 30_000, cpuQuota: 1 })
+  })
+
+  it('gives frontier and auto replicas from the pipeline seed', async () => {
+    const { plan } = await loadManifest(join(SEEDS, 'biome-pipeline.toml'))
+    const train = plan.branes.find((b) => b.name === 'train')
+    assert.equal(train?.profile, 'frontier')
+    assert.equal(train?.gpu, 'passthrough')
+    assert.deepEqual(plan.branes.find((b) => b.name === 'transform')?.replicas, { kind: 'auto', min: 1, max: 8 })
+    assert.deepEqual(plan.edges.map((e) => `${e.from}>${e.to}:${e.on}`), [
+      'ingest>transform:raw.batch', 'transform>train:tensor.shard', 'train>publish:model.checkpoint'
+    ])
+  })
+})
+
+describe('quantities', () => {
+  it('parses sizes', () => {
+    assert.equal(parseSize('64 MiB'), 64 * 2 ** 20)
+    assert.equal(parseSize('1.5GB'), 1.5e9)
+    assert.equal(parseSize('512 kib'), 512 * 1024)
+    assert.equal(parseSize(4096), 4096)
+    assert.equal(parseSize('64 megs'), undefined)
+    assert.equal(parseSize(-1), undefined)
+  })
+
+  it('parses durations', () => {
+    assert.equal(parseDuration('8s'), 8000)
+    assert.equal(parseDuration('30s'), 30_000)
+    assert.equal(parseDuration('250ms'), 250)
+    assert.equal(parseDuration('1m30s'), 90_000)
+    assert.equal(parseDuration('1.5h'), 5_400_000)
+    assert.equal(parseDuration('8 seconds'), undefined)
+    assert.equal(parseDuration(''), undefined)
+  })
+
+  it('parses CPU quotas', () => {
+    assert.equal(parseCpuQuota(0.5), 0.5)
+    assert.equal(parseCpuQuota('50%'), 0.5)
+    assert.equal(parseCpuQuota('half'), undefined)
+    assert.equal(parseCpuQuota(0), undefined)
+  })
+})
+

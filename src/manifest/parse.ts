@@ -1,0 +1,238 @@
+/**
+ * Manifest text → plain data, plus a locator that maps a key path back to a line and
+ * column of the source, so every later error can say where it is.
+ */
+import { parseTOML, getStaticTOMLValue, ParseError as TomlParseError, type AST } from 'toml-eslint-parser'
+import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node as YamlNode } from 'yaml'
+import { ManifestError, type ManifestIssue } from '../errors.ts'
+
+export type ManifestFormat = 'toml' | 'json' | 'yaml'
+export type KeyPath = ReadonlyArray<string | number>
+
+export interface SourcePosition {
+  /** 1-based */
+  readonly line: number
+  /** 1-based */
+  readonly column: number
+}
+
+export interface ParsedManifest {
+  readonly file: string
+  readonly format: ManifestFormat
+  readonly data: unknown
+  /** the position of a key path, or of its nearest located ancestor (1:1 for the document) */
+  locate: (path: KeyPath) => SourcePosition
+}
+
+/** The format of a manifest file, by its extension (TOML when unknown) */
+export function formatOf (file: string): ManifestFormat {
+  const lower = file.toLowerCase()
+  if (lower.endsWith('.json')) {
+    return 'json'
+  }
+  if (lower.endsWith('.yaml') || lower.endsWith('.yml')) {
+    return 'yaml'
+  }
+  return 'toml'
+}
+
+/**
+ * Parse manifest text. Syntax errors throw a `ManifestError` whose single issue carries
+ * the line and column.
+ */
+export function parseManifestText (text: string, file: string, format: ManifestFormat = formatOf(file)): ParsedManifest {
+  switch (format) {
+    case 'toml': return parseToml(text, file)
+    case 'json': return parseJson(text, file)
+    case 'yaml': return parseYaml(text, file)
+  }
+}
+
+/** The `\u0000`-joined form of a key path, used as a map key */
+function keyOf (path: KeyPath): string {
+  return path.join('\u0000')
+}
+
+function locator (positions: Map<string, SourcePosition>): (path: KeyPath) => SourcePosition {
+  return (path) => {
+    for (let n = path.length; n >= 0; n--) {
+      const found = positions.get(keyOf(path.slice(0, n)))
+      if (found !== undefined) {
+        return found
+      }
+    }
+    // the document itself starts at the top
+    return { line: 1, column: 1 }
+  }
+}
+
+function syntaxError (file: string, format: string, message: string, position?: SourcePosition, cause?: unknown): ManifestError {
+  const where = position === undefined ? '' : `:${position.line}:${position.column}`
+  const issue: ManifestIssue = { file, path: '', message, severity: 'error', ...position }
+  return new ManifestError(`Cannot parse ${format} manifest ${file}${where}: ${message}`, [issue], { cause })
+}
+
+function parseToml (text: string, file: string): ParsedManifest {
+  let ast: AST.TOMLProgram
+  try {
+    ast = parseTOML(text, { tomlVersion: '1.0.0' })
+  } catch (err) {
+    if (err instanceof TomlParseError) {
+      return throwing(syntaxError(file, 'TOML', tomlMessage(err.message), { line: err.lineNumber, column: err.column + 1 }, err))
+    }
+    throw err
+  }
+  const positions = new Map<string, SourcePosition>()
+  const remember = (path: KeyPath, node: AST.HasLocs): void => {
+    const key = keyOf(path)
+    if (!positions.has(key)) {
+      positions.set(key, { line: node.loc.start.line, column: node.loc.start.column + 1 })
+    }
+  }
+  const visitKeyValue = (prefix: KeyPath, kv: AST.TOMLKeyValue): void => {
+    const path = [...prefix]
+    for (const part of kv.key.keys) {
+      path.push(part.type === 'TOMLBare' ? part.name : part.value)
+      remember(path, part)
+    }
+    visitValue(path, kv.value)
+  }
+  const visitValue = (path: KeyPath, value: AST.TOMLContentNode): void => {
+    if (value.type === 'TOMLInlineTable') {
+      for (const kv of value.body) {
+        visitKeyValue(path, kv)
+      }
+    } else if (value.type === 'TOMLArray') {
+      value.elements.forEach((element, index) => {
+        remember([...path, index], element)
+        visitValue([...path, index], element)
+      })
+    }
+  }
+  const top = ast.body[0]
+  for (const item of top.body) {
+    if (item.type === 'TOMLKeyValue') {
+      visitKeyValue([], item)
+      continue
+    }
+    // Record every prefix of a header, so [brane.api.limits] also locates brane.api
+    const resolved = item.resolvedKey
+    for (let n = 1; n <= resolved.length; n++) {
+      remember(resolved.slice(0, n), item.key)
+    }
+    for (const kv of item.body) {
+      visitKeyValue(resolved, kv)
+    }
+  }
+  return { file, format: 'toml', data: normaliseToml(getStaticTOMLValue(ast)), locate: locator(positions) }
+}
+
+/** toml-eslint-parser's messages are terse; say what was expected where we can */
+function tomlMessage (message: string): string {
+  if (message === 'Defining a key multiple times is invalid') {
+    return 'a key or table is defined twice (TOML allows each once)'
+  }
+  if (message === 'Unspecified values are invalid') {
+    return 'missing value after "=": expected a value'
+  }
+  return message.charAt(0).toLowerCase() + message.slice(1)
+}
+
+/** TOML integers beyond 2^53 come back as bigint, dates as Date: keep JSON's value space */
+function normaliseToml (value: unknown): unknown {
+  if (typeof value === 'bigint') {
+    return Number(value)
+  }
+  if (value instanceof Date) {
+    return value.toISOString()
+  }
+  if (Array.isArray(value)) {
+    return value.map(normaliseToml)
+  }
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [k, v] of Object.entries(value)) {
+      out[k] = normaliseToml(v)
+    }
+    return out
+  }
+  return value
+}
+
+function parseJson (text: string, file: string): ParsedManifest {
+  let data: unknown
+  try {
+    data = JSON.parse(text)
+  } catch (err) {
+    const match = /at position (\d+)/.exec(err instanceof Error ? err.message : '')
+    const position = match?.[1] === undefined ? positionOfOffset(text, text.length) : positionOfOffset(text, Number(match[1]))
+    const reason = (err instanceof Error ? err.message : String(err)).replace(/ in JSON at position \d+.*$/, '')
+    return throwing(syntaxError(file, 'JSON', reason.charAt(0).toLowerCase() + reason.slice(1), position, err))
+  }
+  // JSON is YAML 1.2: reuse the YAML locator for positions
+  return { file, format: 'json', data, locate: yamlLocator(text).locate }
+}
+
+function parseYaml (text: string, file: string): ParsedManifest {
+  const { doc, locate, lineCounter } = yamlLocator(text)
+  const first = doc.errors[0]
+  if (first !== undefined) {
+    const pos = lineCounter.linePos(first.pos[0])
+    const message = first.message.split('\n')[0] ?? first.message
+    return throwing(syntaxError(file, 'YAML', message.charAt(0).toLowerCase() + message.slice(1), { line: pos.line, column: pos.col }, first))
+  }
+  return { file, format: 'yaml', data: doc.toJS({ maxAliasCount: 100 }), locate }
+}
+
+function yamlLocator (text: string): { doc: ReturnType<typeof parseDocument>, lineCounter: LineCounter, locate: (path: KeyPath) => SourcePosition } {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  const positions = new Map<string, SourcePosition>()
+  const at = (offset: number): SourcePosition => {
+    const pos = lineCounter.linePos(offset)
+    return { line: pos.line, column: pos.col }
+  }
+  const visit = (path: KeyPath, node: unknown): void => {
+    if (isMap(node)) {
+      for (const pair of node.items) {
+        if (!isPair(pair)) {
+          continue
+        }
+        const key = isScalar(pair.key) ? String(pair.key.value) : String(pair.key)
+        const childPath = [...path, key]
+        const keyNode = pair.key as YamlNode | null
+        if (keyNode?.range != null) {
+          positions.set(keyOf(childPath), at(keyNode.range[0]))
+        }
+        visit(childPath, pair.value)
+      }
+    } else if (isSeq(node)) {
+      node.items.forEach((item, index) => {
+        const childPath = [...path, index]
+        const itemNode = item as YamlNode | null
+        if (itemNode?.range != null) {
+          positions.set(keyOf(childPath), at(itemNode.range[0]))
+        }
+        visit(childPath, item)
+      })
+    }
+  }
+  visit([], doc.contents)
+  return { doc, lineCounter, locate: locator(positions) }
+}
+
+function positionOfOffset (text: string, offset: number): SourcePosition {
+  let line = 1
+  let lineStart = 0
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text.charCodeAt(i) === 10) {
+      line++
+      lineStart = i + 1
+    }
+  }
+  return { line, column: offset - lineStart + 1 }
+}
+
+function throwing (err: Error): never {
+  throw err
+}
