@@ -25,3 +25,27 @@ export interface Logger {
 export interface ComponentLogger {
   forComponent: (name: string) => Logger
 }
+
+/** An HTTP request as a brane sees it (wasi:http/incoming-handler) */
+export interface BraneHttpRequest {
+  readonly method: string
+  /** path and query, e.g. `/api/items?page=2` */
+  readonly pathWithQuery: string
+  readonly scheme: 'http' | 'https'
+  /** the Host header, e.g. `api.example.com:8080` */
+  readonly authority: string
+  readonly headers: ReadonlyArray<readonly [string, string]>
+  readonly body: Uint8Array
+}
+
+/** The response a brane produced */
+export interface BraneHttpResponse {
+  readonly status: number
+  readonly headers: ReadonlyArray<readonly [string, string]>
+  readonly body: Uint8Array
+}
+
+/** Something that serves HTTP requests for one brane */
+export interface HttpHandler {
+  handle: (request: BraneHttpRequest, options?: AbortOptions) => Promise<BraneHttpResponse>
+}

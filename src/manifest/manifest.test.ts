@@ -240,4 +240,3 @@ describe('quantities', () => {
     assert.equal(parseCpuQuota(0), undefined)
   })
 })
-

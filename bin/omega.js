@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// The `omega` command: runs the compiled CLI (build it first with `npm run build`).
+import { existsSync } from 'node:fs'
+
+const entry = new URL('../dist/src/cli/bin.js', import.meta.url)
+if (!existsSync(entry)) {
+  process.stderr.write('omega: not built yet: run "npm run build" in the Omega checkout first\n')
+  process.exitCode = 1
+} else {
+  await import(entry.href)
+}

@@ -1,0 +1,35 @@
+import neostandard from 'neostandard'
+import tseslint from 'typescript-eslint'
+
+export default [
+  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'build/**', 'examples/**/*.js'] },
+  ...neostandard({ ts: true }),
+  {
+    files: ['src/**/*.ts', 'bench/**/*.ts', 'test/**/*.ts'],
+    languageOptions: {
+      parserOptions: { project: './tsconfig.json', tsconfigRootDir: import.meta.dirname }
+    },
+    plugins: { '@typescript-eslint': tseslint.plugin },
+    rules: {
+      '@typescript-eslint/no-floating-promises': ['error', {
+        allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'suite'] }]
+      }],
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/return-await': ['error', 'in-try-catch'],
+      '@typescript-eslint/only-throw-error': 'error',
+      '@typescript-eslint/explicit-function-return-type': ['error', { allowExpressions: true, allowTypedFunctionExpressions: true }],
+      curly: ['error', 'all'],
+      'no-console': 'error',
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { regex: '^\\.\\./(?:\\.\\./)*(?!runtime/)[a-z-]+/(?!index\\.ts$).+', message: 'Import another module through its index.ts' },
+          { regex: '^\\.\\./(?:\\.\\./)*runtime/[a-z-]+/(?!index\\.ts$).+', message: 'Import a runtime through its index.ts' }
+        ]
+      }]
+    }
+  },
+  {
+    files: ['src/**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
+    rules: { 'no-restricted-imports': 'off' }
+  }
+]

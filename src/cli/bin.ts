@@ -1,0 +1,31 @@
+/**
+ * The only file that touches process globals: argv, env, stdio, signals, exit code.
+ */
+import { main, exitCodeFor } from './main.ts'
+
+const controller = new AbortController()
+let interrupted = 0
+function onSignal (signal: NodeJS.Signals): void {
+  interrupted++
+  if (interrupted > 1) {
+    // a second Ctrl-C means now
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15))
+  }
+  controller.abort(Object.assign(new Error(`Interrupted by ${signal}`), { name: 'AbortError' }))
+}
+process.on('SIGINT', onSignal)
+process.on('SIGTERM', onSignal)
+
+main(process.argv.slice(2), {
+  signal: controller.signal,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  cwd: process.cwd(),
+  isTTY: process.stdout.isTTY
+}).then(
+  (code) => { process.exitCode = code },
+  (err: unknown) => {
+    process.stderr.write(`omega: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exitCode = exitCodeFor(err)
+  })

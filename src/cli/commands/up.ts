@@ -1,0 +1,62 @@
+import type { Command } from 'commander'
+import { resolve } from 'node:path'
+import { LocalNode } from '../../daemon/index.ts'
+import { createLogging } from '../../observe/index.ts'
+import { UsageError } from '../../errors.ts'
+import { homeOption, type CliContext } from '../context.ts'
+import { table } from '../table.ts'
+
+interface UpOptions {
+  port: string
+  host: string
+  logFormat: 'json' | 'pretty'
+  logLevel: 'debug' | 'info' | 'warn' | 'error'
+}
+
+export function upCommand (program: Command, ctx: CliContext): void {
+  program.command('up')
+    .description('Run a manifest on this machine: every substrate maps to this node, every standard brane is served by the HTTP gateway')
+    .argument('<file>', 'manifest file (TOML, JSON or YAML)')
+    .option('-p, --port <port>', 'gateway port (0 picks a free one)', '8080')
+    .option('--host <address>', 'gateway address', '127.0.0.1')
+    .option('--log-format <format>', 'json or pretty', 'pretty')
+    .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .action(async (file: string, opts: UpOptions, command: Command) => {
+      const port = Number(opts.port)
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        throw new UsageError(`Invalid --port "${opts.port}": expected an integer from 0 to 65535`)
+      }
+      if (opts.logFormat !== 'json' && opts.logFormat !== 'pretty') {
+        throw new UsageError(`Invalid --log-format "${String(opts.logFormat)}": expected "json" or "pretty"`)
+      }
+      const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
+      const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
+      const node = await LocalNode.start(resolve(ctx.cwd, file), { home: ctx.home(homeOption(command)), host: opts.host, port, logging }, signal)
+      ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n\n`)
+      ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
+        b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : b.reason ?? ''
+      ])))
+      ctx.stdout.write('\nPress Ctrl-C to stop.\n')
+      await waitForAbort(ctx.signal)
+      ctx.stdout.write('omega: stopping\n')
+      await node.stop()
+    })
+}
+
+async function waitForAbort (signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) {
+    return
+  }
+  await new Promise<void>((resolve) => {
+    if (signal.aborted) {
+      resolve()
+      return
+    }
+    // a ref'd timer keeps the process alive until the signal fires
+    const keepAlive = setInterval(() => {}, 60_000)
+    signal.addEventListener('abort', () => {
+      clearInterval(keepAlive)
+      resolve()
+    }, { once: true })
+  })
+}

@@ -1,0 +1,105 @@
+/**
+ * The `omega` command line: a thin shell over the programmatic API. `main()` returns an
+ * exit code and touches no process globals, so tests call it directly.
+ */
+import { Command, CommanderError } from 'commander'
+import type { AbortOptions } from '../interfaces/index.ts'
+import { defaultHome } from '../identity/index.ts'
+import { validateCommand } from './commands/validate.ts'
+import { planCommand } from './commands/plan.ts'
+import { schemaCommand } from './commands/schema.ts'
+import { idCommand } from './commands/id.ts'
+import { imageCommands } from './commands/image.ts'
+import { upCommand } from './commands/up.ts'
+import type { CliContext } from './context.ts'
+
+export type { CliContext } from './context.ts'
+
+/** Error name → exit code. Anything unknown is 70 (EX_SOFTWARE); aborted is 130. */
+export const EXIT_CODES: Readonly<Record<string, number>> = {
+  UsageError: 2,
+  ManifestError: 3,
+  ImageNotFoundError: 4,
+  InvalidImageRefError: 2,
+  CapabilityDeniedError: 5,
+  ComponentLoadError: 6,
+  UnsupportedError: 7,
+  NodeKeyError: 8,
+  ImageStoreError: 9,
+  OmegaError: 1,
+  AbortError: 130
+}
+
+export function exitCodeFor (err: unknown): number {
+  const name = err instanceof Error ? err.name : ''
+  return EXIT_CODES[name] ?? 70
+}
+
+export interface MainOptions extends AbortOptions {
+  stdout?: { write: (text: string) => unknown }
+  stderr?: { write: (text: string) => unknown }
+  env?: Readonly<Record<string, string | undefined>>
+  cwd?: string
+  /** whether stdout is a terminal (colours and progress) */
+  isTTY?: boolean
+}
+
+/**
+ * Run the CLI with `argv` (without the node and script names).
+ *
+ * @example
+ * ```ts
+ * const code = await main(['validate', 'examples/hello/omega.toml'])
+ * ```
+ */
+export async function main (argv: readonly string[], options: MainOptions = {}): Promise<number> {
+  const stdout = options.stdout ?? { write: () => true }
+  const stderr = options.stderr ?? { write: () => true }
+  const env = options.env ?? {}
+  let exitCode = 0
+  const ctx: CliContext = {
+    stdout,
+    stderr,
+    env,
+    cwd: options.cwd ?? '.',
+    isTTY: options.isTTY ?? false,
+    ...(options.signal === undefined ? {} : { signal: options.signal }),
+    home: (explicit) => explicit ?? defaultHome(env),
+    setExitCode: (code) => { exitCode = Math.max(exitCode, code) }
+  }
+  const program = new Command('omega')
+    .description('Omega: run a ZGraph manifest of WASI components and microVMs, on one node or a mesh')
+    .version('0.1.0', '-V, --version')
+    .configureOutput({
+      writeOut: (text) => { stdout.write(text) },
+      writeErr: (text) => { stderr.write(text) }
+    })
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .option('--home <dir>', 'Omega data directory: keys, images, cache (default: $OMEGA_HOME or ~/.omega)')
+  program.addHelpText('after', `
+Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image not found, 5 capability denied,
+6 component load failure, 7 unsupported on this node, 130 interrupted.
+
+Examples:
+  $ omega validate examples/seeds/*.toml
+  $ omega plan examples/seeds/biome-pipeline.toml
+  $ omega up examples/hello/omega.toml --port 8080`)
+
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, idCommand, imageCommands]) {
+    register(program, ctx)
+  }
+
+  try {
+    await program.parseAsync([...argv], { from: 'user' })
+    return exitCode
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with code 0; usage errors were already printed
+      return err.exitCode === 0 ? 0 : EXIT_CODES.UsageError ?? 2
+    }
+    const message = err instanceof Error ? err.message : String(err)
+    stderr.write(`omega: ${message}\n`)
+    return exitCodeFor(err)
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * The gateway: one HTTP server for every brane of the node. It routes by host and path,
+ * reads the body under a cap, hands the request to the brane and maps failures to HTTP
+ * statuses by error name. A request whose client goes away is aborted.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { HttpHandler, Logger, Startable } from '../interfaces/index.ts'
+import { OmegaError } from '../errors.ts'
+import { Router, type RouteEntry } from './router.ts'
+
+/** Error name → HTTP status; anything else is a 500 */
+export const STATUS_BY_ERROR: Readonly<Record<string, number>> = {
+  RouteNotFoundError: 404,
+  PayloadTooLargeError: 413,
+  CapabilityDeniedError: 403,
+  DeadlineExceededError: 504,
+  GuestError: 502,
+  ComponentLoadError: 503,
+  UnsupportedError: 501,
+  OverloadedError: 503,
+  BraneClosedError: 503
+}
+
+export class PayloadTooLargeError extends OmegaError {
+  static override name = 'PayloadTooLargeError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'PayloadTooLargeError'
+  }
+}
+
+export interface GatewayInit {
+  /** @default '127.0.0.1' */
+  host?: string
+  /** 0 picks a free port. @default 8080 */
+  port?: number
+  /** largest request body accepted. @default 16 MiB */
+  maxBodyBytes?: number
+}
+
+export interface GatewayComponents {
+  logger: Logger
+}
+
+export interface GatewayRoutes {
+  readonly router: Router
+  readonly handlers: ReadonlyMap<string, HttpHandler>
+}
+
+export class Gateway implements Startable {
+  readonly #logger: Logger
+  readonly #host: string
+  readonly #port: number
+  readonly #maxBodyBytes: number
+  #server: Server | undefined
+  #routes: GatewayRoutes = { router: new Router([]), handlers: new Map() }
+
+  constructor (components: GatewayComponents, init: GatewayInit = {}) {
+    this.#logger = components.logger
+    this.#host = init.host ?? '127.0.0.1'
+    this.#port = init.port ?? 8080
+    this.#maxBodyBytes = init.maxBodyBytes ?? 16 * 2 ** 20
+  }
+
+  /** Swap the whole routing table at once (used at start and on reload) */
+  setRoutes (entries: readonly RouteEntry[], handlers: ReadonlyMap<string, HttpHandler>): void {
+    this.#routes = { router: new Router(entries), handlers }
+  }
+
+  get routes (): readonly RouteEntry[] {
+    return this.#routes.router.entries
+  }
+
+  /** `http://host:port` once listening */
+  get url (): string {
+    const address = this.#server?.address() as AddressInfo | null | undefined
+    if (address == null) {
+      throw new OmegaError('The gateway is not listening')
+    }
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    return `http://${host}:${address.port}`
+  }
+
+  async start (): Promise<void> {
+    const server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => { this.#serve(req, res) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.#port, this.#host, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    }).catch((err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? `port ${this.#port} is in use (choose another with --port)` : err.message
+      throw new OmegaError(`Cannot start the gateway on ${this.#host}:${this.#port}: ${why}`, { cause: err })
+    })
+    this.#server = server
+  }
+
+  async stop (): Promise<void> {
+    const server = this.#server
+    this.#server = undefined
+    if (server === undefined) {
+      return
+    }
+    await new Promise<void>((resolve) => {
+      server.close(() => { resolve() })
+      server.closeIdleConnections()
+    })
+  }
+
+  #serve (req: IncomingMessage, res: ServerResponse): void {
+    const controller = new AbortController()
+    res.once('close', () => {
+      if (!res.writableFinished) {
+        controller.abort(new OmegaError('The client closed the connection'))
+      }
+    })
+    this.#handle(req, res, controller.signal).catch((err: unknown) => {
+      this.#fail(res, err)
+    })
+  }
+
+  async #handle (req: IncomingMessage, res: ServerResponse, signal: AbortSignal): Promise<void> {
+    const method = req.method ?? 'GET'
+    const target = req.url ?? '/'
+    const authority = req.headers.host ?? ''
+    const path = target.split('?')[0] ?? '/'
+    const { router, handlers } = this.#routes
+    const match = router.match(authority, path, method)
+    const handler = match === undefined ? undefined : handlers.get(match.brane)
+    if (match === undefined || handler === undefined) {
+      req.resume()
+      this.#send(res, 404, { error: 'RouteNotFoundError', message: `No brane serves ${method} ${path}` })
+      return
+    }
+    const body = await this.#readBody(req)
+    const headers: Array<[string, string]> = []
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      headers.push([(req.rawHeaders[i] ?? '').toLowerCase(), req.rawHeaders[i + 1] ?? ''])
+    }
+    const response = await handler.handle({ method, pathWithQuery: target, scheme: 'http', authority, headers, body }, { signal })
+    for (const [name, value] of response.headers) {
+      res.appendHeader(name, value)
+    }
+    res.statusCode = response.status
+    res.end(response.body)
+  }
+
+  async #readBody (req: IncomingMessage): Promise<Uint8Array> {
+    const declared = Number(req.headers['content-length'] ?? 0)
+    if (declared > this.#maxBodyBytes) {
+      req.resume()
+      throw new PayloadTooLargeError(`Request body of ${declared} bytes is over the limit of ${this.#maxBodyBytes}`)
+    }
+    const chunks: Buffer[] = []
+    let size = 0
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length
+      if (size > this.#maxBodyBytes) {
+        req.resume()
+        throw new PayloadTooLargeError(`Request body is over the limit of ${this.#maxBodyBytes} bytes`)
+      }
+      chunks.push(chunk)
+    }
+    return chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks)
+  }
+
+  #fail (res: ServerResponse, err: unknown): void {
+    const name = err instanceof Error ? err.name : 'Error'
+    const status = STATUS_BY_ERROR[name]
+    if (status === undefined) {
+      this.#logger.error({ err }, 'request failed')
+      this.#send(res, 500, { error: 'InternalError', message: 'Internal error' })
+      return
+    }
+    this.#send(res, status, { error: name, message: err instanceof Error ? err.message : String(err) })
+  }
+
+  #send (res: ServerResponse, status: number, body: Record<string, unknown>): void {
+    if (res.headersSent) {
+      res.destroy()
+      return
+    }
+    const text = JSON.stringify(body) + '\n'
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+    res.end(text)
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * Identity: BLAKE3 content addresses, the node's Ed25519 key (did:key), signatures, and
+ * where Omega keeps its files.
+ *
+ * @example
+ * ```ts
+ * import { loadOrCreateNodeKey, verify, contentAddress, defaultHome } from '../identity/index.ts'
+ *
+ * const key = await loadOrCreateNodeKey(defaultHome(env))
+ * const signature = key.sign(bytes)
+ * verify(key.did, bytes, signature) // true
+ * contentAddress(bytes) // 'b3:…'
+ * ```
+ */
+export {
+  CONTENT_ADDRESS_PREFIX,
+  blake3Hex,
+  contentAddress,
+  createBlake3,
+  formatContentAddress,
+  isBlake3Hex,
+  isContentAddress,
+  parseContentAddress,
+  toHex
+} from './hash.ts'
+export type { Blake3Hasher, ContentAddress } from './hash.ts'
+export {
+  DID_KEY_PREFIX,
+  NODE_KEY_FILE,
+  NodeKey,
+  didFromPublicKey,
+  generateNodeKey,
+  loadOrCreateNodeKey,
+  nodeKeyFromSeed,
+  publicKeyFromDid,
+  verify
+} from './keys.ts'
+export type { AbortOptions } from './keys.ts'
+export { defaultHome } from './home.ts'
+export type { DefaultHomeOptions } from './home.ts'
+export { NodeKeyError } from '../errors.ts'

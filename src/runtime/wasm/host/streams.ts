@@ -1,0 +1,193 @@
+import { readyPollable, shim, WitError, type Pollable } from './shim.ts'
+
+// wasi:io/streams `stream-error.closed`
+const CLOSED = Object.freeze({ tag: 'closed' })
+
+// How much a guest may write per check-write; in-memory sinks accept everything
+const WRITE_BUDGET = 1n << 20n
+
+/** A wasi:io input-stream over bytes held in memory (request bodies, stdin) */
+export class MemoryInputStream extends shim.InputStream {
+  readonly #data: Uint8Array
+  #offset = 0
+
+  constructor (data: Uint8Array) {
+    super()
+    this.#data = data
+  }
+
+  read (len: bigint): Uint8Array {
+    if (this.#offset >= this.#data.length) {
+      throw new WitError(CLOSED)
+    }
+    const end = Math.min(this.#data.length, this.#offset + Number(len))
+    const chunk = this.#data.slice(this.#offset, end)
+    this.#offset = end
+    return chunk
+  }
+
+  blockingRead (len: bigint): Uint8Array {
+    return this.read(len)
+  }
+
+  skip (len: bigint): bigint {
+    return BigInt(this.read(len).length)
+  }
+
+  blockingSkip (len: bigint): bigint {
+    return this.skip(len)
+  }
+
+  subscribe (): Pollable {
+    return readyPollable()
+  }
+}
+
+interface Readable {
+  read: (len: bigint) => Uint8Array
+  blockingRead: (len: bigint) => Uint8Array
+}
+
+/**
+ * A wasi:io output-stream that hands every write to `sink` synchronously. Never
+ * blocks, so check-write always grants a full budget and subscribe is always ready.
+ */
+export class SinkOutputStream extends shim.OutputStream {
+  readonly #sink: (bytes: Uint8Array) => void
+  #closed = false
+
+  constructor (sink: (bytes: Uint8Array) => void) {
+    super()
+    this.#sink = sink
+  }
+
+  /** Stop accepting writes: later writes fail with `closed` */
+  close (): void {
+    this.#closed = true
+  }
+
+  checkWrite (): bigint {
+    if (this.#closed) {
+      throw new WitError(CLOSED)
+    }
+    return WRITE_BUDGET
+  }
+
+  write (contents: Uint8Array): void {
+    if (this.#closed) {
+      throw new WitError(CLOSED)
+    }
+    // jco may hand us a view into guest memory: copy before keeping it
+    this.#sink(contents.slice())
+  }
+
+  blockingWriteAndFlush (contents: Uint8Array): void {
+    this.write(contents)
+  }
+
+  flush (): void {
+    this.checkWrite()
+  }
+
+  blockingFlush (): void {
+    this.checkWrite()
+  }
+
+  writeZeroes (len: bigint): void {
+    this.write(new Uint8Array(Number(len)))
+  }
+
+  blockingWriteZeroesAndFlush (len: bigint): void {
+    this.writeZeroes(len)
+  }
+
+  splice (src: Readable, len: bigint): bigint {
+    const chunk = src.read(len)
+    this.write(chunk)
+    return BigInt(chunk.length)
+  }
+
+  blockingSplice (src: Readable, len: bigint): bigint {
+    const chunk = src.blockingRead(len)
+    this.write(chunk)
+    return BigInt(chunk.length)
+  }
+
+  subscribe (): Pollable {
+    return readyPollable()
+  }
+}
+
+/** Collects the bytes written to a {@link SinkOutputStream} */
+export class ByteCollector {
+  readonly #chunks: Uint8Array[] = []
+  #size = 0
+  readonly #limit: number
+
+  /** @param limit - most bytes kept; writing past it fails the write */
+  constructor (limit: number) {
+    this.#limit = limit
+  }
+
+  get size (): number {
+    return this.#size
+  }
+
+  push (bytes: Uint8Array): void {
+    if (this.#size + bytes.length > this.#limit) {
+      // a stream error the guest can see, not a trap
+      throw new WitError({ tag: 'last-operation-failed', val: new (shim.ioError['Error'] as new (msg: string) => object)(`body larger than ${this.#limit} bytes`) })
+    }
+    this.#chunks.push(bytes)
+    this.#size += bytes.length
+  }
+
+  /** All bytes in one fresh buffer (safe to transfer to another thread) */
+  bytes (): Uint8Array {
+    const out = new Uint8Array(this.#size)
+    let offset = 0
+    for (const chunk of this.#chunks) {
+      out.set(chunk, offset)
+      offset += chunk.length
+    }
+    return out
+  }
+}
+
+/**
+ * Splits what a guest writes to stdout or stderr into lines for the brane's log.
+ * Long lines are cut at `maxLine` bytes; `end()` emits an unterminated last line.
+ */
+export class LineSplitter {
+  readonly #emit: (line: string) => void
+  readonly #maxLine: number
+  readonly #decoder = new TextDecoder('utf-8', { fatal: false })
+  #pending = ''
+
+  constructor (emit: (line: string) => void, maxLine = 16 * 1024) {
+    this.#emit = emit
+    this.#maxLine = maxLine
+  }
+
+  push (bytes: Uint8Array): void {
+    this.#pending += this.#decoder.decode(bytes, { stream: true })
+    let newline = this.#pending.indexOf('\n')
+    while (newline !== -1) {
+      this.#emit(this.#pending.slice(0, newline).replace(/\r$/, ''))
+      this.#pending = this.#pending.slice(newline + 1)
+      newline = this.#pending.indexOf('\n')
+    }
+    while (this.#pending.length > this.#maxLine) {
+      this.#emit(this.#pending.slice(0, this.#maxLine))
+      this.#pending = this.#pending.slice(this.#maxLine)
+    }
+  }
+
+  end (): void {
+    this.#pending += this.#decoder.decode()
+    if (this.#pending !== '') {
+      this.#emit(this.#pending)
+      this.#pending = ''
+    }
+  }
+}

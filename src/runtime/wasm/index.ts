@@ -1,0 +1,27 @@
+/**
+ * runtime/wasm: runs WASI 0.2 components. Load a component (transpiled once per
+ * content with jco, cached by BLAKE3), link it against a brane's grants, and serve
+ * HTTP with it in a worker thread.
+ *
+ * @example
+ * ```ts
+ * import { HttpBrane, loadComponent } from './runtime/wasm/index.ts'
+ *
+ * const loaded = await loadComponent(await readFile('examples/hello/hello.wasm'), { cacheDir: '.omega/components' })
+ * const brane = await HttpBrane.create(loaded, { name: 'hello', grants: new Set(), log: (stream, line) => {} })
+ * const res = await brane.handle({ method: 'GET', pathWithQuery: '/hi', scheme: 'http',
+ *   authority: 'localhost', headers: [], body: new Uint8Array() })
+ * new TextDecoder().decode(res.body) // 'hello from omega: /hi\n'
+ * await brane.close()
+ * ```
+ */
+export { loadComponent } from './load.ts'
+export type { LoadComponentOptions, LoadedComponent } from './load.ts'
+export {
+  CAPABILITY_KEYS, PROVIDED_INTERFACES, checkImports, findUngranted, findUnprovided, importRule, unversioned
+} from './link.ts'
+export type { CapabilityKey, CheckImportsOptions, ImportRule, UngrantedImport } from './link.ts'
+export { HttpBrane } from './http-brane.ts'
+export type { BraneLog, CloseOptions, GrantsInput, HandleOptions, HttpBraneOptions } from './http-brane.ts'
+export type { ExchangeTiming, HttpRequest, HttpResponse } from './protocol.ts'
+export { BraneClosedError } from './errors.ts'

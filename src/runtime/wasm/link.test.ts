@@ -1,0 +1,70 @@
+import { describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { checkImports, findUngranted, findUnprovided, importRule } from './link.ts'
+
+const NONE: ReadonlySet<string> = new Set()
+
+describe('checkImports', () => {
+  it('links what every brane gets without grants', () => {
+    checkImports([
+      'wasi:io/error@0.2.12', 'wasi:io/poll@0.2.0', 'wasi:io/streams@0.2.3', 'wasi:http/types@0.2.12',
+      'wasi:cli/stdout@0.2.0', 'wasi:cli/stderr@0.2.0', 'wasi:cli/stdin@0.2.0', 'wasi:cli/exit@0.2.0',
+      'wasi:cli/terminal-input@0.2.0', 'wasi:cli/terminal-stdout@0.2.0'
+    ], NONE, { brane: 'api' })
+  })
+
+  it('links granted imports', () => {
+    checkImports(
+      ['wasi:random/random@0.2.3', 'wasi:clocks/wall-clock@0.2.3', 'wasi:http/outgoing-handler@0.2.3',
+        'wasi:filesystem/preopens@0.2.3', 'wasi:cli/environment@0.2.3', 'omega:brane/state', 'omega:brane/emit'],
+      new Set(['random', 'clock', 'net.http', 'fs.tmp', 'env', 'state', 'emit']),
+      { brane: 'api' })
+  })
+
+  it('names the import and the manifest key that would grant it', () => {
+    assert.throws(() => { checkImports(['wasi:random/random@0.2.3'], NONE, { brane: 'api' }) }, {
+      name: 'CapabilityDeniedError',
+      message: 'Cannot link brane "api": component imports "wasi:random/random@0.2.3", which needs [brane.api.capability] "random"'
+    })
+  })
+
+  it('reports every ungranted import in one message', () => {
+    assert.throws(() => {
+      checkImports(['wasi:io/streams@0.2.3', 'wasi:clocks/monotonic-clock@0.2.3', 'wasi:sockets/tcp@0.2.3', 'example:thing/api'],
+        new Set(['random']), { brane: 'web' })
+    }, {
+      name: 'CapabilityDeniedError',
+      message: 'Cannot link brane "web": component imports ' +
+        '"wasi:clocks/monotonic-clock@0.2.3", which needs [brane.web.capability] "clock"; ' +
+        '"wasi:sockets/tcp@0.2.3", which no capability grants (raw sockets are not available to branes: use "net.http" for outgoing HTTP); ' +
+        '"example:thing/api", which Omega does not host'
+    })
+  })
+
+  it('never grants raw sockets', () => {
+    const grants = new Set(['net.http', 'fs.tmp', 'clock', 'random', 'env', 'state', 'emit'])
+    const ungranted = findUngranted(['wasi:sockets/instance-network@0.2.0', 'wasi:sockets/udp@0.2.0'], grants)
+    assert.deepEqual(ungranted.map((u) => [u.name, u.capability]), [
+      ['wasi:sockets/instance-network@0.2.0', undefined],
+      ['wasi:sockets/udp@0.2.0', undefined]
+    ])
+  })
+})
+
+describe('importRule', () => {
+  it('maps interfaces to capability keys, ignoring versions', () => {
+    assert.deepEqual(importRule('wasi:http/outgoing-handler@0.2.0'), { kind: 'capability', key: 'net.http' })
+    assert.deepEqual(importRule('wasi:filesystem/types'), { kind: 'capability', key: 'fs.tmp' })
+    assert.deepEqual(importRule('wasi:cli/environment@0.2.12'), { kind: 'capability', key: 'env' })
+    assert.deepEqual(importRule('wasi:http/types@0.2.10'), { kind: 'always' })
+    assert.deepEqual(importRule('wasi:httpx/types'), { kind: 'unknown' })
+    assert.equal(importRule('wasi:sockets/network').kind, 'never')
+  })
+})
+
+describe('findUnprovided', () => {
+  it('lists allowed imports the runtime has no implementation for', () => {
+    assert.deepEqual(findUnprovided(['wasi:io/streams@0.2.0', 'omega:brane/state', 'wasi:clocks/timezone@0.2.12']),
+      ['omega:brane/state', 'wasi:clocks/timezone@0.2.12'])
+  })
+})

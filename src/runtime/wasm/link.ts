@@ -1,0 +1,160 @@
+import { CapabilityDeniedError } from '../../errors.ts'
+
+/** The manifest capability keys that grant component imports */
+export const CAPABILITY_KEYS = ['net.http', 'fs.tmp', 'clock', 'random', 'env', 'state', 'emit'] as const
+
+/** A manifest capability key, e.g. `"random"` in `[brane.api.capability]` */
+export type CapabilityKey = typeof CAPABILITY_KEYS[number]
+
+/** How Omega treats one imported interface */
+export type ImportRule =
+  /** linked for every brane: wasi:io, wasi:http/types, stdio, exit, terminal */
+  | { readonly kind: 'always' }
+  /** linked when the brane's manifest grants `key` */
+  | { readonly kind: 'capability', readonly key: CapabilityKey }
+  /** never linked, whatever the manifest says */
+  | { readonly kind: 'never', readonly reason: string }
+  /** not an interface Omega knows */
+  | { readonly kind: 'unknown' }
+
+/** An import the grants do not allow, and what would allow it */
+export interface UngrantedImport {
+  /** the import as the component names it, e.g. `wasi:random/random@0.2.3` */
+  readonly name: string
+  /** the capability key that grants it, when one does */
+  readonly capability?: CapabilityKey
+  /** why it cannot be linked, as a clause for an error message */
+  readonly reason: string
+}
+
+const ALWAYS: ImportRule = { kind: 'always' }
+const UNKNOWN: ImportRule = { kind: 'unknown' }
+const SOCKETS: ImportRule = {
+  kind: 'never',
+  reason: 'which no capability grants (raw sockets are not available to branes: use "net.http" for outgoing HTTP)'
+}
+
+// Checked in order; a rule ending in '/' matches every interface of that package.
+const RULES: ReadonlyArray<readonly [string, ImportRule]> = [
+  ['wasi:io/', ALWAYS],
+  ['wasi:http/types', ALWAYS],
+  ['wasi:http/outgoing-handler', { kind: 'capability', key: 'net.http' }],
+  // stdout/stderr go to the brane's log and stdin is empty; exit ends the instance
+  ['wasi:cli/stdout', ALWAYS],
+  ['wasi:cli/stderr', ALWAYS],
+  ['wasi:cli/stdin', ALWAYS],
+  ['wasi:cli/exit', ALWAYS],
+  ['wasi:cli/terminal-input', ALWAYS],
+  ['wasi:cli/terminal-output', ALWAYS],
+  ['wasi:cli/terminal-stdin', ALWAYS],
+  ['wasi:cli/terminal-stdout', ALWAYS],
+  ['wasi:cli/terminal-stderr', ALWAYS],
+  ['wasi:cli/environment', { kind: 'capability', key: 'env' }],
+  ['wasi:filesystem/', { kind: 'capability', key: 'fs.tmp' }],
+  ['wasi:clocks/', { kind: 'capability', key: 'clock' }],
+  ['wasi:random/', { kind: 'capability', key: 'random' }],
+  ['wasi:sockets/', SOCKETS],
+  ['omega:brane/state', { kind: 'capability', key: 'state' }],
+  ['omega:brane/emit', { kind: 'capability', key: 'emit' }]
+]
+
+/**
+ * The interfaces this runtime has an implementation for (unversioned). An import can
+ * be allowed by the rules and still be missing here (e.g. `omega:brane/state` until
+ * the state service exists, or `wasi:clocks/timezone`).
+ */
+export const PROVIDED_INTERFACES: ReadonlySet<string> = new Set([
+  'wasi:io/error', 'wasi:io/poll', 'wasi:io/streams',
+  'wasi:http/types', 'wasi:http/outgoing-handler',
+  'wasi:cli/stdout', 'wasi:cli/stderr', 'wasi:cli/stdin', 'wasi:cli/exit', 'wasi:cli/environment',
+  'wasi:cli/terminal-input', 'wasi:cli/terminal-output',
+  'wasi:cli/terminal-stdin', 'wasi:cli/terminal-stdout', 'wasi:cli/terminal-stderr',
+  'wasi:clocks/monotonic-clock', 'wasi:clocks/wall-clock',
+  'wasi:random/random', 'wasi:random/insecure', 'wasi:random/insecure-seed',
+  'wasi:filesystem/types', 'wasi:filesystem/preopens'
+])
+
+/**
+ * The interface name without its version: `wasi:http/types@0.2.3` → `wasi:http/types`.
+ * jco wants import object keys in this form.
+ */
+export function unversioned (name: string): string {
+  const at = name.indexOf('@')
+  return at === -1 ? name : name.slice(0, at)
+}
+
+/** How Omega treats the import `name` (versioned or not) */
+export function importRule (name: string): ImportRule {
+  const iface = unversioned(name)
+  for (const [pattern, rule] of RULES) {
+    if (pattern.endsWith('/') ? iface.startsWith(pattern) : iface === pattern) {
+      return rule
+    }
+  }
+  return UNKNOWN
+}
+
+/**
+ * Every import of `imports` that `grants` does not allow, in the order given.
+ *
+ * @param imports - the component's imported interfaces (`LoadedComponent.imports`)
+ * @param grants - the brane's capability keys
+ */
+export function findUngranted (imports: readonly string[], grants: ReadonlySet<string>): UngrantedImport[] {
+  const ungranted: UngrantedImport[] = []
+  for (const name of imports) {
+    const rule = importRule(name)
+    switch (rule.kind) {
+      case 'always':
+        break
+      case 'capability':
+        if (!grants.has(rule.key)) {
+          ungranted.push({ name, capability: rule.key, reason: `which needs capability "${rule.key}"` })
+        }
+        break
+      case 'never':
+        ungranted.push({ name, reason: rule.reason })
+        break
+      case 'unknown':
+        ungranted.push({ name, reason: 'which Omega does not host' })
+        break
+    }
+  }
+  return ungranted
+}
+
+/** Options of {@link checkImports} */
+export interface CheckImportsOptions {
+  /** the brane's name, for the message and the manifest key it names */
+  readonly brane: string
+}
+
+/**
+ * Refuses to link a component whose imports are not all granted, before any of its
+ * code runs. The error names every ungranted import and the manifest key that would
+ * grant it.
+ *
+ * @example
+ * ```ts
+ * checkImports(loaded.imports, new Set(['random']), { brane: 'api' })
+ * // CapabilityDeniedError: Cannot link brane "api": component imports
+ * // "wasi:clocks/monotonic-clock@0.2.12", which needs [brane.api.capability] "clock"
+ * ```
+ * @throws CapabilityDeniedError when an import is not granted
+ */
+export function checkImports (imports: readonly string[], grants: ReadonlySet<string>, options: CheckImportsOptions): void {
+  const ungranted = findUngranted(imports, grants)
+  if (ungranted.length === 0) {
+    return
+  }
+  const table = `[brane.${options.brane}.capability]`
+  const clauses = ungranted.map((u) => u.capability === undefined
+    ? `"${u.name}", ${u.reason}`
+    : `"${u.name}", which needs ${table} "${u.capability}"`)
+  throw new CapabilityDeniedError(`Cannot link brane "${options.brane}": component imports ${clauses.join('; ')}`)
+}
+
+/** The imports this runtime has no implementation for (whatever the grants) */
+export function findUnprovided (imports: readonly string[]): string[] {
+  return imports.filter((name) => !PROVIDED_INTERFACES.has(unversioned(name)))
+}

@@ -1,0 +1,272 @@
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { blake3Hex, toHex } from '../../identity/index.ts'
+import { ComponentLoadError } from '../../errors.ts'
+import { unversioned } from './link.ts'
+import { wasm, type CoreModule } from './wasm-api.ts'
+
+/** Options of {@link loadComponent} */
+export interface LoadComponentOptions {
+  /** where transpiled components are kept, one directory per BLAKE3 hash */
+  readonly cacheDir: string
+  readonly signal?: AbortSignal
+}
+
+/** A component transpiled to JS + core modules, with its core modules compiled */
+export interface LoadedComponent {
+  /** content address: `b3:<hex>` */
+  readonly id: string
+  /** BLAKE3 of the component bytes, hex */
+  readonly hash: string
+  /** size of the component in bytes */
+  readonly size: number
+  /** imported interfaces, versioned where the component says, e.g. `wasi:http/types@0.2.12` */
+  readonly imports: readonly string[]
+  /** exported interfaces and functions, e.g. `wasi:http/incoming-handler@0.2.12` */
+  readonly exports: readonly string[]
+  /** absolute path of the transpiled ES module (exports `instantiate`) */
+  readonly entry: string
+  /** compiled core modules by the file name the transpiled module asks for */
+  readonly modules: ReadonlyMap<string, CoreModule>
+  /** `hit` when the transpiled files came from `cacheDir`, `miss` when transpiled now */
+  readonly cache: 'hit' | 'miss'
+}
+
+/** What `cacheDir/<hash>/meta.json` holds */
+interface CacheMeta {
+  readonly format: 1
+  readonly transpiler: string
+  readonly id: string
+  readonly size: number
+  readonly imports: readonly string[]
+  readonly exports: readonly string[]
+  readonly entry: string
+  readonly modules: readonly string[]
+}
+
+const META_FILE = 'meta.json'
+const ENTRY_FILE = 'component.js'
+const COMPONENT_PREAMBLE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00)
+const CORE_PREAMBLE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00)
+
+// Core modules are compiled once per process and shared by every brane (and sent to
+// worker threads, which accept compiled modules). Keyed by component hash.
+const compiled = new Map<string, Promise<ReadonlyMap<string, CoreModule>>>()
+
+let transpilerVersion: Promise<string> | undefined
+
+/**
+ * Loads a WebAssembly component: hashes it (BLAKE3), transpiles it with jco once per
+ * content (the result is kept under `cacheDir/<hash>/` for every later process), and
+ * compiles its core modules once per process. Nothing of the component runs here.
+ *
+ * @example
+ * ```ts
+ * const loaded = await loadComponent(await readFile('hello.wasm'), { cacheDir: '.omega/components' })
+ * loaded.id       // 'b3:9f2c…'
+ * loaded.imports  // ['wasi:http/types@0.2.12', 'wasi:io/error@0.2.12', 'wasi:io/streams@0.2.12']
+ * ```
+ * @throws ComponentLoadError when the bytes are not a component or cannot be transpiled
+ */
+export async function loadComponent (bytes: Uint8Array, options: LoadComponentOptions): Promise<LoadedComponent> {
+  options.signal?.throwIfAborted()
+  checkPreamble(bytes)
+  const hash = blake3Hex(bytes)
+  const dir = join(options.cacheDir, hash)
+  const version = await getTranspilerVersion()
+  let meta = await readMeta(dir, version)
+  let cache: 'hit' | 'miss' = 'hit'
+  if (meta === undefined) {
+    options.signal?.throwIfAborted()
+    cache = 'miss'
+    meta = await transpileToCache(bytes, hash, options.cacheDir, version)
+  }
+  const modules = await compileModules(hash, dir, meta.modules, cache === 'hit')
+  return {
+    id: meta.id,
+    hash,
+    size: meta.size,
+    imports: meta.imports,
+    exports: meta.exports,
+    entry: join(dir, meta.entry),
+    modules,
+    cache
+  }
+}
+
+function checkPreamble (bytes: Uint8Array): void {
+  if (startsWith(bytes, COMPONENT_PREAMBLE)) {
+    return
+  }
+  if (startsWith(bytes, CORE_PREAMBLE)) {
+    throw new ComponentLoadError('Cannot load component: this is a core WebAssembly module, not a component (wrap it with `wasm-tools component new`)')
+  }
+  if (startsWith(bytes, COMPONENT_PREAMBLE.subarray(0, 4))) {
+    const version = toHex(bytes.subarray(4, 8))
+    throw new ComponentLoadError(`Cannot load component: unsupported WebAssembly version or layer 0x${version} (expected a component, 0x0d000100)`)
+  }
+  throw new ComponentLoadError(`Cannot load component: not a WebAssembly file (${bytes.length} bytes, no "\\0asm" header)`)
+}
+
+function startsWith (bytes: Uint8Array, prefix: Uint8Array): boolean {
+  if (bytes.length < prefix.length) {
+    return false
+  }
+  return prefix.every((b, i) => bytes[i] === b)
+}
+
+async function getTranspilerVersion (): Promise<string> {
+  transpilerVersion ??= (async () => {
+    // the package's exports map hides package.json: find it beside the entry point
+    const entry = new URL(import.meta.resolve('@bytecodealliance/jco-transpile'))
+    const pkg = JSON.parse(await readFile(new URL('../package.json', entry), 'utf8')) as { version: string }
+    return `jco-transpile@${pkg.version}`
+  })()
+  return transpilerVersion
+}
+
+async function readMeta (dir: string, version: string): Promise<CacheMeta | undefined> {
+  let text: string
+  try {
+    text = await readFile(join(dir, META_FILE), 'utf8')
+  } catch {
+    return undefined
+  }
+  try {
+    const meta = JSON.parse(text) as CacheMeta
+    return meta.format === 1 && meta.transpiler === version ? meta : undefined
+  } catch {
+    return undefined
+  }
+}
+
+async function transpileToCache (bytes: Uint8Array, hash: string, cacheDir: string, version: string): Promise<CacheMeta> {
+  // loaded on a cache miss only: importing jco-transpile costs ~50 ms
+  const { transpileBytes } = await import('@bytecodealliance/jco-transpile')
+  let result: Awaited<ReturnType<typeof transpileBytes>>
+  try {
+    // 'async' instantiation: the module exports instantiate(getCoreModule, imports),
+    // imports are ours (no WASI shims baked in) and nothing runs at import time
+    result = await transpileBytes(bytes, {
+      name: 'component',
+      instantiation: 'async',
+      emitTypescriptDeclarations: false,
+      base64Cutoff: 0
+    })
+  } catch (err) {
+    throw new ComponentLoadError(`Cannot load component "b3:${hash}": transpilation failed: ${describe(err)}`, { cause: err })
+  }
+  const exports = exportNames(result.exports)
+  const meta: CacheMeta = {
+    format: 1,
+    transpiler: version,
+    id: `b3:${hash}`,
+    size: bytes.length,
+    imports: await versionedImports(bytes, result.imports),
+    exports,
+    entry: ENTRY_FILE,
+    modules: Object.keys(result.files).filter((name) => name.endsWith('.wasm')).sort()
+  }
+  if (result.files[ENTRY_FILE] === undefined) {
+    throw new ComponentLoadError(`Cannot load component "b3:${hash}": jco produced no ${ENTRY_FILE}`)
+  }
+
+  // Write beside the final directory and rename it into place, so a concurrent
+  // process never sees half a cache entry; if another process won the race, use its.
+  await mkdir(cacheDir, { recursive: true })
+  const dir = join(cacheDir, hash)
+  const tmp = join(cacheDir, `.tmp-${hash}-${process.pid}-${Math.random().toString(36).slice(2)}`)
+  await mkdir(tmp)
+  try {
+    for (const [name, data] of Object.entries(result.files)) {
+      await writeFile(join(tmp, name), data)
+    }
+    await writeFile(join(tmp, META_FILE), JSON.stringify(meta, null, 2) + '\n')
+    try {
+      await rename(tmp, dir)
+    } catch (err) {
+      if (await readMeta(dir, version) !== undefined) {
+        return meta
+      }
+      // a stale entry (older transpiler or a broken write): replace it
+      await rm(dir, { recursive: true, force: true })
+      await rename(tmp, dir).catch((renameErr: unknown) => {
+        throw new ComponentLoadError(`Cannot write component cache "${dir}": ${describe(renameErr)}`, { cause: err })
+      })
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true })
+  }
+  return meta
+}
+
+/**
+ * jco lists each exported interface twice (`incomingHandler` and
+ * `wasi:http/incoming-handler@0.2.12`): keep the full names, and plain names with
+ * no full-name twin (world-level functions and local interfaces).
+ */
+function exportNames (exports: ReadonlyArray<readonly [string, string]>): string[] {
+  const full = exports.map(([name]) => name).filter((name) => name.includes(':'))
+  const aliases = new Set(full.map((name) => camelCase(unversioned(name).split('/').pop() ?? name)))
+  const plain = exports.map(([name]) => name).filter((name) => !name.includes(':') && !aliases.has(name))
+  return [...full, ...plain]
+}
+
+function camelCase (kebab: string): string {
+  return kebab.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase())
+}
+
+/**
+ * jco reports imports without versions; the component's WIT has them. Messages name
+ * the versioned interface, as the component's author wrote it.
+ */
+async function versionedImports (bytes: Uint8Array, imports: readonly string[]): Promise<string[]> {
+  let wit = ''
+  try {
+    const { componentWit } = await import('@bytecodealliance/jco-transpile/wasm-tools')
+    wit = await componentWit(bytes)
+  } catch {
+    // versions are a nicety: fall back to jco's names
+  }
+  const versioned = new Map<string, string>()
+  for (const match of wit.matchAll(/^\s*import\s+([a-z0-9-]+:[a-z0-9-:]+\/[a-z0-9-]+@[^\s;]+)\s*;/gm)) {
+    const name = match[1] as string
+    versioned.set(unversioned(name), name)
+  }
+  return imports.map((name) => versioned.get(name) ?? name)
+}
+
+async function compileModules (
+  hash: string, dir: string, names: readonly string[], fromCache: boolean
+): Promise<ReadonlyMap<string, CoreModule>> {
+  let pending = compiled.get(hash)
+  if (pending === undefined) {
+    pending = (async () => {
+      const modules = new Map<string, CoreModule>()
+      for (const name of names) {
+        const file = join(dir, name)
+        try {
+          modules.set(name, await wasm.compile(await readFile(file)))
+        } catch (err) {
+          const where = fromCache ? ` (cached in "${dir}": delete it to transpile again)` : ''
+          throw new ComponentLoadError(`Cannot load component "b3:${hash}": core module "${name}" does not compile${where}: ${describe(err)}`, { cause: err })
+        }
+      }
+      return modules
+    })()
+    compiled.set(hash, pending)
+    pending.catch(() => compiled.delete(hash))
+  }
+  return pending
+}
+
+/** jco and wasm-tools throw strings, `{ payload }` objects or Errors */
+function describe (err: unknown): string {
+  if (typeof err === 'string') {
+    return err.trim()
+  }
+  if (typeof err === 'object' && err !== null && 'payload' in err) {
+    return String(err.payload)
+  }
+  return err instanceof Error ? err.message : String(err)
+}

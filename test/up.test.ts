@@ -1,0 +1,132 @@
+/**
+ * End to end: `omega up` as a real process, requests over a real socket.
+ */
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { LocalNode } from '../src/daemon/index.ts'
+import { silentLogging } from '../src/observe/index.ts'
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const OMEGA = join(ROOT, 'bin/omega.js')
+
+interface Daemon { child: ChildProcess, url: string, output: () => string }
+
+/** Start `omega up` on a free port; resolves with the gateway URL it prints */
+async function startUp (args: string[], env: Record<string, string>): Promise<Daemon> {
+  const child = spawn(process.execPath, [OMEGA, 'up', ...args, '--port', '0'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  child.stderr?.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`omega up did not start within 20 s:\n${out}`)) }, 20_000)
+    const check = (): void => {
+      const match = /^omega: gateway (http:\/\/\S+)$/m.exec(out)
+      if (match?.[1] !== undefined) {
+        clearTimeout(timer)
+        resolve(match[1])
+      }
+    }
+    child.stdout?.on('data', check)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`omega up exited with ${String(code)}:\n${out}`))
+    })
+  })
+  return { child, url, output: () => out }
+}
+
+async function stop (daemon: Daemon): Promise<number | null> {
+  if (daemon.child.exitCode !== null) {
+    return daemon.child.exitCode
+  }
+  const exited = new Promise<number | null>((resolve) => { daemon.child.once('exit', (code) => { resolve(code) }) })
+  daemon.child.kill('SIGINT')
+  return exited
+}
+
+describe('omega up', () => {
+  let home = ''
+  before(async () => { home = await mkdtemp(join(tmpdir(), 'omega-up-')) })
+  after(async () => { await rm(home, { recursive: true, force: true }) })
+
+  it('serves the hello component over HTTP and stops cleanly on SIGINT', async () => {
+    const daemon = await startUp(['examples/hello/omega.toml'], { OMEGA_HOME: home })
+    try {
+      const res = await fetch(`${daemon.url}/hello?name=omega`)
+      assert.equal(res.status, 200)
+      assert.equal(res.headers.get('content-type'), 'text/plain')
+      assert.equal(await res.text(), 'hello from omega: /hello?name=omega\n')
+      // many requests, some concurrent: every one answered
+      const bodies = await Promise.all(Array.from({ length: 20 }, async (_, i) => (await fetch(`${daemon.url}/n/${i}`)).text()))
+      bodies.forEach((body, i) => { assert.equal(body, `hello from omega: /n/${i}\n`) })
+      assert.match(daemon.output(), /hello\s+running/)
+    } finally {
+      assert.equal(await stop(daemon), 0, daemon.output())
+    }
+  })
+
+  it('refuses to start with a missing image and names the command that adds it', async () => {
+    const dir = await mkdtemp(join(home, 'missing-'))
+    const manifest = join(dir, 'omega.toml')
+    await writeFile(manifest, '[brane.api]\nimage = "api:1"\n')
+    const child = spawn(process.execPath, [OMEGA, 'up', manifest, '--port', '0'], { env: { ...process.env, OMEGA_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
+    const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve) })
+    assert.equal(code, 4)
+    assert.match(err, /Image "api:1" is not in the store .*: add it with "omega image add FILE api:1"/)
+  })
+})
+
+describe('LocalNode', () => {
+  let home = ''
+  before(async () => { home = await mkdtemp(join(tmpdir(), 'omega-node-')) })
+  after(async () => { await rm(home, { recursive: true, force: true }) })
+
+  it('serves a store image by name:tag, and routes by path', async () => {
+    const dir = await mkdtemp(join(home, 'store-'))
+    await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'copy.wasm'))
+    const { main } = await import('../src/cli/main.ts')
+    assert.equal(await main(['image', 'add', join(dir, 'copy.wasm'), 'hello:1', '--home', home]), 0)
+    const manifest = join(dir, 'omega.toml')
+    await writeFile(manifest, '[brane.a]\nimage = "hello:1"\ntrigger = { http = "/a/*" }\n\n[brane.b]\nimage = "copy.wasm"\n')
+    const node = await LocalNode.start(manifest, { home, port: 0, logging: silentLogging() })
+    try {
+      assert.equal(await (await fetch(`${node.url}/a/x`)).text(), 'hello from omega: /a/x\n')
+      assert.equal(await (await fetch(`${node.url}/b/y`)).text(), 'hello from omega: /b/y\n')
+      const missing = await fetch(`${node.url}/c`)
+      assert.equal(missing.status, 404)
+      assert.deepEqual(await missing.json(), { error: 'RouteNotFoundError', message: 'No brane serves GET /c' })
+    } finally {
+      await node.stop()
+    }
+  })
+
+  it('refuses a component whose imports are not granted, naming the manifest key', async () => {
+    const dir = await mkdtemp(join(home, 'deny-'))
+    await cp(join(ROOT, 'build/fixtures/random.wasm'), join(dir, 'random.wasm'))
+    const manifest = join(dir, 'omega.toml')
+    await writeFile(manifest, '[brane.api]\nimage = "random.wasm"\n')
+    await assert.rejects(LocalNode.start(manifest, { home, port: 0, logging: silentLogging() }), (err: Error) => {
+      assert.equal(err.name, 'CapabilityDeniedError')
+      assert.match(err.message, /^Cannot link brane "api": component imports "wasi:random\/random@0\.2\.12", which needs \[brane\.api\.capability\] "random"$/)
+      return true
+    })
+  })
+
+  it('lists every brane that cannot start', async () => {
+    const dir = await mkdtemp(join(home, 'many-'))
+    const manifest = join(dir, 'omega.toml')
+    await writeFile(manifest, '[brane.a]\nimage = "a.wasm"\n[brane.b]\nimage = "b:1"\n')
+    await assert.rejects(LocalNode.start(manifest, { home, port: 0, logging: silentLogging() }), (err: Error) => {
+      assert.equal(err.name, 'ImageNotFoundError')
+      assert.match(err.message, /^Cannot start 2 branes:\n {2}Brane "a": image "a\.wasm" not found at .*\n {2}Image "b:1" is not in the store/)
+      return true
+    })
+  })
+})
