@@ -153,7 +153,8 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
   const log = init.logging.forComponent(`brane:${brane.name}`)
   const handler = await HttpBrane.create(loaded, {
     name: brane.name,
-    grants: new Set(brane.grantKeys),
+    grants: brane.grants,
+    ...(brane.deterministic ? { deterministic: { seed: brane.seed ?? 0 } } : {}),
     deadlineMs: brane.limits.deadlineMs,
     log: (stream, line) => { log.info({ stream }, line) }
   })

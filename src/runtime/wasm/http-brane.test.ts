@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { Grants } from '../../manifest/index.ts'
 import { HttpBrane, loadComponent, type HttpRequest, type LoadedComponent } from './index.ts'
 
 const ROOT = repoRoot()
@@ -25,7 +26,7 @@ function get (pathWithQuery: string): HttpRequest {
 }
 
 const text = (body: Uint8Array): string => new TextDecoder().decode(body)
-const NO_GRANTS: ReadonlySet<string> = new Set()
+const NO_GRANTS: Grants = {}
 function ignoreLog (): void {}
 
 describe('HttpBrane', () => {
@@ -116,7 +117,7 @@ describe('HttpBrane', () => {
       'wasi:clocks/monotonic-clock@0.2.12', 'wasi:random/random@0.2.12',
       'wasi:sockets/instance-network@0.2.12', 'wasi:sockets/network@0.2.12'
     ])
-    await assert.rejects(HttpBrane.create(sockets, { name: 'api', grants: new Set(['clock']), log: ignoreLog }), (err: Error) => {
+    await assert.rejects(HttpBrane.create(sockets, { name: 'api', grants: { clock: { resolution: 'ms' } }, log: ignoreLog }), (err: Error) => {
       assert.equal(err.name, 'CapabilityDeniedError')
       assert.match(err.message, /^Cannot link brane "api": component imports /)
       assert.match(err.message, /"wasi:random\/random@0\.2\.12", which needs \[brane\.api\.capability\] "random"/)

@@ -5,8 +5,7 @@ import { checkImports, findUnprovided, unversioned } from './link.ts'
 import type { LoadedComponent } from './load.ts'
 import type { FromWorker, HttpRequest, HttpResponse, ToWorker, WorkerInit } from './protocol.ts'
 
-/** Capability keys, or an object keyed by capability key */
-export type GrantsInput = ReadonlySet<string> | { readonly [key: string]: unknown }
+import type { Grants } from '../../manifest/index.ts'
 
 /** Where a brane's stdout/stderr lines go */
 export type BraneLog = (stream: 'stdout' | 'stderr', line: string) => void
@@ -15,12 +14,10 @@ export type BraneLog = (stream: 'stdout' | 'stderr', line: string) => void
 export interface HttpBraneOptions {
   /** the brane's name in the manifest */
   readonly name: string
-  /**
-   * the brane's capability keys (`net.http`, `fs.tmp`, `clock`, `random`, `env`,
-   * `state`, `emit`), as a set or as an object whose defined keys are the grants
-   * (the plan's `Grants`; their settings are not used yet)
-   */
-  readonly grants: GrantsInput
+  /** the brane's grants, as the plan resolved them (keys and settings) */
+  readonly grants: Grants
+  /** seeded random and a virtual clock: the same inputs give the same outputs */
+  readonly deterministic?: { readonly seed: number }
   /** receives the guest's stdout/stderr, one line at a time, and anything its worker prints */
   readonly log: BraneLog
   /**
@@ -72,7 +69,7 @@ const WORKER_URL = new URL('./worker.js', import.meta.url)
  * @example
  * ```ts
  * const loaded = await loadComponent(bytes, { cacheDir })
- * const brane = await HttpBrane.create(loaded, { name: 'hello', grants: new Set(), log: console.log })
+ * const brane = await HttpBrane.create(loaded, { name: 'hello', grants: {}, log: console.log })
  * const res = await brane.handle({ method: 'GET', pathWithQuery: '/', scheme: 'http',
  *   authority: 'localhost', headers: [], body: new Uint8Array() })
  * await brane.close()
@@ -101,7 +98,8 @@ export class HttpBrane {
       entry: loaded.entry,
       modules: loaded.modules,
       imports: loaded.imports,
-      grants: [...grantKeys(options.grants)],
+      grants: options.grants,
+      ...(options.deterministic === undefined ? {} : { deterministic: options.deterministic }),
       handlerExport,
       maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024
     }
@@ -368,11 +366,9 @@ export class HttpBrane {
 
 function ignore (): void {}
 
-function grantKeys (grants: GrantsInput): ReadonlySet<string> {
-  if (grants instanceof Set) {
-    return grants as ReadonlySet<string>
-  }
-  return new Set(Object.entries(grants).filter(([, value]) => value !== undefined && value !== false).map(([key]) => key))
+/** The capability keys a plan's grants hold */
+export function grantKeys (grants: Grants): ReadonlySet<string> {
+  return new Set(Object.entries(grants).filter(([, value]) => value !== undefined).map(([key]) => key))
 }
 
 function pipeLines (stream: NodeJS.ReadableStream, emit: (line: string) => void): void {

@@ -8,7 +8,7 @@
  * import { HttpBrane, loadComponent } from './runtime/wasm/index.ts'
  *
  * const loaded = await loadComponent(await readFile('examples/hello/hello.wasm'), { cacheDir: '.omega/components' })
- * const brane = await HttpBrane.create(loaded, { name: 'hello', grants: new Set(), log: (stream, line) => {} })
+ * const brane = await HttpBrane.create(loaded, { name: 'hello', grants: {}, log: (stream, line) => {} })
  * const res = await brane.handle({ method: 'GET', pathWithQuery: '/hi', scheme: 'http',
  *   authority: 'localhost', headers: [], body: new Uint8Array() })
  * new TextDecoder().decode(res.body) // 'hello from omega: /hi\n'
@@ -22,6 +22,6 @@ export {
 } from './link.ts'
 export type { CapabilityKey, CheckImportsOptions, ImportRule, UngrantedImport } from './link.ts'
 export { HttpBrane } from './http-brane.ts'
-export type { BraneLog, CloseOptions, GrantsInput, HandleOptions, HttpBraneOptions } from './http-brane.ts'
+export type { BraneLog, CloseOptions, HandleOptions, HttpBraneOptions } from './http-brane.ts'
 export type { ExchangeTiming, HttpRequest, HttpResponse } from './protocol.ts'
 export { BraneClosedError } from './errors.ts'

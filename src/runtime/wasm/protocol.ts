@@ -3,6 +3,7 @@
  * runtime/wasm.
  */
 import type { CoreModule } from './wasm-api.ts'
+import type { Grants } from '../../manifest/index.ts'
 
 /** An HTTP request for a brane, fully buffered */
 export interface HttpRequest {
@@ -43,7 +44,10 @@ export interface WorkerInit {
   /** compiled core modules by file name (compiled modules can cross threads) */
   readonly modules: ReadonlyMap<string, CoreModule>
   readonly imports: readonly string[]
-  readonly grants: readonly string[]
+  /** the brane's grants with their settings (allowlist, quota, resolution, …) */
+  readonly grants: Grants
+  /** set when `[brane.X.execution] deterministic = true` */
+  readonly deterministic?: { readonly seed: number }
   /** the export to call, e.g. `wasi:http/incoming-handler@0.2.12` */
   readonly handlerExport: string
   readonly maxBodyBytes: number

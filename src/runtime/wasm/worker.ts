@@ -38,7 +38,7 @@ if (port === null) {
   throw new Error('worker.ts must run in a worker thread')
 }
 const init = workerData as WorkerInit
-const grants = new Set(init.grants)
+const grants = new Set(Object.keys(init.grants).filter((key) => init.grants[key as keyof typeof init.grants] !== undefined))
 const http = httpTypesFor({ maxBodyBytes: init.maxBodyBytes })
 const { instantiate } = await import(pathToFileURL(init.entry).href) as { instantiate: Instantiate }
 
