@@ -8,7 +8,9 @@ import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { LocalNode } from '../src/daemon/index.ts'
+import { LocalNode, adminJson } from '../src/daemon/index.ts'
+import { generateNodeKey, issueAdminToken } from '../src/identity/index.ts'
+import { main } from '../src/cli/main.ts'
 import { silentLogging } from '../src/observe/index.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -40,6 +42,13 @@ async function startUp (args: string[], env: Record<string, string>): Promise<Da
   return { child, url, output: () => out }
 }
 
+async function cli (args: string[], home: string): Promise<{ code: number, out: string, err: string }> {
+  let out = ''
+  let err = ''
+  const code = await main([...args, '--home', home], { stdout: { write: (t: string) => { out += t } }, stderr: { write: (t: string) => { err += t } } })
+  return { code, out, err }
+}
+
 async function stop (daemon: Daemon): Promise<number | null> {
   if (daemon.child.exitCode !== null) {
     return daemon.child.exitCode
@@ -65,9 +74,39 @@ describe('omega up', () => {
       const bodies = await Promise.all(Array.from({ length: 20 }, async (_, i) => (await fetch(`${daemon.url}/n/${i}`)).text()))
       bodies.forEach((body, i) => { assert.equal(body, `hello from omega: /n/${i}\n`) })
       assert.match(daemon.output(), /hello\s+running/)
+
+      // the operations CLI reads the running daemon through its admin API
+      const logs = await cli(['logs', '--brane', 'hello', '--since', '30s'], home)
+      assert.equal(logs.code, 0, logs.err)
+      assert.match(logs.out, /^\d\d:\d\d:\d\d\.\d{3} hello REQ GET \/hello\?name=omega RES 200 36B cpu=\d+\.\d+ms END cold=\S+ exec=\d+\.\d+ms total=\d+\.\d+ms/m)
+      assert.equal(logs.out.split('\n').filter((l) => l.includes(' REQ GET /n/')).length, 20)
+      const ps = await cli(['ps'], home)
+      assert.match(ps.out, /^hello\s+running\s+gaia\s+standard\s+ephemeral\s+\/\*\s+hello\.wasm$/m)
     } finally {
       assert.equal(await stop(daemon), 0, daemon.output())
     }
+  })
+
+  it('refuses admin requests without a token or with a forged one', async () => {
+    const dir = await mkdtemp(join(home, 'admin-'))
+    const node = await LocalNode.start(join(ROOT, 'examples/hello/omega.toml'), { home: dir, port: 0, logging: silentLogging() })
+    try {
+      const status = await adminJson<{ did: string }>(dir, '/v1/status')
+      assert.equal(status.did, node.did)
+      await assert.rejects(adminJson(dir, '/v1/status', { token: '' }), { name: 'AdminRequestError', status: 401 })
+      const stranger = generateNodeKey()
+      await assert.rejects(adminJson(dir, '/v1/logs', { key: stranger }), { name: 'AdminRequestError', status: 403, message: /is not authorised on this node/ })
+      const [body] = issueAdminToken(stranger, node.did).split('.')
+      const forged = `${body ?? ''}.${Buffer.alloc(64).toString('base64url')}`
+      await assert.rejects(adminJson(dir, '/v1/status', { token: forged }), { name: 'AdminRequestError', status: 403, message: /Invalid token signature/ })
+      // a second daemon with the same home is refused
+      await assert.rejects(LocalNode.start(join(ROOT, 'examples/hello/omega.toml'), { home: dir, port: 0, logging: silentLogging() }), /Another omega daemon is running/)
+    } finally {
+      await node.stop()
+    }
+    const gone = await cli(['ps'], dir)
+    assert.equal(gone.code, 10)
+    assert.match(gone.err, /No omega daemon is running with home/)
   })
 
   it('refuses to start with a missing image and names the command that adds it', async () => {

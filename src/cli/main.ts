@@ -11,6 +11,7 @@ import { schemaCommand } from './commands/schema.ts'
 import { idCommand } from './commands/id.ts'
 import { imageCommands } from './commands/image.ts'
 import { upCommand } from './commands/up.ts'
+import { opsCommands } from './commands/ops.ts'
 import type { CliContext } from './context.ts'
 
 export type { CliContext } from './context.ts'
@@ -26,6 +27,9 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   UnsupportedError: 7,
   NodeKeyError: 8,
   ImageStoreError: 9,
+  DaemonNotRunningError: 10,
+  AdminRequestError: 11,
+  TokenError: 11,
   OmegaError: 1,
   AbortError: 130
 }
@@ -79,14 +83,15 @@ export async function main (argv: readonly string[], options: MainOptions = {}):
     .option('--home <dir>', 'Omega data directory: keys, images, cache (default: $OMEGA_HOME or ~/.omega)')
   program.addHelpText('after', `
 Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image not found, 5 capability denied,
-6 component load failure, 7 unsupported on this node, 130 interrupted.
+6 component load failure, 7 unsupported on this node, 10 no daemon running, 11 admin request refused,
+130 interrupted.
 
 Examples:
   $ omega validate examples/seeds/*.toml
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, idCommand, imageCommands]) {
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, idCommand, imageCommands]) {
     register(program, ctx)
   }
 

@@ -6,12 +6,14 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { OmegaError, UnsupportedError } from '../errors.ts'
-import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
+import type { AbortOptions, BraneHttpRequest, BraneHttpResponse, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey } from '../identity/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import { checkImports, HttpBrane, loadComponent } from '../runtime/wasm/index.ts'
 import { resolveImage } from './images.ts'
+import { AdminServer, type AdminStatus } from './admin.ts'
+import { LogBook } from '../observe/index.ts'
 
 export interface LocalNodeInit {
   /** Omega's data directory (keys, images, component cache) */
@@ -21,6 +23,8 @@ export interface LocalNodeInit {
   /** gateway port; 0 picks a free one. @default 8080 */
   port?: number
   logging: ComponentLogger
+  /** serve the admin API on `<home>/omega.sock`. @default true */
+  admin?: boolean
 }
 
 export interface BraneStatus {
@@ -46,18 +50,23 @@ const EVENT_EXPORT = 'omega:brane/handler'
 export class LocalNode {
   readonly did: string
   readonly plan: Plan
+  readonly logBook: LogBook
   readonly #gateway: Gateway
+  readonly #admin: AdminServer | undefined
   readonly #running: readonly RunningBrane[]
   readonly #skipped: readonly BraneStatus[]
   readonly #log: Logger
+  readonly #startedAt = new Date()
 
-  private constructor (did: string, plan: Plan, gateway: Gateway, running: RunningBrane[], skipped: BraneStatus[], log: Logger) {
-    this.did = did
-    this.plan = plan
-    this.#gateway = gateway
-    this.#running = running
-    this.#skipped = skipped
-    this.#log = log
+  private constructor (parts: { did: string, plan: Plan, logBook: LogBook, gateway: Gateway, admin: AdminServer | undefined, running: RunningBrane[], skipped: BraneStatus[], log: Logger }) {
+    this.did = parts.did
+    this.plan = parts.plan
+    this.logBook = parts.logBook
+    this.#gateway = parts.gateway
+    this.#admin = parts.admin
+    this.#running = parts.running
+    this.#skipped = parts.skipped
+    this.#log = parts.log
   }
 
   /**
@@ -71,13 +80,15 @@ export class LocalNode {
       log.warn({ path: w.path, line: w.line }, w.message)
     }
     const key = await loadOrCreateNodeKey(init.home, options)
+    const logBook = new LogBook({ logger: init.logging.forComponent('brane') })
     const running: RunningBrane[] = []
     const skipped: BraneStatus[] = []
     const failures: Error[] = []
+    const closeAll = async (): Promise<void> => { await Promise.allSettled(running.map(async (r) => { await r.handler.close() })) }
     for (const brane of plan.branes) {
       options.signal?.throwIfAborted()
       try {
-        const started = await startBrane(brane, manifestFile, init, options)
+        const started = await startBrane(brane, manifestFile, init, logBook, options)
         if ('reason' in started) {
           skipped.push(started)
           log.warn({ brane: brane.name }, `skipped: ${started.reason}`)
@@ -89,7 +100,7 @@ export class LocalNode {
       }
     }
     if (failures.length > 0) {
-      await Promise.allSettled(running.map(async (r) => { await r.handler.close() }))
+      await closeAll()
       const first = failures[0] as Error
       if (failures.length === 1) {
         throw first
@@ -104,14 +115,34 @@ export class LocalNode {
     })
     const entries: RouteEntry[] = running.flatMap((r) => r.plan.routes.map((route) => ({ brane: r.plan.name, route })))
     gateway.setRoutes(entries, new Map(running.map((r) => [r.plan.name, r.handler])))
+    let admin: AdminServer | undefined
+    // the admin API answers for the node, which exists once everything has started
+    const started: { node?: LocalNode } = {}
     try {
       await gateway.start()
+      if (init.admin !== false) {
+        admin = new AdminServer({
+          did: key.did,
+          logBook,
+          status: () => {
+            if (started.node === undefined) {
+              throw new OmegaError('The node is still starting')
+            }
+            return started.node.status()
+          },
+          logger: init.logging.forComponent('admin')
+        }, { home: init.home })
+        await admin.start()
+      }
     } catch (err) {
-      await Promise.allSettled(running.map(async (r) => { await r.handler.close() }))
+      await gateway.stop()
+      await closeAll()
       throw err
     }
+    const node = new LocalNode({ did: key.did, plan, logBook, gateway, admin, running, skipped, log })
+    started.node = node
     log.info({ did: key.did, url: gateway.url, branes: running.length }, 'node up (one-node mode: every substrate maps to this node)')
-    return new LocalNode(key.did, plan, gateway, running, skipped, log)
+    return node
   }
 
   /** `http://host:port` of the gateway */
@@ -123,15 +154,36 @@ export class LocalNode {
     return [...this.#running.map((r) => r.status), ...this.#skipped]
   }
 
+  /** What `omega ps` shows */
+  status (): AdminStatus {
+    return {
+      did: this.did,
+      manifest: this.plan.file,
+      gateway: this.url,
+      startedAt: this.#startedAt.toISOString(),
+      branes: this.branes.map((b) => {
+        const plan = this.plan.branes.find((p) => p.name === b.name)
+        return {
+          ...b,
+          substrate: plan?.substrate,
+          profile: plan?.profile,
+          lifecycle: plan?.lifecycle,
+          replicas: plan?.replicas
+        }
+      })
+    }
+  }
+
   /** Stop accepting requests, then close every brane */
   async stop (): Promise<void> {
+    await this.#admin?.stop()
     await this.#gateway.stop()
     await Promise.allSettled(this.#running.map(async (r) => { await r.handler.close() }))
     this.#log.info({}, 'node stopped')
   }
 }
 
-async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
+async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, logBook: LogBook, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
   const routes = brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`)
   if (brane.profile === 'frontier') {
     return { name: brane.name, state: 'skipped', routes: [], reason: new UnsupportedError('frontier (microVM) branes are not supported by this node yet').message }
@@ -150,13 +202,82 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     }
     throw new OmegaError(`Brane "${brane.name}": component ${image.source} exports neither "${HTTP_EXPORT}" nor "${EVENT_EXPORT}" (it exports: ${loaded.exports.join(', ') || 'nothing'})`)
   }
-  const log = init.logging.forComponent(`brane:${brane.name}`)
-  const handler = await HttpBrane.create(loaded, {
+  const runtime = await HttpBrane.create(loaded, {
     name: brane.name,
     grants: brane.grants,
     ...(brane.deterministic ? { deterministic: { seed: brane.seed ?? 0 } } : {}),
     deadlineMs: brane.limits.deadlineMs,
-    log: (stream, line) => { log.info({ stream }, line) }
+    log: (stream, line) => { logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
   })
-  return { plan: brane, handler, status: { name: brane.name, state: 'running', id: loaded.id, source: image.source, routes } }
+  return {
+    plan: brane,
+    handler: observed(brane.name, runtime, logBook),
+    status: { name: brane.name, state: 'running', id: loaded.id, source: image.source, routes }
+  }
+}
+
+/** Wrap a brane's handler so every request leaves one REQ … RES … END record */
+function observed (brane: string, runtime: HttpBrane, logBook: LogBook): HttpHandler & { close: () => Promise<void> } {
+  return {
+    async handle (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> {
+      const start = performance.now()
+      const path = request.pathWithQuery
+      try {
+        const response = await runtime.handle(request, options)
+        const timing: Record<string, unknown> = { ...response.timing }
+        logBook.append({
+          brane,
+          kind: 'request',
+          level: response.status >= 500 ? 'warn' : 'info',
+          message: requestLine(request.method, path, response.status, response.body.byteLength, performance.now() - start, timing),
+          fields: { method: request.method, path, status: response.status, bytes: response.body.byteLength, totalMs: round(performance.now() - start), ...timing }
+        })
+        return response
+      } catch (err) {
+        const name = err instanceof Error ? err.name : 'Error'
+        const message = err instanceof Error ? err.message : String(err)
+        logBook.append({
+          brane,
+          kind: 'request',
+          level: 'error',
+          message: `REQ ${request.method} ${path} ERR ${name}: ${message} END total=${ms(performance.now() - start)}`,
+          fields: { method: request.method, path, error: name, totalMs: round(performance.now() - start) }
+        })
+        throw err
+      }
+    },
+    async close (): Promise<void> {
+      await runtime.close()
+    }
+  }
+}
+
+/** `REQ GET /x RES 200 25B cpu=0.41ms END cold=1.30ms exec=0.48ms total=2.10ms pooled✓` */
+export function requestLine (method: string, path: string, status: number, bytes: number, totalMs: number, timing: Readonly<Record<string, unknown>>): string {
+  const num = (key: string): number | undefined => typeof timing[key] === 'number' ? timing[key] : undefined
+  const cpu = num('cpuMs') ?? num('execMs') ?? num('handleMs')
+  const exec = num('execMs') ?? num('handleMs')
+  const instantiate = num('instantiateMs')
+  const cold = typeof timing.cold === 'boolean' ? timing.cold : undefined
+  const pooled = typeof timing.pooled === 'boolean' ? timing.pooled : undefined
+  const parts = [`REQ ${method} ${path}`, `RES ${status} ${bytes}B${cpu === undefined ? '' : ` cpu=${ms(cpu)}`}`, 'END']
+  if (instantiate !== undefined) {
+    parts.push(`cold=${cold === false ? '✗' : ms(instantiate)}`)
+  }
+  if (exec !== undefined) {
+    parts.push(`exec=${ms(exec)}`)
+  }
+  parts.push(`total=${ms(totalMs)}`)
+  if (pooled !== undefined) {
+    parts.push(`pooled${pooled ? '✓' : '✗'}`)
+  }
+  return parts.join(' ')
+}
+
+function ms (value: number): string {
+  return `${value < 10 ? value.toFixed(2) : value.toFixed(1)}ms`
+}
+
+function round (value: number): number {
+  return Math.round(value * 1000) / 1000
 }

@@ -1,4 +1,6 @@
 /**
- * Observability: structured logs (histograms, traces, profiles and metrics come later).
+ * Observability: structured logs, the per-brane log book (histograms, traces, profiles
+ * and metrics come later).
  */
 export { createLogging, silentLogging, prettyLine, type LoggingInit } from './log.ts'
+export { LogBook, type LogRecord, type LogQuery, type LogKind, type LogLevel, type LogBookInit, type LogBookComponents } from './log-book.ts'

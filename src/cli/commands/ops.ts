@@ -1,0 +1,84 @@
+import type { Command } from 'commander'
+import { adminJson, adminStream, type AdminStatus } from '../../daemon/index.ts'
+import { parseDuration } from '../../manifest/index.ts'
+import type { LogRecord } from '../../observe/index.ts'
+import { UsageError } from '../../errors.ts'
+import { homeOption, type CliContext } from '../context.ts'
+import { table } from '../table.ts'
+
+/** Commands that talk to a running daemon through its admin API */
+export function opsCommands (program: Command, ctx: CliContext): void {
+  const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
+
+  program.command('ps')
+    .description('List the branes of the running daemon: state, placement, routes')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      const status = await adminJson<AdminStatus>(ctx.home(homeOption(command)), '/v1/status', signal)
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify(status, null, 2) + '\n')
+        return
+      }
+      ctx.stdout.write(`node ${status.did}\nmanifest ${status.manifest}\ngateway ${status.gateway} (up since ${status.startedAt})\n\n`)
+      ctx.stdout.write(table(['brane', 'state', 'substrate', 'profile', 'lifecycle', 'routes', 'image'], status.branes.map((b) => [
+        String(b.name), String(b.state), String(b.substrate ?? ''), String(b.profile ?? ''), String(b.lifecycle ?? ''),
+        Array.isArray(b.routes) ? b.routes.join(' ') || '—' : '—',
+        b.state === 'running' ? String(b.source ?? '') : String(b.reason ?? '')
+      ])))
+    })
+
+  program.command('logs')
+    .description('Show the logs of the running daemon: requests (REQ … RES … END) and guest output')
+    .option('-b, --brane <name>', 'only this brane')
+    .option('-s, --since <duration>', 'only the last DURATION, e.g. 30s, 5m', '')
+    .option('-n, --limit <count>', 'at most this many past lines', '1000')
+    .option('-f, --follow', 'keep printing new lines until interrupted')
+    .option('--json', 'one JSON record per line')
+    .action(async (opts: { brane?: string, since: string, limit: string, follow?: boolean, json?: boolean }, command: Command) => {
+      const params = new URLSearchParams()
+      if (opts.brane !== undefined) {
+        params.set('brane', opts.brane)
+      }
+      if (opts.since !== '') {
+        const ms = parseDuration(opts.since)
+        if (ms === undefined) {
+          throw new UsageError(`Invalid --since "${opts.since}": expected a duration such as "30s" or "5m"`)
+        }
+        params.set('since', String(Date.now() - ms))
+      }
+      const limit = Number(opts.limit)
+      if (!Number.isInteger(limit) || limit < 0) {
+        throw new UsageError(`Invalid --limit "${opts.limit}": expected a whole number`)
+      }
+      params.set('limit', String(limit))
+      if (opts.follow === true) {
+        params.set('follow', '1')
+      }
+      let pending = ''
+      try {
+        for await (const chunk of adminStream(ctx.home(homeOption(command)), `/v1/logs?${params.toString()}`, signal)) {
+          pending += chunk
+          let newline = pending.indexOf('\n')
+          while (newline !== -1) {
+            const line = pending.slice(0, newline)
+            pending = pending.slice(newline + 1)
+            if (line !== '') {
+              ctx.stdout.write(opts.json === true ? line + '\n' : formatRecord(JSON.parse(line) as LogRecord))
+            }
+            newline = pending.indexOf('\n')
+          }
+        }
+      } catch (err) {
+        // Ctrl-C ends --follow: that is the normal way out
+        if (!(opts.follow === true && ctx.signal?.aborted === true)) {
+          throw err
+        }
+      }
+    })
+}
+
+function formatRecord (record: LogRecord): string {
+  const time = new Date(record.time).toISOString().slice(11, 23)
+  const stream = record.kind === 'stdout' || record.kind === 'stderr' ? `[${record.kind}] ` : ''
+  return `${time} ${record.brane} ${stream}${record.message}\n`
+}

@@ -1,0 +1,243 @@
+/**
+ * The admin API: HTTP over a Unix socket in the node's home (mode 0600), what the CLI
+ * talks to. Every request needs a token signed by an authorised key (see
+ * identity/tokens.ts); none or a forged one is refused before any handler runs.
+ */
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect } from 'node:net'
+import { chmod, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { OmegaError } from '../errors.ts'
+import { issueAdminToken, loadOrCreateNodeKey, verifyAdminToken, type NodeKey } from '../identity/index.ts'
+import type { AbortOptions, Logger, Startable } from '../interfaces/index.ts'
+import type { LogBook, LogRecord } from '../observe/index.ts'
+
+export const ADMIN_SOCKET = 'omega.sock'
+
+export class DaemonNotRunningError extends OmegaError {
+  static override name = 'DaemonNotRunningError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'DaemonNotRunningError'
+  }
+}
+
+export class AdminRequestError extends OmegaError {
+  static override name = 'AdminRequestError'
+  readonly status: number
+  constructor (message: string, status: number) {
+    super(message)
+    this.name = 'AdminRequestError'
+    this.status = status
+  }
+}
+
+export interface AdminStatus {
+  readonly did: string
+  readonly manifest: string
+  readonly gateway: string
+  readonly startedAt: string
+  readonly branes: ReadonlyArray<Record<string, unknown>>
+}
+
+export interface AdminComponents {
+  /** the node's did: tokens must be addressed to it */
+  readonly did: string
+  readonly logBook: LogBook
+  readonly status: () => AdminStatus
+  readonly logger: Logger
+}
+
+export interface AdminInit {
+  /** the node's home; the socket is `<home>/omega.sock` */
+  home: string
+  /** did:keys whose tokens are accepted. @default the node's own */
+  issuers?: readonly string[]
+}
+
+/** Route → the action a token must allow */
+const ACTIONS: Readonly<Record<string, string>> = {
+  '/v1/status': 'ps',
+  '/v1/logs': 'logs'
+}
+
+export class AdminServer implements Startable {
+  readonly #components: AdminComponents
+  readonly #socket: string
+  readonly #issuers: ReadonlySet<string>
+  #server: Server | undefined
+  readonly #streams = new Set<ServerResponse>()
+
+  constructor (components: AdminComponents, init: AdminInit) {
+    this.#components = components
+    this.#socket = join(init.home, ADMIN_SOCKET)
+    this.#issuers = new Set(init.issuers ?? [components.did])
+  }
+
+  get socketPath (): string {
+    return this.#socket
+  }
+
+  async start (): Promise<void> {
+    await claimSocket(this.#socket)
+    const server = createServer((req, res) => { this.#serve(req, res) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.#socket, () => {
+        server.off('error', reject)
+        resolve()
+      })
+    })
+    await chmod(this.#socket, 0o600)
+    this.#server = server
+  }
+
+  async stop (): Promise<void> {
+    const server = this.#server
+    this.#server = undefined
+    for (const stream of this.#streams) {
+      stream.end()
+    }
+    if (server !== undefined) {
+      await new Promise<void>((resolve) => {
+        server.close(() => { resolve() })
+        server.closeAllConnections()
+      })
+    }
+  }
+
+  #serve (req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://omega')
+    const action = ACTIONS[url.pathname]
+    if (action === undefined) {
+      send(res, 404, { error: 'NotFound', message: `No admin route ${url.pathname}` })
+      return
+    }
+    const header = req.headers.authorization ?? ''
+    const token = header.startsWith('Bearer ') ? header.slice(7) : ''
+    if (token === '') {
+      send(res, 401, { error: 'Unauthorized', message: 'A signed admin token is required (Authorization: Bearer TOKEN)' })
+      return
+    }
+    try {
+      verifyAdminToken(token, { audience: this.#components.did, issuers: this.#issuers, action })
+    } catch (err) {
+      this.#components.logger.warn({ path: url.pathname, reason: (err as Error).message }, 'admin request refused')
+      send(res, 403, { error: 'Forbidden', message: (err as Error).message })
+      return
+    }
+    if (url.pathname === '/v1/status') {
+      send(res, 200, this.#components.status())
+      return
+    }
+    this.#logs(url, res)
+  }
+
+  #logs (url: URL, res: ServerResponse): void {
+    const brane = url.searchParams.get('brane') ?? undefined
+    const since = Number(url.searchParams.get('since') ?? 0)
+    const limit = Number(url.searchParams.get('limit') ?? 1000)
+    const follow = url.searchParams.get('follow') === '1'
+    const records = this.#components.logBook.query({ ...(brane === undefined ? {} : { brane }), since, limit })
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    for (const record of records) {
+      res.write(JSON.stringify(record) + '\n')
+    }
+    if (!follow) {
+      res.end()
+      return
+    }
+    const last = records.at(-1)?.seq ?? 0
+    const unsubscribe = this.#components.logBook.subscribe((record: LogRecord) => {
+      if (record.seq > last) {
+        res.write(JSON.stringify(record) + '\n')
+      }
+    }, brane)
+    this.#streams.add(res)
+    res.once('close', () => {
+      unsubscribe()
+      this.#streams.delete(res)
+    })
+  }
+}
+
+function send (res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body) + '\n'
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.end(text)
+}
+
+/** Take over the socket path: refuse if a live daemon answers there, remove a stale one */
+async function claimSocket (path: string): Promise<void> {
+  const alive = await new Promise<boolean>((resolve) => {
+    const socket = connect(path)
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => { resolve(false) })
+  })
+  if (alive) {
+    throw new OmegaError(`Another omega daemon is running with this home (its socket ${path} answers): stop it, or use another --home`)
+  }
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') {
+      throw err
+    }
+  })
+}
+
+export interface AdminClientOptions extends AbortOptions {
+  /** sign with this key instead of the node key in `home` */
+  key?: NodeKey
+  /** send this exact token (tests) */
+  token?: string
+}
+
+/**
+ * Call the admin API of the daemon running with `home`. Yields the response body as
+ * chunks of text (NDJSON routes stream).
+ */
+export async function * adminStream (home: string, path: string, options: AdminClientOptions = {}): AsyncGenerator<string> {
+  const socketPath = join(home, ADMIN_SOCKET)
+  let token = options.token
+  if (token === undefined) {
+    const key = options.key ?? await loadOrCreateNodeKey(home, options)
+    token = issueAdminToken(key, key.did, { ttlSeconds: 60 })
+  }
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    const req = httpRequest({ socketPath, path, headers: { authorization: `Bearer ${token}` }, ...(options.signal === undefined ? {} : { signal: options.signal }) }, resolve)
+    req.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+        reject(new DaemonNotRunningError(`No omega daemon is running with home ${home} (no socket at ${socketPath}): start one with "omega up FILE"`, { cause: err }))
+      } else {
+        reject(err)
+      }
+    })
+    req.end()
+  })
+  res.setEncoding('utf8')
+  if (res.statusCode !== 200) {
+    let text = ''
+    for await (const chunk of res) {
+      text += String(chunk)
+    }
+    let message = text
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? text
+    } catch {}
+    throw new AdminRequestError(`Admin request ${path} refused (${String(res.statusCode)}): ${message.trim()}`, res.statusCode ?? 500)
+  }
+  for await (const chunk of res) {
+    yield String(chunk)
+  }
+}
+
+/** Call a JSON admin route */
+export async function adminJson<T> (home: string, path: string, options: AdminClientOptions = {}): Promise<T> {
+  let text = ''
+  for await (const chunk of adminStream(home, path, options)) {
+    text += chunk
+  }
+  return JSON.parse(text) as T
+}

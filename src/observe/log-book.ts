@@ -1,0 +1,112 @@
+/**
+ * The log book: per-brane ring buffers of structured records (requests, guest output,
+ * lifecycle events) that `omega logs` reads from a running daemon. Bounded in entries
+ * and bytes per brane, so a guest printing without end cannot grow memory.
+ */
+import type { Logger } from '../interfaces/index.ts'
+
+export type LogKind = 'request' | 'stdout' | 'stderr' | 'event'
+export type LogLevel = 'info' | 'warn' | 'error'
+
+export interface LogRecord {
+  /** increases by one per record in this daemon */
+  readonly seq: number
+  /** milliseconds since the epoch */
+  readonly time: number
+  readonly brane: string
+  readonly kind: LogKind
+  readonly level: LogLevel
+  /** the human line, e.g. `REQ GET /x · RES 200 … · END …` */
+  readonly message: string
+  readonly fields?: Readonly<Record<string, unknown>>
+}
+
+export interface LogQuery {
+  /** only this brane */
+  brane?: string
+  /** only records at or after this time (ms since the epoch) */
+  since?: number
+  /** only records after this sequence number */
+  after?: number
+  /** at most this many (the newest). @default 1000 */
+  limit?: number
+}
+
+export interface LogBookInit {
+  /** records kept per brane. @default 5000 */
+  maxEntries?: number
+  /** bytes of messages kept per brane. @default 4 MiB */
+  maxBytes?: number
+}
+
+export interface LogBookComponents {
+  /** every record is also written here, as structured JSON */
+  logger?: Logger
+}
+
+type Listener = (record: LogRecord) => void
+
+class Ring {
+  readonly records: LogRecord[] = []
+  bytes = 0
+}
+
+export class LogBook {
+  readonly #maxEntries: number
+  readonly #maxBytes: number
+  readonly #logger: Logger | undefined
+  readonly #rings = new Map<string, Ring>()
+  readonly #listeners = new Set<{ brane?: string, listener: Listener }>()
+  #seq = 0
+
+  constructor (components: LogBookComponents = {}, init: LogBookInit = {}) {
+    this.#logger = components.logger
+    this.#maxEntries = init.maxEntries ?? 5000
+    this.#maxBytes = init.maxBytes ?? 4 * 2 ** 20
+  }
+
+  append (entry: Omit<LogRecord, 'seq' | 'time'> & { time?: number }): LogRecord {
+    const record: LogRecord = { ...entry, seq: ++this.#seq, time: entry.time ?? Date.now() }
+    let ring = this.#rings.get(record.brane)
+    if (ring === undefined) {
+      ring = new Ring()
+      this.#rings.set(record.brane, ring)
+    }
+    ring.records.push(record)
+    ring.bytes += record.message.length
+    while (ring.records.length > this.#maxEntries || (ring.bytes > this.#maxBytes && ring.records.length > 1)) {
+      const dropped = ring.records.shift()
+      ring.bytes -= dropped?.message.length ?? 0
+    }
+    this.#logger?.[record.level]({ brane: record.brane, kind: record.kind, ...record.fields }, record.message)
+    for (const { brane, listener } of this.#listeners) {
+      if (brane === undefined || brane === record.brane) {
+        listener(record)
+      }
+    }
+    return record
+  }
+
+  /** Records matching `query`, oldest first */
+  query (query: LogQuery = {}): LogRecord[] {
+    const rings = query.brane === undefined ? [...this.#rings.values()] : [this.#rings.get(query.brane)].filter((r) => r !== undefined)
+    const since = query.since ?? 0
+    const after = query.after ?? 0
+    const matches = rings.flatMap((ring) => ring.records.filter((r) => r.time >= since && r.seq > after))
+    matches.sort((a, b) => a.seq - b.seq)
+    const limit = query.limit ?? 1000
+    return matches.length > limit ? matches.slice(matches.length - limit) : matches
+  }
+
+  /** Call `listener` for every new record (of one brane, if given); returns the unsubscribe */
+  subscribe (listener: Listener, brane?: string): () => void {
+    const entry = brane === undefined ? { listener } : { brane, listener }
+    this.#listeners.add(entry)
+    return () => { this.#listeners.delete(entry) }
+  }
+
+  /** The branes that have records */
+  get branes (): string[] {
+    return [...this.#rings.keys()].sort()
+  }
+}
