@@ -44,6 +44,6 @@ export const cases: BenchCase[] = [{
   setup,
   teardown,
   budget: { rounds: 3, roundMs: 3000, warmupMs: 1000 },
-  subject: { label: 'omega gateway → hello.wasm', round: async (budget) => await loadRound(`${node?.url ?? ''}/hello`, budget) },
-  baseline: { label: 'bare node:http', round: async (budget) => await loadRound(bareUrl(), budget) }
+  subject: { label: 'omega gateway → hello.wasm', round: async (budget) => loadRound(`${node?.url ?? ''}/hello`, budget) },
+  baseline: { label: 'bare node:http', round: async (budget) => loadRound(bareUrl(), budget) }
 }]
