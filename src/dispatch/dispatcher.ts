@@ -1,0 +1,282 @@
+/**
+ * The dispatcher: routes emitted events along the manifest's edges through the durable
+ * queue to the target branes.
+ *
+ * - An emit is acknowledged only after the event and one delivery per matching edge are
+ *   in the queue (durable).
+ * - Per-edge order: an edge has at most one delivery in flight and takes them in emit
+ *   order; a failing delivery holds its edge until it succeeds or is dead-lettered.
+ * - Priority: each target brane has a number of delivery slots; when several inbound
+ *   edges have work, the one with the highest `priority` goes first (ties: the edge
+ *   served least recently).
+ * - Back-pressure: when a brane's outgoing edges hold more than `highWatermark`
+ *   undelivered events, its emits wait until they drain below `lowWatermark`, so a slow
+ *   consumer slows its producers instead of growing anything without bound.
+ */
+import { createBlake3 } from '../identity/index.ts'
+import { OmegaError } from '../errors.ts'
+import type { AbortOptions, Logger, Startable } from '../interfaces/index.ts'
+import type { Edge } from '../manifest/index.ts'
+import type { Delivery, EventQueue } from './queue.ts'
+
+/** An event as a brane receives it */
+export interface BraneEvent {
+  readonly id: string
+  readonly topic: string
+  readonly payload: Uint8Array
+  readonly source: string
+  readonly traceId: string
+  /** 1 for the first delivery, more for retries */
+  readonly attempt: number
+}
+
+/** Something that handles events for one brane */
+export interface EventTarget {
+  deliver: (event: BraneEvent, options?: AbortOptions) => Promise<void>
+}
+
+export interface DispatcherComponents {
+  readonly queue: EventQueue
+  /** the handler of a brane, when it runs here */
+  readonly target: (brane: string) => EventTarget | undefined
+  readonly logger: Logger
+}
+
+export interface DispatcherInit {
+  readonly edges: readonly Edge[]
+  /** deliveries running at once per target brane. @default 4 */
+  slotsPerTarget?: number
+  /** undelivered events on a brane's outgoing edges before its emits wait. @default 10_000 */
+  highWatermark?: number
+  /** emits resume below this. @default highWatermark / 2 */
+  lowWatermark?: number
+}
+
+export interface EmitOptions extends AbortOptions {
+  /** continue this trace (default: a new trace starting at this event) */
+  traceId?: string
+}
+
+export class UnknownTopicError extends OmegaError {
+  static override name = 'UnknownTopicError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'UnknownTopicError'
+  }
+}
+
+export function edgeKey (edge: Pick<Edge, 'from' | 'to' | 'on'>): string {
+  return `${edge.from}>${edge.to}:${edge.on}`
+}
+
+interface EdgeState {
+  readonly key: string
+  readonly edge: Edge
+  inFlight: boolean
+  lastServed: number
+}
+
+interface TargetState {
+  readonly brane: string
+  readonly edges: EdgeState[]
+  busy: number
+  timer: NodeJS.Timeout | undefined
+}
+
+let sequence = 0
+
+export class Dispatcher implements Startable {
+  readonly #queue: EventQueue
+  readonly #target: (brane: string) => EventTarget | undefined
+  readonly #log: Logger
+  readonly #slots: number
+  readonly #high: number
+  readonly #low: number
+  readonly #bySource = new Map<string, EdgeState[]>()
+  readonly #targets = new Map<string, TargetState>()
+  readonly #waiters = new Set<() => void>()
+  #running = false
+  #served = 0
+
+  constructor (components: DispatcherComponents, init: DispatcherInit) {
+    this.#queue = components.queue
+    this.#target = components.target
+    this.#log = components.logger
+    this.#slots = init.slotsPerTarget ?? 4
+    this.#high = init.highWatermark ?? 10_000
+    this.#low = init.lowWatermark ?? Math.floor(this.#high / 2)
+    for (const edge of init.edges) {
+      const state: EdgeState = { key: edgeKey(edge), edge, inFlight: false, lastServed: 0 }
+      const out = this.#bySource.get(edge.from) ?? []
+      out.push(state)
+      this.#bySource.set(edge.from, out)
+      let target = this.#targets.get(edge.to)
+      if (target === undefined) {
+        target = { brane: edge.to, edges: [], busy: 0, timer: undefined }
+        this.#targets.set(edge.to, target)
+      }
+      target.edges.push(state)
+    }
+  }
+
+  start (): void {
+    this.#running = true
+    for (const target of this.#targets.values()) {
+      this.#pump(target)
+    }
+  }
+
+  stop (): void {
+    this.#running = false
+    for (const target of this.#targets.values()) {
+      clearTimeout(target.timer)
+      target.timer = undefined
+    }
+    for (const wake of this.#waiters) {
+      wake()
+    }
+  }
+
+  /** The topics `brane` may emit (those of its outgoing edges) */
+  topicsOf (brane: string): string[] {
+    return [...new Set((this.#bySource.get(brane) ?? []).map((s) => s.edge.on))]
+  }
+
+  /**
+   * Emit `payload` on `topic` from `source`. Resolves with the event id once the event is
+   * durably queued for every edge `source → * on topic`; waits first while those edges
+   * are over the high watermark.
+   *
+   * @throws UnknownTopicError when no edge of `source` carries `topic`
+   */
+  async emit (source: string, topic: string, payload: Uint8Array, options: EmitOptions = {}): Promise<string> {
+    const edges = (this.#bySource.get(source) ?? []).filter((s) => s.edge.on === topic)
+    if (edges.length === 0) {
+      const topics = this.topicsOf(source)
+      throw new UnknownTopicError(`Brane "${source}" cannot emit "${topic}": no edge in [graph].edges carries it (its topics: ${topics.length === 0 ? 'none' : topics.join(', ')})`)
+    }
+    await this.#backPressure(edges, options)
+    const id = eventId(source, topic, payload)
+    this.#queue.enqueue(
+      { id, topic, source, payload, traceId: options.traceId ?? id, hops: [], createdAt: Date.now() },
+      edges.map((s) => ({ edge: s.key, to: s.edge.to, priority: s.edge.priority })))
+    for (const state of edges) {
+      const target = this.#targets.get(state.edge.to)
+      if (target !== undefined) {
+        this.#pump(target)
+      }
+    }
+    return id
+  }
+
+  /** Undelivered events per edge */
+  depth (): Map<string, number> {
+    return this.#queue.depth()
+  }
+
+  async #backPressure (edges: readonly EdgeState[], options: AbortOptions): Promise<void> {
+    const over = (limit: number): boolean => edges.some((s) => this.#queue.edgeDepth(s.key) >= limit)
+    if (!over(this.#high)) {
+      return
+    }
+    while (this.#running && over(this.#low)) {
+      options.signal?.throwIfAborted()
+      await new Promise<void>((resolve, reject) => {
+        const done = (): void => {
+          this.#waiters.delete(done)
+          clearTimeout(timer)
+          options.signal?.removeEventListener('abort', aborted)
+          resolve()
+        }
+        const aborted = (): void => {
+          done()
+          reject(options.signal?.reason)
+        }
+        // re-check now and then even without a wake-up (e.g. deliveries by another process)
+        const timer = setTimeout(done, 250)
+        this.#waiters.add(done)
+        options.signal?.addEventListener('abort', aborted, { once: true })
+      })
+    }
+  }
+
+  /** Start as many deliveries for `target` as it has free slots and due work */
+  #pump (target: TargetState): void {
+    if (!this.#running) {
+      return
+    }
+    const handler = this.#target(target.brane)
+    if (handler === undefined) {
+      return // not hosted here: its events wait in the queue
+    }
+    let soonest = Infinity
+    while (target.busy < this.#slots) {
+      const now = Date.now()
+      const candidates = target.edges
+        .filter((s) => !s.inFlight)
+        .sort((a, b) => b.edge.priority - a.edge.priority || a.lastServed - b.lastServed)
+      let started = false
+      for (const state of candidates) {
+        const [delivery] = this.#queue.claim(state.key, 1, now)
+        if (delivery === undefined) {
+          const due = this.#queue.nextDue(state.key)
+          if (due !== undefined) {
+            soonest = Math.min(soonest, due)
+          }
+          continue
+        }
+        state.inFlight = true
+        state.lastServed = ++this.#served
+        target.busy++
+        started = true
+        this.#deliver(target, state, handler, delivery)
+        break
+      }
+      if (!started) {
+        break
+      }
+    }
+    if (soonest !== Infinity && target.timer === undefined) {
+      target.timer = setTimeout(() => {
+        target.timer = undefined
+        this.#pump(target)
+      }, Math.max(0, soonest - Date.now()))
+    }
+  }
+
+  #deliver (target: TargetState, state: EdgeState, handler: EventTarget, delivery: Delivery): void {
+    const event: BraneEvent = {
+      id: delivery.event.id,
+      topic: delivery.event.topic,
+      payload: delivery.event.payload,
+      source: delivery.event.source,
+      traceId: delivery.event.traceId,
+      attempt: delivery.attempts + 1
+    }
+    handler.deliver(event).then(() => {
+      this.#queue.ack(delivery.id)
+    }, (err: unknown) => {
+      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+      const outcome = this.#queue.fail(delivery, message)
+      this.#log[outcome === 'dead' ? 'error' : 'warn']({ event: event.id, edge: state.key, attempt: event.attempt, error: message },
+        outcome === 'dead' ? 'delivery dead-lettered' : 'delivery failed, will retry')
+    }).finally(() => {
+      state.inFlight = false
+      target.busy--
+      for (const wake of this.#waiters) {
+        wake()
+      }
+      this.#pump(target)
+    }).catch((err: unknown) => {
+      this.#log.error({ err }, 'dispatcher bookkeeping failed')
+    })
+  }
+}
+
+/** `topic:b3:<32 hex>`: a BLAKE3 of the source, payload and a process-unique counter */
+function eventId (source: string, topic: string, payload: Uint8Array): string {
+  const hasher = createBlake3()
+  hasher.update(Buffer.from(`${source}\u0000${topic}\u0000${process.pid}\u0000${Date.now()}\u0000${++sequence}\u0000${Math.random()}\u0000`))
+  hasher.update(payload)
+  return `${topic}:b3:${hasher.digestHex().slice(0, 32)}`
+}

@@ -1,0 +1,6 @@
+/**
+ * Dispatch: typed events between branes along the manifest's edges, through a durable
+ * queue, at least once, in order per edge, with priorities and back-pressure.
+ */
+export { EventQueue, QueueError, type QueueInit, type QueuedEvent, type Delivery, type DeliveryTarget, type DeadLetter } from './queue.ts'
+export { Dispatcher, UnknownTopicError, edgeKey, type BraneEvent, type EventTarget, type DispatcherInit, type DispatcherComponents, type EmitOptions } from './dispatcher.ts'
