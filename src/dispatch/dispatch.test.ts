@@ -49,12 +49,13 @@ describe('dispatcher', () => {
 
   it('carries 10 000 events through a 3-brane chain, every one arriving, in order per edge', async () => {
     const seenByC: string[] = []
-    let dispatcher: Dispatcher | undefined
+    // b forwards what it gets: it needs the dispatcher, which exists after setup
+    const wiring: { dispatcher?: Dispatcher } = {}
     const { queue, dispatcher: d } = await setup([edge('a', 'b', 'raw'), edge('b', 'c', 'cooked')], {
-      b: { deliver: async (event) => { await dispatcher?.emit('b', 'cooked', event.payload, { traceId: event.traceId }) } },
+      b: { deliver: async (event) => { await wiring.dispatcher?.emit('b', 'cooked', event.payload, { traceId: event.traceId }) } },
       c: { deliver: async (event) => { seenByC.push(text(event)) } }
     })
-    dispatcher = d
+    wiring.dispatcher = d
     const total = 10_000
     for (let i = 0; i < total; i++) {
       await d.emit('a', 'raw', Buffer.from(String(i)))
