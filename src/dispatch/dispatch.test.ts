@@ -3,7 +3,8 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Dispatcher, EventQueue, type BraneEvent, type EventTarget } from './index.ts'
+import { Dispatcher, EventQueue, signTrace, verifyTrace, type BraneEvent, type EventTarget } from './index.ts'
+import { generateNodeKey } from '../identity/index.ts'
 import { silentLogging } from '../observe/index.ts'
 import type { Edge } from '../manifest/index.ts'
 
@@ -170,6 +171,34 @@ describe('dispatcher', () => {
     gate?.()
     await until(() => order.length === 11)
     assert.deepEqual(order, ['z', 'y', 'y', 'y', 'y', 'y', 'x', 'x', 'x', 'x', 'x'])
+  })
+
+  it('records the hops of a trace and signs an end record that verifies, and fails when tampered', async () => {
+    const wiring: { dispatcher?: Dispatcher } = {}
+    let done = false
+    const { queue, dispatcher } = await setup([edge('ingest', 'transform', 'raw.batch'), edge('transform', 'train', 'tensor.shard')], {
+      transform: { deliver: async (event) => { await wiring.dispatcher?.emit('transform', 'tensor.shard', Buffer.concat([event.payload, event.payload]), { traceId: event.traceId }) } },
+      train: { deliver: async () => { done = true } }
+    })
+    wiring.dispatcher = dispatcher
+    const id = await dispatcher.emit('ingest', 'raw.batch', Buffer.from('0123456789'))
+    assert.match(id, /^raw\.batch:b3:[0-9a-f]{32}$/)
+    await until(() => done && queue.trace(id)?.hops.length === 2)
+    const trace = queue.trace(id.slice(0, 20))
+    assert.ok(trace !== undefined)
+    assert.equal(trace.traceId, id)
+    assert.deepEqual(trace.hops.map((h) => [h.from, h.to, h.topic, h.bytes, h.outcome]), [
+      ['ingest', 'transform', 'raw.batch', 10, 'ok'],
+      ['transform', 'train', 'tensor.shard', 20, 'ok']
+    ])
+    const key = generateNodeKey()
+    const record = signTrace(trace.traceId, trace.hops, key)
+    assert.deepEqual(verifyTrace(JSON.parse(JSON.stringify(record))), [])
+    const tampered = JSON.parse(JSON.stringify(record))
+    tampered.hops[1].bytes = 21
+    assert.deepEqual(verifyTrace(tampered), ['the hops do not match hopsDigest', `the signature does not verify against ${key.did}`])
+    const resigned = { ...record, node: generateNodeKey().did }
+    assert.deepEqual(verifyTrace(resigned), [`the signature does not verify against ${resigned.node}`])
   })
 
   it('refuses a topic with no edge, naming the topics the brane has', async () => {

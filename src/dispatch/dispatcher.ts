@@ -253,10 +253,28 @@ export class Dispatcher implements Startable {
       traceId: delivery.event.traceId,
       attempt: delivery.attempts + 1
     }
+    const startedAt = performance.timeOrigin + performance.now()
+    const hop = (outcome: string): void => {
+      this.#queue.recordHop({
+        traceId: event.traceId,
+        eventId: event.id,
+        from: event.source,
+        to: target.brane,
+        topic: event.topic,
+        bytes: event.payload.byteLength,
+        compressed: false,
+        attempt: event.attempt,
+        startedAt,
+        endedAt: performance.timeOrigin + performance.now(),
+        outcome
+      })
+    }
     handler.deliver(event).then(() => {
+      hop('ok')
       this.#queue.ack(delivery.id)
     }, (err: unknown) => {
       const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+      hop(message)
       const outcome = this.#queue.fail(delivery, message)
       this.#log[outcome === 'dead' ? 'error' : 'warn']({ event: event.id, edge: state.key, attempt: event.attempt, error: message },
         outcome === 'dead' ? 'delivery dead-lettered' : 'delivery failed, will retry')

@@ -4,3 +4,5 @@
  */
 export { EventQueue, QueueError, type QueueInit, type QueuedEvent, type Delivery, type DeliveryTarget, type DeadLetter } from './queue.ts'
 export { Dispatcher, UnknownTopicError, edgeKey, type BraneEvent, type EventTarget, type DispatcherInit, type DispatcherComponents, type EmitOptions } from './dispatcher.ts'
+export { signTrace, verifyTrace, canonicalJson, type TraceEndRecord } from './trace.ts'
+export type { Hop } from './queue.ts'

@@ -58,6 +58,23 @@ export interface Delivery {
   readonly attempts: number
 }
 
+/** One delivery of an event from one brane to another, as a trace records it */
+export interface Hop {
+  readonly traceId: string
+  readonly eventId: string
+  readonly from: string
+  readonly to: string
+  readonly topic: string
+  readonly bytes: number
+  readonly compressed: boolean
+  readonly attempt: number
+  /** ms since the epoch, with fractions */
+  readonly startedAt: number
+  readonly endedAt: number
+  /** `ok`, or the error that failed it */
+  readonly outcome: string
+}
+
 export interface DeadLetter {
   readonly id: number
   readonly eventId: string
@@ -109,6 +126,22 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, priority DESC, id) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_edge ON deliveries (edge, state, id);
+CREATE TABLE IF NOT EXISTS hops (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  trace_id TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  source TEXT NOT NULL,
+  target TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  compressed INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  started_at REAL NOT NULL,
+  ended_at REAL NOT NULL,
+  outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hops_trace ON hops (trace_id, id);
+CREATE INDEX IF NOT EXISTS hops_event ON hops (event_id);
 `
 
 export class QueueError extends OmegaError {
@@ -260,6 +293,30 @@ export class EventQueue {
     return this.#db.transaction(() => ids.reduce((n, id) => n + stmt.run(now, now, id).changes, 0))()
   }
 
+  /** Record one hop of a trace */
+  recordHop (hop: Hop): void {
+    this.#db.prepare('INSERT INTO hops (trace_id, event_id, source, target, topic, bytes, compressed, attempt, started_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(hop.traceId, hop.eventId, hop.from, hop.to, hop.topic, hop.bytes, hop.compressed ? 1 : 0, hop.attempt, hop.startedAt, hop.endedAt, hop.outcome)
+  }
+
+  /**
+   * The hops of a trace, in order. `id` is a trace id or the id of any event in it (an
+   * unambiguous prefix of either works too).
+   */
+  trace (id: string): { traceId: string, hops: Hop[] } | undefined {
+    const found = this.#db.prepare('SELECT trace_id FROM hops WHERE trace_id = ? OR event_id = ? LIMIT 1').get(id, id) as { trace_id: string } | undefined ??
+      this.#db.prepare("SELECT DISTINCT trace_id FROM hops WHERE trace_id LIKE ? ESCAPE '\\' OR event_id LIKE ? ESCAPE '\\' LIMIT 2").all(`${escapeLike(id)}%`, `${escapeLike(id)}%`) as Array<{ trace_id: string }>
+    const traceId = Array.isArray(found) ? (found.length === 1 ? found[0]?.trace_id : undefined) : found?.trace_id
+    if (traceId === undefined) {
+      return undefined
+    }
+    const rows = this.#db.prepare('SELECT * FROM hops WHERE trace_id = ? ORDER BY started_at, id').all(traceId) as Array<{ trace_id: string, event_id: string, source: string, target: string, topic: string, bytes: number, compressed: number, attempt: number, started_at: number, ended_at: number, outcome: string }>
+    return {
+      traceId,
+      hops: rows.map((r) => ({ traceId: r.trace_id, eventId: r.event_id, from: r.source, to: r.target, topic: r.topic, bytes: r.bytes, compressed: r.compressed === 1, attempt: r.attempt, startedAt: r.started_at, endedAt: r.ended_at, outcome: r.outcome }))
+    }
+  }
+
   /** Counts by state, for status and tests */
   counts (): Record<'pending' | 'inflight' | 'done' | 'dead', number> {
     const out = { pending: 0, inflight: 0, done: 0, dead: 0 }
@@ -280,4 +337,8 @@ export class EventQueue {
   close (): void {
     this.#db.close()
   }
+}
+
+function escapeLike (text: string): string {
+  return text.replace(/[\\%_]/g, (ch) => `\\${ch}`)
 }
