@@ -44,6 +44,7 @@ export interface AdminComponents {
   /** the node's did: tokens must be addressed to it */
   readonly did: string
   readonly logBook: LogBook
+  readonly observer: { profile: (brane: string) => unknown, metrics: { render: () => string } }
   readonly status: () => AdminStatus
   readonly logger: Logger
 }
@@ -58,7 +59,9 @@ export interface AdminInit {
 /** Route → the action a token must allow */
 const ACTIONS: Readonly<Record<string, string>> = {
   '/v1/status': 'ps',
-  '/v1/logs': 'logs'
+  '/v1/logs': 'logs',
+  '/v1/profile': 'profile',
+  '/v1/metrics': 'metrics'
 }
 
 export class AdminServer implements Startable {
@@ -126,11 +129,28 @@ export class AdminServer implements Startable {
       send(res, 403, { error: 'Forbidden', message: (err as Error).message })
       return
     }
-    if (url.pathname === '/v1/status') {
-      send(res, 200, this.#components.status())
-      return
+    switch (url.pathname) {
+      case '/v1/status':
+        send(res, 200, this.#components.status())
+        return
+      case '/v1/profile': {
+        const brane = url.searchParams.get('brane')
+        if (brane === null) {
+          send(res, 400, { error: 'BadRequest', message: 'Missing ?brane=NAME' })
+          return
+        }
+        send(res, 200, this.#components.observer.profile(brane))
+        return
+      }
+      case '/v1/metrics': {
+        const text = this.#components.observer.metrics.render()
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) })
+        res.end(text)
+        return
+      }
+      default:
+        this.#logs(url, res)
     }
-    this.#logs(url, res)
   }
 
   #logs (url: URL, res: ServerResponse): void {

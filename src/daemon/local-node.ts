@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { OmegaError, UnsupportedError } from '../errors.ts'
-import type { AbortOptions, BraneHttpRequest, BraneHttpResponse, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
+import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey } from '../identity/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
@@ -14,6 +14,8 @@ import { checkImports, HttpBrane, loadComponent } from '../runtime/wasm/index.ts
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminStatus } from './admin.ts'
 import { LogBook } from '../observe/index.ts'
+import { RequestObserver } from './observer.ts'
+import { MetricsEndpoint } from './metrics-endpoint.ts'
 
 export interface LocalNodeInit {
   /** Omega's data directory (keys, images, component cache) */
@@ -25,6 +27,8 @@ export interface LocalNodeInit {
   logging: ComponentLogger
   /** serve the admin API on `<home>/omega.sock`. @default true */
   admin?: boolean
+  /** serve Prometheus metrics on this port (on `host`); off when unset */
+  metricsPort?: number
 }
 
 export interface BraneStatus {
@@ -51,17 +55,21 @@ export class LocalNode {
   readonly did: string
   readonly plan: Plan
   readonly logBook: LogBook
+  readonly observer: RequestObserver
   readonly #gateway: Gateway
   readonly #admin: AdminServer | undefined
+  readonly #metrics: MetricsEndpoint | undefined
   readonly #running: readonly RunningBrane[]
   readonly #skipped: readonly BraneStatus[]
   readonly #log: Logger
   readonly #startedAt = new Date()
 
-  private constructor (parts: { did: string, plan: Plan, logBook: LogBook, gateway: Gateway, admin: AdminServer | undefined, running: RunningBrane[], skipped: BraneStatus[], log: Logger }) {
+  private constructor (parts: { did: string, plan: Plan, logBook: LogBook, observer: RequestObserver, gateway: Gateway, admin: AdminServer | undefined, metrics: MetricsEndpoint | undefined, running: RunningBrane[], skipped: BraneStatus[], log: Logger }) {
+    this.#metrics = parts.metrics
     this.did = parts.did
     this.plan = parts.plan
     this.logBook = parts.logBook
+    this.observer = parts.observer
     this.#gateway = parts.gateway
     this.#admin = parts.admin
     this.#running = parts.running
@@ -81,6 +89,7 @@ export class LocalNode {
     }
     const key = await loadOrCreateNodeKey(init.home, options)
     const logBook = new LogBook({ logger: init.logging.forComponent('brane') })
+    const observer = new RequestObserver(logBook)
     const running: RunningBrane[] = []
     const skipped: BraneStatus[] = []
     const failures: Error[] = []
@@ -88,7 +97,7 @@ export class LocalNode {
     for (const brane of plan.branes) {
       options.signal?.throwIfAborted()
       try {
-        const started = await startBrane(brane, manifestFile, init, logBook, options)
+        const started = await startBrane(brane, manifestFile, init, observer, options)
         if ('reason' in started) {
           skipped.push(started)
           log.warn({ brane: brane.name }, `skipped: ${started.reason}`)
@@ -116,6 +125,7 @@ export class LocalNode {
     const entries: RouteEntry[] = running.flatMap((r) => r.plan.routes.map((route) => ({ brane: r.plan.name, route })))
     gateway.setRoutes(entries, new Map(running.map((r) => [r.plan.name, r.handler])))
     let admin: AdminServer | undefined
+    let metrics: MetricsEndpoint | undefined
     // the admin API answers for the node, which exists once everything has started
     const started: { node?: LocalNode } = {}
     try {
@@ -124,6 +134,7 @@ export class LocalNode {
         admin = new AdminServer({
           did: key.did,
           logBook,
+          observer,
           status: () => {
             if (started.node === undefined) {
               throw new OmegaError('The node is still starting')
@@ -134,12 +145,17 @@ export class LocalNode {
         }, { home: init.home })
         await admin.start()
       }
+      if (init.metricsPort !== undefined) {
+        metrics = new MetricsEndpoint(() => observer.metrics.render(), { ...(init.host === undefined ? {} : { host: init.host }), port: init.metricsPort })
+        await metrics.start()
+      }
     } catch (err) {
+      await admin?.stop()
       await gateway.stop()
       await closeAll()
       throw err
     }
-    const node = new LocalNode({ did: key.did, plan, logBook, gateway, admin, running, skipped, log })
+    const node = new LocalNode({ did: key.did, plan, logBook, observer, gateway, admin, metrics, running, skipped, log })
     started.node = node
     log.info({ did: key.did, url: gateway.url, branes: running.length }, 'node up (one-node mode: every substrate maps to this node)')
     return node
@@ -174,8 +190,14 @@ export class LocalNode {
     }
   }
 
+  /** `http://host:port/metrics`, when the metrics endpoint is on */
+  get metricsUrl (): string | undefined {
+    return this.#metrics?.url
+  }
+
   /** Stop accepting requests, then close every brane */
   async stop (): Promise<void> {
+    await this.#metrics?.stop()
     await this.#admin?.stop()
     await this.#gateway.stop()
     await Promise.allSettled(this.#running.map(async (r) => { await r.handler.close() }))
@@ -183,7 +205,7 @@ export class LocalNode {
   }
 }
 
-async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, logBook: LogBook, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
+async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, observer: RequestObserver, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
   const routes = brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`)
   if (brane.profile === 'frontier') {
     return { name: brane.name, state: 'skipped', routes: [], reason: new UnsupportedError('frontier (microVM) branes are not supported by this node yet').message }
@@ -207,77 +229,11 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     grants: brane.grants,
     ...(brane.deterministic ? { deterministic: { seed: brane.seed ?? 0 } } : {}),
     deadlineMs: brane.limits.deadlineMs,
-    log: (stream, line) => { logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
+    log: (stream, line) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
   })
   return {
     plan: brane,
-    handler: observed(brane.name, runtime, logBook),
+    handler: observer.wrap(brane.name, runtime),
     status: { name: brane.name, state: 'running', id: loaded.id, source: image.source, routes }
   }
-}
-
-/** Wrap a brane's handler so every request leaves one REQ … RES … END record */
-function observed (brane: string, runtime: HttpBrane, logBook: LogBook): HttpHandler & { close: () => Promise<void> } {
-  return {
-    async handle (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> {
-      const start = performance.now()
-      const path = request.pathWithQuery
-      try {
-        const response = await runtime.handle(request, options)
-        const timing: Record<string, unknown> = { ...response.timing }
-        logBook.append({
-          brane,
-          kind: 'request',
-          level: response.status >= 500 ? 'warn' : 'info',
-          message: requestLine(request.method, path, response.status, response.body.byteLength, performance.now() - start, timing),
-          fields: { method: request.method, path, status: response.status, bytes: response.body.byteLength, totalMs: round(performance.now() - start), ...timing }
-        })
-        return response
-      } catch (err) {
-        const name = err instanceof Error ? err.name : 'Error'
-        const message = err instanceof Error ? err.message : String(err)
-        logBook.append({
-          brane,
-          kind: 'request',
-          level: 'error',
-          message: `REQ ${request.method} ${path} ERR ${name}: ${message} END total=${ms(performance.now() - start)}`,
-          fields: { method: request.method, path, error: name, totalMs: round(performance.now() - start) }
-        })
-        throw err
-      }
-    },
-    async close (): Promise<void> {
-      await runtime.close()
-    }
-  }
-}
-
-/** `REQ GET /x RES 200 25B cpu=0.41ms END cold=1.30ms exec=0.48ms total=2.10ms pooled✓` */
-export function requestLine (method: string, path: string, status: number, bytes: number, totalMs: number, timing: Readonly<Record<string, unknown>>): string {
-  const num = (key: string): number | undefined => typeof timing[key] === 'number' ? timing[key] : undefined
-  const cpu = num('cpuMs') ?? num('execMs') ?? num('handleMs')
-  const exec = num('execMs') ?? num('handleMs')
-  const instantiate = num('instantiateMs')
-  const cold = typeof timing.cold === 'boolean' ? timing.cold : undefined
-  const pooled = typeof timing.pooled === 'boolean' ? timing.pooled : undefined
-  const parts = [`REQ ${method} ${path}`, `RES ${status} ${bytes}B${cpu === undefined ? '' : ` cpu=${ms(cpu)}`}`, 'END']
-  if (instantiate !== undefined) {
-    parts.push(`cold=${cold === false ? '✗' : ms(instantiate)}`)
-  }
-  if (exec !== undefined) {
-    parts.push(`exec=${ms(exec)}`)
-  }
-  parts.push(`total=${ms(totalMs)}`)
-  if (pooled !== undefined) {
-    parts.push(`pooled${pooled ? '✓' : '✗'}`)
-  }
-  return parts.join(' ')
-}
-
-function ms (value: number): string {
-  return `${value < 10 ? value.toFixed(2) : value.toFixed(1)}ms`
-}
-
-function round (value: number): number {
-  return Math.round(value * 1000) / 1000
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
-import { adminJson, adminStream, type AdminStatus } from '../../daemon/index.ts'
+import { adminJson, adminStream, type AdminStatus, type BraneProfile } from '../../daemon/index.ts'
+import { formatSize } from '../../manifest/index.ts'
 import { parseDuration } from '../../manifest/index.ts'
 import type { LogRecord } from '../../observe/index.ts'
 import { UsageError } from '../../errors.ts'
@@ -74,6 +75,31 @@ export function opsCommands (program: Command, ctx: CliContext): void {
           throw err
         }
       }
+    })
+}
+
+export function profileCommand (program: Command, ctx: CliContext): void {
+  program.command('profile')
+    .description('Show where a brane\'s time goes: P50/P99 of cold start, execution, CPU and memory, and requests per second')
+    .requiredOption('-b, --brane <name>', 'the brane')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { brane: string, json?: boolean }, command: Command) => {
+      const profile = await adminJson<BraneProfile>(ctx.home(homeOption(command)), `/v1/profile?brane=${encodeURIComponent(opts.brane)}`, ctx.signal === undefined ? {} : { signal: ctx.signal })
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify(profile, null, 2) + '\n')
+        return
+      }
+      ctx.stdout.write(`brane ${profile.brane}: ${profile.requests} requests, ${profile.errors} errors, ${profile.reqPerSec.toFixed(1)} req/s (last ${profile.windowSeconds}s)\n\n`)
+      const msCell = (v: number | undefined): string => v === undefined ? '—' : `${v < 10 ? v.toFixed(2) : v.toFixed(1)}ms`
+      const rows: string[][] = []
+      for (const [name, summary, unit] of [['total', profile.total, 'ms'], ['cold', profile.cold, 'ms'], ['exec', profile.exec, 'ms'], ['cpu', profile.cpu, 'ms'], ['mem', profile.mem, 'bytes']] as const) {
+        if (summary !== undefined) {
+          rows.push(unit === 'ms'
+            ? [name, msCell(summary.p50), msCell(summary.p99), String(summary.count)]
+            : [name, formatSize(Math.round(summary.p50)), formatSize(Math.round(summary.p99)), String(summary.count)])
+        }
+      }
+      ctx.stdout.write(rows.length === 0 ? 'No requests yet\n' : table(['', 'p50', 'p99', 'samples'], rows))
     })
 }
 

@@ -8,6 +8,7 @@ import { table } from '../table.ts'
 
 interface UpOptions {
   port: string
+  metricsPort?: string
   host: string
   logFormat: 'json' | 'pretty'
   logLevel: 'debug' | 'info' | 'warn' | 'error'
@@ -19,20 +20,19 @@ export function upCommand (program: Command, ctx: CliContext): void {
     .argument('<file>', 'manifest file (TOML, JSON or YAML)')
     .option('-p, --port <port>', 'gateway port (0 picks a free one)', '8080')
     .option('--host <address>', 'gateway address', '127.0.0.1')
+    .option('--metrics-port <port>', 'also serve Prometheus metrics at http://HOST:PORT/metrics')
     .option('--log-format <format>', 'json or pretty', 'pretty')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .action(async (file: string, opts: UpOptions, command: Command) => {
-      const port = Number(opts.port)
-      if (!Number.isInteger(port) || port < 0 || port > 65535) {
-        throw new UsageError(`Invalid --port "${opts.port}": expected an integer from 0 to 65535`)
-      }
+      const port = portOption('--port', opts.port)
+      const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
       if (opts.logFormat !== 'json' && opts.logFormat !== 'pretty') {
         throw new UsageError(`Invalid --log-format "${String(opts.logFormat)}": expected "json" or "pretty"`)
       }
       const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
       const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
-      const node = await LocalNode.start(resolve(ctx.cwd, file), { home: ctx.home(homeOption(command)), host: opts.host, port, logging }, signal)
-      ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n\n`)
+      const node = await LocalNode.start(resolve(ctx.cwd, file), { home: ctx.home(homeOption(command)), host: opts.host, port, logging, ...(metricsPort === undefined ? {} : { metricsPort }) }, signal)
+      ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
         b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : b.reason ?? ''
       ])))
@@ -41,6 +41,14 @@ export function upCommand (program: Command, ctx: CliContext): void {
       ctx.stdout.write('omega: stopping\n')
       await node.stop()
     })
+}
+
+function portOption (flag: string, value: string): number {
+  const port = Number(value)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new UsageError(`Invalid ${flag} "${value}": expected an integer from 0 to 65535`)
+  }
+  return port
 }
 
 async function waitForAbort (signal: AbortSignal | undefined): Promise<void> {

@@ -1,0 +1,180 @@
+/**
+ * Watches every request a brane serves: one `REQ … RES … END` record in the log book,
+ * and the metrics behind `omega profile` and `/metrics`.
+ */
+import type { AbortOptions, BraneHttpRequest, BraneHttpResponse, HttpHandler } from '../interfaces/index.ts'
+import { MetricsRegistry, BYTE_BUCKETS, type LogBook, type Summary } from '../observe/index.ts'
+
+interface Runtime {
+  handle: (request: BraneHttpRequest, options?: AbortOptions) => Promise<BraneHttpResponse & { timing?: object }>
+  close: () => Promise<void>
+}
+
+export interface BraneProfile {
+  readonly brane: string
+  readonly requests: number
+  readonly errors: number
+  /** requests per second over the last `windowSeconds` */
+  readonly reqPerSec: number
+  readonly windowSeconds: number
+  readonly total?: Summary
+  readonly cold?: Summary
+  readonly exec?: Summary
+  readonly cpu?: Summary
+  readonly mem?: Summary
+}
+
+const RATE_WINDOW_MS = 10_000
+const RECENT = 8192
+
+export class RequestObserver {
+  readonly logBook: LogBook
+  readonly metrics = new MetricsRegistry()
+  readonly #requests = this.metrics.counter('omega_requests_total', 'Requests served, by brane and status')
+  readonly #errors = this.metrics.counter('omega_request_errors_total', 'Requests that failed before a response, by brane and error')
+  readonly #total = this.metrics.histogram('omega_request_duration_ms', 'Time from routing to response, ms')
+  readonly #cold = this.metrics.histogram('omega_instantiate_ms', 'Instantiation time of instances created for a request (cold starts), ms')
+  readonly #exec = this.metrics.histogram('omega_exec_ms', 'Guest execution time, ms')
+  readonly #cpu = this.metrics.histogram('omega_cpu_ms', 'Guest CPU time, ms')
+  readonly #mem = this.metrics.histogram('omega_memory_bytes', 'Linear memory after a request, bytes', BYTE_BUCKETS)
+  readonly #recent = new Map<string, { times: Float64Array, next: number }>()
+
+  constructor (logBook: LogBook) {
+    this.logBook = logBook
+  }
+
+  /** A handler for `brane` that serves through `runtime` and records every request */
+  wrap (brane: string, runtime: Runtime): HttpHandler & { close: () => Promise<void> } {
+    return {
+      handle: async (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> => {
+        const start = performance.now()
+        const path = request.pathWithQuery
+        try {
+          const response = await runtime.handle(request, options)
+          const totalMs = performance.now() - start
+          const timing: Record<string, unknown> = { ...response.timing }
+          this.#record(brane, response.status, totalMs, timing)
+          this.logBook.append({
+            brane,
+            kind: 'request',
+            level: response.status >= 500 ? 'warn' : 'info',
+            message: requestLine(request.method, path, response.status, response.body.byteLength, totalMs, timing),
+            fields: { method: request.method, path, status: response.status, bytes: response.body.byteLength, totalMs: round(totalMs), ...timing }
+          })
+          return response
+        } catch (err) {
+          const name = err instanceof Error ? err.name : 'Error'
+          const message = err instanceof Error ? err.message : String(err)
+          const totalMs = performance.now() - start
+          this.#errors.inc({ brane, error: name })
+          this.#tick(brane)
+          this.logBook.append({
+            brane,
+            kind: 'request',
+            level: 'error',
+            message: `REQ ${request.method} ${path} ERR ${name}: ${message} END total=${ms(totalMs)}`,
+            fields: { method: request.method, path, error: name, totalMs: round(totalMs) }
+          })
+          throw err
+        }
+      },
+      close: async (): Promise<void> => { await runtime.close() }
+    }
+  }
+
+  /** P50/P99 of cold, exec, cpu, mem and the request rate of one brane */
+  profile (brane: string): BraneProfile {
+    const labels = { brane }
+    const requests = this.#requests.sum(labels)
+    const errors = this.#errors.sum(labels)
+    const recent = this.#recent.get(brane)
+    const now = performance.now()
+    let inWindow = 0
+    if (recent !== undefined) {
+      for (const t of recent.times) {
+        if (t > 0 && now - t <= RATE_WINDOW_MS) {
+          inWindow++
+        }
+      }
+    }
+    const parts: Record<string, Summary | undefined> = {
+      total: this.#total.summary(labels),
+      cold: this.#cold.summary(labels),
+      exec: this.#exec.summary(labels),
+      cpu: this.#cpu.summary(labels),
+      mem: this.#mem.summary(labels)
+    }
+    return {
+      brane,
+      requests,
+      errors,
+      reqPerSec: inWindow / (RATE_WINDOW_MS / 1000),
+      windowSeconds: RATE_WINDOW_MS / 1000,
+      ...Object.fromEntries(Object.entries(parts).filter(([, v]) => v !== undefined))
+    }
+  }
+
+  #record (brane: string, status: number, totalMs: number, timing: Readonly<Record<string, unknown>>): void {
+    const labels = { brane }
+    this.#requests.inc({ brane, status: String(status) })
+    this.#total.observe(totalMs, labels)
+    const num = (key: string): number | undefined => typeof timing[key] === 'number' ? timing[key] : undefined
+    const instantiate = num('instantiateMs')
+    if (instantiate !== undefined && timing.cold !== false) {
+      this.#cold.observe(instantiate, labels)
+    }
+    const exec = num('execMs') ?? num('handleMs')
+    if (exec !== undefined) {
+      this.#exec.observe(exec, labels)
+    }
+    const cpu = num('cpuMs')
+    if (cpu !== undefined) {
+      this.#cpu.observe(cpu, labels)
+    }
+    const mem = num('memBytes')
+    if (mem !== undefined) {
+      this.#mem.observe(mem, labels)
+    }
+    this.#tick(brane)
+  }
+
+  #tick (brane: string): void {
+    let recent = this.#recent.get(brane)
+    if (recent === undefined) {
+      recent = { times: new Float64Array(RECENT), next: 0 }
+      this.#recent.set(brane, recent)
+    }
+    recent.times[recent.next] = performance.now()
+    recent.next = (recent.next + 1) % RECENT
+  }
+}
+
+/** `REQ GET /x RES 200 25B cpu=0.41ms END cold=1.30ms exec=0.48ms total=2.10ms pooled✓` */
+export function requestLine (method: string, path: string, status: number, bytes: number, totalMs: number, timing: Readonly<Record<string, unknown>>): string {
+  const num = (key: string): number | undefined => typeof timing[key] === 'number' ? timing[key] : undefined
+  const cpu = num('cpuMs') ?? num('execMs') ?? num('handleMs')
+  const exec = num('execMs') ?? num('handleMs')
+  const instantiate = num('instantiateMs')
+  const cold = typeof timing.cold === 'boolean' ? timing.cold : undefined
+  const pooled = typeof timing.pooled === 'boolean' ? timing.pooled : undefined
+  const parts = [`REQ ${method} ${path}`, `RES ${status} ${bytes}B${cpu === undefined ? '' : ` cpu=${ms(cpu)}`}`, 'END']
+  if (instantiate !== undefined) {
+    parts.push(`cold=${cold === false ? '✗' : ms(instantiate)}`)
+  }
+  if (exec !== undefined) {
+    parts.push(`exec=${ms(exec)}`)
+  }
+  parts.push(`total=${ms(totalMs)}`)
+  if (pooled !== undefined) {
+    parts.push(`pooled${pooled ? '✓' : '✗'}`)
+  }
+  return parts.join(' ')
+}
+
+function ms (value: number): string {
+  return `${value < 10 ? value.toFixed(2) : value.toFixed(1)}ms`
+}
+
+function round (value: number): number {
+  return Math.round(value * 1000) / 1000
+}
