@@ -17,13 +17,15 @@ import type { BenchCase, Budget, CaseResult } from './harness.ts'
 import { formatTable, gitInfo, machineInfo, writeReport } from './report.ts'
 import * as hash from './hash.bench.ts'
 import * as sign from './sign.bench.ts'
+import * as wasm from './wasm.bench.ts'
 import * as gateway from './gateway.bench.ts'
 
 /** Every suite, by name; a case's full name is `suite/case` */
 const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
   hash,
   sign,
-  gateway
+  gateway,
+  wasm
 }
 
 const QUICK_BUDGET: Partial<Budget> = { rounds: 3, roundMs: 150, warmupMs: 100 }

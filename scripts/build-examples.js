@@ -3,12 +3,14 @@
 //   src/runtime/wasm/fixtures/<x>.wat  -> build/fixtures/<x>.wasm
 // parse (WAT -> core module) -> componentEmbed (add the world's WIT) -> componentNew.
 // Outputs are rewritten only when their bytes change, so the script is idempotent.
-// Run by `npm run build` after tsc; takes about 0.1 s.
+// Run by `npm run build` after tsc; takes about 0.1 s. JS guests (examples/guests/,
+// see build-guests.js) take ~10–25 s when their sources change, nothing otherwise.
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { componentEmbed, componentNew, parse } from '@bytecodealliance/jco-transpile/wasm-tools'
+import { buildJsTargets } from './build-guests.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 const witDir = join(root, 'wit')
@@ -20,7 +22,10 @@ const TARGETS = [
   { source: 'src/runtime/wasm/fixtures/spin.wat', output: 'build/fixtures/spin.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/log.wat', output: 'build/fixtures/log.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/random.wat', output: 'build/fixtures/random.wasm', world: 'omega:worlds/http' },
-  { source: 'src/runtime/wasm/fixtures/sockets.wat', output: 'build/fixtures/sockets.wasm', world: 'wasi:cli/command@0.2.12' }
+  { source: 'src/runtime/wasm/fixtures/sockets.wat', output: 'build/fixtures/sockets.wasm', world: 'wasi:cli/command@0.2.12' },
+  { source: 'src/runtime/wasm/fixtures/bomb.wat', output: 'build/fixtures/bomb.wasm', world: 'omega:worlds/http' },
+  { source: 'src/runtime/wasm/fixtures/recurse.wat', output: 'build/fixtures/recurse.wasm', world: 'omega:worlds/http' },
+  { source: 'src/runtime/wasm/fixtures/flood.wat', output: 'build/fixtures/flood.wasm', world: 'omega:worlds/http' }
 ]
 
 /**
@@ -86,6 +91,11 @@ async function main () {
   }
   const ms = (performance.now() - start).toFixed(0)
   process.stdout.write(`build-examples: ${TARGETS.length} components, ${changed.length} changed, ${ms} ms\n`)
+  // JS guests (componentize-js, slow): rebuilt only when their inputs change
+  const jsStart = performance.now()
+  const js = await buildJsTargets()
+  const jsMs = (performance.now() - jsStart).toFixed(0)
+  process.stdout.write(`build-examples: ${js.built.length + js.skipped.length} JS components, ${js.built.length} built, ${jsMs} ms\n`)
 }
 
 main().catch((err) => {

@@ -26,6 +26,15 @@ function get (pathWithQuery: string): HttpRequest {
 }
 
 const text = (body: Uint8Array): string => new TextDecoder().decode(body)
+
+/** Polls `check` until it holds (or fails the test after `ms`) */
+async function waitFor (check: () => boolean, ms = 5_000): Promise<void> {
+  const until = Date.now() + ms
+  while (!check()) {
+    assert.ok(Date.now() < until, `condition not met within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
 const NO_GRANTS: Grants = {}
 function ignoreLog (): void {}
 
@@ -101,10 +110,17 @@ describe('HttpBrane', () => {
       name: 'spin', grants: NO_GRANTS, log: ignoreLog, deadlineMs: 200
     })
     try {
+      await waitFor(() => brane.stats.spareReady)
       const start = Date.now()
-      await assert.rejects(brane.handle(get('/')), { name: 'DeadlineExceededError', message: 'Brane "spin" did not answer within 200 ms' })
+      await assert.rejects(brane.handle(get('/')), {
+        name: 'DeadlineExceededError',
+        message: 'Brane "spin" did not answer GET / within its 200 ms deadline: the call was stopped'
+      })
       assert.ok(Date.now() - start < 2_000)
-      // a fresh worker takes the next request (and meets the same fate)
+      // the warm spare took the stopped worker's place at once: no start-up wait
+      assert.equal(brane.stats.idle, 1)
+      assert.equal(brane.stats.deadlineKills, 1)
+      // it takes the next request (and meets the same fate)
       await assert.rejects(brane.handle(get('/')), { name: 'DeadlineExceededError' })
     } finally {
       await brane.close()

@@ -15,13 +15,16 @@
  * await brane.close()
  * ```
  */
-export { loadComponent } from './load.ts'
+export { DEFAULT_MEM_MAX_BYTES, loadComponent, withMemoryCap } from './load.ts'
 export type { LoadComponentOptions, LoadedComponent } from './load.ts'
 export {
   CAPABILITY_KEYS, PROVIDED_INTERFACES, checkImports, findUngranted, findUnprovided, importRule, unversioned
 } from './link.ts'
 export type { CapabilityKey, CheckImportsOptions, ImportRule, UngrantedImport } from './link.ts'
 export { HttpBrane } from './http-brane.ts'
-export type { BraneLog, CloseOptions, HandleOptions, HttpBraneOptions } from './http-brane.ts'
-export type { ExchangeTiming, HttpRequest, HttpResponse } from './protocol.ts'
+export type { BraneLog, CloseOptions, HandleOptions, HttpBraneOptions, HttpBraneStats } from './http-brane.ts'
+export type { ExchangeTiming, HttpRequest, HttpResponse, Lifecycle, RequestTiming } from './protocol.ts'
+export { CpuThrottle } from './limits.ts'
+export type { CpuThrottleInit } from './limits.ts'
+export { capMemoryMax, WASM_PAGE } from './memory-cap.ts'
 export { BraneClosedError } from './errors.ts'

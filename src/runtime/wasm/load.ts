@@ -1,14 +1,24 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { blake3Hex, toHex } from '../../identity/index.ts'
 import { ComponentLoadError } from '../../errors.ts'
 import { unversioned } from './link.ts'
+import { capMemoryMax } from './memory-cap.ts'
 import { wasm, type CoreModule } from './wasm-api.ts'
+
+/** The `mem_max` a component gets when nobody says otherwise: 64 MiB */
+export const DEFAULT_MEM_MAX_BYTES = 64 * 2 ** 20
 
 /** Options of {@link loadComponent} */
 export interface LoadComponentOptions {
   /** where transpiled components are kept, one directory per BLAKE3 hash */
   readonly cacheDir: string
+  /**
+   * Cap on each linear memory, patched into the core modules' memory maximum
+   * (`[brane.X.limits] mem_max`); see {@link withMemoryCap} to change it later.
+   * @default 67108864 (64 MiB)
+   */
+  readonly memMaxBytes?: number
   readonly signal?: AbortSignal
 }
 
@@ -28,6 +38,8 @@ export interface LoadedComponent {
   readonly entry: string
   /** compiled core modules by the file name the transpiled module asks for */
   readonly modules: ReadonlyMap<string, CoreModule>
+  /** the cap patched into every memory the core modules define, in bytes */
+  readonly memMaxBytes: number
   /** `hit` when the transpiled files came from `cacheDir`, `miss` when transpiled now */
   readonly cache: 'hit' | 'miss'
 }
@@ -50,7 +62,7 @@ const COMPONENT_PREAMBLE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x0
 const CORE_PREAMBLE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00)
 
 // Core modules are compiled once per process and shared by every brane (and sent to
-// worker threads, which accept compiled modules). Keyed by component hash.
+// worker threads, which accept compiled modules). Keyed by component hash and memory cap.
 const compiled = new Map<string, Promise<ReadonlyMap<string, CoreModule>>>()
 
 let transpilerVersion: Promise<string> | undefined
@@ -81,7 +93,8 @@ export async function loadComponent (bytes: Uint8Array, options: LoadComponentOp
     cache = 'miss'
     meta = await transpileToCache(bytes, hash, options.cacheDir, version)
   }
-  const modules = await compileModules(hash, dir, meta.modules, cache === 'hit')
+  const memMaxBytes = options.memMaxBytes ?? DEFAULT_MEM_MAX_BYTES
+  const modules = await compileModules(hash, dir, meta.modules, { fromCache: cache === 'hit', memMaxBytes })
   return {
     id: meta.id,
     hash,
@@ -90,8 +103,24 @@ export async function loadComponent (bytes: Uint8Array, options: LoadComponentOp
     exports: meta.exports,
     entry: join(dir, meta.entry),
     modules,
+    memMaxBytes,
     cache
   }
+}
+
+/**
+ * `loaded` with its core modules compiled again under another memory cap (compiled
+ * once per component and cap per process). Returns `loaded` when the cap is the same.
+ *
+ * @throws RangeError when `memMaxBytes` is less than one page
+ * @throws ComponentLoadError when a memory's minimum is above the cap
+ */
+export async function withMemoryCap (loaded: LoadedComponent, memMaxBytes: number): Promise<LoadedComponent> {
+  if (loaded.memMaxBytes === memMaxBytes) {
+    return loaded
+  }
+  const modules = await compileModules(loaded.hash, dirname(loaded.entry), [...loaded.modules.keys()], { fromCache: true, memMaxBytes })
+  return { ...loaded, modules, memMaxBytes }
 }
 
 function checkPreamble (bytes: Uint8Array): void {
@@ -237,25 +266,28 @@ async function versionedImports (bytes: Uint8Array, imports: readonly string[]):
 }
 
 async function compileModules (
-  hash: string, dir: string, names: readonly string[], fromCache: boolean
+  hash: string, dir: string, names: readonly string[], options: { fromCache: boolean, memMaxBytes: number }
 ): Promise<ReadonlyMap<string, CoreModule>> {
-  let pending = compiled.get(hash)
+  const key = `${hash}:${options.memMaxBytes}`
+  let pending = compiled.get(key)
   if (pending === undefined) {
     pending = (async () => {
       const modules = new Map<string, CoreModule>()
       for (const name of names) {
         const file = join(dir, name)
+        // a bad cap is the caller's error, not the component's: let it through as is
+        const bytes = capMemoryMax(await readFile(file), options.memMaxBytes, { module: name })
         try {
-          modules.set(name, await wasm.compile(await readFile(file)))
+          modules.set(name, await wasm.compile(bytes))
         } catch (err) {
-          const where = fromCache ? ` (cached in "${dir}": delete it to transpile again)` : ''
+          const where = options.fromCache ? ` (cached in "${dir}": delete it to transpile again)` : ''
           throw new ComponentLoadError(`Cannot load component "b3:${hash}": core module "${name}" does not compile${where}: ${describe(err)}`, { cause: err })
         }
       }
       return modules
     })()
-    compiled.set(hash, pending)
-    pending.catch(() => compiled.delete(hash))
+    compiled.set(key, pending)
+    pending.catch(() => compiled.delete(key))
   }
   return pending
 }

@@ -24,17 +24,45 @@ export interface HttpResponse {
   readonly status: number
   readonly headers: Array<[string, string]>
   readonly body: Uint8Array
-  /** where the time went inside the worker */
-  readonly timing: ExchangeTiming
+  /** where the time and memory went */
+  readonly timing: RequestTiming
 }
 
-/** Timings of one exchange, in milliseconds */
-export interface ExchangeTiming {
-  /** building the import object and instantiating the component */
+/** How instances live: see `HttpBraneOptions.lifecycle` */
+export type Lifecycle = 'ephemeral' | 'pooled' | 'pinned'
+
+export type LogStream = 'stdout' | 'stderr'
+
+/**
+ * Accounting of one request, in milliseconds and bytes. For log lines like
+ * `RES 200 cpu=0.4ms END cold=false exec=0.1ms pooled✓`.
+ */
+export interface RequestTiming {
+  /** the instance was instantiated on this request's time (no pre-warmed or reusable one was ready) */
+  readonly cold: boolean
+  /** the instance served earlier requests (lifecycle `pooled` or `pinned`) */
+  readonly pooled: boolean
+  /** waiting in the brane's queue on the main thread (for a worker, or for CPU quota) */
+  readonly queueMs: number
+  /** taking an instance inside the worker: µs when pre-warmed or reused, else the instantiation */
+  readonly acquireMs: number
+  /** instantiation on this request's time: equals the instantiation when `cold`, else 0 */
   readonly instantiateMs: number
   /** running the guest's handler */
-  readonly handleMs: number
+  readonly execMs: number
+  /**
+   * Best estimate of CPU time: the wall time of acquire + exec on the worker thread,
+   * which runs the guest synchronously and nothing else. Over-counts while the guest
+   * blocks in a host call (outgoing HTTP) or the thread is preempted; background
+   * pre-warming is not included. This is what the CPU quota charges.
+   */
+  readonly cpuMs: number
+  /** linear memory of the instance after the call, all memories together */
+  readonly memBytes: number
 }
+
+/** @deprecated use {@link RequestTiming} */
+export type ExchangeTiming = RequestTiming
 
 /** `workerData` of a brane worker */
 export interface WorkerInit {
@@ -51,6 +79,14 @@ export interface WorkerInit {
   /** the export to call, e.g. `wasi:http/incoming-handler@0.2.12` */
   readonly handlerExport: string
   readonly maxBodyBytes: number
+  readonly lifecycle: Lifecycle
+  /** instances kept ready ahead of need, per worker */
+  readonly prewarm: number
+  /** the cap patched into the modules' memories (for messages) */
+  readonly memMaxBytes: number
+  /** per request: most bytes and lines of stdout/stderr */
+  readonly maxLogBytes: number
+  readonly maxLogLines: number
 }
 
 export type ToWorker = { readonly type: 'request', readonly id: number, readonly request: HttpRequest }
@@ -58,8 +94,14 @@ export type ToWorker = { readonly type: 'request', readonly id: number, readonly
 /** Error names a worker may report; the brane rebuilds the matching OmegaError */
 export type WorkerErrorName = 'GuestError' | 'ComponentLoadError'
 
+/** What the worker measured of a request, before the main thread adds queueMs */
+export type WorkerTiming = Omit<RequestTiming, 'queueMs'>
+
 export type FromWorker =
   | { readonly type: 'ready' }
-  | { readonly type: 'response', readonly id: number, readonly response: HttpResponse }
-  | { readonly type: 'error', readonly id: number, readonly name: WorkerErrorName, readonly message: string }
-  | { readonly type: 'log', readonly stream: 'stdout' | 'stderr', readonly line: string }
+  | { readonly type: 'response', readonly id: number, readonly response: Omit<HttpResponse, 'timing'>, readonly timing: WorkerTiming }
+  | { readonly type: 'error', readonly id: number, readonly name: WorkerErrorName, readonly message: string, readonly timing: WorkerTiming }
+  /** lines of the running request, in order, batched */
+  | { readonly type: 'log', readonly lines: ReadonlyArray<readonly [LogStream, string]> }
+  /** a background failure (pre-warming): the worker keeps serving, instantiating on demand */
+  | { readonly type: 'warn', readonly message: string }

@@ -1,146 +1,110 @@
 /**
- * Worker thread entry of an HTTP brane: imports the transpiled component, then for
- * each request builds a fresh instance (ephemeral lifecycle), calls its
- * `wasi:http/incoming-handler` and posts the buffered response back. Requests are
- * handled one at a time; a guest that spins blocks only this thread, and the main
- * thread terminates it at the deadline.
+ * Worker thread entry of an HTTP brane: imports the transpiled component, keeps a
+ * pool of instances by the brane's lifecycle (pre-warmed before `ready` is posted,
+ * refilled in the background after each request), and serves one request at a time:
+ * acquire an instance, call its `wasi:http/incoming-handler`, post the buffered
+ * response with its accounting. A guest that spins blocks only this thread, and the
+ * main thread terminates it at the deadline.
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
-import { pathToFileURL } from 'node:url'
-import { buildImports, GuestExit } from './host/imports.ts'
-import { httpTypesFor, type GuestResponse } from './host/http.ts'
-import { LineSplitter, SinkOutputStream } from './host/streams.ts'
-import { wasm, type CoreImports, type CoreInstance, type CoreModule } from './wasm-api.ts'
-import type { FromWorker, HttpRequest, HttpResponse, ToWorker, WorkerErrorName, WorkerInit } from './protocol.ts'
-
-type Instantiate = (
-  getCoreModule: (name: string) => CoreModule,
-  imports: Record<string, unknown>,
-  instantiateCore: (module: CoreModule, imports?: CoreImports) => CoreInstance
-) => unknown
-
-interface IncomingHandler {
-  handle: (request: object, outparam: object) => void
-}
-
-/** A failure to report to the caller, as an OmegaError name and message */
-class Failure extends Error {
-  readonly kind: WorkerErrorName
-  constructor (kind: WorkerErrorName, message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.kind = kind
-  }
-}
+import { Failure, InstanceFactory, InstancePool, RequestOutput, type GuestInstance } from './instance.ts'
+import type { FromWorker, HttpRequest, LogStream, ToWorker, WorkerInit, WorkerTiming } from './protocol.ts'
 
 const port = parentPort
 if (port === null) {
   throw new Error('worker.ts must run in a worker thread')
 }
 const init = workerData as WorkerInit
-const grants = new Set(Object.keys(init.grants).filter((key) => init.grants[key as keyof typeof init.grants] !== undefined))
-const http = httpTypesFor({ maxBodyBytes: init.maxBodyBytes })
-const { instantiate } = await import(pathToFileURL(init.entry).href) as { instantiate: Instantiate }
+
+// jco's glue checks `process.env.JCO_DEBUG` on every host call (~130 sites; 40% of a
+// warm call in a profile): Node's env object answers through an interceptor at
+// ~150 ns a read. The worker's env is the empty one the brane gave it and nothing
+// here writes to it: a frozen plain copy reads ~10x faster.
+Object.defineProperty(process, 'env', { value: Object.freeze({ ...process.env }), writable: false, configurable: true, enumerable: true })
+const factory = await InstanceFactory.create(init)
+const pool = new InstancePool(factory, { lifecycle: init.lifecycle, prewarm: init.prewarm })
+
+// Log lines go out in batches: one message per line would let a chatty guest flood
+// the main thread; a batch leaves at 256 lines or 64 KiB, and before each answer.
+const LOG_BATCH_LINES = 256
+const LOG_BATCH_CHARS = 64 * 1024
+let logBatch: Array<[LogStream, string]> = []
+let logChars = 0
 
 function post (message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(message, transfer)
 }
 
-function getCoreModule (name: string): CoreModule {
-  const module = init.modules.get(name)
-  if (module === undefined) {
-    throw new Failure('ComponentLoadError', `Cannot instantiate brane "${init.brane}": missing core module "${name}"`)
+function log (stream: LogStream, line: string): void {
+  logBatch.push([stream, line])
+  logChars += line.length
+  if (logBatch.length >= LOG_BATCH_LINES || logChars >= LOG_BATCH_CHARS) {
+    flushLog()
   }
-  return module
 }
 
-// Synchronous core instantiation: the modules are compiled already, and with
-// synchronous callbacks jco's instantiate() finishes without awaiting anything.
-function instantiateCore (module: CoreModule, imports?: CoreImports): CoreInstance {
-  return new wasm.Instance(module, imports)
+function flushLog (): void {
+  if (logBatch.length > 0) {
+    post({ type: 'log', lines: logBatch })
+    logBatch = []
+    logChars = 0
+  }
 }
 
 async function serve (id: number, request: HttpRequest): Promise<void> {
   const start = performance.now()
-  const outLines = new LineSplitter((line) => { post({ type: 'log', stream: 'stdout', line }) })
-  const errLines = new LineSplitter((line) => { post({ type: 'log', stream: 'stderr', line }) })
-  const stdout = new SinkOutputStream((bytes) => { outLines.push(bytes) })
-  const stderr = new SinkOutputStream((bytes) => { errLines.push(bytes) })
-  let instantiated = start
+  const output = new RequestOutput(log, { maxBytes: init.maxLogBytes, maxLines: init.maxLogLines })
+  let instance: GuestInstance | undefined
+  let cold = false
+  let pooled = false
+  let acquired = start
   let outcome: FromWorker
   let transfer: ArrayBuffer[] = []
+  const timing = (): WorkerTiming => {
+    const end = performance.now()
+    return {
+      cold,
+      pooled,
+      acquireMs: acquired - start,
+      instantiateMs: cold && instance !== undefined ? instance.instantiateMs : 0,
+      execMs: instance === undefined ? 0 : end - acquired,
+      // Node 20 has no per-thread CPU clock (process.cpuUsage() covers all threads, and
+      // /proc/thread-self/schedstat only advances at scheduler ticks for a running
+      // thread): the guest runs synchronously on this dedicated thread, so its wall
+      // time is the estimate
+      cpuMs: end - start,
+      memBytes: instance?.memBytes ?? 0
+    }
+  }
   try {
-    const imports = buildImports(init.imports, grants, { stdout, stderr, httpTypes: http.types })
-    const instance = await instantiate(getCoreModule, imports, instantiateCore) as Record<string, IncomingHandler | undefined>
-    const handler = instance[init.handlerExport]
-    if (handler === undefined) {
-      throw new Failure('ComponentLoadError', `Cannot instantiate brane "${init.brane}": no export "${init.handlerExport}"`)
-    }
-    instantiated = performance.now()
-    const exchange = http.exchange(request)
-    try {
-      handler.handle(exchange.request, exchange.outparam)
-    } catch (err) {
-      // exit(ok) after answering is a normal end of a command-style guest
-      if (!(err instanceof GuestExit && err.ok && exchange.response() !== undefined)) {
-        throw err
-      }
-    }
-    const response = toResponse(exchange.response(), {
-      instantiateMs: instantiated - start,
-      handleMs: performance.now() - instantiated
-    })
-    outcome = { type: 'response', id, response }
-    transfer = [response.body.buffer as ArrayBuffer]
+    const taken = await pool.acquire()
+    instance = taken.instance
+    cold = taken.cold
+    pooled = instance.uses > 0
+    instance.output = output
+    acquired = performance.now()
+    const answer = factory.serve(instance, request)
+    outcome = { type: 'response', id, response: answer, timing: timing() }
+    transfer = [answer.body.buffer as ArrayBuffer]
+    pool.release(instance, true)
   } catch (err) {
-    const failure = classify(err)
-    outcome = { type: 'error', id, name: failure.kind, message: failure.message }
+    const failure = factory.classify(err, instance)
+    outcome = { type: 'error', id, name: failure.kind, message: failure.message, timing: timing() }
+    if (instance !== undefined) {
+      pool.release(instance, false)
+    }
   }
   // the instance is done: its last log lines go out before its answer
-  stdout.close()
-  stderr.close()
-  outLines.end()
-  errLines.end()
+  output.end()
+  flushLog()
   post(outcome, transfer)
+  pool.refillSoon(warn)
 }
 
-function toResponse (answer: GuestResponse | undefined, timing: HttpResponse['timing']): HttpResponse {
-  if (answer === undefined) {
-    throw new Failure('GuestError', `Brane "${init.brane}" returned without setting a response`)
-  }
-  if (answer.tag === 'err') {
-    throw new Failure('GuestError', `Brane "${init.brane}" answered with an error: ${describeValue(answer.error)}`)
-  }
-  return { status: answer.status, headers: answer.headers, body: answer.body, timing }
-}
-
-function classify (err: unknown): Failure {
-  if (err instanceof Failure) {
-    return err
-  }
-  if (err instanceof Error && err.name === 'ComponentLoadError') {
-    return new Failure('ComponentLoadError', err.message)
-  }
-  if (err instanceof wasm.RuntimeError) {
-    return new Failure('GuestError', `Brane "${init.brane}" trapped: ${err.message}`)
-  }
-  if (err instanceof GuestExit) {
-    return new Failure('GuestError', `Brane "${init.brane}" exited (${err.ok ? 'success' : 'failure'}) without a response`)
-  }
-  // jco's bindings throw TypeError/Error for ABI misuse (bad handles, bad values):
-  // the guest broke the contract
-  return new Failure('GuestError', `Brane "${init.brane}" failed: ${describeValue(err)}`)
-}
-
-function describeValue (value: unknown): string {
-  if (value instanceof Error) {
-    return value.message
-  }
-  try {
-    return JSON.stringify(value, (_key, v: unknown) => typeof v === 'bigint' ? v.toString() : v) ?? String(value)
-  } catch {
-    return String(value)
-  }
+function warn (err: unknown): void {
+  const failure = err instanceof Failure ? err : factory.classify(err)
+  post({ type: 'warn', message: `Cannot pre-warm an instance of brane "${init.brane}": ${failure.message}` })
 }
 
 /** serve() reports guest failures itself: anything else is a bug here, so die and be replaced */
@@ -155,4 +119,11 @@ port.on('message', (message: ToWorker) => {
     serve(message.id, message.request).catch(crash)
   }
 })
+// a spare is only useful warm: fill before announcing readiness. A component that
+// cannot be instantiated at all still starts, and each request reports why.
+try {
+  await pool.fill()
+} catch (err) {
+  warn(err)
+}
 post({ type: 'ready' })

@@ -1,7 +1,13 @@
 import { ComponentLoadError } from '../../../errors.ts'
+import type { Grants } from '../../../manifest/index.ts'
 import { importRule, unversioned } from '../link.ts'
+import type { InstanceHost } from './instance.ts'
 import { shim, type ImportInterface } from './shim.ts'
-import { MemoryInputStream, type SinkOutputStream } from './streams.ts'
+import { MemoryInputStream } from './streams.ts'
+
+export type { InstanceHost, InstanceHostInit, DeniedEvent } from './instance.ts'
+export { createInstanceHost, disposeInstanceHost } from './instance.ts'
+export { braneTmpDir, defaultTmpRoot, sweepTmpDirs } from './tmp-paths.ts'
 
 /** Thrown by wasi:cli/exit to unwind the guest; the instance is dead afterwards */
 export class GuestExit extends Error {
@@ -13,15 +19,8 @@ export class GuestExit extends Error {
   }
 }
 
-/** Per-instance host state the import object is built around */
-export interface InstanceHost {
-  readonly stdout: SinkOutputStream
-  readonly stderr: SinkOutputStream
-  /** `wasi:http/types` for this instance (see `httpTypesFor`) */
-  readonly httpTypes: ImportInterface
-}
-
-type Provider = (host: InstanceHost) => ImportInterface
+// `undefined`: the host has no implementation (its grant is missing)
+type Provider = (host: InstanceHost) => ImportInterface | undefined
 
 const EMPTY = new Uint8Array(0)
 
@@ -30,8 +29,7 @@ const PROVIDERS: ReadonlyMap<string, Provider> = new Map<string, Provider>([
   ['wasi:io/poll', () => shim.ioPoll],
   ['wasi:io/streams', () => shim.ioStreams],
   ['wasi:http/types', (host) => host.httpTypes],
-  // TODO: wrap with the brane's host allowlist when the manifest carries one
-  ['wasi:http/outgoing-handler', () => shim.outgoingHandler],
+  ['wasi:http/outgoing-handler', (host) => host.outgoingHandler],
   ['wasi:cli/stdout', (host) => ({ getStdout: () => host.stdout })],
   ['wasi:cli/stderr', (host) => ({ getStderr: () => host.stderr })],
   ['wasi:cli/stdin', () => ({ getStdin: () => new MemoryInputStream(EMPTY) })],
@@ -39,53 +37,51 @@ const PROVIDERS: ReadonlyMap<string, Provider> = new Map<string, Provider>([
     exit (status: { tag: string }): never { throw new GuestExit(status.tag === 'ok') },
     exitWithCode (code: number): never { throw new GuestExit(code === 0) }
   })],
-  // `env` grants named variables only; the manifest does not name any yet
-  ['wasi:cli/environment', () => ({
-    getEnvironment: (): Array<[string, string]> => [],
-    getArguments: (): string[] => [],
-    initialCwd: (): string | undefined => undefined
-  })],
+  ['wasi:cli/environment', (host) => host.environment],
   // branes have no terminal: every get-terminal-* answers none
   ['wasi:cli/terminal-input', () => shim.terminalInput],
   ['wasi:cli/terminal-output', () => shim.terminalOutput],
   ['wasi:cli/terminal-stdin', () => ({ getTerminalStdin: () => undefined })],
   ['wasi:cli/terminal-stdout', () => ({ getTerminalStdout: () => undefined })],
   ['wasi:cli/terminal-stderr', () => ({ getTerminalStderr: () => undefined })],
-  ['wasi:clocks/monotonic-clock', () => shim.monotonicClock],
-  ['wasi:clocks/wall-clock', () => shim.wallClock],
-  ['wasi:random/random', () => shim.random],
-  ['wasi:random/insecure', () => shim.insecure],
-  ['wasi:random/insecure-seed', () => shim.insecureSeed],
-  // TODO: fs.tmp is a private preopened directory with a quota; until then the
-  // guest gets the filesystem types and no preopens (so it can open nothing)
-  ['wasi:filesystem/types', () => shim.filesystemTypes],
-  ['wasi:filesystem/preopens', () => ({ getDirectories: (): unknown[] => [] })]
+  ['wasi:clocks/monotonic-clock', (host) => host.clocks?.monotonic],
+  ['wasi:clocks/wall-clock', (host) => host.clocks?.wall],
+  ['wasi:random/random', (host) => host.random?.random],
+  ['wasi:random/insecure', (host) => host.random?.insecure],
+  ['wasi:random/insecure-seed', (host) => host.random?.insecureSeed],
+  // fs.tmp: the instance's private directory, preopened as /tmp and nothing else
+  ['wasi:filesystem/types', (host) => host.filesystem?.types],
+  ['wasi:filesystem/preopens', (host) => host.filesystem?.preopens]
 ])
+
+/** The capability keys `grants` grants (those whose setting is present) */
+export function grantedKeys (grants: Grants): ReadonlySet<string> {
+  return new Set(Object.keys(grants).filter((key) => grants[key as keyof Grants] !== undefined))
+}
 
 /**
  * The import object of one instance: for each required interface, the host
  * implementation, if the brane's grants allow it. Fails closed: an import that is not
- * granted, or that Omega has no implementation for, throws (the main thread checks
- * both before the worker starts, so this is a second line).
+ * granted, or that Omega (or this host) has no implementation for, throws (the main
+ * thread checks both before the worker starts, so this is a second line).
  *
  * @param required - the component's imports (versioned or not)
- * @param grants - the brane's capability keys
- * @param host - per-instance state (stdout/stderr sinks, http types)
+ * @param grants - the plan's grants (keys with their settings)
+ * @param host - per-instance state, from `createInstanceHost` with the same grants
  */
-export function buildImports (
-  required: readonly string[], grants: ReadonlySet<string>, host: InstanceHost
-): Record<string, ImportInterface> {
+export function buildImports (required: readonly string[], grants: Grants, host: InstanceHost): Record<string, ImportInterface> {
+  const keys = grantedKeys(grants)
   const imports: Record<string, ImportInterface> = {}
   for (const name of required) {
     const iface = unversioned(name)
     const rule = importRule(name)
-    const allowed = rule.kind === 'always' || (rule.kind === 'capability' && grants.has(rule.key))
-    const provide = allowed ? PROVIDERS.get(iface) : undefined
-    if (provide === undefined) {
+    const allowed = rule.kind === 'always' || (rule.kind === 'capability' && keys.has(rule.key))
+    const implementation = allowed ? PROVIDERS.get(iface)?.(host) : undefined
+    if (implementation === undefined) {
       throw new ComponentLoadError(`Cannot instantiate component: import "${name}" is not granted or not provided`)
     }
     // jco wants unversioned keys, although its .d.ts files show versions
-    imports[iface] = provide(host)
+    imports[iface] = implementation
   }
   return imports
 }

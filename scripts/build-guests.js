@@ -1,0 +1,120 @@
+// Builds guest components written in JavaScript with componentize-js (StarlingMonkey):
+//   examples/guests/probe/probe.js -> build/fixtures/probe.wasm
+// componentize-js takes 11–26 s and ~780 MB, so each output is keyed by a hash of
+// its inputs (sources, WIT, componentize-js version) kept beside it in `<output>.key`:
+// an unchanged key skips the build without loading componentize-js at all. A build
+// runs in a child process (`node scripts/build-guests.js <index>`), which frees its
+// memory at exit and confines `_setPreopens` (componentize-js reads files through
+// preview2-shim, which gives no host filesystem by default) to that process.
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+/** StarlingMonkey implements WASI 0.2.10: the guest's WIT deps are wit/deps at that version */
+const WASI_VERSION = '0.2.10'
+
+/** @type {{ source: string, wit: string, world: string, output: string }[]} */
+export const JS_TARGETS = [
+  { source: 'examples/guests/probe/probe.js', wit: 'examples/guests/probe/probe.wit', world: 'omega:probe/probe', output: 'build/fixtures/probe.wasm' }
+]
+
+/**
+ * wit/deps renumbered to StarlingMonkey's version, with `@unstable` items made stable
+ * (the engine's own world has them, and the splicer refuses to merge differences)
+ */
+async function witDeps () {
+  const deps = (await readdir(join(root, 'wit', 'deps'), { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()
+  const files = []
+  for (const dep of deps) {
+    const text = await readFile(join(root, 'wit', 'deps', dep, 'package.wit'), 'utf8')
+    files.push({ dep, text: withoutUnstable(text).replace(/@0\.2\.\d+/g, `@${WASI_VERSION}`) })
+  }
+  return files
+}
+
+function withoutUnstable (text) {
+  // the engine was built with these features on: keep the items, drop the gates
+  return text.replace(/^\s*@unstable\([^)]*\)\s*\n/gm, '')
+}
+
+async function inputKey (target, deps) {
+  const hash = createHash('sha256')
+  const pkg = JSON.parse(await readFile(join(root, 'node_modules/@bytecodealliance/componentize-js/package.json'), 'utf8'))
+  hash.update(`componentize-js@${pkg.version}\0`)
+  hash.update(await readFile(join(root, target.source)))
+  hash.update(await readFile(join(root, target.wit)))
+  for (const { dep, text } of deps) hash.update(`${dep}\0${text}\0`)
+  return hash.digest('hex')
+}
+
+/**
+ * Builds every JS target whose inputs changed.
+ * @returns {Promise<{ built: string[], skipped: string[] }>}
+ */
+export async function buildJsTargets () {
+  const deps = await witDeps()
+  const built = []
+  const skipped = []
+  for (const [index, target] of JS_TARGETS.entries()) {
+    const key = await inputKey(target, deps)
+    const keyFile = join(root, `${target.output}.key`)
+    const previous = await readFile(keyFile, 'utf8').catch(() => '')
+    const exists = await readFile(join(root, target.output)).then(() => true, () => false)
+    if (previous.trim() === key && exists) {
+      skipped.push(target.output)
+      continue
+    }
+    await run(index)
+    await writeFile(keyFile, `${key}\n`)
+    built.push(target.output)
+  }
+  return { built, skipped }
+}
+
+function run (index) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), String(index)], { stdio: ['ignore', 'inherit', 'inherit'] })
+    child.on('error', reject)
+    child.on('exit', (code) => {
+      code === 0 ? resolve() : reject(new Error(`Cannot build "${JS_TARGETS[index]?.source}": componentize-js exited with ${code}`))
+    })
+  })
+}
+
+async function buildOne (index) {
+  const target = JS_TARGETS[index]
+  if (target === undefined) throw new RangeError(`No JS target ${index}`)
+  const { _setPreopens } = await import('@bytecodealliance/preview2-shim/filesystem')
+  _setPreopens({ '/': '/' })
+  const { componentize } = await import('@bytecodealliance/componentize-js')
+  const dir = await mkdtemp(join(tmpdir(), 'omega-guest-wit-'))
+  try {
+    await mkdir(join(dir, 'deps'))
+    for (const { dep, text } of await witDeps()) {
+      await mkdir(join(dir, 'deps', dep))
+      await writeFile(join(dir, 'deps', dep, 'package.wit'), text)
+    }
+    await writeFile(join(dir, 'world.wit'), await readFile(join(root, target.wit)))
+    const { component } = await componentize({
+      sourcePath: join(root, target.source),
+      witPath: dir,
+      worldName: target.world
+    })
+    await mkdir(dirname(join(root, target.output)), { recursive: true })
+    await writeFile(join(root, target.output), component)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] !== undefined) {
+  buildOne(Number(process.argv[2])).catch((err) => {
+    process.stderr.write(`build-guests: ${err instanceof Error ? err.stack : String(err)}\n`)
+    process.exitCode = 1
+  })
+}

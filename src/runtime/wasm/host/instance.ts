@@ -1,0 +1,158 @@
+/**
+ * The host side of one component instance: what its grants turn into. Everything
+ * here is per instance (a fresh allowlist wrapper, tmp directory, clock and random
+ * stream); nothing touches preview2-shim's process-wide settings.
+ */
+import { mkdirSync, rmdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { threadId } from 'node:worker_threads'
+import type { Grants } from '../../../manifest/index.ts'
+import { clocksFor } from './clock.ts'
+import { compileAllowlist, outgoingHandlerFor, type DeniedEvent } from './net.ts'
+import { randomFor, type RandomInterfaces } from './random.ts'
+import type { ImportInterface } from './shim.ts'
+import type { SinkOutputStream } from './streams.ts'
+import { braneTmpDir, checkTmpName } from './tmp-paths.ts'
+import { TmpDir } from './tmpfs.ts'
+
+export type { DeniedEvent } from './net.ts'
+
+/** Per-instance host state the import object is built around */
+export interface InstanceHost {
+  readonly stdout: SinkOutputStream
+  readonly stderr: SinkOutputStream
+  /** `wasi:http/types` for this instance (see `httpTypesFor`) */
+  readonly httpTypes: ImportInterface
+  /** `net.http`: the outgoing handler behind the allowlist */
+  readonly outgoingHandler?: ImportInterface
+  /** `fs.tmp`: wasi:filesystem/types and preopens (`/tmp` only) */
+  readonly filesystem?: { readonly types: ImportInterface, readonly preopens: ImportInterface }
+  /** `clock` */
+  readonly clocks?: { readonly monotonic: ImportInterface, readonly wall: ImportInterface }
+  /** `random` */
+  readonly random?: RandomInterfaces
+  /** wasi:cli/environment: the `env` grant's variables (none without it) */
+  readonly environment: ImportInterface
+  /** the instance's tmp directory on the host, when `fs.tmp` is granted */
+  readonly tmpDir?: string
+  /**
+   * Call after each request the instance served: empties a `request`-lifetime tmp
+   * directory (the guest keeps its `/tmp` preopen, now empty)
+   */
+  endRequest: () => void
+  /** Call once when the instance is discarded: removes its tmp directory */
+  dispose: () => void
+}
+
+/** Options of {@link createInstanceHost} */
+export interface InstanceHostInit {
+  /** the brane's name: its tmp directories live under `<tmpRoot>/<brane>/` */
+  readonly brane: string
+  /** the plan's grants with their settings */
+  readonly grants: Grants
+  /** set for `[brane.X.execution] deterministic = true` */
+  readonly deterministic?: { readonly seed: number }
+  readonly stdout: SinkOutputStream
+  readonly stderr: SinkOutputStream
+  readonly httpTypes: ImportInterface
+  /**
+   * where tmp directories are made (see `tmp-paths.ts`)
+   * @default join(os.tmpdir(), 'omega-tmp')
+   */
+  readonly tmpRoot?: string
+  /**
+   * this instance's directory name under `<tmpRoot>/<brane>/`: must be unique.
+   * Start it with a per-worker prefix so that `sweepTmpDirs` can clean up after a
+   * terminated worker.
+   * @default `<pid>-<threadId>-<counter>-<random>`
+   */
+  readonly instance?: string
+  /** told about every call a grant's policy refused (e.g. a host not in the allowlist) */
+  readonly onDenied?: (event: DeniedEvent) => void
+}
+
+let counter = 0
+
+/**
+ * Builds the host of one instance from the brane's grants. Call {@link
+ * InstanceHost.endRequest} after each request and {@link disposeInstanceHost} when
+ * the instance is discarded.
+ *
+ * @example
+ * ```ts
+ * const host = createInstanceHost({ brane: 'api', grants, stdout, stderr, httpTypes: http.types })
+ * try {
+ *   const imports = buildImports(component.imports, grants, host)
+ *   // instantiate, serve one request …
+ *   host.endRequest()
+ * } finally {
+ *   disposeInstanceHost(host)
+ * }
+ * ```
+ * @throws RangeError for an invalid allowlist entry, quota or name
+ */
+export function createInstanceHost (init: InstanceHostInit): InstanceHost {
+  const { grants } = init
+  const seed = init.deterministic?.seed
+  const onDenied = init.onDenied ?? (() => {})
+
+  const net = grants['net.http']
+  const outgoingHandler = net === undefined ? undefined : outgoingHandlerFor(compileAllowlist(net.allowlist), onDenied)
+  const clocks = grants.clock === undefined ? undefined : clocksFor(grants.clock.resolution, { virtual: seed !== undefined })
+  const random = grants.random === undefined ? undefined : randomFor(seed)
+  const env = Object.entries(grants.env ?? {})
+  const environment: ImportInterface = {
+    getEnvironment: (): Array<[string, string]> => env.map(([name, value]): [string, string] => [name, value]),
+    getArguments: (): string[] => [],
+    initialCwd: (): string | undefined => undefined
+  }
+
+  let tmp: TmpDir | undefined
+  const fsTmp = grants['fs.tmp']
+  if (fsTmp !== undefined) {
+    const instance = init.instance ?? `${process.pid}-${threadId}-${++counter}-${randomBytes(4).toString('hex')}`
+    checkTmpName('instance', instance)
+    const parent = braneTmpDir(init.brane, init.tmpRoot)
+    mkdirSync(parent, { recursive: true, mode: 0o700 })
+    tmp = TmpDir.create({ path: join(parent, instance), quotaBytes: fsTmp.quotaBytes })
+  }
+  const lifetime = fsTmp?.lifetime
+
+  let disposed = false
+  return {
+    stdout: init.stdout,
+    stderr: init.stderr,
+    httpTypes: init.httpTypes,
+    ...(outgoingHandler === undefined ? {} : { outgoingHandler }),
+    ...(tmp === undefined ? {} : { filesystem: tmp.interfaces(), tmpDir: tmp.path }),
+    ...(clocks === undefined ? {} : { clocks }),
+    ...(random === undefined ? {} : { random }),
+    environment,
+    endRequest () {
+      if (lifetime === 'request' && !disposed) {
+        tmp?.clear()
+      }
+    },
+    dispose () {
+      if (disposed) {
+        return
+      }
+      disposed = true
+      if (tmp !== undefined) {
+        tmp.remove()
+        // the brane's directory goes too once its last instance is gone
+        try {
+          rmdirSync(braneTmpDir(init.brane, init.tmpRoot))
+        } catch {
+          // other instances still have directories there
+        }
+      }
+    }
+  }
+}
+
+/** Releases what {@link createInstanceHost} made (idempotent) */
+export function disposeInstanceHost (host: InstanceHost): void {
+  host.dispose()
+}

@@ -1,0 +1,235 @@
+// Lifecycles, concurrency and limits of HttpBrane, with hostile guests: each must be
+// contained, fail its own request with a clear error, and leave a healthy brane
+// served beside it answering.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { HttpBrane, loadComponent, type HttpBraneOptions, type HttpRequest, type LoadedComponent } from './index.ts'
+
+const ROOT = repoRoot()
+const MIB = 1024 * 1024
+
+function repoRoot (): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir)
+    assert.notEqual(parent, dir, 'no package.json above the test')
+    dir = parent
+  }
+  return dir
+}
+
+function get (pathWithQuery: string): HttpRequest {
+  return { method: 'GET', pathWithQuery, scheme: 'http', authority: 'localhost:8080', headers: [], body: new Uint8Array() }
+}
+
+const text = (body: Uint8Array): string => new TextDecoder().decode(body)
+function ignoreLog (): void {}
+
+async function waitFor (check: () => boolean, ms = 5_000): Promise<void> {
+  const until = Date.now() + ms
+  while (!check()) {
+    assert.ok(Date.now() < until, `condition not met within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/**
+ * Sends requests to `healthy` one after another until `during` settles; asserts that
+ * every one answered, and returns how many did and the slowest round trip.
+ */
+async function keepsAnswering (healthy: HttpBrane, during: Promise<unknown>): Promise<{ count: number, slowestMs: number }> {
+  const state = { done: false }
+  during.then(() => { state.done = true }, () => { state.done = true })
+  let count = 0
+  let slowestMs = 0
+  while (!state.done || count === 0) {
+    const start = performance.now()
+    const res = await healthy.handle(get(`/beside/${count}`))
+    slowestMs = Math.max(slowestMs, performance.now() - start)
+    assert.equal(res.status, 200)
+    assert.equal(text(res.body), `hello from omega: /beside/${count}\n`)
+    count++
+  }
+  return { count, slowestMs }
+}
+
+describe('HttpBrane limits and lifecycles', () => {
+  let cacheDir = ''
+  const components = new Map<string, LoadedComponent>()
+  const open: HttpBrane[] = []
+  let hello: HttpBrane
+
+  async function load (file: string): Promise<LoadedComponent> {
+    let loaded = components.get(file)
+    if (loaded === undefined) {
+      loaded = await loadComponent(await readFile(join(ROOT, file)), { cacheDir })
+      components.set(file, loaded)
+    }
+    return loaded
+  }
+
+  async function brane (file: string, options: Partial<HttpBraneOptions> & { name: string }): Promise<HttpBrane> {
+    const created = await HttpBrane.create(await load(file), { grants: {}, log: ignoreLog, ...options })
+    open.push(created)
+    return created
+  }
+
+  before(async () => {
+    cacheDir = await mkdtemp(join(tmpdir(), 'omega-limits-'))
+    hello = await brane('examples/hello/hello.wasm', { name: 'healthy' })
+  })
+
+  after(async () => {
+    await Promise.all(open.map(async (b) => { await b.close() }))
+    await rm(cacheDir, { recursive: true, force: true })
+  })
+
+  it('ephemeral: every request gets a fresh, pre-warmed instance', async () => {
+    const b = await brane('examples/hello/hello.wasm', { name: 'eph' })
+    assert.equal(b.stats.lifecycle, 'ephemeral')
+    const first = await b.handle(get('/1'))
+    assert.equal(text(first.body), 'hello from omega: /1\n')
+    const t = first.timing
+    assert.equal(t.cold, false, 'the worker pre-warmed before it said ready')
+    assert.equal(t.pooled, false)
+    assert.equal(t.instantiateMs, 0)
+    assert.ok(t.execMs > 0 && t.cpuMs > 0 && t.queueMs >= 0)
+    assert.equal(t.memBytes, 65_536)
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await b.handle(get('/n'))).timing.pooled, false)
+    }
+  })
+
+  it('ephemeral without pre-warming instantiates on the request (cold)', async () => {
+    const b = await brane('examples/hello/hello.wasm', { name: 'cold', prewarm: 0 })
+    const t = (await b.handle(get('/'))).timing
+    assert.equal(t.cold, true)
+    assert.ok(t.instantiateMs > 0 && t.acquireMs >= t.instantiateMs)
+  })
+
+  it('pooled: instances are reused, and one that traps is discarded', async () => {
+    const b = await brane('examples/hello/hello.wasm', { name: 'pool', lifecycle: 'pooled' })
+    const first = await b.handle(get('/1'))
+    assert.equal(first.timing.pooled, false)
+    const second = await b.handle(get('/2'))
+    assert.equal(second.timing.pooled, true)
+    assert.equal(second.timing.cold, false)
+    assert.equal(text(second.body), 'hello from omega: /2\n')
+    const trap = await brane('build/fixtures/trap.wasm', { name: 'pooltrap', lifecycle: 'pooled' })
+    for (let i = 0; i < 3; i++) {
+      await assert.rejects(trap.handle(get('/')), { name: 'GuestError', message: /^Brane "pooltrap" trapped: .*unreachable/ })
+    }
+  })
+
+  it('pinned: one worker and one instance serve every request in turn', async () => {
+    const b = await brane('examples/hello/hello.wasm', { name: 'pin', lifecycle: 'pinned', maxWorkers: 4 })
+    const responses = await Promise.all(Array.from({ length: 6 }, async (_, i) => b.handle(get(`/${i}`))))
+    assert.equal(b.stats.workers, 1)
+    assert.equal(responses.filter((r) => r.timing.pooled).length, 5, 'all but the first reused the instance')
+  })
+
+  it('adds workers under load and retires idle ones', async () => {
+    const spin = await brane('build/fixtures/spin.wasm', { name: 'busy', deadlineMs: 300, maxWorkers: 2, idleWorkerMs: 200 })
+    await waitFor(() => spin.stats.spareReady)
+    const start = Date.now()
+    const both = Promise.allSettled([spin.handle(get('/a')), spin.handle(get('/b'))])
+    assert.equal(spin.stats.busy, 2, 'the warm spare took the second request at once')
+    const results = await both
+    const elapsed = Date.now() - start
+    assert.ok(results.every((r) => r.status === 'rejected' && (r.reason as Error).name === 'DeadlineExceededError'))
+    assert.ok(elapsed < 550, `two 300 ms requests ran in parallel, not in turn (${elapsed} ms)`)
+    await waitFor(() => spin.stats.workers === 1 && spin.stats.spareReady)
+  })
+
+  it('contains an infinite loop: DeadlineExceededError, a warm replacement, a healthy neighbour', async () => {
+    const spin = await brane('build/fixtures/spin.wasm', { name: 'loop', deadlineMs: 300 })
+    await waitFor(() => spin.stats.spareReady)
+    const call = spin.handle(get('/forever'))
+    const beside = await keepsAnswering(hello, call)
+    await assert.rejects(call, {
+      name: 'DeadlineExceededError',
+      message: 'Brane "loop" did not answer GET /forever within its 300 ms deadline: the call was stopped'
+    })
+    assert.equal(spin.stats.idle, 1, 'the spare replaced the stopped worker')
+    assert.ok(beside.count > 5, `healthy brane answered ${beside.count} requests meanwhile`)
+    assert.ok(beside.slowestMs < 200, `slowest healthy answer took ${beside.slowestMs} ms`)
+  })
+
+  it('contains a trap', async () => {
+    const trap = await brane('build/fixtures/trap.wasm', { name: 'trap' })
+    const call = trap.handle(get('/'))
+    const beside = await keepsAnswering(hello, call)
+    await assert.rejects(call, { name: 'GuestError', message: /^Brane "trap" trapped: wasm trap: wasm `unreachable` instruction executed$/ })
+    assert.ok(beside.count > 0)
+  })
+
+  it('contains deep recursion: the stack overflows, the brane keeps serving', async () => {
+    const deep = await brane('build/fixtures/recurse.wasm', { name: 'deep', lifecycle: 'pooled' })
+    const call = deep.handle(get('/'))
+    const beside = await keepsAnswering(hello, call)
+    await assert.rejects(call, { name: 'GuestError', message: /^Brane "deep" overflowed its stack \(recursion too deep\): Maximum call stack size exceeded/ })
+    await assert.rejects(deep.handle(get('/again')), { name: 'GuestError', message: /overflowed its stack/ })
+    assert.ok(beside.count > 0)
+  })
+
+  it('contains a memory bomb at mem_max: memory.grow fails, the instance answers', async () => {
+    const bomb = await brane('build/fixtures/bomb.wasm', { name: 'bomb', memMaxBytes: 4 * MIB, lifecycle: 'pooled' })
+    const call = bomb.handle(get('/grow'))
+    const beside = await keepsAnswering(hello, call)
+    const res = await call
+    assert.equal(res.status, 200)
+    assert.equal(text(res.body), 'hello from omega: /grow\n')
+    assert.equal(res.timing.memBytes, 4 * MIB)
+    // the same instance again: memory stays at the cap
+    const again = await bomb.handle(get('/again'))
+    assert.equal(again.timing.pooled, true)
+    assert.equal(again.timing.memBytes, 4 * MIB)
+    assert.ok(beside.count > 0)
+    // the default cap is 64 MiB
+    const big = await brane('build/fixtures/bomb.wasm', { name: 'bomb64' })
+    assert.equal((await big.handle(get('/'))).timing.memBytes, 64 * MIB)
+  })
+
+  it('refuses a memory cap below one page', async () => {
+    await assert.rejects(HttpBrane.create(await load('examples/hello/hello.wasm'), { name: 'tiny', grants: {}, log: ignoreLog, memMaxBytes: 1000 }), { name: 'RangeError' })
+  })
+
+  it('contains 1 GiB of stdout: the log keeps 1 MiB and one marker line', async () => {
+    const lines: Array<[string, string]> = []
+    const flood = await brane('build/fixtures/flood.wasm', { name: 'flood', log: (stream, line) => { lines.push([stream, line]) } })
+    const start = Date.now()
+    const call = flood.handle(get('/'))
+    const beside = await keepsAnswering(hello, call)
+    const res = await call
+    assert.equal(res.status, 200)
+    const kept = lines.filter(([, line]) => line.startsWith('yyyy'))
+    assert.ok(kept.length > 200 && kept.length <= 256, `kept ${kept.length} lines`)
+    assert.ok(kept.every(([stream, line]) => stream === 'stdout' && line.length === 4095))
+    const rest = lines.slice(kept.length)
+    assert.equal(rest.length, 1)
+    assert.deepEqual(rest[0], ['stderr', '[omega] log truncated: this request wrote more than 1048576 bytes or 10000 lines to stdout/stderr; the rest was dropped'])
+    assert.ok(beside.count > 0)
+    process.stderr.write(`# 1 GiB of stdout took ${Date.now() - start} ms\n`)
+  })
+
+  it('throttles admission past the CPU quota, per window, with debt', async () => {
+    // budget 0.1 × 500 ms = 50 ms; a deadline kill is charged 100 ms: the next window
+    // starts with 50 ms of debt (still at budget), the one after is free
+    const spin = await brane('build/fixtures/spin.wasm', { name: 'quota', deadlineMs: 100, cpuQuota: 0.1, cpuWindowMs: 500 })
+    const start = Date.now()
+    await assert.rejects(spin.handle(get('/1')), { name: 'DeadlineExceededError' })
+    const second = spin.handle(get('/2'))
+    await waitFor(() => spin.stats.queued === 1 || Date.now() - start > 300)
+    assert.equal(spin.stats.queued, 1, 'the second request waits for quota')
+    await assert.rejects(second, { name: 'DeadlineExceededError' })
+    const elapsed = Date.now() - start
+    assert.ok(elapsed >= 900 && elapsed < 1_600, `second request ended after ${elapsed} ms`)
+    // a healthy brane without quota is not held back
+    assert.equal((await hello.handle(get('/free'))).status, 200)
+  })
+})

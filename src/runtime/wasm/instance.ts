@@ -1,0 +1,414 @@
+/**
+ * Instances of an HTTP component and the per-worker pool that lifecycles are made of.
+ * Runs inside a brane worker (and in benchmarks): it imports the host implementations,
+ * which start preview2-shim's I/O helper thread, so keep it off the daemon's main thread.
+ */
+import { performance } from 'node:perf_hooks'
+import { pathToFileURL } from 'node:url'
+import { threadId } from 'node:worker_threads'
+import { buildImports, createInstanceHost, disposeInstanceHost, GuestExit, type InstanceHost } from './host/imports.ts'
+import { instancePrefix } from './host/tmp-paths.ts'
+import { httpTypesFor, type GuestResponse } from './host/http.ts'
+import { LineSplitter, SinkOutputStream } from './host/streams.ts'
+import { LogBudget } from './limits.ts'
+import { wasm, type CoreImports, type CoreInstance, type CoreModule } from './wasm-api.ts'
+import type { HttpRequest, Lifecycle, LogStream, WorkerErrorName, WorkerInit } from './protocol.ts'
+
+type Instantiate = (
+  getCoreModule: (name: string) => CoreModule,
+  imports: Record<string, unknown>,
+  instantiateCore: (module: CoreModule, imports?: CoreImports) => CoreInstance
+) => unknown
+
+interface IncomingHandler {
+  handle: (request: object, outparam: object) => void
+}
+
+interface LinearMemory {
+  readonly buffer: ArrayBuffer
+}
+
+const MemoryClass = (globalThis as unknown as { WebAssembly: { Memory: abstract new (...args: never[]) => LinearMemory } }).WebAssembly.Memory
+
+/** A failure to report to the caller, as an OmegaError name and message */
+export class Failure extends Error {
+  readonly kind: WorkerErrorName
+  constructor (kind: WorkerErrorName, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.kind = kind
+  }
+}
+
+/** Where one request's stdout/stderr lines go, within the request's log budget */
+export class RequestOutput {
+  readonly #emit: (stream: LogStream, line: string) => void
+  readonly #budget: LogBudget
+  readonly #maxBytes: number
+  readonly #out: LineSplitter
+  readonly #err: LineSplitter
+  #rawBytes = 0
+  #marked = false
+
+  constructor (emit: (stream: LogStream, line: string) => void, limits: { maxBytes: number, maxLines: number }) {
+    this.#emit = emit
+    this.#maxBytes = limits.maxBytes
+    this.#budget = new LogBudget(limits)
+    this.#out = new LineSplitter((line) => { this.#line('stdout', line) })
+    this.#err = new LineSplitter((line) => { this.#line('stderr', line) })
+  }
+
+  write (stream: LogStream, bytes: Uint8Array): void {
+    // count raw bytes first: past the cap nothing is even decoded
+    this.#rawBytes += bytes.length
+    if (this.#rawBytes > this.#maxBytes + 1) {
+      this.#mark()
+      return
+    }
+    ;(stream === 'stdout' ? this.#out : this.#err).push(bytes)
+  }
+
+  /** flushes unterminated last lines */
+  end (): void {
+    this.#out.end()
+    this.#err.end()
+  }
+
+  #line (stream: LogStream, line: string): void {
+    if (this.#budget.take(line)) {
+      this.#emit(stream, line)
+    } else {
+      this.#mark()
+    }
+  }
+
+  #mark (): void {
+    if (!this.#marked) {
+      this.#marked = true
+      this.#emit('stderr', this.#budget.marker())
+    }
+  }
+}
+
+/** One instance of the component and what the host keeps for it */
+export class GuestInstance {
+  readonly handler: IncomingHandler
+  /** the capabilities built for this instance (tmp directory, clocks, random, …) */
+  host: InstanceHost | undefined
+  readonly #memories: LinearMemory[]
+  /** ms its instantiation took */
+  readonly instantiateMs: number
+  /** requests it has served */
+  uses = 0
+  /** the request it serves now: stdout/stderr go there */
+  output: RequestOutput | undefined
+
+  constructor (handler: IncomingHandler, memories: LinearMemory[], instantiateMs: number) {
+    this.handler = handler
+    this.#memories = memories
+    this.instantiateMs = instantiateMs
+  }
+
+  /** bytes of linear memory, all memories together */
+  get memBytes (): number {
+    let bytes = 0
+    for (const memory of this.#memories) {
+      bytes += memory.buffer.byteLength
+    }
+    return bytes
+  }
+}
+
+/** Outcome of {@link InstanceFactory.serve} */
+export interface Served {
+  readonly status: number
+  readonly headers: Array<[string, string]>
+  readonly body: Uint8Array
+}
+
+/** What {@link InstanceFactory} needs of a {@link WorkerInit} */
+export type InstanceFactoryInit = Pick<WorkerInit, 'brane' | 'entry' | 'modules' | 'imports' | 'grants' | 'deterministic' | 'handlerExport' | 'maxBodyBytes' | 'memMaxBytes'>
+
+/**
+ * Makes instances of one component and runs requests through them. Imports the
+ * transpiled module once; each instance gets its own import object.
+ */
+export class InstanceFactory {
+  readonly #init: InstanceFactoryInit
+  readonly #instantiate: Instantiate
+  readonly #http: ReturnType<typeof httpTypesFor>
+  readonly #prefix = instancePrefix(process.pid, threadId)
+  #made = 0
+
+  private constructor (init: InstanceFactoryInit, instantiate: Instantiate) {
+    this.#init = init
+    this.#instantiate = instantiate
+    this.#http = httpTypesFor({ maxBodyBytes: init.maxBodyBytes })
+  }
+
+  static async create (init: InstanceFactoryInit): Promise<InstanceFactory> {
+    stubPromising()
+    const { instantiate } = await import(pathToFileURL(init.entry).href) as { instantiate: Instantiate }
+    return new InstanceFactory(init, instantiate)
+  }
+
+  /** A fresh instance (synchronous work only: the core modules are compiled already) */
+  async instantiate (): Promise<GuestInstance> {
+    const start = performance.now()
+    const memories: LinearMemory[] = []
+    // the instance's stdout/stderr follow whichever request it serves
+    const self: { instance?: GuestInstance } = {}
+    const stdout = new SinkOutputStream((bytes) => { self.instance?.output?.write('stdout', bytes) })
+    const stderr = new SinkOutputStream((bytes) => { self.instance?.output?.write('stderr', bytes) })
+    let host: InstanceHost
+    try {
+      host = createInstanceHost({
+        brane: this.#init.brane,
+        grants: this.#init.grants,
+        ...(this.#init.deterministic === undefined ? {} : { deterministic: this.#init.deterministic }),
+        stdout,
+        stderr,
+        httpTypes: this.#http.types,
+        instance: `${this.#prefix}${++this.#made}`,
+        onDenied: (event) => {
+          self.instance?.output?.write('stderr', new TextEncoder().encode(`omega: denied ${event.capability} ${event.target}: ${event.reason}\n`))
+        }
+      })
+    } catch (err) {
+      throw new Failure('ComponentLoadError', `Cannot instantiate brane "${this.#init.brane}": ${err instanceof Error ? err.message : String(err)}`, { cause: err })
+    }
+    let imports: ReturnType<typeof buildImports>
+    try {
+      imports = buildImports(this.#init.imports, this.#init.grants, host)
+    } catch (err) {
+      disposeInstanceHost(host)
+      throw err
+    }
+    const instantiateCore = (module: CoreModule, coreImports?: CoreImports): CoreInstance => {
+      const core = new wasm.Instance(module, coreImports)
+      for (const value of Object.values(core.exports)) {
+        if (value instanceof MemoryClass) {
+          memories.push(value)
+        }
+      }
+      return core
+    }
+    let handler: IncomingHandler | undefined
+    try {
+      const exports = await this.#instantiate((name) => this.#module(name), imports, instantiateCore) as Record<string, IncomingHandler | undefined>
+      handler = exports[this.#init.handlerExport]
+    } catch (err) {
+      disposeInstanceHost(host)
+      throw err
+    }
+    if (handler === undefined) {
+      disposeInstanceHost(host)
+      throw new Failure('ComponentLoadError', `Cannot instantiate brane "${this.#init.brane}": no export "${this.#init.handlerExport}"`)
+    }
+    self.instance = new GuestInstance(handler, memories, performance.now() - start)
+    self.instance.host = host
+    return self.instance
+  }
+
+  /**
+   * Runs `request` through `instance`.
+   *
+   * @throws Failure for everything the guest did wrong
+   */
+  serve (instance: GuestInstance, request: HttpRequest): Served {
+    instance.uses++
+    const exchange = this.#http.exchange(request)
+    try {
+      instance.handler.handle(exchange.request, exchange.outparam)
+    } catch (err) {
+      // exit(ok) after answering is a normal end of a command-style guest
+      if (!(err instanceof GuestExit && err.ok && exchange.response() !== undefined)) {
+        throw this.classify(err, instance)
+      }
+    }
+    return this.#toResponse(exchange.response())
+  }
+
+  /** A guest's failure as the name and message the caller gets */
+  classify (err: unknown, instance?: GuestInstance): Failure {
+    const brane = this.#init.brane
+    if (err instanceof Failure) {
+      return err
+    }
+    if (err instanceof Error && err.name === 'ComponentLoadError') {
+      return new Failure('ComponentLoadError', err.message)
+    }
+    if (err instanceof wasm.RuntimeError) {
+      return new Failure('GuestError', `Brane "${brane}" trapped: ${err.message}${this.#memoryNote(instance)}`)
+    }
+    if (err instanceof RangeError && /call stack/i.test(err.message)) {
+      return new Failure('GuestError', `Brane "${brane}" overflowed its stack (recursion too deep): ${err.message}`)
+    }
+    if (err instanceof GuestExit) {
+      return new Failure('GuestError', `Brane "${brane}" exited (${err.ok ? 'success' : 'failure'}) without a response`)
+    }
+    // jco's bindings throw TypeError/Error for ABI misuse (bad handles, bad values):
+    // the guest broke the contract
+    return new Failure('GuestError', `Brane "${brane}" failed: ${describeValue(err)}${this.#memoryNote(instance)}`)
+  }
+
+  /** says so when a failure probably came from hitting mem_max */
+  #memoryNote (instance: GuestInstance | undefined): string {
+    const cap = this.#init.memMaxBytes
+    if (instance === undefined || instance.memBytes + 65_536 <= cap) {
+      return ''
+    }
+    return ` (linear memory is at its limit: mem_max = ${cap} bytes)`
+  }
+
+  #module (name: string): CoreModule {
+    const module = this.#init.modules.get(name)
+    if (module === undefined) {
+      throw new Failure('ComponentLoadError', `Cannot instantiate brane "${this.#init.brane}": missing core module "${name}"`)
+    }
+    return module
+  }
+
+  #toResponse (answer: GuestResponse | undefined): Served {
+    const brane = this.#init.brane
+    if (answer === undefined) {
+      throw new Failure('GuestError', `Brane "${brane}" returned without setting a response`)
+    }
+    if (answer.tag === 'err') {
+      throw new Failure('GuestError', `Brane "${brane}" answered with an error: ${describeValue(answer.error)}`)
+    }
+    return { status: answer.status, headers: answer.headers, body: answer.body }
+  }
+}
+
+const NO_JSPI = new TypeError('WebAssembly.promising is not available (no JSPI in this Node.js)')
+
+/**
+ * jco's per-instance setup calls `WebAssembly.promising(cabi_realloc)` in a try/catch
+ * and falls back to the plain export when it throws. Node 20 has no JSPI, so the call
+ * throws "WebAssembly.promising is not a function", and to word that message V8
+ * re-parses the ~4,500-line setup function: ~1 ms, most of a fresh instantiation.
+ * A stub that throws a prebuilt error keeps the same fallback at no cost. Installed
+ * only where the global is missing, in threads that instantiate components.
+ */
+function stubPromising (): void {
+  const api = (globalThis as unknown as { WebAssembly: { promising?: unknown } }).WebAssembly
+  if (api.promising === undefined) {
+    Object.defineProperty(api, 'promising', {
+      value: function promising (): never { throw NO_JSPI },
+      writable: true,
+      configurable: true
+    })
+  }
+}
+
+/** An instance taken from an {@link InstancePool} */
+export interface Acquired {
+  readonly instance: GuestInstance
+  /** instantiated for this acquire, on the caller's time */
+  readonly cold: boolean
+}
+
+/** Options of {@link InstancePool} */
+export interface InstancePoolInit {
+  readonly lifecycle: Lifecycle
+  /** instances kept ready ahead of need @default 1 */
+  readonly prewarm?: number
+}
+
+/**
+ * The instances of one worker. `ephemeral`: every acquire gets an instance that never
+ * served before, taken from a pre-warmed set that refills in the background.
+ * `pooled` and `pinned`: instances go back to the pool after a clean request and are
+ * discarded after a trap or error (a failed instance's state cannot be trusted);
+ * `pinned` differs only in that the brane runs one worker, so one instance serves
+ * every request. Requests are served one at a time per worker.
+ */
+export class InstancePool {
+  readonly #factory: InstanceFactory
+  readonly #reuse: boolean
+  readonly #target: number
+  readonly #ready: GuestInstance[] = []
+  #refilling: Promise<void> | undefined
+  #closed = false
+
+  constructor (factory: InstanceFactory, init: InstancePoolInit) {
+    this.#factory = factory
+    this.#reuse = init.lifecycle !== 'ephemeral'
+    this.#target = Math.max(0, init.prewarm ?? 1)
+  }
+
+  /** instances ready now */
+  get size (): number {
+    return this.#ready.length
+  }
+
+  /** Fills the pool to its target; resolves when done */
+  async fill (): Promise<void> {
+    while (!this.#closed && this.#ready.length < this.#target) {
+      this.#ready.push(await this.#factory.instantiate())
+    }
+  }
+
+  async acquire (): Promise<Acquired> {
+    const instance = this.#ready.pop()
+    if (instance !== undefined) {
+      return { instance, cold: false }
+    }
+    return { instance: await this.#factory.instantiate(), cold: true }
+  }
+
+  /** Hands back an instance after a request; `ok` false discards it */
+  release (instance: GuestInstance, ok: boolean): void {
+    instance.output = undefined
+    instance.host?.endRequest()
+    if (this.#reuse && ok && !this.#closed) {
+      this.#ready.push(instance)
+    } else {
+      discard(instance)
+    }
+  }
+
+  /**
+   * Refills in the background, one instance per macrotask, so that a request that
+   * arrives meanwhile waits for one instantiation at most.
+   */
+  refillSoon (onError: (err: unknown) => void): void {
+    if (this.#refilling !== undefined || this.#closed || this.#ready.length >= this.#target) {
+      return
+    }
+    this.#refilling = (async () => {
+      while (!this.#closed && this.#ready.length < this.#target) {
+        await new Promise<void>((resolve) => { setImmediate(resolve) })
+        if (this.#ready.length < this.#target) {
+          this.#ready.push(await this.#factory.instantiate())
+        }
+      }
+    })().catch(onError).finally(() => { this.#refilling = undefined })
+  }
+
+  close (): void {
+    this.#closed = true
+    for (const instance of this.#ready.splice(0)) {
+      discard(instance)
+    }
+  }
+}
+
+/** Frees what the host holds for an instance that will not serve again */
+function discard (instance: GuestInstance): void {
+  if (instance.host !== undefined) {
+    disposeInstanceHost(instance.host)
+    instance.host = undefined
+  }
+}
+
+function describeValue (value: unknown): string {
+  if (value instanceof Error) {
+    return value.message
+  }
+  try {
+    return JSON.stringify(value, (_key, v: unknown) => typeof v === 'bigint' ? v.toString() : v) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}
