@@ -31,7 +31,7 @@ describe('omega CLI', () => {
   after(async () => { await rm(home, { recursive: true, force: true }) })
 
   it('validates the seed manifests', async () => {
-    const seeds = (await readdir(SEEDS)).map((f) => join('examples/seeds', f))
+    const seeds = (await readdir(SEEDS)).filter((f) => f.endsWith('.toml')).map((f) => join('examples/seeds', f))
     const { code, out, err } = await run(['validate', ...seeds])
     assert.equal(err, '')
     assert.equal(code, 0)
@@ -75,7 +75,7 @@ describe('omega CLI', () => {
     const schema = JSON.parse(out) as Record<string, unknown>
     const ajv = new Ajv({ allErrors: true, strict: true })
     const validate = ajv.compile(schema)
-    for (const seed of await readdir(SEEDS)) {
+    for (const seed of (await readdir(SEEDS)).filter((f) => f.endsWith('.toml'))) {
       const data = parseToml(await readFile(join(SEEDS, seed), 'utf8'))
       assert.ok(validate(data), `${seed}: ${ajv.errorsText(validate.errors)}`)
     }

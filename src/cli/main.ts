@@ -11,7 +11,7 @@ import { schemaCommand } from './commands/schema.ts'
 import { idCommand } from './commands/id.ts'
 import { imageCommands } from './commands/image.ts'
 import { upCommand } from './commands/up.ts'
-import { opsCommands, profileCommand } from './commands/ops.ts'
+import { opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
 import type { CliContext } from './context.ts'
 
 export type { CliContext } from './context.ts'
@@ -91,7 +91,7 @@ Examples:
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, idCommand, imageCommands]) {
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, idCommand, imageCommands]) {
     register(program, ctx)
   }
 

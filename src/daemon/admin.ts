@@ -25,10 +25,13 @@ export class DaemonNotRunningError extends OmegaError {
 export class AdminRequestError extends OmegaError {
   static override name = 'AdminRequestError'
   readonly status: number
-  constructor (message: string, status: number) {
+  /** the error name the daemon reported, e.g. `ManifestError` */
+  readonly remoteName: string | undefined
+  constructor (message: string, status: number, remoteName?: string) {
     super(message)
     this.name = 'AdminRequestError'
     this.status = status
+    this.remoteName = remoteName
   }
 }
 
@@ -46,6 +49,8 @@ export interface AdminComponents {
   readonly logBook: LogBook
   readonly observer: { profile: (brane: string) => unknown, metrics: { render: () => string } }
   readonly status: () => AdminStatus
+  /** hot reload from a manifest file (default: the one running) */
+  readonly reload: (file?: string) => Promise<unknown>
   readonly logger: Logger
 }
 
@@ -61,7 +66,8 @@ const ACTIONS: Readonly<Record<string, string>> = {
   '/v1/status': 'ps',
   '/v1/logs': 'logs',
   '/v1/profile': 'profile',
-  '/v1/metrics': 'metrics'
+  '/v1/metrics': 'metrics',
+  '/v1/reload': 'deploy'
 }
 
 export class AdminServer implements Startable {
@@ -130,6 +136,9 @@ export class AdminServer implements Startable {
       return
     }
     switch (url.pathname) {
+      case '/v1/reload':
+        this.#reload(req, res)
+        return
       case '/v1/status':
         send(res, 200, this.#components.status())
         return
@@ -151,6 +160,30 @@ export class AdminServer implements Startable {
       default:
         this.#logs(url, res)
     }
+  }
+
+  #reload (req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== 'POST') {
+      send(res, 405, { error: 'MethodNotAllowed', message: 'POST /v1/reload' })
+      return
+    }
+    const chunks: Buffer[] = []
+    req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
+    req.on('end', () => {
+      let file: string | undefined
+      try {
+        const body = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString()) as { file?: unknown }
+        file = typeof body.file === 'string' ? body.file : undefined
+      } catch {
+        send(res, 400, { error: 'BadRequest', message: 'Expected a JSON body like {"file": "/path/to/manifest.toml"}' })
+        return
+      }
+      this.#components.reload(file).then((report) => { send(res, 200, report) }, (err: unknown) => {
+        const e = err instanceof Error ? err : new Error(String(err))
+        const issues = (e as Error & { issues?: unknown }).issues
+        send(res, 422, { error: e.name, message: e.message, ...(issues === undefined ? {} : { issues }) })
+      })
+    })
   }
 
   #logs (url: URL, res: ServerResponse): void {
@@ -212,6 +245,8 @@ export interface AdminClientOptions extends AbortOptions {
   key?: NodeKey
   /** send this exact token (tests) */
   token?: string
+  /** POST this JSON body */
+  body?: unknown
 }
 
 /**
@@ -226,7 +261,14 @@ export async function * adminStream (home: string, path: string, options: AdminC
     token = issueAdminToken(key, key.did, { ttlSeconds: 60 })
   }
   const res = await new Promise<IncomingMessage>((resolve, reject) => {
-    const req = httpRequest({ socketPath, path, headers: { authorization: `Bearer ${token}` }, ...(options.signal === undefined ? {} : { signal: options.signal }) }, resolve)
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body)
+    const req = httpRequest({
+      socketPath,
+      path,
+      method: body === undefined ? 'GET' : 'POST',
+      headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      ...(options.signal === undefined ? {} : { signal: options.signal })
+    }, resolve)
     req.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
         reject(new DaemonNotRunningError(`No omega daemon is running with home ${home} (no socket at ${socketPath}): start one with "omega up FILE"`, { cause: err }))
@@ -234,7 +276,7 @@ export async function * adminStream (home: string, path: string, options: AdminC
         reject(err)
       }
     })
-    req.end()
+    req.end(body)
   })
   res.setEncoding('utf8')
   if (res.statusCode !== 200) {
@@ -243,10 +285,17 @@ export async function * adminStream (home: string, path: string, options: AdminC
       text += String(chunk)
     }
     let message = text
+    let remoteName: string | undefined
     try {
-      message = (JSON.parse(text) as { message?: string }).message ?? text
+      const parsed = JSON.parse(text) as { message?: string, error?: string }
+      message = parsed.message ?? text
+      remoteName = parsed.error
     } catch {}
-    throw new AdminRequestError(`Admin request ${path} refused (${String(res.statusCode)}): ${message.trim()}`, res.statusCode ?? 500)
+    if (res.statusCode === 422) {
+      // the daemon refused the operation itself (not the request): report its error as is
+      throw new AdminRequestError(message.trim(), 422, remoteName)
+    }
+    throw new AdminRequestError(`Admin request ${path} refused (${String(res.statusCode)}): ${message.trim()}`, res.statusCode ?? 500, remoteName)
   }
   for await (const chunk of res) {
     yield String(chunk)

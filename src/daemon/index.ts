@@ -1,7 +1,7 @@
 /**
  * The daemon: where the manifest, the runtime, the gateway and (later) the mesh meet.
  */
-export { LocalNode, type LocalNodeInit, type BraneStatus } from './local-node.ts'
+export { LocalNode, type LocalNodeInit, type BraneStatus, type ReloadReport } from './local-node.ts'
 export { RequestObserver, requestLine, type BraneProfile } from './observer.ts'
 export { resolveImage, isImagePath, type ResolvedImageFile } from './images.ts'
 export { AdminServer, adminJson, adminStream, DaemonNotRunningError, AdminRequestError, ADMIN_SOCKET } from './admin.ts'

@@ -44,8 +44,25 @@ export interface BraneStatus {
 
 interface RunningBrane {
   readonly plan: BranePlan
+  /** the component's content address: with the plan, what decides reuse on reload */
+  readonly id: string
   readonly handler: HttpHandler & { close: () => Promise<void> }
   readonly status: BraneStatus
+}
+
+/** Everything one version of the manifest runs */
+interface Generation {
+  readonly file: string
+  readonly plan: Plan
+  readonly running: ReadonlyMap<string, RunningBrane>
+  readonly skipped: readonly BraneStatus[]
+}
+
+export interface ReloadReport {
+  readonly added: readonly string[]
+  readonly changed: readonly string[]
+  readonly removed: readonly string[]
+  readonly unchanged: readonly string[]
 }
 
 const HTTP_EXPORT = 'wasi:http/incoming-handler'
@@ -53,28 +70,26 @@ const EVENT_EXPORT = 'omega:brane/handler'
 
 export class LocalNode {
   readonly did: string
-  readonly plan: Plan
   readonly logBook: LogBook
   readonly observer: RequestObserver
+  readonly #init: LocalNodeInit
   readonly #gateway: Gateway
-  readonly #admin: AdminServer | undefined
-  readonly #metrics: MetricsEndpoint | undefined
-  readonly #running: readonly RunningBrane[]
-  readonly #skipped: readonly BraneStatus[]
+  #admin: AdminServer | undefined
+  #metrics: MetricsEndpoint | undefined
+  #generation: Generation
+  /** reloads run one after another */
+  #reloading: Promise<unknown> = Promise.resolve()
   readonly #log: Logger
   readonly #startedAt = new Date()
 
-  private constructor (parts: { did: string, plan: Plan, logBook: LogBook, observer: RequestObserver, gateway: Gateway, admin: AdminServer | undefined, metrics: MetricsEndpoint | undefined, running: RunningBrane[], skipped: BraneStatus[], log: Logger }) {
-    this.#metrics = parts.metrics
-    this.did = parts.did
-    this.plan = parts.plan
-    this.logBook = parts.logBook
-    this.observer = parts.observer
-    this.#gateway = parts.gateway
-    this.#admin = parts.admin
-    this.#running = parts.running
-    this.#skipped = parts.skipped
-    this.#log = parts.log
+  private constructor (did: string, init: LocalNodeInit, generation: Generation, observer: RequestObserver, gateway: Gateway) {
+    this.did = did
+    this.#init = init
+    this.#generation = generation
+    this.observer = observer
+    this.logBook = observer.logBook
+    this.#gateway = gateway
+    this.#log = init.logging.forComponent('node')
   }
 
   /**
@@ -88,76 +103,36 @@ export class LocalNode {
       log.warn({ path: w.path, line: w.line }, w.message)
     }
     const key = await loadOrCreateNodeKey(init.home, options)
-    const logBook = new LogBook({ logger: init.logging.forComponent('brane') })
-    const observer = new RequestObserver(logBook)
-    const running: RunningBrane[] = []
-    const skipped: BraneStatus[] = []
-    const failures: Error[] = []
-    const closeAll = async (): Promise<void> => { await Promise.allSettled(running.map(async (r) => { await r.handler.close() })) }
-    for (const brane of plan.branes) {
-      options.signal?.throwIfAborted()
-      try {
-        const started = await startBrane(brane, manifestFile, init, observer, options)
-        if ('reason' in started) {
-          skipped.push(started)
-          log.warn({ brane: brane.name }, `skipped: ${started.reason}`)
-        } else {
-          running.push(started)
-        }
-      } catch (err) {
-        failures.push(err as Error)
-      }
-    }
-    if (failures.length > 0) {
-      await closeAll()
-      const first = failures[0] as Error
-      if (failures.length === 1) {
-        throw first
-      }
-      const err = new OmegaError(`Cannot start ${failures.length} branes:\n${failures.map((f) => `  ${f.message}`).join('\n')}`, { cause: first })
-      err.name = first.name
-      throw err
-    }
+    const observer = new RequestObserver(new LogBook({ logger: init.logging.forComponent('brane') }))
+    const { generation } = await loadGeneration(manifestFile, plan, new Map(), init, observer, options)
     const gateway = new Gateway({ logger: init.logging.forComponent('gateway') }, {
       ...(init.host === undefined ? {} : { host: init.host }),
       ...(init.port === undefined ? {} : { port: init.port })
     })
-    const entries: RouteEntry[] = running.flatMap((r) => r.plan.routes.map((route) => ({ brane: r.plan.name, route })))
-    gateway.setRoutes(entries, new Map(running.map((r) => [r.plan.name, r.handler])))
-    let admin: AdminServer | undefined
-    let metrics: MetricsEndpoint | undefined
-    // the admin API answers for the node, which exists once everything has started
-    const started: { node?: LocalNode } = {}
+    const node = new LocalNode(key.did, init, generation, observer, gateway)
+    node.#route()
     try {
       await gateway.start()
       if (init.admin !== false) {
-        admin = new AdminServer({
+        node.#admin = new AdminServer({
           did: key.did,
-          logBook,
+          logBook: observer.logBook,
           observer,
-          status: () => {
-            if (started.node === undefined) {
-              throw new OmegaError('The node is still starting')
-            }
-            return started.node.status()
-          },
+          status: () => node.status(),
+          reload: async (file?: string) => node.reload(file),
           logger: init.logging.forComponent('admin')
         }, { home: init.home })
-        await admin.start()
+        await node.#admin.start()
       }
       if (init.metricsPort !== undefined) {
-        metrics = new MetricsEndpoint(() => observer.metrics.render(), { ...(init.host === undefined ? {} : { host: init.host }), port: init.metricsPort })
-        await metrics.start()
+        node.#metrics = new MetricsEndpoint(() => observer.metrics.render(), { ...(init.host === undefined ? {} : { host: init.host }), port: init.metricsPort })
+        await node.#metrics.start()
       }
     } catch (err) {
-      await admin?.stop()
-      await gateway.stop()
-      await closeAll()
+      await node.stop()
       throw err
     }
-    const node = new LocalNode({ did: key.did, plan, logBook, observer, gateway, admin, metrics, running, skipped, log })
-    started.node = node
-    log.info({ did: key.did, url: gateway.url, branes: running.length }, 'node up (one-node mode: every substrate maps to this node)')
+    log.info({ did: key.did, url: gateway.url, branes: generation.running.size }, 'node up (one-node mode: every substrate maps to this node)')
     return node
   }
 
@@ -166,15 +141,24 @@ export class LocalNode {
     return this.#gateway.url
   }
 
+  /** `http://host:port/metrics`, when the metrics endpoint is on */
+  get metricsUrl (): string | undefined {
+    return this.#metrics?.url
+  }
+
+  get plan (): Plan {
+    return this.#generation.plan
+  }
+
   get branes (): readonly BraneStatus[] {
-    return [...this.#running.map((r) => r.status), ...this.#skipped]
+    return [...[...this.#generation.running.values()].map((r) => r.status), ...this.#generation.skipped]
   }
 
   /** What `omega ps` shows */
   status (): AdminStatus {
     return {
       did: this.did,
-      manifest: this.plan.file,
+      manifest: this.#generation.file,
       gateway: this.url,
       startedAt: this.#startedAt.toISOString(),
       branes: this.branes.map((b) => {
@@ -190,9 +174,45 @@ export class LocalNode {
     }
   }
 
-  /** `http://host:port/metrics`, when the metrics endpoint is on */
-  get metricsUrl (): string | undefined {
-    return this.#metrics?.url
+  /**
+   * Hot reload: validate the manifest (a bad one changes nothing and says why), load and
+   * warm every new or changed brane beside the running ones, switch the routes in one
+   * step, then let the replaced branes finish what they were doing and close. Branes
+   * whose plan and component did not change keep running untouched.
+   */
+  async reload (file: string = this.#generation.file, options: AbortOptions = {}): Promise<ReloadReport> {
+    const run = this.#reloading.then(async () => this.#reload(file, options))
+    this.#reloading = run.catch(() => {})
+    return run
+  }
+
+  async #reload (file: string, options: AbortOptions): Promise<ReloadReport> {
+    const { plan, warnings } = await loadManifest(file, options)
+    for (const w of warnings) {
+      this.#log.warn({ path: w.path, line: w.line }, w.message)
+    }
+    const old = this.#generation
+    const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.observer, options)
+    this.#generation = generation
+    this.#route()
+    const replaced = [...old.running.values()].filter((r) => !reused.has(r.plan.name))
+    // the old instances drain: close() waits for what they are serving
+    await Promise.allSettled(replaced.map(async (r) => { await r.handler.close() }))
+    const report: ReloadReport = {
+      added: plan.branes.filter((b) => !old.plan.branes.some((o) => o.name === b.name)).map((b) => b.name),
+      changed: plan.branes.filter((b) => old.plan.branes.some((o) => o.name === b.name) && !reused.has(b.name)).map((b) => b.name),
+      removed: old.plan.branes.filter((o) => !plan.branes.some((b) => b.name === o.name)).map((o) => o.name),
+      unchanged: [...reused]
+    }
+    this.#log.info({ ...report }, 'reloaded')
+    return report
+  }
+
+  /** Point the gateway at the current generation, in one assignment */
+  #route (): void {
+    const running = [...this.#generation.running.values()]
+    const entries: RouteEntry[] = running.flatMap((r) => r.plan.routes.map((route) => ({ brane: r.plan.name, route })))
+    this.#gateway.setRoutes(entries, new Map(running.map((r) => [r.plan.name, r.handler])))
   }
 
   /** Stop accepting requests, then close every brane */
@@ -200,12 +220,52 @@ export class LocalNode {
     await this.#metrics?.stop()
     await this.#admin?.stop()
     await this.#gateway.stop()
-    await Promise.allSettled(this.#running.map(async (r) => { await r.handler.close() }))
+    await Promise.allSettled([...this.#generation.running.values()].map(async (r) => { await r.handler.close() }))
     this.#log.info({}, 'node stopped')
   }
 }
 
-async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, observer: RequestObserver, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
+/**
+ * Load every brane of `plan`, reusing a running brane whose plan and component are the
+ * same. On any failure, close what this call started (never what it reused) and throw
+ * every failure at once.
+ */
+async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<string, RunningBrane>, init: LocalNodeInit, observer: RequestObserver, options: AbortOptions): Promise<{ generation: Generation, reused: Set<string> }> {
+  const running = new Map<string, RunningBrane>()
+  const reused = new Set<string>()
+  const skipped: BraneStatus[] = []
+  const failures: Error[] = []
+  for (const brane of plan.branes) {
+    options.signal?.throwIfAborted()
+    try {
+      const started = await startBrane(brane, file, init, observer, current.get(brane.name), options)
+      if ('reason' in started) {
+        skipped.push(started)
+        init.logging.forComponent('node').warn({ brane: brane.name }, `skipped: ${started.reason}`)
+      } else {
+        running.set(brane.name, started)
+        if (started === current.get(brane.name)) {
+          reused.add(brane.name)
+        }
+      }
+    } catch (err) {
+      failures.push(err as Error)
+    }
+  }
+  if (failures.length > 0) {
+    await Promise.allSettled([...running.values()].filter((r) => !reused.has(r.plan.name)).map(async (r) => { await r.handler.close() }))
+    const first = failures[0] as Error
+    if (failures.length === 1) {
+      throw first
+    }
+    const err = new OmegaError(`Cannot start ${failures.length} branes:\n${failures.map((f) => `  ${f.message}`).join('\n')}`, { cause: first })
+    err.name = first.name
+    throw err
+  }
+  return { generation: { file, plan, running, skipped }, reused }
+}
+
+async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, observer: RequestObserver, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
   const routes = brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`)
   if (brane.profile === 'frontier') {
     return { name: brane.name, state: 'skipped', routes: [], reason: new UnsupportedError('frontier (microVM) branes are not supported by this node yet').message }
@@ -215,7 +275,14 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
   }
   const image = await resolveImage(brane.name, brane.image, manifestFile, init.home, options)
   const bytes = await readFile(image.path, options.signal === undefined ? {} : { signal: options.signal })
-  const loaded = await loadComponent(bytes, { cacheDir: join(init.home, 'cache', 'components'), ...(options.signal === undefined ? {} : { signal: options.signal }) })
+  const loaded = await loadComponent(bytes, {
+    cacheDir: join(init.home, 'cache', 'components'),
+    memMaxBytes: brane.limits.memMaxBytes,
+    ...(options.signal === undefined ? {} : { signal: options.signal })
+  })
+  if (current !== undefined && current.id === loaded.id && JSON.stringify(current.plan) === JSON.stringify(brane)) {
+    return current
+  }
   checkImports(loaded.imports, new Set(brane.grantKeys), { brane: brane.name })
   const exports = loaded.exports.map((e) => e.split('@')[0])
   if (!exports.includes(HTTP_EXPORT)) {
@@ -228,11 +295,15 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     name: brane.name,
     grants: brane.grants,
     ...(brane.deterministic ? { deterministic: { seed: brane.seed ?? 0 } } : {}),
+    lifecycle: brane.lifecycle,
     deadlineMs: brane.limits.deadlineMs,
+    memMaxBytes: brane.limits.memMaxBytes,
+    cpuQuota: brane.limits.cpuQuota,
     log: (stream, line) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
   })
   return {
     plan: brane,
+    id: loaded.id,
     handler: observer.wrap(brane.name, runtime),
     status: { name: brane.name, state: 'running', id: loaded.id, source: image.source, routes }
   }

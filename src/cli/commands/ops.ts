@@ -1,9 +1,10 @@
 import type { Command } from 'commander'
-import { adminJson, adminStream, type AdminStatus, type BraneProfile } from '../../daemon/index.ts'
+import { resolve } from 'node:path'
+import { adminJson, adminStream, AdminRequestError, type AdminStatus, type BraneProfile, type ReloadReport } from '../../daemon/index.ts'
 import { formatSize } from '../../manifest/index.ts'
 import { parseDuration } from '../../manifest/index.ts'
 import type { LogRecord } from '../../observe/index.ts'
-import { UsageError } from '../../errors.ts'
+import { OmegaError, UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
 
@@ -75,6 +76,31 @@ export function opsCommands (program: Command, ctx: CliContext): void {
           throw err
         }
       }
+    })
+}
+
+export function reloadCommand (program: Command, ctx: CliContext): void {
+  program.command('reload')
+    .description('Hot-reload the running daemon: validate the manifest, warm new and changed branes beside the old, switch atomically, drain the old')
+    .argument('[file]', 'manifest to load (default: the one running)')
+    .action(async (file: string | undefined, _opts: unknown, command: Command) => {
+      let report: ReloadReport
+      try {
+        report = await adminJson<ReloadReport>(ctx.home(homeOption(command)), '/v1/reload', {
+          body: file === undefined ? {} : { file: resolve(ctx.cwd, file) },
+          ...(ctx.signal === undefined ? {} : { signal: ctx.signal })
+        })
+      } catch (err) {
+        if (err instanceof AdminRequestError && err.status === 422) {
+          // the daemon kept running what it had: report why, with the daemon's error kind
+          const refused = new OmegaError(`Reload refused, nothing changed: ${err.message}`)
+          refused.name = err.remoteName ?? 'OmegaError'
+          throw refused
+        }
+        throw err
+      }
+      const list = (names: readonly string[]): string => names.length === 0 ? '—' : names.join(', ')
+      ctx.stdout.write(`reloaded: added ${list(report.added)} · changed ${list(report.changed)} · removed ${list(report.removed)} · unchanged ${list(report.unchanged)}\n`)
     })
 }
 

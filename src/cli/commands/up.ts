@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
-import { resolve } from 'node:path'
+import { watch } from 'node:fs'
+import { basename, dirname, resolve } from 'node:path'
 import { LocalNode } from '../../daemon/index.ts'
 import { createLogging } from '../../observe/index.ts'
 import { UsageError } from '../../errors.ts'
@@ -7,6 +8,7 @@ import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
 
 interface UpOptions {
+  watch?: boolean
   port: string
   metricsPort?: string
   host: string
@@ -21,6 +23,7 @@ export function upCommand (program: Command, ctx: CliContext): void {
     .option('-p, --port <port>', 'gateway port (0 picks a free one)', '8080')
     .option('--host <address>', 'gateway address', '127.0.0.1')
     .option('--metrics-port <port>', 'also serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('-w, --watch', 'hot-reload when the manifest file changes')
     .option('--log-format <format>', 'json or pretty', 'pretty')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .action(async (file: string, opts: UpOptions, command: Command) => {
@@ -31,16 +34,45 @@ export function upCommand (program: Command, ctx: CliContext): void {
       }
       const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
       const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
-      const node = await LocalNode.start(resolve(ctx.cwd, file), { home: ctx.home(homeOption(command)), host: opts.host, port, logging, ...(metricsPort === undefined ? {} : { metricsPort }) }, signal)
+      const manifest = resolve(ctx.cwd, file)
+      const node = await LocalNode.start(manifest, { home: ctx.home(homeOption(command)), host: opts.host, port, logging, ...(metricsPort === undefined ? {} : { metricsPort }) }, signal)
       ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
         b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : b.reason ?? ''
       ])))
-      ctx.stdout.write('\nPress Ctrl-C to stop.\n')
+      ctx.stdout.write(`\n${opts.watch === true ? `Watching ${file} for changes. ` : ''}Press Ctrl-C to stop.\n`)
+      const stopWatching = opts.watch === true ? watchManifest(manifest, node, ctx) : () => {}
       await waitForAbort(ctx.signal)
+      stopWatching()
       ctx.stdout.write('omega: stopping\n')
       await node.stop()
     })
+}
+
+/**
+ * Reload when the manifest changes. Editors often replace a file instead of writing it,
+ * so watch the directory and match the name; a burst of events makes one reload.
+ */
+function watchManifest (manifest: string, node: LocalNode, ctx: CliContext): () => void {
+  let timer: NodeJS.Timeout | undefined
+  const watcher = watch(dirname(manifest), (_event, name) => {
+    if (name !== basename(manifest)) {
+      return
+    }
+    clearTimeout(timer)
+    timer = setTimeout(() => {
+      node.reload(manifest).then((report) => {
+        const list = (names: readonly string[]): string => names.length === 0 ? '—' : names.join(', ')
+        ctx.stdout.write(`omega: reloaded: added ${list(report.added)} · changed ${list(report.changed)} · removed ${list(report.removed)}\n`)
+      }, (err: unknown) => {
+        ctx.stderr.write(`omega: reload refused, still running the previous version: ${err instanceof Error ? err.message : String(err)}\n`)
+      })
+    }, 150)
+  })
+  return () => {
+    clearTimeout(timer)
+    watcher.close()
+  }
 }
 
 function portOption (flag: string, value: string): number {
