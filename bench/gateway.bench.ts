@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -14,9 +14,12 @@ let node: LocalNode | undefined
 let bare: Server | undefined
 let home = ''
 
-async function setup (): Promise<void> {
+/** hello.wasm behind the gateway, with the given lifecycle */
+async function setup (lifecycle: 'ephemeral' | 'pooled'): Promise<void> {
   home = await mkdtemp(join(tmpdir(), 'omega-bench-'))
-  node = await LocalNode.start(join(ROOT, 'examples/hello/omega.toml'), { home, port: 0, logging: silentLogging(), admin: false })
+  await cp(join(ROOT, 'examples/hello/hello.wasm'), join(home, 'hello.wasm'))
+  await writeFile(join(home, 'omega.toml'), `[brane.hello]\nimage = "hello.wasm"\nlifecycle = "${lifecycle}"\ntrigger = { http = "/..." }\n`)
+  node = await LocalNode.start(join(home, 'omega.toml'), { home, port: 0, logging: silentLogging(), admin: false })
   const body = Buffer.from('hello from omega: /hello\n')
   bare = createServer((_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': body.length })
@@ -36,14 +39,18 @@ function bareUrl (): string {
   return `http://127.0.0.1:${address.port}/hello`
 }
 
+function helloCase (lifecycle: 'ephemeral' | 'pooled'): BenchCase {
+  return {
+    name: `hello-${lifecycle}-req-per-s`,
+    description: `GET /hello with 32 connections from a separate autocannon process: omega gateway + hello.wasm (${lifecycle === 'ephemeral' ? 'a fresh pre-warmed instance per request' : 'instances reused'}, worker threads) vs a bare node:http server answering the same bytes`,
+    metrics: ['ops/s'],
+    setup: async () => { await setup(lifecycle) },
+    teardown,
+    budget: { rounds: 3, roundMs: 3000, warmupMs: 1000 },
+    subject: { label: `omega gateway → hello.wasm (${lifecycle})`, round: async (budget) => loadRound(`${node?.url ?? ''}/hello`, budget) },
+    baseline: { label: 'bare node:http', round: async (budget) => loadRound(bareUrl(), budget) }
+  }
+}
+
 /** Requests/s through the gateway to the hello component, beside a bare node:http hello server */
-export const cases: BenchCase[] = [{
-  name: 'hello-req-per-s',
-  description: 'GET /hello with 32 connections from a separate autocannon process: omega gateway + hello.wasm (fresh instance per request, worker thread) vs a bare node:http server answering the same bytes',
-  metrics: ['ops/s'],
-  setup,
-  teardown,
-  budget: { rounds: 3, roundMs: 3000, warmupMs: 1000 },
-  subject: { label: 'omega gateway → hello.wasm', round: async (budget) => loadRound(`${node?.url ?? ''}/hello`, budget) },
-  baseline: { label: 'bare node:http', round: async (budget) => loadRound(bareUrl(), budget) }
-}]
+export const cases: BenchCase[] = [helloCase('ephemeral'), helloCase('pooled')]
