@@ -12,6 +12,7 @@ import { idCommand } from './commands/id.ts'
 import { imageCommands } from './commands/image.ts'
 import { upCommand } from './commands/up.ts'
 import { opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
+import { eventCommands } from './commands/events.ts'
 import type { CliContext } from './context.ts'
 
 export type { CliContext } from './context.ts'
@@ -30,6 +31,7 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   DaemonNotRunningError: 10,
   AdminRequestError: 11,
   TokenError: 11,
+  TraceVerificationError: 12,
   OmegaError: 1,
   AbortError: 130
 }
@@ -83,7 +85,7 @@ export async function main (argv: readonly string[], options: MainOptions = {}):
     .option('--home <dir>', 'Omega data directory: keys, images, cache (default: $OMEGA_HOME or ~/.omega)')
   program.addHelpText('after', `
 Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image not found, 5 capability denied,
-6 component load failure, 7 unsupported on this node, 10 no daemon running, 11 admin request refused,
+6 component load failure, 7 unsupported on this node, 10 no daemon running, 11 admin request refused, 12 trace record invalid,
 130 interrupted.
 
 Examples:
@@ -91,7 +93,7 @@ Examples:
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, idCommand, imageCommands]) {
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, idCommand, imageCommands]) {
     register(program, ctx)
   }
 

@@ -51,6 +51,14 @@ export interface AdminComponents {
   readonly status: () => AdminStatus
   /** hot reload from a manifest file (default: the one running) */
   readonly reload: (file?: string) => Promise<unknown>
+  /** the event side: signed traces and the dead-letter queue */
+  readonly events: {
+    /** the signed end record of the trace holding `id` (an event or trace id, or a prefix) */
+    readonly trace: (id: string) => unknown
+    readonly deadLetters: () => unknown
+    /** put dead deliveries back (all when `ids` is undefined); returns how many */
+    readonly replay: (ids?: readonly number[]) => number
+  }
   readonly logger: Logger
 }
 
@@ -67,7 +75,10 @@ const ACTIONS: Readonly<Record<string, string>> = {
   '/v1/logs': 'logs',
   '/v1/profile': 'profile',
   '/v1/metrics': 'metrics',
-  '/v1/reload': 'deploy'
+  '/v1/reload': 'deploy',
+  '/v1/trace': 'trace',
+  '/v1/dlq': 'dlq',
+  '/v1/dlq/replay': 'dlq'
 }
 
 export class AdminServer implements Startable {
@@ -142,6 +153,24 @@ export class AdminServer implements Startable {
       case '/v1/status':
         send(res, 200, this.#components.status())
         return
+      case '/v1/trace': {
+        const id = url.searchParams.get('id') ?? ''
+        const record = id === '' ? undefined : this.#components.events.trace(id)
+        if (record === undefined) {
+          send(res, 404, { error: 'NotFound', message: `No trace holds an event "${id}" (or the prefix is ambiguous)` })
+        } else {
+          send(res, 200, record)
+        }
+        return
+      }
+      case '/v1/dlq':
+        send(res, 200, this.#components.events.deadLetters())
+        return
+      case '/v1/dlq/replay': {
+        const ids = url.searchParams.getAll('id').map(Number).filter((n) => Number.isInteger(n))
+        send(res, 200, { replayed: this.#components.events.replay(ids.length === 0 ? undefined : ids) })
+        return
+      }
       case '/v1/profile': {
         const brane = url.searchParams.get('brane')
         if (brane === null) {

@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { OmegaError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
-import { loadOrCreateNodeKey } from '../identity/index.ts'
+import { loadOrCreateNodeKey, type NodeKey } from '../identity/index.ts'
+import { Dispatcher, EventQueue, signTrace, type EventTarget } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import { checkImports, HttpBrane, loadComponent } from '../runtime/wasm/index.ts'
 import { resolveImage } from './images.ts'
@@ -55,6 +56,8 @@ interface Generation {
   readonly file: string
   readonly plan: Plan
   readonly running: ReadonlyMap<string, RunningBrane>
+  /** the event handlers of the branes that take events */
+  readonly events: ReadonlyMap<string, EventTarget>
   readonly skipped: readonly BraneStatus[]
 }
 
@@ -73,6 +76,9 @@ export class LocalNode {
   readonly logBook: LogBook
   readonly observer: RequestObserver
   readonly #init: LocalNodeInit
+  readonly #key: NodeKey
+  readonly #queue: EventQueue
+  #dispatcher: Dispatcher
   readonly #gateway: Gateway
   #admin: AdminServer | undefined
   #metrics: MetricsEndpoint | undefined
@@ -82,14 +88,17 @@ export class LocalNode {
   readonly #log: Logger
   readonly #startedAt = new Date()
 
-  private constructor (did: string, init: LocalNodeInit, generation: Generation, observer: RequestObserver, gateway: Gateway) {
-    this.did = did
+  private constructor (key: NodeKey, init: LocalNodeInit, generation: Generation, observer: RequestObserver, gateway: Gateway, queue: EventQueue) {
+    this.did = key.did
+    this.#key = key
+    this.#queue = queue
     this.#init = init
     this.#generation = generation
     this.observer = observer
     this.logBook = observer.logBook
     this.#gateway = gateway
     this.#log = init.logging.forComponent('node')
+    this.#dispatcher = this.#newDispatcher(generation)
   }
 
   /**
@@ -109,8 +118,10 @@ export class LocalNode {
       ...(init.host === undefined ? {} : { host: init.host }),
       ...(init.port === undefined ? {} : { port: init.port })
     })
-    const node = new LocalNode(key.did, init, generation, observer, gateway)
+    const queue = new EventQueue({ path: join(init.home, 'queue.db') })
+    const node = new LocalNode(key, init, generation, observer, gateway, queue)
     node.#route()
+    node.#dispatcher.start()
     try {
       await gateway.start()
       if (init.admin !== false) {
@@ -120,6 +131,15 @@ export class LocalNode {
           observer,
           status: () => node.status(),
           reload: async (file?: string) => node.reload(file),
+          events: {
+            trace: (id: string) => node.trace(id),
+            deadLetters: () => queue.deadLetters(),
+            replay: (ids?: readonly number[]) => {
+              const n = queue.replay(ids)
+              node.#dispatcher.kick()
+              return n
+            }
+          },
           logger: init.logging.forComponent('admin')
         }, { home: init.home })
         await node.#admin.start()
@@ -195,6 +215,10 @@ export class LocalNode {
     const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.observer, options)
     this.#generation = generation
     this.#route()
+    // events follow the new edges from now on; deliveries already running finish
+    this.#dispatcher.stop()
+    this.#dispatcher = this.#newDispatcher(generation)
+    this.#dispatcher.start()
     const replaced = [...old.running.values()].filter((r) => !reused.has(r.plan.name))
     // the old instances drain: close() waits for what they are serving
     await Promise.allSettled(replaced.map(async (r) => { await r.handler.close() }))
@@ -206,6 +230,25 @@ export class LocalNode {
     }
     this.#log.info({ ...report }, 'reloaded')
     return report
+  }
+
+  /** The signed end record of the trace that holds `id` (an event or trace id, or a prefix) */
+  trace (id: string): ReturnType<typeof signTrace> | undefined {
+    const found = this.#queue.trace(id)
+    return found === undefined || found.hops.length === 0 ? undefined : signTrace(found.traceId, found.hops, this.#key)
+  }
+
+  /** Emit an event from `brane` (HTTP branes and the CLI use this; durable when it resolves) */
+  async emit (brane: string, topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string } = {}): Promise<string> {
+    return this.#dispatcher.emit(brane, topic, payload, options)
+  }
+
+  #newDispatcher (generation: Generation): Dispatcher {
+    return new Dispatcher({
+      queue: this.#queue,
+      target: (brane) => generation.events.get(brane),
+      logger: this.#init.logging.forComponent('dispatch')
+    }, { edges: generation.plan.edges })
   }
 
   /** Point the gateway at the current generation, in one assignment */
@@ -220,7 +263,9 @@ export class LocalNode {
     await this.#metrics?.stop()
     await this.#admin?.stop()
     await this.#gateway.stop()
+    this.#dispatcher.stop()
     await Promise.allSettled([...this.#generation.running.values()].map(async (r) => { await r.handler.close() }))
+    this.#queue.close()
     this.#log.info({}, 'node stopped')
   }
 }
@@ -262,7 +307,7 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
     err.name = first.name
     throw err
   }
-  return { generation: { file, plan, running, skipped }, reused }
+  return { generation: { file, plan, running, events: new Map(), skipped }, reused }
 }
 
 async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, observer: RequestObserver, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {

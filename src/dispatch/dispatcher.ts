@@ -126,6 +126,13 @@ export class Dispatcher implements Startable {
     }
   }
 
+  /** Look for work on every target now (after a replay, or when a target appeared) */
+  kick (): void {
+    for (const target of this.#targets.values()) {
+      this.#pump(target)
+    }
+  }
+
   stop (): void {
     this.#running = false
     for (const target of this.#targets.values()) {

@@ -1,0 +1,91 @@
+import type { Command } from 'commander'
+import { readFile, writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { adminJson } from '../../daemon/index.ts'
+import { verifyTrace, type DeadLetter, type TraceEndRecord } from '../../dispatch/index.ts'
+import { OmegaError } from '../../errors.ts'
+import { homeOption, type CliContext } from '../context.ts'
+import { table } from '../table.ts'
+
+export class TraceVerificationError extends OmegaError {
+  static override name = 'TraceVerificationError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'TraceVerificationError'
+  }
+}
+
+/** `omega trace` and `omega dlq`: the event side of a running daemon */
+export function eventCommands (program: Command, ctx: CliContext): void {
+  const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
+
+  const trace = program.command('trace')
+    .description('Show the hops of an event\'s trace and the end record the node signed for it')
+    .argument('<id>', 'an event id (e.g. raw.batch:b3:9af2…), a trace id, or an unambiguous prefix')
+    .option('--json', 'print the signed end record as JSON')
+    .option('-o, --output <file>', 'write the signed end record to a file (check it later with "omega trace verify FILE")')
+    .action(async (id: string, opts: { json?: boolean, output?: string }, command: Command) => {
+      const record = await adminJson<TraceEndRecord>(ctx.home(homeOption(command)), `/v1/trace?id=${encodeURIComponent(id)}`, signal)
+      if (opts.output !== undefined) {
+        await writeFile(resolve(ctx.cwd, opts.output), JSON.stringify(record, null, 2) + '\n')
+      }
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify(record, null, 2) + '\n')
+        return
+      }
+      ctx.stdout.write(renderTrace(record))
+    })
+
+  trace.command('verify')
+    .description('Check a signed trace end record offline: the hops match their digest and the node\'s signature verifies')
+    .argument('<file>', 'a record written by "omega trace ID -o FILE"')
+    .action(async (file: string) => {
+      let record: TraceEndRecord
+      try {
+        record = JSON.parse(await readFile(resolve(ctx.cwd, file), 'utf8')) as TraceEndRecord
+      } catch (err) {
+        throw new TraceVerificationError(`Cannot read trace record ${file}: ${(err as Error).message}`)
+      }
+      const problems = verifyTrace(record)
+      if (problems.length > 0) {
+        throw new TraceVerificationError(`Trace record ${file} does not verify: ${problems.join('; ')}`)
+      }
+      ctx.stdout.write(`✓ ${file}: trace ${record.traceId}, ${record.count} hops, signed by ${record.node}\n`)
+    })
+
+  const dlq = program.command('dlq').description('The dead-letter queue: deliveries that failed every attempt')
+  dlq.command('ls', { isDefault: true })
+    .description('List dead deliveries')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      const dead = await adminJson<DeadLetter[]>(ctx.home(homeOption(command)), '/v1/dlq', signal)
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify(dead, null, 2) + '\n')
+      } else if (dead.length === 0) {
+        ctx.stdout.write('The dead-letter queue is empty\n')
+      } else {
+        ctx.stdout.write(table(['id', 'event', 'edge', 'attempts', 'failed', 'last error'], dead.map((d) => [
+          String(d.id), d.eventId, d.edge, String(d.attempts), new Date(d.failedAt).toISOString(), d.lastError
+        ])))
+      }
+    })
+  dlq.command('replay')
+    .description('Put dead deliveries back in the queue (all, or the given ids)')
+    .argument('[ids...]', 'delivery ids from "omega dlq ls"')
+    .action(async (ids: string[], _opts: unknown, command: Command) => {
+      const query = ids.map((id) => `id=${encodeURIComponent(id)}`).join('&')
+      const { replayed } = await adminJson<{ replayed: number }>(ctx.home(homeOption(command)), `/v1/dlq/replay${query === '' ? '' : `?${query}`}`, { ...signal, body: {} })
+      ctx.stdout.write(`replayed ${replayed} ${replayed === 1 ? 'delivery' : 'deliveries'}\n`)
+    })
+}
+
+function renderTrace (record: TraceEndRecord): string {
+  const problems = verifyTrace(record)
+  const ms = (v: number): string => `${v.toFixed(2)}ms`
+  let out = `trace ${record.traceId}: ${record.count} hops, ${record.bytes} B, ${ms(record.endedAt - record.startedAt)}\n\n`
+  out += table(['#', 'from', 'to', 'topic', 'bytes', 'attempt', 'took', 'outcome'], record.hops.map((h, i) => [
+    String(i + 1), h.from, h.to, h.topic, String(h.bytes) + (h.compressed ? ' (compressed)' : ''), String(h.attempt), ms(h.endedAt - h.startedAt), h.outcome
+  ]))
+  out += `\nend record signed by ${record.node} at ${record.signedAt}: ${problems.length === 0 ? 'signature ok' : `INVALID (${problems.join('; ')})`}\n`
+  return out
+}
