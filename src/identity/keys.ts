@@ -4,6 +4,7 @@ import { link, mkdir, open, readFile, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { base58btc } from 'multiformats/bases/base58'
 import { NodeKeyError } from '../errors.ts'
+import { syncDir } from '../util/index.ts'
 
 /** Cancellation for async calls */
 export interface AbortOptions {
@@ -204,18 +205,6 @@ async function writeDurably (file: string, text: string, flag: 'wx'): Promise<vo
   } finally {
     await handle.close()
   }
-}
-
-async function syncDir (dir: string): Promise<void> {
-  // Makes the new directory entry durable; not every platform can open a directory
-  try {
-    const handle = await open(dir, 'r')
-    try {
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-  } catch {}
 }
 
 /**

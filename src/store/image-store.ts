@@ -7,6 +7,7 @@ import { CONTENT_ADDRESS_PREFIX, createBlake3, formatContentAddress, parseConten
 import type { AbortOptions, ContentAddress } from '../identity/index.ts'
 import { withFileLock } from './lock.ts'
 import { parseImageRef } from './ref.ts'
+import { syncDir } from '../util/index.ts'
 
 /** Configuration of {@link imageStore} */
 export interface ImageStoreInit {
@@ -127,17 +128,6 @@ async function copyHashing (source: string, target: string, signal: AbortSignal 
     await out.close()
   }
   return { hex: hasher.digestHex(), size }
-}
-
-async function syncDir (dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, 'r')
-    try {
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-  } catch {}
 }
 
 function isIndexRecord (value: unknown): value is IndexRecord {

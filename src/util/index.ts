@@ -1,0 +1,19 @@
+/**
+ * Small helpers shared by modules that have nothing else in common.
+ */
+import { open } from 'node:fs/promises'
+
+/**
+ * Make a directory's entries durable (after creating or renaming a file in it). Not
+ * every platform can open a directory: there it is a no-op.
+ */
+export async function syncDir (dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r')
+    try {
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+  } catch {}
+}
