@@ -1,6 +1,6 @@
 import { describe, it, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile, readdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -136,6 +136,19 @@ describe('omega CLI', () => {
     assert.match(unknown.err, /unknown command 'frobnicate'/)
     const missing = await run(['plan'])
     assert.equal(missing.code, 2)
+  })
+
+  it('checks components against their grants with validate --link', async () => {
+    const dir = join(home, 'link')
+    await mkdir(dir, { recursive: true })
+    await copyFile(join(ROOT, 'build/fixtures/random.wasm'), join(dir, 'random.wasm'))
+    await writeFile(join(dir, 'omega.toml'), '[brane.api]\nimage = "random.wasm"\n')
+    const refused = await run(['validate', '--link', join(dir, 'omega.toml'), '--home', home])
+    assert.equal(refused.code, 3)
+    assert.match(refused.err, /omega\.toml: error: brane\.api\.image: Cannot link brane "api": component imports "wasi:random\/random@0\.2\.12", which needs \[brane\.api\.capability\] "random"/)
+    await writeFile(join(dir, 'omega.toml'), '[brane.api]\nimage = "random.wasm"\ncapability = { random = true }\n')
+    const granted = await run(['validate', '--link', join(dir, 'omega.toml'), '--home', home])
+    assert.equal(granted.code, 0, granted.err)
   })
 
   it('exits 3 with a clear message for a missing manifest', async () => {

@@ -2,19 +2,34 @@ import type { Command } from 'commander'
 import { resolve } from 'node:path'
 import { formatIssue, loadManifest } from '../../manifest/index.ts'
 import type { ManifestIssue } from '../../errors.ts'
-import type { CliContext } from '../context.ts'
+import { linkCheck } from '../../daemon/index.ts'
+import { homeOption, type CliContext } from '../context.ts'
 
 export function validateCommand (program: Command, ctx: CliContext): void {
   program.command('validate')
     .description('Check manifests (TOML, JSON or YAML): structure, then meaning. Prints every problem found')
     .argument('<file...>', 'manifest files')
     .option('--json', 'print the result as JSON')
-    .action(async (files: string[], opts: { json?: boolean }) => {
+    .option('--link', 'also load each standard brane\'s component and check its imports against its grants')
+    .action(async (files: string[], opts: { json?: boolean, link?: boolean }, command: Command) => {
       const results: Array<{ file: string, ok: boolean, branes?: number, edges?: number, issues: readonly ManifestIssue[] }> = []
       for (const file of files) {
         try {
-          const { plan, warnings } = await loadManifest(resolve(ctx.cwd, file), ctx.signal === undefined ? {} : { signal: ctx.signal })
-          results.push({ file, ok: true, branes: plan.branes.length, edges: plan.edges.length, issues: warnings.map((w) => ({ ...w, file })) })
+          const path = resolve(ctx.cwd, file)
+          const { plan, warnings } = await loadManifest(path, ctx.signal === undefined ? {} : { signal: ctx.signal })
+          const issues: ManifestIssue[] = warnings.map((w) => ({ ...w, file }))
+          if (opts.link === true) {
+            for (const result of await linkCheck(plan, path, ctx.home(homeOption(command)), ctx.signal === undefined ? {} : { signal: ctx.signal })) {
+              if (result.outcome === 'failed') {
+                issues.push({ file, path: `brane.${result.brane}.image`, message: result.message, severity: 'error' })
+              }
+            }
+          }
+          const ok = !issues.some((i) => i.severity === 'error')
+          if (!ok) {
+            ctx.setExitCode(3)
+          }
+          results.push({ file, ok, branes: plan.branes.length, edges: plan.edges.length, issues })
         } catch (err) {
           if (!(err instanceof Error) || err.name !== 'ManifestError') {
             throw err
