@@ -1,6 +1,6 @@
 // Builds the example components and the test fixtures from WAT + WIT:
 //   examples/hello/hello.wat           -> examples/hello/hello.wasm
-//   src/runtime/wasm/fixtures/<x>.wat  -> build/fixtures/<x>.wasm
+//   src/runtime/wasm/fixtures/<x>.wat  -> build/fixtures/<x>.wasm (HTTP and event branes)
 // parse (WAT -> core module) -> componentEmbed (add the world's WIT) -> componentNew.
 // Outputs are rewritten only when their bytes change, so the script is idempotent.
 // Run by `npm run build` after tsc; takes about 0.1 s. JS guests (examples/guests/,
@@ -25,7 +25,14 @@ const TARGETS = [
   { source: 'src/runtime/wasm/fixtures/sockets.wat', output: 'build/fixtures/sockets.wasm', world: 'wasi:cli/command@0.2.12' },
   { source: 'src/runtime/wasm/fixtures/bomb.wat', output: 'build/fixtures/bomb.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/recurse.wat', output: 'build/fixtures/recurse.wasm', world: 'omega:worlds/http' },
-  { source: 'src/runtime/wasm/fixtures/flood.wat', output: 'build/fixtures/flood.wasm', world: 'omega:worlds/http' }
+  { source: 'src/runtime/wasm/fixtures/flood.wat', output: 'build/fixtures/flood.wasm', world: 'omega:worlds/http' },
+  { source: 'src/runtime/wasm/fixtures/http-emit.wat', output: 'build/fixtures/http-emit.wasm', world: 'omega:worlds/http' },
+  // event branes (wit/brane/brane.wit)
+  { source: 'src/runtime/wasm/fixtures/forward.wat', output: 'build/fixtures/forward.wasm', world: 'omega:brane/event-brane' },
+  { source: 'src/runtime/wasm/fixtures/sink.wat', output: 'build/fixtures/sink.wasm', world: 'omega:brane/event-brane' },
+  { source: 'src/runtime/wasm/fixtures/flaky.wat', output: 'build/fixtures/flaky.wasm', world: 'omega:brane/event-brane' },
+  { source: 'src/runtime/wasm/fixtures/reject.wat', output: 'build/fixtures/reject.wasm', world: 'omega:brane/event-brane' },
+  { source: 'src/runtime/wasm/fixtures/state.wat', output: 'build/fixtures/state.wasm', world: 'omega:brane/event-brane' }
 ]
 
 /**
@@ -39,9 +46,11 @@ async function witSource () {
   const rootFiles = (await readdir(witDir)).filter((name) => name.endsWith('.wit')).sort()
   let source = ''
   for (const name of rootFiles) source += await readFile(join(witDir, name), 'utf8') + '\n'
+  // omega's own packages (wit/brane/) and the WASI deps, each a nested package block
+  const files = [join(witDir, 'brane', 'brane.wit')]
   const deps = (await readdir(join(witDir, 'deps'), { withFileTypes: true })).filter((d) => d.isDirectory())
-  for (const dep of deps.map((d) => d.name).sort()) {
-    const file = join(witDir, 'deps', dep, 'package.wit')
+  for (const dep of deps.map((d) => d.name).sort()) files.push(join(witDir, 'deps', dep, 'package.wit'))
+  for (const file of files) {
     const text = await readFile(file, 'utf8')
     const header = /^package ([^;\s]+);\s*$/m.exec(text)
     if (header === null) throw new Error(`Cannot read "${relative(root, file)}": no package header`)

@@ -1,5 +1,6 @@
 // Builds guest components written in JavaScript with componentize-js (StarlingMonkey):
 //   examples/guests/probe/probe.js -> build/fixtures/probe.wasm
+//   examples/pipeline/<brane>.js    -> examples/pipeline/<brane>.wasm (HTTP and event branes)
 // componentize-js takes 11–26 s and ~780 MB, so each output is keyed by a hash of
 // its inputs (sources, WIT, componentize-js version) kept beside it in `<output>.key`:
 // an unchanged key skips the build without loading componentize-js at all. A build
@@ -18,10 +19,26 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 /** StarlingMonkey implements WASI 0.2.10: the guest's WIT deps are wit/deps at that version */
 const WASI_VERSION = '0.2.10'
 
-/** @type {{ source: string, wit: string, world: string, output: string }[]} */
+/**
+ * `omega: true` adds wit/brane/brane.wit (package omega:brane) to the guest's WIT deps.
+ * `disableFeatures`: StarlingMonkey features left out, so that the component imports
+ * only what its world says (an event brane needs no wasi:http, and every import
+ * needs a grant): see componentize-js' README.
+ * @type {{ source: string, wit: string, world: string, output: string, omega?: boolean, disableFeatures?: string[] }[]}
+ */
 export const JS_TARGETS = [
-  { source: 'examples/guests/probe/probe.js', wit: 'examples/guests/probe/probe.wit', world: 'omega:probe/probe', output: 'build/fixtures/probe.wasm' }
+  { source: 'examples/guests/probe/probe.js', wit: 'examples/guests/probe/probe.wit', world: 'omega:probe/probe', output: 'build/fixtures/probe.wasm' },
+  // StarlingMonkey's event loop needs clocks for fetch-event
+  pipeline('ingest', ['random', 'stdio']),
+  pipeline('transform', ['random', 'clocks', 'stdio', 'http', 'fetch-event']),
+  pipeline('train', ['random', 'clocks', 'stdio', 'http', 'fetch-event'])
 ]
+
+/** A brane of examples/pipeline: `<name>.js` in world `omega:pipeline/<name>` */
+function pipeline (name, disableFeatures) {
+  const dir = 'examples/pipeline'
+  return { source: `${dir}/${name}.js`, wit: `${dir}/pipeline.wit`, world: `omega:pipeline/${name}`, output: `${dir}/${name}.wasm`, omega: true, disableFeatures }
+}
 
 /**
  * wit/deps renumbered to StarlingMonkey's version, with `@unstable` items made stable
@@ -42,13 +59,20 @@ function withoutUnstable (text) {
   return text.replace(/^\s*@unstable\([^)]*\)\s*\n/gm, '')
 }
 
+/** wit/deps for `target`, plus omega:brane when it asks */
+async function targetDeps (target, deps) {
+  if (target.omega !== true) return deps
+  return [...deps, { dep: 'omega-brane', text: await readFile(join(root, 'wit', 'brane', 'brane.wit'), 'utf8') }]
+}
+
 async function inputKey (target, deps) {
   const hash = createHash('sha256')
   const pkg = JSON.parse(await readFile(join(root, 'node_modules/@bytecodealliance/componentize-js/package.json'), 'utf8'))
   hash.update(`componentize-js@${pkg.version}\0`)
   hash.update(await readFile(join(root, target.source)))
   hash.update(await readFile(join(root, target.wit)))
-  for (const { dep, text } of deps) hash.update(`${dep}\0${text}\0`)
+  if (target.disableFeatures !== undefined) hash.update(`disable:${target.disableFeatures.join(',')}\0`)
+  for (const { dep, text } of await targetDeps(target, deps)) hash.update(`${dep}\0${text}\0`)
   return hash.digest('hex')
 }
 
@@ -95,7 +119,7 @@ async function buildOne (index) {
   const dir = await mkdtemp(join(tmpdir(), 'omega-guest-wit-'))
   try {
     await mkdir(join(dir, 'deps'))
-    for (const { dep, text } of await witDeps()) {
+    for (const { dep, text } of await targetDeps(target, await witDeps())) {
       await mkdir(join(dir, 'deps', dep))
       await writeFile(join(dir, 'deps', dep, 'package.wit'), text)
     }
@@ -103,7 +127,8 @@ async function buildOne (index) {
     const { component } = await componentize({
       sourcePath: join(root, target.source),
       witPath: dir,
-      worldName: target.world
+      worldName: target.world,
+      ...(target.disableFeatures === undefined ? {} : { disableFeatures: target.disableFeatures })
     })
     await mkdir(dirname(join(root, target.output)), { recursive: true })
     await writeFile(join(root, target.output), component)

@@ -82,6 +82,30 @@ export class DeadlineExceededError extends OmegaError {
   }
 }
 
+/**
+ * An event handler asked for the event again later (`handle-error.retry`): the
+ * dispatcher should redeliver it with back-off
+ */
+export class RetryableEventError extends OmegaError {
+  static override name = 'RetryableEventError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'RetryableEventError'
+  }
+}
+
+/**
+ * An event handler refused an event for good (`handle-error.reject`): the dispatcher
+ * should dead-letter it without retrying
+ */
+export class RejectedEventError extends OmegaError {
+  static override name = 'RejectedEventError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'RejectedEventError'
+  }
+}
+
 /** No brane route matches a request */
 export class RouteNotFoundError extends OmegaError {
   static override name = 'RouteNotFoundError'

@@ -5,7 +5,7 @@ export interface Reply { status: number, body: string }
 /** GET `path` from `base` with an explicit Host header (fetch() cannot set one) */
 export async function get (base: string, path: string, host?: string): Promise<Reply> {
   const url = new URL(path, base)
-  return await new Promise<Reply>((resolve, reject) => {
+  return new Promise<Reply>((resolve, reject) => {
     const req = request(url, { headers: host === undefined ? {} : { host }, timeout: 60_000 }, (res) => {
       let body = ''
       res.setEncoding('utf8')

@@ -1,104 +1,17 @@
-import { availableParallelism } from 'node:os'
-import { performance } from 'node:perf_hooks'
-import { Worker } from 'node:worker_threads'
-import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
-import { ComponentLoadError, DeadlineExceededError, GuestError } from '../../errors.ts'
-import { BraneClosedError } from './errors.ts'
-import { CpuThrottle } from './limits.ts'
-import { checkImports, findUnprovided, unversioned } from './link.ts'
-import { withMemoryCap, type LoadedComponent } from './load.ts'
-import type { FromWorker, HttpRequest, HttpResponse, Lifecycle, ToWorker, WorkerInit } from './protocol.ts'
+import type { LoadedComponent } from './load.ts'
+import type { HttpRequest, HttpResponse } from './protocol.ts'
+import { positive, WorkerBrane, type BraneOptions, type BraneStats, type ServeKind } from './worker-brane.ts'
 
-import type { Grants } from '../../manifest/index.ts'
-
-/** Where a brane's stdout/stderr lines go */
-export type BraneLog = (stream: 'stdout' | 'stderr', line: string) => void
+export { grantKeys } from './worker-brane.ts'
+export type { BraneLog, CloseOptions, OnEmit, OnEmitOptions } from './worker-brane.ts'
 
 /** Options of {@link HttpBrane.create} */
-export interface HttpBraneOptions {
-  /** the brane's name in the manifest */
-  readonly name: string
-  /** the brane's grants, as the plan resolved them (keys and settings) */
-  readonly grants: Grants
-  /** seeded random and a virtual clock: the same inputs give the same outputs */
-  readonly deterministic?: { readonly seed: number }
-  /** receives the guest's stdout/stderr, one line at a time, and anything its worker prints */
-  readonly log: BraneLog
-  /**
-   * How instances live (`[brane.X] lifecycle`):
-   * - `ephemeral`: a fresh instance per request, taken from a set each worker
-   *   instantiates ahead of need and refills in the background;
-   * - `pooled`: instances are reused across requests and keep their state; one that
-   *   traps or fails is discarded and replaced;
-   * - `pinned`: one long-lived instance in one worker; requests are serialized. If
-   *   it is stopped (deadline) or fails, a new instance takes over, without the state.
-   * @default 'ephemeral'
-   */
-  readonly lifecycle?: Lifecycle
-  /**
-   * Instances each worker keeps ready ahead of need.
-   * @default 2 for `ephemeral`, 1 otherwise
-   */
-  readonly prewarm?: number
-  /**
-   * Most milliseconds one request may run in its worker (`limits.deadline`); a late
-   * request fails with DeadlineExceededError, its worker is terminated, and the warm
-   * spare takes its place.
-   * @default 30000
-   */
-  readonly deadlineMs?: number
-  /**
-   * Cap on the guest's linear memory (`limits.mem_max`), patched into the core
-   * modules' memory maximum: past it `memory.grow` fails in the guest.
-   * @default the cap `loaded` was compiled with (64 MiB unless loadComponent was told otherwise)
-   */
-  readonly memMaxBytes?: number
-  /**
-   * CPU quota in cores (`limits.cpu_quota`), enforced over windows of `cpuWindowMs`
-   * by admission control (see {@link CpuThrottle} for the exact semantics).
-   * @default Infinity (no throttle)
-   */
-  readonly cpuQuota?: number
-  /** @default 1000 */
-  readonly cpuWindowMs?: number
-  /**
-   * Fewest worker threads kept (each runs one request at a time).
-   * @default 1
-   */
-  readonly minWorkers?: number
-  /**
-   * Most worker threads under load; `pinned` always uses 1.
-   * @default os.availableParallelism()
-   */
-  readonly maxWorkers?: number
-  /**
-   * A worker above `minWorkers` idle this long is stopped.
-   * @default 30000
-   */
-  readonly idleWorkerMs?: number
-  /**
-   * Keep one extra worker started and warm, so that a worker lost to the deadline
-   * (or the first worker added under load) is replaced without start-up time.
-   * @default true
-   */
-  readonly spare?: boolean
+export interface HttpBraneOptions extends BraneOptions {
   /**
    * Most bytes of a response body.
    * @default 16777216
    */
   readonly maxBodyBytes?: number
-  /**
-   * Most bytes of stdout + stderr one request may log; the rest is dropped and one
-   * marker line says so.
-   * @default 1048576
-   */
-  readonly maxLogBytes?: number
-  /**
-   * Most lines one request may log.
-   * @default 10000
-   */
-  readonly maxLogLines?: number
-  readonly signal?: AbortSignal
 }
 
 /** Options of {@link HttpBrane.handle} */
@@ -107,67 +20,16 @@ export interface HandleOptions {
   readonly signal?: AbortSignal
 }
 
-/** Options of {@link HttpBrane.close} */
-export interface CloseOptions {
-  /** stops waiting for queued and running requests: they fail with BraneClosedError */
-  readonly signal?: AbortSignal
-}
-
 /** A snapshot of a brane's workers and queue */
-export interface HttpBraneStats {
-  readonly lifecycle: Lifecycle
-  /** workers serving requests, started or starting (not the spare) */
-  readonly workers: number
-  /** workers running a request now */
-  readonly busy: number
-  /** workers started and free to take a request now */
-  readonly idle: number
-  /** whether a warm spare is ready */
-  readonly spareReady: boolean
-  /** requests waiting for a worker or for CPU quota */
-  readonly queued: number
-  /** workers stopped at a deadline since the brane started */
-  readonly deadlineKills: number
-}
+export type HttpBraneStats = BraneStats
 
-interface Job {
-  readonly id: number
-  readonly request: HttpRequest
-  readonly resolve: (response: HttpResponse) => void
-  readonly reject: (err: unknown) => void
-  readonly enqueuedAt: number
-  queueMs: number
-  startedAt: number
-  settled: boolean
-  timer?: NodeJS.Timeout
-  cleanup?: () => void
-}
-
-interface Slot {
-  readonly worker: Worker
-  role: 'active' | 'spare'
-  ready: boolean
-  gone: boolean
-  job: Job | undefined
-  idleSince: number
-  failure: unknown
-}
-
-const HANDLER_INTERFACE = 'wasi:http/incoming-handler'
-const WORKER_URL = new URL('./worker.js', import.meta.url)
-/** worker start-ups that may fail in a row before the brane stops trying */
-const MAX_START_FAILURES = 3
+const HTTP: ServeKind = { kind: 'http', handlerInterface: 'wasi:http/incoming-handler', verb: 'serve HTTP with' }
 
 /**
  * Serves HTTP requests with a `wasi:http/incoming-handler` component, in worker
- * threads so that a spinning or blocked guest stalls neither the caller nor other
- * branes. Requests wait in one FIFO queue; the brane runs between `minWorkers` and
- * `maxWorkers` workers (one request at a time each), adds one when requests wait and
- * stops those idle for `idleWorkerMs`. Each worker keeps instances by the lifecycle.
- *
- * Failures: a trap fails that request with GuestError (the brane keeps serving); a
- * late request fails with DeadlineExceededError, its worker is terminated and the
- * warm spare takes its place; a worker that dies is replaced the same way.
+ * threads (see {@link WorkerBrane} for the pool, the deadline and the limits). A
+ * component that imports omega:brane/emit (granted by the brane's outgoing edges)
+ * emits through `onEmit`, each emit starting a new trace.
  *
  * @example
  * ```ts
@@ -179,57 +41,7 @@ const MAX_START_FAILURES = 3
  * await brane.close()
  * ```
  */
-export class HttpBrane {
-  readonly #init: WorkerInit
-  readonly #log: BraneLog
-  readonly #deadline: number
-  readonly #minWorkers: number
-  readonly #maxWorkers: number
-  readonly #idleMs: number
-  readonly #useSpare: boolean
-  readonly #throttle: CpuThrottle | undefined
-  readonly #queue: Job[] = []
-  readonly #active = new Set<Slot>()
-  #spare: Slot | undefined
-  /** a worker started once: replace workers that stop */
-  #healthy = false
-  #startFailures = 0
-  #startup: { resolve: () => void, reject: (err: unknown) => void } | undefined
-  #throttleTimer: NodeJS.Timeout | undefined
-  #idleTimer: NodeJS.Timeout | undefined
-  #deadlineKills = 0
-  #nextId = 1
-  #closing = false
-  #drained: (() => void) | undefined
-
-  private constructor (loaded: LoadedComponent, options: HttpBraneOptions, handlerExport: string) {
-    this.#log = options.log
-    this.#deadline = positive(options.deadlineMs ?? 30_000, 'deadlineMs')
-    const lifecycle = options.lifecycle ?? 'ephemeral'
-    const pinned = lifecycle === 'pinned'
-    this.#maxWorkers = pinned ? 1 : positive(options.maxWorkers ?? availableParallelism(), 'maxWorkers')
-    this.#minWorkers = Math.min(this.#maxWorkers, Math.max(1, options.minWorkers ?? 1))
-    this.#idleMs = positive(options.idleWorkerMs ?? 30_000, 'idleWorkerMs')
-    this.#useSpare = options.spare ?? true
-    const quota = options.cpuQuota ?? Infinity
-    this.#throttle = quota === Infinity ? undefined : new CpuThrottle({ quota, ...(options.cpuWindowMs === undefined ? {} : { windowMs: options.cpuWindowMs }) })
-    this.#init = {
-      brane: options.name,
-      entry: loaded.entry,
-      modules: loaded.modules,
-      imports: loaded.imports,
-      grants: options.grants,
-      ...(options.deterministic === undefined ? {} : { deterministic: options.deterministic }),
-      handlerExport,
-      maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024,
-      lifecycle,
-      prewarm: Math.max(0, options.prewarm ?? (lifecycle === 'ephemeral' ? 2 : 1)),
-      memMaxBytes: loaded.memMaxBytes,
-      maxLogBytes: options.maxLogBytes ?? 1024 * 1024,
-      maxLogLines: options.maxLogLines ?? 10_000
-    }
-  }
-
+export class HttpBrane extends WorkerBrane {
   /**
    * Links `loaded` against the brane's grants (nothing runs if an import is not
    * granted), applies its memory cap and starts its first worker.
@@ -240,44 +52,11 @@ export class HttpBrane {
    * @throws RangeError for a limit that is not a positive number
    */
   static async create (loaded: LoadedComponent, options: HttpBraneOptions): Promise<HttpBrane> {
-    options.signal?.throwIfAborted()
-    checkImports(loaded.imports, grantKeys(options.grants), { brane: options.name })
-    const unprovided = findUnprovided(loaded.imports)
-    if (unprovided.length > 0) {
-      throw new ComponentLoadError(`Cannot link brane "${options.name}": Omega does not provide ${unprovided.map((name) => `"${name}"`).join(', ')}`)
-    }
-    const handlerExport = loaded.exports.find((name) => unversioned(name) === HANDLER_INTERFACE)
-    if (handlerExport === undefined) {
-      const exported = loaded.exports.length === 0 ? 'nothing' : loaded.exports.map((name) => `"${name}"`).join(', ')
-      throw new ComponentLoadError(`Cannot serve HTTP with brane "${options.name}": component does not export "${HANDLER_INTERFACE}" (it exports ${exported})`)
-    }
-    const capped = options.memMaxBytes === undefined ? loaded : await withMemoryCap(loaded, options.memMaxBytes)
-    const brane = new HttpBrane(capped, options, handlerExport)
-    await brane.#start(options.signal)
+    const prepared = await WorkerBrane.prepare(loaded, options, HTTP)
+    const maxBodyBytes = positive(options.maxBodyBytes ?? 16 * 1024 * 1024, 'maxBodyBytes')
+    const brane = new HttpBrane(prepared.loaded, options, { kind: 'http', handlerExport: prepared.handlerExport, maxBodyBytes })
+    await brane.start(options.signal)
     return brane
-  }
-
-  /** the brane's name */
-  get name (): string {
-    return this.#init.brane
-  }
-
-  get stats (): HttpBraneStats {
-    let busy = 0
-    let idle = 0
-    for (const slot of this.#active) {
-      busy += slot.job === undefined ? 0 : 1
-      idle += slot.ready && slot.job === undefined ? 1 : 0
-    }
-    return {
-      lifecycle: this.#init.lifecycle,
-      workers: this.#active.size,
-      busy,
-      idle,
-      spareReady: this.#spare?.ready === true,
-      queued: this.#queue.length,
-      deadlineKills: this.#deadlineKills
-    }
   }
 
   /**
@@ -288,387 +67,13 @@ export class HttpBrane {
    * @throws BraneClosedError when the brane is closing
    */
   async handle (request: HttpRequest, options: HandleOptions = {}): Promise<HttpResponse> {
-    const signal = options.signal
-    signal?.throwIfAborted()
-    if (this.#closing) {
-      throw new BraneClosedError(`Brane "${this.name}" is closed`)
-    }
-    return new Promise<HttpResponse>((resolve, reject) => {
-      const job: Job = { id: this.#nextId++, request, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false }
-      if (signal !== undefined) {
-        const onAbort = (): void => {
-          const queued = this.#queue.indexOf(job)
-          if (queued !== -1) {
-            this.#queue.splice(queued, 1)
-          }
-          // a running job keeps its worker until it answers or hits the deadline
-          this.#settle(job, undefined, signal.reason)
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-        job.cleanup = () => { signal.removeEventListener('abort', onAbort) }
-      }
-      this.#queue.push(job)
-      this.#pump()
+    const result = await this.run({ type: 'request', request }, {
+      what: `answer ${request.method} ${request.pathWithQuery}`,
+      ...(options.signal === undefined ? {} : { signal: options.signal })
     })
+    if (result.response === undefined) {
+      throw new TypeError('HTTP worker finished without a response')
+    }
+    return { ...result.response, timing: result.timing }
   }
-
-  /**
-   * Stops taking requests, lets queued and running ones finish (each bounded by the
-   * deadline), then stops the workers.
-   */
-  async close (options: CloseOptions = {}): Promise<void> {
-    this.#closing = true
-    const signal = options.signal
-    if (this.#busy() || this.#queue.length > 0) {
-      await new Promise<void>((resolve) => {
-        this.#drained = resolve
-        if (signal?.aborted === true) {
-          resolve()
-        }
-        signal?.addEventListener('abort', () => { resolve() }, { once: true })
-      })
-    }
-    const closed = new BraneClosedError(`Brane "${this.name}" was closed`)
-    for (const job of this.#queue.splice(0)) {
-      this.#settle(job, undefined, closed)
-    }
-    clearTimeout(this.#throttleTimer)
-    clearInterval(this.#idleTimer)
-    this.#startup?.reject(closed)
-    this.#startup = undefined
-    const slots = [...this.#active, ...(this.#spare === undefined ? [] : [this.#spare])]
-    this.#active.clear()
-    this.#spare = undefined
-    await Promise.all(slots.map(async (slot) => {
-      const job = this.#takeJob(slot)
-      if (job !== undefined) {
-        this.#settle(job, undefined, closed)
-      }
-      slot.gone = true
-      await slot.worker.terminate()
-    }))
-  }
-
-  async #start (signal?: AbortSignal): Promise<void> {
-    const ready = new Promise<void>((resolve, reject) => {
-      this.#startup = { resolve, reject }
-    })
-    this.#spawn('active')
-    const onAbort = (): void => { this.#startup?.reject(signal?.reason) }
-    signal?.addEventListener('abort', onAbort, { once: true })
-    try {
-      await ready
-    } catch (err) {
-      await this.close({ signal: AbortSignal.abort() })
-      throw err
-    } finally {
-      signal?.removeEventListener('abort', onAbort)
-    }
-    this.#idleTimer = setInterval(() => { this.#retireIdle() }, Math.min(this.#idleMs, 5_000))
-    this.#idleTimer.unref()
-    this.#pump()
-  }
-
-  #spawn (role: Slot['role']): Slot {
-    const worker = new Worker(WORKER_URL, {
-      workerData: this.#init,
-      name: `brane:${this.name}`,
-      env: {}, // the guest sees no host environment, and neither does jco's glue
-      stdout: true,
-      stderr: true,
-      // a backstop for host-side JS memory (linear memory is capped by mem_max)
-      resourceLimits: { maxOldGenerationSizeMb: 512 }
-    })
-    const slot: Slot = { worker, role, ready: false, gone: false, job: undefined, idleSince: performance.now(), failure: undefined }
-    if (role === 'spare') {
-      this.#spare = slot
-    } else {
-      this.#active.add(slot)
-    }
-    worker.unref()
-    pipeLines(worker.stdout, (line) => { this.#emitLog('stdout', line) })
-    pipeLines(worker.stderr, (line) => { this.#emitLog('stderr', line) })
-    worker.on('message', (message: FromWorker) => {
-      if (!slot.gone) {
-        this.#onMessage(slot, message)
-      }
-    })
-    worker.on('error', (err) => { slot.failure = err })
-    const thread = worker.threadId
-    worker.on('exit', (code) => {
-      // a worker that was terminated could not remove its instances' tmp directories
-      if (this.#init.grants['fs.tmp'] !== undefined) {
-        sweepTmpDirs(this.name, { prefix: instancePrefix(process.pid, thread) })
-      }
-      if (!slot.gone) {
-        this.#onExit(slot, code)
-      }
-    })
-    return slot
-  }
-
-  #onMessage (slot: Slot, message: FromWorker): void {
-    switch (message.type) {
-      case 'ready':
-        slot.ready = true
-        slot.idleSince = performance.now()
-        this.#healthy = true
-        this.#startFailures = 0
-        this.#startup?.resolve()
-        this.#startup = undefined
-        this.#pump()
-        break
-      case 'log':
-        for (const [stream, line] of message.lines) {
-          this.#emitLog(stream, line)
-        }
-        break
-      case 'warn':
-        this.#emitLog('stderr', `[omega] ${message.message}`)
-        break
-      case 'response':
-      case 'error': {
-        if (slot.job?.id !== message.id) {
-          return
-        }
-        const job = this.#takeJob(slot) as Job
-        this.#throttle?.charge(message.timing.cpuMs)
-        if (message.type === 'response') {
-          this.#settle(job, { ...message.response, timing: { ...message.timing, queueMs: job.queueMs } })
-        } else {
-          const Err = message.name === 'ComponentLoadError' ? ComponentLoadError : GuestError
-          this.#settle(job, undefined, new Err(message.message))
-        }
-        this.#pump()
-        break
-      }
-    }
-  }
-
-  #onExit (slot: Slot, code: number): void {
-    this.#remove(slot)
-    const failure = slot.failure
-    const reason = failure instanceof Error ? failure.message : `exit code ${code}`
-    if (!slot.ready) {
-      this.#startFailures++
-      if (!this.#healthy || this.#startFailures >= MAX_START_FAILURES) {
-        // it never started: fail what waits rather than respawn in a loop
-        const err = new ComponentLoadError(`Cannot start brane "${this.name}": ${reason}`, { cause: failure })
-        this.#startup?.reject(err)
-        this.#startup = undefined
-        for (const job of this.#queue.splice(0)) {
-          this.#settle(job, undefined, err)
-        }
-      }
-    }
-    const job = this.#takeJob(slot)
-    if (job !== undefined) {
-      this.#throttle?.charge(performance.now() - job.startedAt)
-      this.#settle(job, undefined, new GuestError(`Brane "${this.name}" stopped while handling a request: ${reason}`, { cause: failure }))
-    }
-    this.#pump()
-  }
-
-  #onDeadline (slot: Slot, job: Job): void {
-    if (slot.job !== job) {
-      return
-    }
-    this.#takeJob(slot)
-    this.#deadlineKills++
-    this.#throttle?.charge(this.#deadline)
-    const { method, pathWithQuery } = job.request
-    this.#settle(job, undefined, new DeadlineExceededError(`Brane "${this.name}" did not answer ${method} ${pathWithQuery} within its ${this.#deadline} ms deadline: the call was stopped`))
-    this.#remove(slot)
-    slot.worker.terminate().catch(ignore)
-    this.#pump()
-  }
-
-  #remove (slot: Slot): void {
-    slot.gone = true
-    this.#active.delete(slot)
-    if (this.#spare === slot) {
-      this.#spare = undefined
-    }
-  }
-
-  #busy (): boolean {
-    for (const slot of this.#active) {
-      if (slot.job !== undefined) {
-        return true
-      }
-    }
-    return false
-  }
-
-  /** Dispatches what may run, then keeps the minimum of workers and the spare */
-  #pump (): void {
-    while (this.#queue.length > 0) {
-      const wait = this.#throttle?.waitMs() ?? 0
-      if (wait > 0) {
-        if (this.#throttleTimer === undefined) {
-          this.#throttleTimer = setTimeout(() => {
-            this.#throttleTimer = undefined
-            this.#pump()
-          }, wait)
-        }
-        break
-      }
-      const slot = this.#idleSlot() ?? this.#grow()
-      if (slot === undefined) {
-        break
-      }
-      this.#dispatch(slot, this.#queue.shift() as Job)
-    }
-    this.#replenish()
-    const busy = this.#busy()
-    for (const slot of this.#active) {
-      // an idle brane does not keep the process alive
-      if (busy || this.#queue.length > 0) {
-        slot.worker.ref()
-      } else {
-        slot.worker.unref()
-      }
-    }
-    if (!busy && this.#queue.length === 0) {
-      const drained = this.#drained
-      this.#drained = undefined
-      drained?.()
-    }
-  }
-
-  #idleSlot (): Slot | undefined {
-    for (const slot of this.#active) {
-      if (slot.ready && slot.job === undefined) {
-        return slot
-      }
-    }
-    return undefined
-  }
-
-  /** A ready worker for a waiting request: the spare if warm; else starts one (undefined: wait) */
-  #grow (): Slot | undefined {
-    if (this.#active.size >= this.#maxWorkers || this.#startFailures >= MAX_START_FAILURES) {
-      return undefined
-    }
-    const spare = this.#spare
-    if (spare?.ready === true) {
-      spare.role = 'active'
-      this.#spare = undefined
-      this.#active.add(spare)
-      return spare
-    }
-    let starting = 0
-    for (const slot of this.#active) {
-      starting += slot.ready ? 0 : 1
-    }
-    if (starting < this.#queue.length && (this.#healthy || this.#active.size === 0)) {
-      this.#spawn('active')
-    }
-    return undefined
-  }
-
-  /** Keeps `minWorkers` workers (promoting the warm spare first) and one spare */
-  #replenish (): void {
-    if (this.#closing || !this.#healthy || this.#startFailures >= MAX_START_FAILURES) {
-      return
-    }
-    while (this.#active.size < this.#minWorkers) {
-      const spare = this.#spare
-      if (spare !== undefined) {
-        spare.role = 'active'
-        this.#spare = undefined
-        this.#active.add(spare)
-      } else {
-        this.#spawn('active')
-      }
-    }
-    if (this.#useSpare && this.#spare === undefined) {
-      this.#spawn('spare')
-    }
-  }
-
-  #retireIdle (): void {
-    const now = performance.now()
-    for (const slot of this.#active) {
-      if (this.#active.size <= this.#minWorkers) {
-        return
-      }
-      if (slot.ready && slot.job === undefined && now - slot.idleSince > this.#idleMs) {
-        this.#remove(slot)
-        slot.worker.terminate().catch(ignore)
-      }
-    }
-  }
-
-  #dispatch (slot: Slot, job: Job): void {
-    slot.job = job
-    job.startedAt = performance.now()
-    job.queueMs = job.startedAt - job.enqueuedAt
-    job.timer = setTimeout(() => { this.#onDeadline(slot, job) }, this.#deadline)
-    const message: ToWorker = { type: 'request', id: job.id, request: job.request }
-    slot.worker.postMessage(message)
-  }
-
-  /** The running job leaves its worker (answered, late, or the worker died) */
-  #takeJob (slot: Slot): Job | undefined {
-    const job = slot.job
-    slot.job = undefined
-    slot.idleSince = performance.now()
-    clearTimeout(job?.timer)
-    return job
-  }
-
-  #settle (job: Job, response: HttpResponse | undefined, err?: unknown): void {
-    if (job.settled) {
-      return
-    }
-    job.settled = true
-    job.cleanup?.()
-    if (response !== undefined) {
-      job.resolve(response)
-    } else {
-      job.reject(err)
-    }
-  }
-
-  #emitLog (stream: 'stdout' | 'stderr', line: string): void {
-    try {
-      this.#log(stream, line)
-    } catch {
-      // a failing log sink must not break request handling
-    }
-  }
-}
-
-function positive (value: number, name: string): number {
-  if (!(value > 0)) {
-    throw new RangeError(`Cannot create brane: ${name} must be above 0 (got ${value})`)
-  }
-  return value
-}
-
-function ignore (): void {}
-
-/** The capability keys a plan's grants hold */
-export function grantKeys (grants: Grants): ReadonlySet<string> {
-  return new Set(Object.entries(grants).filter(([, value]) => value !== undefined).map(([key]) => key))
-}
-
-function pipeLines (stream: NodeJS.ReadableStream, emit: (line: string) => void): void {
-  let pending = ''
-  stream.setEncoding('utf8')
-  stream.on('data', (chunk: string) => {
-    pending += chunk
-    let newline = pending.indexOf('\n')
-    while (newline !== -1) {
-      emit(pending.slice(0, newline))
-      pending = pending.slice(newline + 1)
-      newline = pending.indexOf('\n')
-    }
-  })
-  stream.on('end', () => {
-    if (pending !== '') {
-      emit(pending)
-    }
-  })
 }

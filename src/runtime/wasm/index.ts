@@ -1,7 +1,8 @@
 /**
  * runtime/wasm: runs WASI 0.2 components. Load a component (transpiled once per
  * content with jco, cached by BLAKE3), link it against a brane's grants, and serve
- * HTTP with it in a worker thread.
+ * HTTP requests (`HttpBrane`) or deliver events (`EventBrane`, wit/brane/brane.wit)
+ * with it in worker threads.
  *
  * @example
  * ```ts
@@ -22,8 +23,15 @@ export {
 } from './link.ts'
 export type { CapabilityKey, CheckImportsOptions, ImportRule, UngrantedImport } from './link.ts'
 export { HttpBrane } from './http-brane.ts'
-export type { BraneLog, CloseOptions, HandleOptions, HttpBraneOptions, HttpBraneStats } from './http-brane.ts'
-export type { ExchangeTiming, HttpRequest, HttpResponse, Lifecycle, RequestTiming } from './protocol.ts'
+export type { HandleOptions, HttpBraneOptions, HttpBraneStats } from './http-brane.ts'
+export { EventBrane } from './event-brane.ts'
+export type { Delivered, DeliverOptions, EventBraneOptions } from './event-brane.ts'
+export { WorkerBrane } from './worker-brane.ts'
+export type { BraneLog, BraneOptions, BraneStats, CloseOptions, OnEmit, OnEmitOptions } from './worker-brane.ts'
+export type { BraneEventInput, ExchangeTiming, HttpRequest, HttpResponse, Lifecycle, RequestTiming } from './protocol.ts'
+export { STATE_UNAVAILABLE } from './host/brane.ts'
+export type { EmitError, GuestLogLevel } from './host/brane.ts'
+export { HOST_CALL_ANSWER_BYTES } from './host/sync-call.ts'
 export { CpuThrottle } from './limits.ts'
 export type { CpuThrottleInit } from './limits.ts'
 export { capMemoryMax, WASM_PAGE } from './memory-cap.ts'

@@ -1,18 +1,19 @@
 /**
- * Instances of an HTTP component and the per-worker pool that lifecycles are made of.
+ * Instances of a component (an HTTP brane or an event brane) and the per-worker pool
+ * that lifecycles are made of.
  * Runs inside a brane worker (and in benchmarks): it imports the host implementations,
  * which start preview2-shim's I/O helper thread, so keep it off the daemon's main thread.
  */
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { threadId } from 'node:worker_threads'
-import { buildImports, createInstanceHost, disposeInstanceHost, GuestExit, type InstanceHost } from './host/imports.ts'
+import { buildImports, createInstanceHost, disposeInstanceHost, GuestExit, type EmitHook, type GuestLogLevel, type InstanceHost } from './host/imports.ts'
 import { instancePrefix } from './host/tmp-paths.ts'
 import { httpTypesFor, type GuestResponse } from './host/http.ts'
 import { LineSplitter, SinkOutputStream } from './host/streams.ts'
 import { LogBudget } from './limits.ts'
 import { wasm, type CoreImports, type CoreInstance, type CoreModule } from './wasm-api.ts'
-import type { HttpRequest, Lifecycle, LogStream, WorkerErrorName, WorkerInit } from './protocol.ts'
+import type { BraneEventInput, HttpRequest, Lifecycle, LogStream, WorkerErrorName, WorkerInit } from './protocol.ts'
 
 type Instantiate = (
   getCoreModule: (name: string) => CoreModule,
@@ -22,6 +23,11 @@ type Instantiate = (
 
 interface IncomingHandler {
   handle: (request: object, outparam: object) => void
+}
+
+/** `omega:brane/handler` as jco binds it: an `err` result is thrown as a ComponentError */
+interface EventHandler {
+  handle: (event: BraneEventInput) => void
 }
 
 interface LinearMemory {
@@ -39,9 +45,15 @@ export class Failure extends Error {
   }
 }
 
-/** Where one request's stdout/stderr lines go, within the request's log budget */
+/** Where a log line goes; `level` is set for omega:brane/log records */
+export type LineSink = (stream: LogStream, line: string, level?: GuestLogLevel) => void
+
+/**
+ * Where one request's (or event's) stdout/stderr lines and omega:brane/log records
+ * go, within its log budget
+ */
 export class RequestOutput {
-  readonly #emit: (stream: LogStream, line: string) => void
+  readonly #emit: LineSink
   readonly #budget: LogBudget
   readonly #maxBytes: number
   readonly #out: LineSplitter
@@ -49,7 +61,7 @@ export class RequestOutput {
   #rawBytes = 0
   #marked = false
 
-  constructor (emit: (stream: LogStream, line: string) => void, limits: { maxBytes: number, maxLines: number }) {
+  constructor (emit: LineSink, limits: { maxBytes: number, maxLines: number }) {
     this.#emit = emit
     this.#maxBytes = limits.maxBytes
     this.#budget = new LogBudget(limits)
@@ -65,6 +77,24 @@ export class RequestOutput {
       return
     }
     ;(stream === 'stdout' ? this.#out : this.#err).push(bytes)
+  }
+
+  /**
+   * One omega:brane/log record: a line of its own (warn and error on stderr), under
+   * the same budget as stdout and stderr
+   */
+  record (level: GuestLogLevel, message: string): void {
+    this.#rawBytes += message.length
+    if (this.#rawBytes > this.#maxBytes + 1) {
+      this.#mark()
+      return
+    }
+    const stream: LogStream = level === 'warn' || level === 'error' ? 'stderr' : 'stdout'
+    if (this.#budget.take(message)) {
+      this.#emit(stream, message, level)
+    } else {
+      this.#mark()
+    }
   }
 
   /** flushes unterminated last lines */
@@ -91,7 +121,8 @@ export class RequestOutput {
 
 /** One instance of the component and what the host keeps for it */
 export class GuestInstance {
-  readonly handler: IncomingHandler
+  /** the handler export: `wasi:http/incoming-handler` or `omega:brane/handler` */
+  readonly handler: IncomingHandler | EventHandler
   /** the capabilities built for this instance (tmp directory, clocks, random, …) */
   host: InstanceHost | undefined
   readonly #memories: LinearMemory[]
@@ -102,7 +133,7 @@ export class GuestInstance {
   /** the request it serves now: stdout/stderr go there */
   output: RequestOutput | undefined
 
-  constructor (handler: IncomingHandler, memories: LinearMemory[], instantiateMs: number) {
+  constructor (handler: IncomingHandler | EventHandler, memories: LinearMemory[], instantiateMs: number) {
     this.handler = handler
     this.#memories = memories
     this.instantiateMs = instantiateMs
@@ -128,27 +159,43 @@ export interface Served {
 /** What {@link InstanceFactory} needs of a {@link WorkerInit} */
 export type InstanceFactoryInit = Pick<WorkerInit, 'brane' | 'entry' | 'modules' | 'imports' | 'grants' | 'deterministic' | 'handlerExport' | 'maxBodyBytes' | 'memMaxBytes'>
 
+/** Host work an {@link InstanceFactory} delegates to the thread that runs it */
+export interface InstanceHooks {
+  /**
+   * omega:brane/emit for every instance (a worker sends it to the main thread)
+   * @default every emit fails with `unavailable`
+   */
+  readonly emit?: EmitHook
+}
+
+/** How an event handler ended, short of a trap: ok, or the guest's handle-error */
+export type EventOutcome =
+  | { readonly ok: true }
+  | { readonly ok: false, readonly name: 'RetryableEventError' | 'RejectedEventError', readonly message: string }
+
 /**
  * Makes instances of one component and runs requests through them. Imports the
  * transpiled module once; each instance gets its own import object.
  */
 export class InstanceFactory {
   readonly #init: InstanceFactoryInit
+  readonly #hooks: InstanceHooks
   readonly #instantiate: Instantiate
   readonly #http: ReturnType<typeof httpTypesFor>
   readonly #prefix = instancePrefix(process.pid, threadId)
   #made = 0
 
-  private constructor (init: InstanceFactoryInit, instantiate: Instantiate) {
+  private constructor (init: InstanceFactoryInit, instantiate: Instantiate, hooks: InstanceHooks) {
     this.#init = init
+    this.#hooks = hooks
     this.#instantiate = instantiate
     this.#http = httpTypesFor({ maxBodyBytes: init.maxBodyBytes })
   }
 
-  static async create (init: InstanceFactoryInit): Promise<InstanceFactory> {
+  static async create (init: InstanceFactoryInit, hooks: InstanceHooks = {}): Promise<InstanceFactory> {
     stubPromising()
     const { instantiate } = await import(pathToFileURL(init.entry).href) as { instantiate: Instantiate }
-    return new InstanceFactory(init, instantiate)
+    return new InstanceFactory(init, instantiate, hooks)
   }
 
   /** A fresh instance (synchronous work only: the core modules are compiled already) */
@@ -171,7 +218,9 @@ export class InstanceFactory {
         instance: `${this.#prefix}${++this.#made}`,
         onDenied: (event) => {
           self.instance?.output?.write('stderr', new TextEncoder().encode(`omega: denied ${event.capability} ${event.target}: ${event.reason}\n`))
-        }
+        },
+        ...(this.#hooks.emit === undefined ? {} : { emit: this.#hooks.emit }),
+        log: (level, message) => { self.instance?.output?.record(level, message) }
       })
     } catch (err) {
       throw new Failure('ComponentLoadError', `Cannot instantiate brane "${this.#init.brane}": ${err instanceof Error ? err.message : String(err)}`, { cause: err })
@@ -192,9 +241,9 @@ export class InstanceFactory {
       }
       return core
     }
-    let handler: IncomingHandler | undefined
+    let handler: IncomingHandler | EventHandler | undefined
     try {
-      const exports = await this.#instantiate((name) => this.#module(name), imports, instantiateCore) as Record<string, IncomingHandler | undefined>
+      const exports = await this.#instantiate((name) => this.#module(name), imports, instantiateCore) as Record<string, IncomingHandler | EventHandler | undefined>
       handler = exports[this.#init.handlerExport]
     } catch (err) {
       disposeInstanceHost(host)
@@ -218,7 +267,7 @@ export class InstanceFactory {
     instance.uses++
     const exchange = this.#http.exchange(request)
     try {
-      instance.handler.handle(exchange.request, exchange.outparam)
+      (instance.handler as IncomingHandler).handle(exchange.request, exchange.outparam)
     } catch (err) {
       // exit(ok) after answering is a normal end of a command-style guest
       if (!(err instanceof GuestExit && err.ok && exchange.response() !== undefined)) {
@@ -226,6 +275,36 @@ export class InstanceFactory {
       }
     }
     return this.#toResponse(exchange.response())
+  }
+
+  /**
+   * Runs `event` through `instance`'s `omega:brane/handler`.
+   *
+   * @returns ok, or the guest's handle-error (retry or reject: the instance is fine)
+   * @throws Failure when the guest traps or breaks the contract
+   */
+  handleEvent (instance: GuestInstance, event: BraneEventInput): EventOutcome {
+    instance.uses++
+    try {
+      (instance.handler as EventHandler).handle({
+        id: event.id,
+        topic: event.topic,
+        payload: event.payload,
+        source: event.source,
+        traceId: event.traceId,
+        attempt: event.attempt
+      })
+      return { ok: true }
+    } catch (err) {
+      const handleError = handleErrorOf(err)
+      if (handleError === undefined) {
+        throw this.classify(err, instance)
+      }
+      const brane = this.#init.brane
+      return handleError.tag === 'retry'
+        ? { ok: false, name: 'RetryableEventError', message: `Brane "${brane}" asked to retry event "${event.id}": ${handleError.val}` }
+        : { ok: false, name: 'RejectedEventError', message: `Brane "${brane}" rejected event "${event.id}": ${handleError.val}` }
+    }
   }
 
   /** A guest's failure as the name and message the caller gets */
@@ -244,7 +323,8 @@ export class InstanceFactory {
       return new Failure('GuestError', `Brane "${brane}" overflowed its stack (recursion too deep): ${err.message}`)
     }
     if (err instanceof GuestExit) {
-      return new Failure('GuestError', `Brane "${brane}" exited (${err.ok ? 'success' : 'failure'}) without a response`)
+      const what = this.#init.handlerExport.startsWith('omega:brane/') ? 'before its handler returned' : 'without a response'
+      return new Failure('GuestError', `Brane "${brane}" exited (${err.ok ? 'success' : 'failure'}) ${what}`)
     }
     // jco's bindings throw TypeError/Error for ABI misuse (bad handles, bad values):
     // the guest broke the contract
@@ -400,6 +480,23 @@ function discard (instance: GuestInstance): void {
     disposeInstanceHost(instance.host)
     instance.host = undefined
   }
+}
+
+/**
+ * The `handle-error` of an export's `err` result: jco-transpile 0.15 throws the value
+ * itself (`{ tag, val }`); jco 1.x CLI output throws a ComponentError with the value
+ * in `payload`. Accept both.
+ */
+function handleErrorOf (err: unknown): { tag: 'retry' | 'reject', val: string } | undefined {
+  if (typeof err !== 'object' || err === null) {
+    return undefined
+  }
+  const value = Object.hasOwn(err, 'payload') ? (err as { payload: unknown }).payload : err
+  const payload = value as { tag?: unknown, val?: unknown } | null
+  if (payload === null || typeof payload !== 'object' || (payload.tag !== 'retry' && payload.tag !== 'reject')) {
+    return undefined
+  }
+  return { tag: payload.tag, val: typeof payload.val === 'string' ? payload.val : String(payload.val) }
 }
 
 function describeValue (value: unknown): string {

@@ -1,7 +1,7 @@
 /**
  * Per-brane limits that are accounted rather than patched: the CPU quota (main
  * thread) and the per-request log budget (worker thread). `mem_max` lives in
- * memory-cap.ts, the deadline in http-brane.ts.
+ * memory-cap.ts, the deadline in worker-brane.ts.
  */
 
 /** Options of {@link CpuThrottle} */

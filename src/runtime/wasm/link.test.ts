@@ -28,6 +28,15 @@ describe('checkImports', () => {
     })
   })
 
+  it('says that edges grant emit, and links log for every brane', () => {
+    checkImports(['omega:brane/log@0.1.0', 'omega:brane/types@0.1.0'], NONE, { brane: 'ingest' })
+    assert.throws(() => { checkImports(['omega:brane/emit@0.1.0', 'omega:brane/log@0.1.0'], NONE, { brane: 'ingest' }) }, {
+      name: 'CapabilityDeniedError',
+      message: 'Cannot link brane "ingest": component imports "omega:brane/emit@0.1.0", which needs an outgoing edge: ' +
+        'emitting is granted by edges from "ingest" in [graph].edges (e.g. { from = "ingest", to = "<brane>", on = "<topic>" })'
+    })
+  })
+
   it('reports every ungranted import in one message', () => {
     assert.throws(() => {
       checkImports(['wasi:io/streams@0.2.3', 'wasi:clocks/monotonic-clock@0.2.3', 'wasi:sockets/tcp@0.2.3', 'example:thing/api'],
@@ -64,7 +73,7 @@ describe('importRule', () => {
 
 describe('findUnprovided', () => {
   it('lists allowed imports the runtime has no implementation for', () => {
-    assert.deepEqual(findUnprovided(['wasi:io/streams@0.2.0', 'omega:brane/state', 'wasi:clocks/timezone@0.2.12']),
-      ['omega:brane/state', 'wasi:clocks/timezone@0.2.12'])
+    assert.deepEqual(findUnprovided(['wasi:io/streams@0.2.0', 'omega:brane/state', 'omega:brane/emit@0.1.0', 'wasi:clocks/timezone@0.2.12']),
+      ['wasi:clocks/timezone@0.2.12'])
   })
 })

@@ -54,14 +54,17 @@ const RULES: ReadonlyArray<readonly [string, ImportRule]> = [
   ['wasi:clocks/', { kind: 'capability', key: 'clock' }],
   ['wasi:random/', { kind: 'capability', key: 'random' }],
   ['wasi:sockets/', SOCKETS],
+  ['omega:brane/types', ALWAYS],
+  ['omega:brane/log', ALWAYS],
   ['omega:brane/state', { kind: 'capability', key: 'state' }],
   ['omega:brane/emit', { kind: 'capability', key: 'emit' }]
 ]
 
 /**
  * The interfaces this runtime has an implementation for (unversioned). An import can
- * be allowed by the rules and still be missing here (e.g. `omega:brane/state` until
- * the state service exists, or `wasi:clocks/timezone`).
+ * be allowed by the rules and still be missing here (e.g. `wasi:clocks/timezone`).
+ * `omega:brane/state` is provided, but answers `unavailable` until the mesh's state
+ * service exists.
  */
 export const PROVIDED_INTERFACES: ReadonlySet<string> = new Set([
   'wasi:io/error', 'wasi:io/poll', 'wasi:io/streams',
@@ -71,7 +74,8 @@ export const PROVIDED_INTERFACES: ReadonlySet<string> = new Set([
   'wasi:cli/terminal-stdin', 'wasi:cli/terminal-stdout', 'wasi:cli/terminal-stderr',
   'wasi:clocks/monotonic-clock', 'wasi:clocks/wall-clock',
   'wasi:random/random', 'wasi:random/insecure', 'wasi:random/insecure-seed',
-  'wasi:filesystem/types', 'wasi:filesystem/preopens'
+  'wasi:filesystem/types', 'wasi:filesystem/preopens',
+  'omega:brane/types', 'omega:brane/log', 'omega:brane/emit', 'omega:brane/state'
 ])
 
 /**
@@ -109,7 +113,13 @@ export function findUngranted (imports: readonly string[], grants: ReadonlySet<s
         break
       case 'capability':
         if (!grants.has(rule.key)) {
-          ungranted.push({ name, capability: rule.key, reason: `which needs capability "${rule.key}"` })
+          ungranted.push({
+            name,
+            capability: rule.key,
+            reason: rule.key === 'emit'
+              ? 'which needs an outgoing edge in [graph].edges (emitting is granted by edges)'
+              : `which needs capability "${rule.key}"`
+          })
         }
         break
       case 'never':
@@ -148,9 +158,16 @@ export function checkImports (imports: readonly string[], grants: ReadonlySet<st
     return
   }
   const table = `[brane.${options.brane}.capability]`
-  const clauses = ungranted.map((u) => u.capability === undefined
-    ? `"${u.name}", ${u.reason}`
-    : `"${u.name}", which needs ${table} "${u.capability}"`)
+  const clauses = ungranted.map((u) => {
+    if (u.capability === undefined) {
+      return `"${u.name}", ${u.reason}`
+    }
+    if (u.capability === 'emit') {
+      // not a capability key one writes: outgoing edges grant it
+      return `"${u.name}", which needs an outgoing edge: emitting is granted by edges from "${options.brane}" in [graph].edges (e.g. { from = "${options.brane}", to = "<brane>", on = "<topic>" })`
+    }
+    return `"${u.name}", which needs ${table} "${u.capability}"`
+  })
   throw new CapabilityDeniedError(`Cannot link brane "${options.brane}": component imports ${clauses.join('; ')}`)
 }
 

@@ -1,8 +1,10 @@
 /**
- * Messages between an HTTP brane (main thread) and its worker thread. Internal to
- * runtime/wasm.
+ * Messages between a brane (main thread) and its worker threads. Internal to
+ * runtime/wasm, except the request, response, event and timing types.
  */
 import type { CoreModule } from './wasm-api.ts'
+import type { GuestLogLevel } from './host/brane.ts'
+import type { HostCallMessage } from './host/sync-call.ts'
 import type { Grants } from '../../manifest/index.ts'
 
 /** An HTTP request for a brane, fully buffered */
@@ -28,7 +30,24 @@ export interface HttpResponse {
   readonly timing: RequestTiming
 }
 
-/** How instances live: see `HttpBraneOptions.lifecycle` */
+/**
+ * An event as delivered to an event brane (the dispatcher's `BraneEvent` has this
+ * shape); the guest receives it as omega:brane's `event` record
+ */
+export interface BraneEventInput {
+  /** unique per emit; the guest's idempotency key */
+  readonly id: string
+  readonly topic: string
+  readonly payload: Uint8Array
+  /** the brane that emitted it */
+  readonly source: string
+  /** shared by every event caused by the same first emit; the trace of this brane's emits */
+  readonly traceId: string
+  /** 1 on the first delivery */
+  readonly attempt: number
+}
+
+/** How instances live: see `BraneOptions.lifecycle` */
 export type Lifecycle = 'ephemeral' | 'pooled' | 'pinned'
 
 export type LogStream = 'stdout' | 'stderr'
@@ -53,8 +72,9 @@ export interface RequestTiming {
   /**
    * Best estimate of CPU time: the wall time of acquire + exec on the worker thread,
    * which runs the guest synchronously and nothing else. Over-counts while the guest
-   * blocks in a host call (outgoing HTTP) or the thread is preempted; background
-   * pre-warming is not included. This is what the CPU quota charges.
+   * blocks in outgoing HTTP or the thread is preempted; time blocked waiting for the
+   * main thread (emit) is not counted, nor is background pre-warming. This is what
+   * the CPU quota charges.
    */
   readonly cpuMs: number
   /** linear memory of the instance after the call, all memories together */
@@ -67,6 +87,8 @@ export type ExchangeTiming = RequestTiming
 /** `workerData` of a brane worker */
 export interface WorkerInit {
   readonly brane: string
+  /** what the worker serves: `wasi:http/incoming-handler` requests or `omega:brane/handler` events */
+  readonly kind: 'http' | 'event'
   /** path of the transpiled ES module */
   readonly entry: string
   /** compiled core modules by file name (compiled modules can cross threads) */
@@ -87,21 +109,35 @@ export interface WorkerInit {
   /** per request: most bytes and lines of stdout/stderr */
   readonly maxLogBytes: number
   readonly maxLogLines: number
+  /** the brane's deadline: a host call waits at most what is left of it */
+  readonly deadlineMs: number
+  /** most bytes of one emitted payload */
+  readonly maxEmitBytes: number
+  /** this worker's buffer for synchronous host calls (see host/sync-call.ts), set per worker */
+  readonly hostCalls?: SharedArrayBuffer
 }
 
-export type ToWorker = { readonly type: 'request', readonly id: number, readonly request: HttpRequest }
+export type ToWorker =
+  | { readonly type: 'request', readonly id: number, readonly request: HttpRequest }
+  | { readonly type: 'event', readonly id: number, readonly event: BraneEventInput }
 
 /** Error names a worker may report; the brane rebuilds the matching OmegaError */
-export type WorkerErrorName = 'GuestError' | 'ComponentLoadError'
+export type WorkerErrorName = 'GuestError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError'
+
+/** A log line of the running request or event; `level` is set for omega:brane/log records */
+export type LogLine = readonly [LogStream, string] | readonly [LogStream, string, GuestLogLevel]
 
 /** What the worker measured of a request, before the main thread adds queueMs */
 export type WorkerTiming = Omit<RequestTiming, 'queueMs'>
 
 export type FromWorker =
   | { readonly type: 'ready' }
-  | { readonly type: 'response', readonly id: number, readonly response: Omit<HttpResponse, 'timing'>, readonly timing: WorkerTiming }
+  /** done: `response` for an HTTP request, absent for an event handled ok */
+  | { readonly type: 'response', readonly id: number, readonly response?: Omit<HttpResponse, 'timing'>, readonly timing: WorkerTiming }
   | { readonly type: 'error', readonly id: number, readonly name: WorkerErrorName, readonly message: string, readonly timing: WorkerTiming }
   /** lines of the running request, in order, batched */
-  | { readonly type: 'log', readonly lines: ReadonlyArray<readonly [LogStream, string]> }
+  | { readonly type: 'log', readonly lines: readonly LogLine[] }
   /** a background failure (pre-warming): the worker keeps serving, instantiating on demand */
   | { readonly type: 'warn', readonly message: string }
+  /** the guest waits (blocked) for the answer: see host/sync-call.ts */
+  | HostCallMessage

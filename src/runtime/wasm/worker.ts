@@ -1,15 +1,19 @@
 /**
- * Worker thread entry of an HTTP brane: imports the transpiled component, keeps a
- * pool of instances by the brane's lifecycle (pre-warmed before `ready` is posted,
- * refilled in the background after each request), and serves one request at a time:
- * acquire an instance, call its `wasi:http/incoming-handler`, post the buffered
- * response with its accounting. A guest that spins blocks only this thread, and the
- * main thread terminates it at the deadline.
+ * Worker thread entry of a brane (HTTP or event): imports the transpiled component,
+ * keeps a pool of instances by the brane's lifecycle (pre-warmed before `ready` is
+ * posted, refilled in the background after each job), and runs one job at a time:
+ * acquire an instance, call its `wasi:http/incoming-handler` (a request) or
+ * `omega:brane/handler` (an event), post the outcome with its accounting. A guest
+ * that spins blocks only this thread, and the main thread terminates it at the
+ * deadline. omega:brane/emit blocks this thread until the main thread has the event
+ * queued (host/sync-call.ts).
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
+import { emitError, type GuestLogLevel } from './host/imports.ts'
+import { HostCaller } from './host/sync-call.ts'
 import { Failure, InstanceFactory, InstancePool, RequestOutput, type GuestInstance } from './instance.ts'
-import type { FromWorker, HttpRequest, LogStream, ToWorker, WorkerInit, WorkerTiming } from './protocol.ts'
+import type { FromWorker, LogLine, LogStream, ToWorker, WorkerInit, WorkerTiming } from './protocol.ts'
 
 const port = parentPort
 if (port === null) {
@@ -22,22 +26,25 @@ const init = workerData as WorkerInit
 // ~150 ns a read. The worker's env is the empty one the brane gave it and nothing
 // here writes to it: a frozen plain copy reads ~10x faster.
 Object.defineProperty(process, 'env', { value: Object.freeze({ ...process.env }), writable: false, configurable: true, enumerable: true })
-const factory = await InstanceFactory.create(init)
+const caller = init.hostCalls === undefined ? undefined : new HostCaller(init.hostCalls, (message, transfer) => { post(message, transfer) })
+/** the job running now, and when its deadline falls (performance.now() time) */
+let current: { readonly id: number, readonly deadline: number } | undefined
+const factory = await InstanceFactory.create(init, { emit })
 const pool = new InstancePool(factory, { lifecycle: init.lifecycle, prewarm: init.prewarm })
 
 // Log lines go out in batches: one message per line would let a chatty guest flood
 // the main thread; a batch leaves at 256 lines or 64 KiB, and before each answer.
 const LOG_BATCH_LINES = 256
 const LOG_BATCH_CHARS = 64 * 1024
-let logBatch: Array<[LogStream, string]> = []
+let logBatch: LogLine[] = []
 let logChars = 0
 
 function post (message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(message, transfer)
 }
 
-function log (stream: LogStream, line: string): void {
-  logBatch.push([stream, line])
+function log (stream: LogStream, line: string, level?: GuestLogLevel): void {
+  logBatch.push(level === undefined ? [stream, line] : [stream, line, level])
   logChars += line.length
   if (logBatch.length >= LOG_BATCH_LINES || logChars >= LOG_BATCH_CHARS) {
     flushLog()
@@ -52,8 +59,38 @@ function flushLog (): void {
   }
 }
 
-async function serve (id: number, request: HttpRequest): Promise<void> {
+/**
+ * omega:brane/emit: checked here (topic, size), then done by the main thread while
+ * this thread waits, at most until the job's deadline
+ */
+function emit (topic: string, payload: Uint8Array): string {
+  const topics = init.grants.emit?.topics ?? []
+  if (!topics.includes(topic)) {
+    throw emitError('unknown-topic', `Brane "${init.brane}" cannot emit "${topic}": no edge in [graph].edges carries it (its topics: ${topics.length === 0 ? 'none' : topics.join(', ')})`)
+  }
+  if (payload.byteLength > init.maxEmitBytes) {
+    throw emitError('too-large', `Brane "${init.brane}" cannot emit ${payload.byteLength} bytes on "${topic}": the limit is ${init.maxEmitBytes} bytes`)
+  }
+  if (caller === undefined || current === undefined) {
+    throw emitError('unavailable', `Brane "${init.brane}" cannot emit outside of a request or event`)
+  }
+  // lines logged before the emit reach the brane's log before the event exists
+  flushLog()
+  const answer = caller.call(current.id, { op: 'emit', topic, payload }, current.deadline - performance.now())
+  if (answer === undefined) {
+    throw emitError('unavailable', `Brane "${init.brane}" cannot emit on "${topic}": the node did not queue the event within the brane's ${init.deadlineMs} ms deadline`)
+  }
+  if (answer.ok) {
+    return answer.value
+  }
+  throw emitError(answer.error.tag as 'unknown-topic' | 'unavailable' | 'too-large', answer.error.val)
+}
+
+async function serve (message: ToWorker): Promise<void> {
+  const id = message.id
   const start = performance.now()
+  current = { id, deadline: start + init.deadlineMs }
+  caller?.takeBlockedMs()
   const output = new RequestOutput(log, { maxBytes: init.maxLogBytes, maxLines: init.maxLogLines })
   let instance: GuestInstance | undefined
   let cold = false
@@ -72,8 +109,8 @@ async function serve (id: number, request: HttpRequest): Promise<void> {
       // Node 20 has no per-thread CPU clock (process.cpuUsage() covers all threads, and
       // /proc/thread-self/schedstat only advances at scheduler ticks for a running
       // thread): the guest runs synchronously on this dedicated thread, so its wall
-      // time is the estimate
-      cpuMs: end - start,
+      // time is the estimate, less the time it was blocked waiting for an emit
+      cpuMs: Math.max(0, end - start - (caller?.takeBlockedMs() ?? 0)),
       memBytes: instance?.memBytes ?? 0
     }
   }
@@ -84,9 +121,17 @@ async function serve (id: number, request: HttpRequest): Promise<void> {
     pooled = instance.uses > 0
     instance.output = output
     acquired = performance.now()
-    const answer = factory.serve(instance, request)
-    outcome = { type: 'response', id, response: answer, timing: timing() }
-    transfer = [answer.body.buffer as ArrayBuffer]
+    if (message.type === 'request') {
+      const answer = factory.serve(instance, message.request)
+      outcome = { type: 'response', id, response: answer, timing: timing() }
+      transfer = [answer.body.buffer as ArrayBuffer]
+    } else {
+      const handled = factory.handleEvent(instance, message.event)
+      outcome = handled.ok
+        ? { type: 'response', id, timing: timing() }
+        : { type: 'error', id, name: handled.name, message: handled.message, timing: timing() }
+    }
+    // a handle-error (retry, reject) is the guest's answer: the instance is fine
     pool.release(instance, true)
   } catch (err) {
     const failure = factory.classify(err, instance)
@@ -95,6 +140,7 @@ async function serve (id: number, request: HttpRequest): Promise<void> {
       pool.release(instance, false)
     }
   }
+  current = undefined
   // the instance is done: its last log lines go out before its answer
   output.end()
   flushLog()
@@ -114,10 +160,8 @@ function crash (err: unknown): never {
 }
 
 port.on('message', (message: ToWorker) => {
-  if (message.type === 'request') {
-    // handled one at a time: the main thread sends the next request after the answer
-    serve(message.id, message.request).catch(crash)
-  }
+  // handled one at a time: the main thread sends the next job after the answer
+  serve(message).catch(crash)
 })
 // a spare is only useful warm: fill before announcing readiness. A component that
 // cannot be instantiated at all still starts, and each request reports why.

@@ -8,6 +8,7 @@ import { MemoryInputStream } from './streams.ts'
 export type { InstanceHost, InstanceHostInit, DeniedEvent } from './instance.ts'
 export { createInstanceHost, disposeInstanceHost } from './instance.ts'
 export { braneTmpDir, defaultTmpRoot, sweepTmpDirs } from './tmp-paths.ts'
+export { emitError, STATE_UNAVAILABLE, type EmitError, type EmitHook, type GuestLogLevel } from './brane.ts'
 
 /** Thrown by wasi:cli/exit to unwind the guest; the instance is dead afterwards */
 export class GuestExit extends Error {
@@ -51,7 +52,12 @@ const PROVIDERS: ReadonlyMap<string, Provider> = new Map<string, Provider>([
   ['wasi:random/insecure-seed', (host) => host.random?.insecureSeed],
   // fs.tmp: the instance's private directory, preopened as /tmp and nothing else
   ['wasi:filesystem/types', (host) => host.filesystem?.types],
-  ['wasi:filesystem/preopens', (host) => host.filesystem?.preopens]
+  ['wasi:filesystem/preopens', (host) => host.filesystem?.preopens],
+  // omega:brane (wit/brane/brane.wit); `types` has no functions
+  ['omega:brane/types', () => ({})],
+  ['omega:brane/log', (host) => host.braneLog],
+  ['omega:brane/emit', (host) => host.braneEmit],
+  ['omega:brane/state', (host) => host.braneState]
 ])
 
 /** The capability keys `grants` grants (those whose setting is present) */

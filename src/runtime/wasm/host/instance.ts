@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { threadId } from 'node:worker_threads'
 import type { Grants } from '../../../manifest/index.ts'
+import { emitError, emitInterface, logInterface, stateInterface, type EmitHook, type GuestLogLevel } from './brane.ts'
 import { clocksFor } from './clock.ts'
 import { compileAllowlist, outgoingHandlerFor, type DeniedEvent } from './net.ts'
 import { randomFor, type RandomInterfaces } from './random.ts'
@@ -34,6 +35,12 @@ export interface InstanceHost {
   readonly random?: RandomInterfaces
   /** wasi:cli/environment: the `env` grant's variables (none without it) */
   readonly environment: ImportInterface
+  /** omega:brane/log (every brane) */
+  readonly braneLog: ImportInterface
+  /** `emit` (the brane has outgoing edges): omega:brane/emit */
+  readonly braneEmit?: ImportInterface
+  /** `state`: omega:brane/state */
+  readonly braneState?: ImportInterface
   /** the instance's tmp directory on the host, when `fs.tmp` is granted */
   readonly tmpDir?: string
   /**
@@ -70,6 +77,16 @@ export interface InstanceHostInit {
   readonly instance?: string
   /** told about every call a grant's policy refused (e.g. a host not in the allowlist) */
   readonly onDenied?: (event: DeniedEvent) => void
+  /**
+   * does the work of omega:brane/emit (when `emit` is granted)
+   * @default every emit fails with `unavailable`
+   */
+  readonly emit?: EmitHook
+  /**
+   * receives omega:brane/log records
+   * @default they are dropped
+   */
+  readonly log?: (level: GuestLogLevel, message: string) => void
 }
 
 let counter = 0
@@ -108,6 +125,11 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
     initialCwd: (): string | undefined => undefined
   }
 
+  const emit = init.emit ?? ((): never => { throw emitError('unavailable', `brane "${init.brane}" has no event dispatcher on this node`) })
+  const braneEmit = grants.emit === undefined ? undefined : emitInterface(emit)
+  const braneState = grants.state === undefined ? undefined : stateInterface()
+  const braneLog = logInterface(init.log ?? (() => {}))
+
   let tmp: TmpDir | undefined
   const fsTmp = grants['fs.tmp']
   if (fsTmp !== undefined) {
@@ -129,6 +151,9 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
     ...(clocks === undefined ? {} : { clocks }),
     ...(random === undefined ? {} : { random }),
     environment,
+    braneLog,
+    ...(braneEmit === undefined ? {} : { braneEmit }),
+    ...(braneState === undefined ? {} : { braneState }),
     endRequest () {
       if (lifetime === 'request' && !disposed) {
         tmp?.clear()

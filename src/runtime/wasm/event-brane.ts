@@ -1,0 +1,78 @@
+import type { LoadedComponent } from './load.ts'
+import type { BraneEventInput, RequestTiming } from './protocol.ts'
+import { WorkerBrane, type BraneOptions, type ServeKind } from './worker-brane.ts'
+
+/** Options of {@link EventBrane.create} */
+export type EventBraneOptions = BraneOptions
+
+/** Options of {@link EventBrane.deliver} */
+export interface DeliverOptions {
+  /** abandons the delivery: rejected with `signal.reason` (a running guest runs on to its deadline) */
+  readonly signal?: AbortSignal
+}
+
+/** A delivery the handler accepted */
+export interface Delivered {
+  /** where the time and memory went (time blocked in emits is not CPU) */
+  readonly timing: RequestTiming
+}
+
+const EVENTS: ServeKind = { kind: 'event', handlerInterface: 'omega:brane/handler', verb: 'deliver events to' }
+
+/**
+ * Delivers events to an `omega:brane/handler` component (wit/brane/brane.wit), in
+ * worker threads with the same pool, lifecycles and limits as an HTTP brane (see
+ * {@link WorkerBrane}). The guest's omega:brane/emit calls `onEmit` with the trace
+ * id of the event it handles and returns once that resolves (durably queued);
+ * omega:brane/log records go to `log` with their level; omega:brane/state answers
+ * `unavailable` until the mesh's state service exists.
+ *
+ * Fits the dispatcher's `EventTarget`: `{ deliver: (event, options) => brane.deliver(event, options) }`.
+ *
+ * @example
+ * ```ts
+ * const brane = await EventBrane.create(await loadComponent(bytes, { cacheDir }), {
+ *   name: 'transform', grants: plan.grants, log, lifecycle: 'pooled',
+ *   onEmit: (topic, payload, options) => dispatcher.emit('transform', topic, payload, options)
+ * })
+ * await brane.deliver({ id, topic: 'raw.batch', payload, source: 'ingest', traceId, attempt: 1 })
+ * await brane.close()
+ * ```
+ */
+export class EventBrane extends WorkerBrane {
+  /**
+   * Links `loaded` against the brane's grants (nothing runs if an import is not
+   * granted), applies its memory cap and starts its first worker.
+   *
+   * @throws CapabilityDeniedError when the component imports what the grants do not allow
+   * (emit without an outgoing edge, among others)
+   * @throws ComponentLoadError when it imports what Omega does not provide, does not
+   * export `omega:brane/handler`, its memory cannot be capped, or its worker cannot start
+   * @throws RangeError for a limit that is not a positive number
+   */
+  static async create (loaded: LoadedComponent, options: EventBraneOptions): Promise<EventBrane> {
+    const prepared = await WorkerBrane.prepare(loaded, options, EVENTS)
+    const brane = new EventBrane(prepared.loaded, options, { kind: 'event', handlerExport: prepared.handlerExport, maxBodyBytes: 0 })
+    await brane.start(options.signal)
+    return brane
+  }
+
+  /**
+   * Runs `event` through the handler of an instance chosen by the lifecycle; resolves
+   * when it returned ok.
+   *
+   * @throws RetryableEventError when the handler returned `retry` (deliver again later)
+   * @throws RejectedEventError when it returned `reject` (dead-letter the event)
+   * @throws GuestError when the guest traps or fails
+   * @throws DeadlineExceededError when it runs past the deadline
+   * @throws BraneClosedError when the brane is closing
+   */
+  async deliver (event: BraneEventInput, options: DeliverOptions = {}): Promise<Delivered> {
+    const result = await this.run({ type: 'event', event }, {
+      what: `handle event "${event.id}" on "${event.topic}"`,
+      traceId: event.traceId,
+      ...(options.signal === undefined ? {} : { signal: options.signal })
+    })
+    return { timing: result.timing }
+  }
+}
