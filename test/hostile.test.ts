@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { get } from './http.ts'
+import { get } from './helpers.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const FIXTURES = ['spin', 'bomb', 'recurse', 'flood', 'trap', 'probe', 'sockets']

@@ -9,9 +9,9 @@ import { OmegaError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, type NodeKey } from '../identity/index.ts'
-import { Dispatcher, EventQueue, signTrace, type EventTarget } from '../dispatch/index.ts'
+import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
-import { checkImports, HttpBrane, loadComponent } from '../runtime/wasm/index.ts'
+import { checkImports, EventBrane, HttpBrane, loadComponent } from '../runtime/wasm/index.ts'
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminStatus } from './admin.ts'
 import { LogBook } from '../observe/index.ts'
@@ -47,8 +47,20 @@ interface RunningBrane {
   readonly plan: BranePlan
   /** the component's content address: with the plan, what decides reuse on reload */
   readonly id: string
-  readonly handler: HttpHandler & { close: () => Promise<void> }
+  /** set for HTTP branes (`wasi:http/incoming-handler`) */
+  readonly http?: HttpHandler
+  /** set for event branes (`omega:brane/handler`) */
+  readonly events?: EventTarget
+  /** drains and stops its instances */
+  readonly close: () => Promise<void>
   readonly status: BraneStatus
+}
+
+/** What branes need from the node while they run */
+interface BraneContext {
+  readonly observer: RequestObserver
+  /** emit from a brane through the node's current dispatcher */
+  readonly emit: (brane: string, topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string }) => Promise<string>
 }
 
 /** Everything one version of the manifest runs */
@@ -76,6 +88,7 @@ export class LocalNode {
   readonly logBook: LogBook
   readonly observer: RequestObserver
   readonly #init: LocalNodeInit
+  readonly #context: BraneContext
   readonly #key: NodeKey
   readonly #queue: EventQueue
   #dispatcher: Dispatcher
@@ -88,7 +101,9 @@ export class LocalNode {
   readonly #log: Logger
   readonly #startedAt = new Date()
 
-  private constructor (key: NodeKey, init: LocalNodeInit, generation: Generation, observer: RequestObserver, gateway: Gateway, queue: EventQueue) {
+  private constructor (key: NodeKey, init: LocalNodeInit, generation: Generation, context: BraneContext, gateway: Gateway, queue: EventQueue) {
+    this.#context = context
+    const observer = context.observer
     this.did = key.did
     this.#key = key
     this.#queue = queue
@@ -113,13 +128,25 @@ export class LocalNode {
     }
     const key = await loadOrCreateNodeKey(init.home, options)
     const observer = new RequestObserver(new LogBook({ logger: init.logging.forComponent('brane') }))
-    const { generation } = await loadGeneration(manifestFile, plan, new Map(), init, observer, options)
+    // branes emit through whichever dispatcher is current (it is replaced on reload)
+    const holder: { node?: LocalNode } = {}
+    const context: BraneContext = {
+      observer,
+      emit: async (brane, topic, payload, opts) => {
+        if (holder.node === undefined) {
+          throw new OmegaError('The node is still starting')
+        }
+        return holder.node.emit(brane, topic, payload, opts)
+      }
+    }
+    const { generation } = await loadGeneration(manifestFile, plan, new Map(), init, context, options)
     const gateway = new Gateway({ logger: init.logging.forComponent('gateway') }, {
       ...(init.host === undefined ? {} : { host: init.host }),
       ...(init.port === undefined ? {} : { port: init.port })
     })
     const queue = new EventQueue({ path: join(init.home, 'queue.db') })
-    const node = new LocalNode(key, init, generation, observer, gateway, queue)
+    const node = new LocalNode(key, init, generation, context, gateway, queue)
+    holder.node = node
     node.#route()
     node.#dispatcher.start()
     try {
@@ -133,7 +160,7 @@ export class LocalNode {
           reload: async (file?: string) => node.reload(file),
           events: {
             trace: (id: string) => node.trace(id),
-            deadLetters: () => queue.deadLetters(),
+            deadLetters: () => node.deadLetters(),
             replay: (ids?: readonly number[]) => {
               const n = queue.replay(ids)
               node.#dispatcher.kick()
@@ -212,7 +239,7 @@ export class LocalNode {
       this.#log.warn({ path: w.path, line: w.line }, w.message)
     }
     const old = this.#generation
-    const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.observer, options)
+    const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.#context, options)
     this.#generation = generation
     this.#route()
     // events follow the new edges from now on; deliveries already running finish
@@ -221,7 +248,7 @@ export class LocalNode {
     this.#dispatcher.start()
     const replaced = [...old.running.values()].filter((r) => !reused.has(r.plan.name))
     // the old instances drain: close() waits for what they are serving
-    await Promise.allSettled(replaced.map(async (r) => { await r.handler.close() }))
+    await Promise.allSettled(replaced.map(async (r) => { await r.close() }))
     const report: ReloadReport = {
       added: plan.branes.filter((b) => !old.plan.branes.some((o) => o.name === b.name)).map((b) => b.name),
       changed: plan.branes.filter((b) => old.plan.branes.some((o) => o.name === b.name) && !reused.has(b.name)).map((b) => b.name),
@@ -236,6 +263,11 @@ export class LocalNode {
   trace (id: string): ReturnType<typeof signTrace> | undefined {
     const found = this.#queue.trace(id)
     return found === undefined || found.hops.length === 0 ? undefined : signTrace(found.traceId, found.hops, this.#key)
+  }
+
+  /** The dead-letter queue */
+  deadLetters (): DeadLetter[] {
+    return this.#queue.deadLetters()
   }
 
   /** Emit an event from `brane` (HTTP branes and the CLI use this; durable when it resolves) */
@@ -253,9 +285,9 @@ export class LocalNode {
 
   /** Point the gateway at the current generation, in one assignment */
   #route (): void {
-    const running = [...this.#generation.running.values()]
-    const entries: RouteEntry[] = running.flatMap((r) => r.plan.routes.map((route) => ({ brane: r.plan.name, route })))
-    this.#gateway.setRoutes(entries, new Map(running.map((r) => [r.plan.name, r.handler])))
+    const http = [...this.#generation.running.values()].flatMap((r) => r.http === undefined ? [] : [[r, r.http] as const])
+    const entries: RouteEntry[] = http.flatMap(([r]) => r.plan.routes.map((route) => ({ brane: r.plan.name, route })))
+    this.#gateway.setRoutes(entries, new Map(http.map(([r, handler]) => [r.plan.name, handler])))
   }
 
   /** Stop accepting requests, then close every brane */
@@ -264,7 +296,7 @@ export class LocalNode {
     await this.#admin?.stop()
     await this.#gateway.stop()
     this.#dispatcher.stop()
-    await Promise.allSettled([...this.#generation.running.values()].map(async (r) => { await r.handler.close() }))
+    await Promise.allSettled([...this.#generation.running.values()].map(async (r) => { await r.close() }))
     this.#queue.close()
     this.#log.info({}, 'node stopped')
   }
@@ -275,7 +307,7 @@ export class LocalNode {
  * same. On any failure, close what this call started (never what it reused) and throw
  * every failure at once.
  */
-async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<string, RunningBrane>, init: LocalNodeInit, observer: RequestObserver, options: AbortOptions): Promise<{ generation: Generation, reused: Set<string> }> {
+async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<string, RunningBrane>, init: LocalNodeInit, context: BraneContext, options: AbortOptions): Promise<{ generation: Generation, reused: Set<string> }> {
   const running = new Map<string, RunningBrane>()
   const reused = new Set<string>()
   const skipped: BraneStatus[] = []
@@ -283,7 +315,7 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
   for (const brane of plan.branes) {
     options.signal?.throwIfAborted()
     try {
-      const started = await startBrane(brane, file, init, observer, current.get(brane.name), options)
+      const started = await startBrane(brane, file, init, context, current.get(brane.name), options)
       if ('reason' in started) {
         skipped.push(started)
         init.logging.forComponent('node').warn({ brane: brane.name }, `skipped: ${started.reason}`)
@@ -298,7 +330,7 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
     }
   }
   if (failures.length > 0) {
-    await Promise.allSettled([...running.values()].filter((r) => !reused.has(r.plan.name)).map(async (r) => { await r.handler.close() }))
+    await Promise.allSettled([...running.values()].filter((r) => !reused.has(r.plan.name)).map(async (r) => { await r.close() }))
     const first = failures[0] as Error
     if (failures.length === 1) {
       throw first
@@ -307,11 +339,11 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
     err.name = first.name
     throw err
   }
-  return { generation: { file, plan, running, events: new Map(), skipped }, reused }
+  const events = new Map([...running.values()].flatMap((r) => r.events === undefined ? [] : [[r.plan.name, r.events] as const]))
+  return { generation: { file, plan, running, events, skipped }, reused }
 }
 
-async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, observer: RequestObserver, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
-  const routes = brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`)
+async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, context: BraneContext, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
   if (brane.profile === 'frontier') {
     return { name: brane.name, state: 'skipped', routes: [], reason: new UnsupportedError('frontier (microVM) branes are not supported by this node yet').message }
   }
@@ -330,13 +362,8 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
   }
   checkImports(loaded.imports, new Set(brane.grantKeys), { brane: brane.name })
   const exports = loaded.exports.map((e) => e.split('@')[0])
-  if (!exports.includes(HTTP_EXPORT)) {
-    if (exports.includes(EVENT_EXPORT)) {
-      return { name: brane.name, state: 'skipped', routes: [], id: loaded.id, reason: 'event branes (omega:brane/handler) run once the dispatcher is available' }
-    }
-    throw new OmegaError(`Brane "${brane.name}": component ${image.source} exports neither "${HTTP_EXPORT}" nor "${EVENT_EXPORT}" (it exports: ${loaded.exports.join(', ') || 'nothing'})`)
-  }
-  const runtime = await HttpBrane.create(loaded, {
+  const { observer } = context
+  const settings = {
     name: brane.name,
     grants: brane.grants,
     ...(brane.deterministic ? { deterministic: { seed: brane.seed ?? 0 } } : {}),
@@ -344,12 +371,29 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     deadlineMs: brane.limits.deadlineMs,
     memMaxBytes: brane.limits.memMaxBytes,
     cpuQuota: brane.limits.cpuQuota,
-    log: (stream, line) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
-  })
-  return {
-    plan: brane,
-    id: loaded.id,
-    handler: observer.wrap(brane.name, runtime),
-    status: { name: brane.name, state: 'running', id: loaded.id, source: image.source, routes }
+    onEmit: async (topic: string, payload: Uint8Array, opts: AbortOptions & { traceId?: string }) => context.emit(brane.name, topic, payload, opts),
+    log: (stream: 'stdout' | 'stderr', line: string) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
   }
+  const status = { name: brane.name, state: 'running' as const, id: loaded.id, source: image.source }
+  if (exports.includes(HTTP_EXPORT)) {
+    const runtime = await HttpBrane.create(loaded, settings)
+    return {
+      plan: brane,
+      id: loaded.id,
+      http: observer.wrap(brane.name, runtime),
+      close: async () => { await runtime.close() },
+      status: { ...status, routes: brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`) }
+    }
+  }
+  if (exports.includes(EVENT_EXPORT)) {
+    const runtime = await EventBrane.create(loaded, settings)
+    return {
+      plan: brane,
+      id: loaded.id,
+      events: observer.wrapEvents(brane.name, runtime),
+      close: async () => { await runtime.close() },
+      status: { ...status, routes: brane.edgesIn.map((e) => `← ${e.on}`) }
+    }
+  }
+  throw new OmegaError(`Brane "${brane.name}": component ${image.source} exports neither "${HTTP_EXPORT}" nor "${EVENT_EXPORT}" (it exports: ${loaded.exports.join(', ') || 'nothing'})`)
 }

@@ -4,6 +4,11 @@
  */
 import type { AbortOptions, BraneHttpRequest, BraneHttpResponse, HttpHandler } from '../interfaces/index.ts'
 import { MetricsRegistry, BYTE_BUCKETS, type LogBook, type Summary } from '../observe/index.ts'
+import type { BraneEvent, EventTarget } from '../dispatch/index.ts'
+
+interface EventRuntime {
+  deliver: (event: BraneEvent, options?: AbortOptions) => Promise<{ timing?: object }>
+}
 
 interface Runtime {
   handle: (request: BraneHttpRequest, options?: AbortOptions) => Promise<BraneHttpResponse & { timing?: object }>
@@ -32,6 +37,7 @@ export class RequestObserver {
   readonly metrics = new MetricsRegistry()
   readonly #requests = this.metrics.counter('omega_requests_total', 'Requests served, by brane and status')
   readonly #errors = this.metrics.counter('omega_request_errors_total', 'Requests that failed before a response, by brane and error')
+  readonly #events = this.metrics.counter('omega_events_total', 'Event deliveries handled, by brane and outcome')
   readonly #total = this.metrics.histogram('omega_request_duration_ms', 'Time from routing to response, ms')
   readonly #cold = this.metrics.histogram('omega_instantiate_ms', 'Instantiation time of instances created for a request (cold starts), ms')
   readonly #exec = this.metrics.histogram('omega_exec_ms', 'Guest execution time, ms')
@@ -82,11 +88,37 @@ export class RequestObserver {
     }
   }
 
+  /** An event target for `brane` that delivers through `runtime` and records every delivery */
+  wrapEvents (brane: string, runtime: EventRuntime): EventTarget {
+    return {
+      deliver: async (event: BraneEvent, options: AbortOptions = {}): Promise<void> => {
+        const start = performance.now()
+        const what = `EVT ${event.topic} ${event.id.slice(event.topic.length + 1, event.topic.length + 16)}… ${event.source} → ${brane}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`
+        try {
+          const { timing = {} } = await runtime.deliver(event, options)
+          const totalMs = performance.now() - start
+          const fields: Record<string, unknown> = { ...timing }
+          this.#events.inc({ brane, outcome: 'ok' })
+          this.#record(brane, undefined, totalMs, fields)
+          const exec = typeof fields.execMs === 'number' ? ` exec=${ms(fields.execMs)}` : ''
+          this.logBook.append({ brane, kind: 'request', level: 'info', message: `${what} OK ${event.payload.byteLength}B${exec} total=${ms(totalMs)}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, totalMs: round(totalMs), ...fields } })
+        } catch (err) {
+          const name = err instanceof Error ? err.name : 'Error'
+          const message = err instanceof Error ? err.message : String(err)
+          this.#events.inc({ brane, outcome: name })
+          this.#tick(brane)
+          this.logBook.append({ brane, kind: 'request', level: 'error', message: `${what} ERR ${name}: ${message}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, error: name } })
+          throw err
+        }
+      }
+    }
+  }
+
   /** P50/P99 of cold, exec, cpu, mem and the request rate of one brane */
   profile (brane: string): BraneProfile {
     const labels = { brane }
-    const requests = this.#requests.sum(labels)
-    const errors = this.#errors.sum(labels)
+    const requests = this.#requests.sum(labels) + this.#events.sum(labels)
+    const errors = this.#errors.sum(labels) + this.#events.sum(labels) - this.#events.sum({ brane, outcome: 'ok' })
     const recent = this.#recent.get(brane)
     const now = performance.now()
     let inWindow = 0
@@ -114,9 +146,11 @@ export class RequestObserver {
     }
   }
 
-  #record (brane: string, status: number, totalMs: number, timing: Readonly<Record<string, unknown>>): void {
+  #record (brane: string, status: number | undefined, totalMs: number, timing: Readonly<Record<string, unknown>>): void {
     const labels = { brane }
-    this.#requests.inc({ brane, status: String(status) })
+    if (status !== undefined) {
+      this.#requests.inc({ brane, status: String(status) })
+    }
     this.#total.observe(totalMs, labels)
     const num = (key: string): number | undefined => typeof timing[key] === 'number' ? timing[key] : undefined
     const instantiate = num('instantiateMs')

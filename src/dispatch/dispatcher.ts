@@ -9,6 +9,8 @@
  * - Priority: each target brane has a number of delivery slots; when several inbound
  *   edges have work, the one with the highest `priority` goes first (ties: the edge
  *   served least recently).
+ * - A delivery that fails is retried with back-off and dead-lettered after the last
+ *   attempt; one its consumer rejects (`RejectedEventError`) is dead-lettered at once.
  * - Back-pressure: when a brane's outgoing edges hold more than `highWatermark`
  *   undelivered events, its emits wait until they drain below `lowWatermark`, so a slow
  *   consumer slows its producers instead of growing anything without bound.
@@ -282,7 +284,8 @@ export class Dispatcher implements Startable {
     }, (err: unknown) => {
       const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
       hop(message)
-      const outcome = this.#queue.fail(delivery, message)
+      // a consumer that rejects an event will reject it again: no retries
+      const outcome = this.#queue.fail(delivery, message, { final: err instanceof Error && err.name === 'RejectedEventError' })
       this.#log[outcome === 'dead' ? 'error' : 'warn']({ event: event.id, edge: state.key, attempt: event.attempt, error: message },
         outcome === 'dead' ? 'delivery dead-lettered' : 'delivery failed, will retry')
     }).finally(() => {

@@ -247,10 +247,11 @@ export class EventQueue {
 
   /**
    * The delivery failed: retry after a back-off with jitter, or dead-letter it after
-   * `maxAttempts`. Returns what happened.
+   * `maxAttempts` (at once when `final`: the consumer rejected it). Returns what happened.
    */
-  fail (delivery: Delivery, error: string, now = Date.now()): 'retry' | 'dead' {
-    if (delivery.attempts + 1 >= this.#maxAttempts) {
+  fail (delivery: Delivery, error: string, options: { final?: boolean, now?: number } = {}): 'retry' | 'dead' {
+    const now = options.now ?? Date.now()
+    if (options.final === true || delivery.attempts + 1 >= this.#maxAttempts) {
       this.#kill.run(error, now, delivery.id)
       return 'dead'
     }
