@@ -19,12 +19,14 @@ import * as hash from './hash.bench.ts'
 import * as sign from './sign.bench.ts'
 import * as wasm from './wasm.bench.ts'
 import * as gateway from './gateway.bench.ts'
+import * as events from './events.bench.ts'
 
 /** Every suite, by name; a case's full name is `suite/case` */
 const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
   hash,
   sign,
   gateway,
+  events,
   wasm
 }
 

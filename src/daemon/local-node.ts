@@ -265,6 +265,11 @@ export class LocalNode {
     return found === undefined || found.hops.length === 0 ? undefined : signTrace(found.traceId, found.hops, this.#key)
   }
 
+  /** Deliveries by state (pending, inflight, done, dead) */
+  queueCounts (): ReturnType<EventQueue['counts']> {
+    return this.#queue.counts()
+  }
+
   /** The dead-letter queue */
   deadLetters (): DeadLetter[] {
     return this.#queue.deadLetters()
