@@ -8,8 +8,10 @@ import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import Database from 'better-sqlite3'
 import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
+import { CHAIN, copyFixtures, until } from './helpers.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -95,5 +97,59 @@ describe('hot reload', () => {
     }
     assert.deepEqual(failures, [])
     assert.ok(served > 50, `only ${served} requests were served during the test`)
+  })
+
+  it('reloads a running event chain under load with no failed request and no lost event', async () => {
+    await copyFixtures(dir, ['http-emit', 'forward', 'sink'])
+    const manifest = join(dir, 'chain.toml')
+    await writeFile(manifest, CHAIN)
+    const home = join(dir, 'chain-home')
+    const node = await LocalNode.start(manifest, { home, port: 0, logging: silentLogging(), admin: false })
+    const acknowledged: string[] = []
+    const failures: string[] = []
+    const load = { running: true }
+    const deadline = Date.now() + 60_000
+    const client = async (n: number): Promise<void> => {
+      for (let i = 0; load.running && Date.now() < deadline && i < 10_000; i++) {
+        try {
+          const res = await fetch(`${node.url}/e/${n}-${i}`)
+          const body = (await res.text()).trim()
+          if (res.status === 200 && body.startsWith('hits:b3:')) {
+            acknowledged.push(body)
+          } else {
+            failures.push(`${res.status} ${body}`)
+          }
+        } catch (err) {
+          failures.push(String(err))
+        }
+      }
+    }
+    const db = new Database(join(home, 'queue.db'), { readonly: true })
+    try {
+      const clients = Promise.all([client(1), client(2), client(3)])
+      await until(() => acknowledged.length >= 100, 30_000, 'events before the first reload')
+      // change the consumers of both edges while events flow
+      await writeFile(manifest, CHAIN.replace('image = "forward.wasm"\nlifecycle = "pooled"', 'image = "forward.wasm"\nlifecycle = "ephemeral"').replace('image = "sink.wasm"\nlifecycle = "pooled"', 'image = "sink.wasm"\nlifecycle = "pooled"\nlimits = { deadline = "20s" }'))
+      assert.deepEqual(await node.reload(), { added: [], changed: ['mid', 'end'], removed: [], unchanged: ['web'] })
+      const atSecond = acknowledged.length
+      await until(() => acknowledged.length >= atSecond + 100, 30_000, 'events between the reloads')
+      await writeFile(manifest, CHAIN)
+      assert.deepEqual(await node.reload(), { added: [], changed: ['mid', 'end'], removed: [], unchanged: ['web'] })
+      const atThird = acknowledged.length
+      await until(() => acknowledged.length >= atThird + 100, 30_000, 'events after the reloads')
+      load.running = false
+      await clients
+      const open = db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE state IN ('pending', 'inflight')")
+      await until(() => (open.get() as { n: number }).n === 0, 60_000, 'the queue to drain')
+      const reached = new Set((db.prepare("SELECT DISTINCT trace_id FROM hops WHERE target = 'end' AND outcome = 'ok'").all() as Array<{ trace_id: string }>).map((r) => r.trace_id))
+      const lost = acknowledged.filter((id) => !reached.has(id))
+      assert.deepEqual(lost, [], `${lost.length} of ${acknowledged.length} acknowledged events were lost`)
+      assert.deepEqual(db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE state = 'dead'").get(), { n: 0 })
+    } finally {
+      load.running = false
+      db.close()
+      await node.stop()
+    }
+    assert.deepEqual(failures, [])
   })
 })
