@@ -2,7 +2,7 @@ import neostandard from 'neostandard'
 import tseslint from 'typescript-eslint'
 
 export default [
-  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'build/**', 'examples/**/*.js'] },
+  { ignores: ['dist/**', 'node_modules/**', 'bench/results/**', 'build/**', 'examples/**/*.js', 'bindings/**'] },
   ...neostandard({ ts: true }),
   {
     files: ['src/**/*.ts', 'bench/**/*.ts', 'test/**/*.ts'],
