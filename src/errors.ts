@@ -162,3 +162,25 @@ export class ImageStoreError extends OmegaError {
     this.name = 'ImageStoreError'
   }
 }
+
+/**
+ * A snapshot cannot be taken or restored: the brane is not pinned, the file is not a
+ * snapshot, its signature or a digest does not verify, it was signed by another
+ * node, or it does not fit the brane (another component, memory past mem_max)
+ */
+export class SnapshotError extends OmegaError {
+  static override name = 'SnapshotError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'SnapshotError'
+  }
+}
+
+/** No running brane has that name (an admin request named a brane the node does not run) */
+export class BraneNotFoundError extends OmegaError {
+  static override name = 'BraneNotFoundError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'BraneNotFoundError'
+  }
+}

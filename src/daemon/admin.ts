@@ -14,6 +14,12 @@ import type { LogBook, LogRecord } from '../observe/index.ts'
 
 export const ADMIN_SOCKET = 'omega.sock'
 
+/**
+ * Most bytes of a `POST /v1/restore` body (a snapshot document: gzip + base64 of a
+ * brane's memory, so a 4/3 overhead on what did not compress)
+ */
+export const MAX_RESTORE_BODY_BYTES = 256 * 2 ** 20
+
 export class DaemonNotRunningError extends OmegaError {
   static override name = 'DaemonNotRunningError'
   constructor (message: string, options?: ErrorOptions) {
@@ -51,6 +57,15 @@ export interface AdminComponents {
   readonly status: () => AdminStatus
   /** hot reload from a manifest file (default: the one running) */
   readonly reload: (file?: string) => Promise<unknown>
+  /** signed snapshots of pinned branes (the routes answer 404 without) */
+  readonly snapshots?: {
+    /** the signed snapshot document of `brane` */
+    readonly take: (brane: string) => Promise<unknown>
+    /** checks `doc` whole, then restores it into `brane`; returns a report */
+    readonly restore: (brane: string, doc: unknown) => Promise<unknown>
+  }
+  /** a CPU profile of a brane's workers over `durationMs`, as gzipped pprof */
+  readonly cpuProfile: (brane: string, durationMs: number, options: AbortOptions) => Promise<Uint8Array>
   /** the event side: signed traces and the dead-letter queue */
   readonly events: {
     /** the signed end record of the trace holding `id` (an event or trace id, or a prefix) */
@@ -78,7 +93,10 @@ const ACTIONS: Readonly<Record<string, string>> = {
   '/v1/reload': 'deploy',
   '/v1/trace': 'trace',
   '/v1/dlq': 'dlq',
-  '/v1/dlq/replay': 'dlq'
+  '/v1/dlq/replay': 'dlq',
+  '/v1/snapshot': 'snapshot',
+  '/v1/restore': 'restore',
+  '/v1/profile/cpu': 'profile'
 }
 
 export class AdminServer implements Startable {
@@ -150,6 +168,10 @@ export class AdminServer implements Startable {
       case '/v1/reload':
         this.#reload(req, res)
         return
+      case '/v1/snapshot':
+      case '/v1/restore':
+        this.#snapshot(url, req, res)
+        return
       case '/v1/status':
         send(res, 200, this.#components.status())
         return
@@ -180,6 +202,9 @@ export class AdminServer implements Startable {
         send(res, 200, this.#components.observer.profile(brane))
         return
       }
+      case '/v1/profile/cpu':
+        this.#cpuProfile(req, url, res)
+        return
       case '/v1/metrics': {
         const text = this.#components.observer.metrics.render()
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) })
@@ -189,6 +214,30 @@ export class AdminServer implements Startable {
       default:
         this.#logs(url, res)
     }
+  }
+
+  /** POST /v1/profile/cpu?brane=NAME&seconds=N: answers once the profile is taken */
+  #cpuProfile (req: IncomingMessage, url: URL, res: ServerResponse): void {
+    if (req.method !== 'POST') {
+      send(res, 405, { error: 'MethodNotAllowed', message: 'POST /v1/profile/cpu?brane=NAME&seconds=N' })
+      return
+    }
+    const brane = url.searchParams.get('brane')
+    const seconds = Number(url.searchParams.get('seconds') ?? 5)
+    if (brane === null || !Number.isFinite(seconds)) {
+      send(res, 400, { error: 'BadRequest', message: 'Expected ?brane=NAME and optionally &seconds=N' })
+      return
+    }
+    // a client that goes away stops the profile
+    const gone = new AbortController()
+    res.once('close', () => { gone.abort(new OmegaError('The admin client closed the connection')) })
+    this.#components.cpuProfile(brane, seconds * 1000, { signal: gone.signal }).then((bytes) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.byteLength })
+      res.end(bytes)
+    }, (err: unknown) => {
+      const e = err instanceof Error ? err : new Error(String(err))
+      send(res, e.name === 'BraneNotFoundError' ? 404 : e instanceof RangeError ? 400 : 422, { error: e.name, message: e.message })
+    })
   }
 
   #reload (req: IncomingMessage, res: ServerResponse): void {
@@ -213,6 +262,47 @@ export class AdminServer implements Startable {
         send(res, 422, { error: e.name, message: e.message, ...(issues === undefined ? {} : { issues }) })
       })
     })
+  }
+
+  /** `POST /v1/snapshot?brane=NAME` answers the document; `POST /v1/restore?brane=NAME` takes it */
+  #snapshot (url: URL, req: IncomingMessage, res: ServerResponse): void {
+    const snapshots = this.#components.snapshots
+    const brane = url.searchParams.get('brane')
+    if (req.method !== 'POST') {
+      send(res, 405, { error: 'MethodNotAllowed', message: `POST ${url.pathname}?brane=NAME` })
+      return
+    }
+    if (snapshots === undefined) {
+      send(res, 404, { error: 'NotFound', message: 'This node takes no snapshots' })
+      return
+    }
+    if (brane === null || brane === '') {
+      send(res, 400, { error: 'BadRequest', message: 'Missing ?brane=NAME' })
+      return
+    }
+    const refused = (err: unknown): void => {
+      const e = err instanceof Error ? err : new Error(String(err))
+      send(res, 422, { error: e.name, message: e.message })
+    }
+    if (url.pathname === '/v1/snapshot') {
+      req.resume()
+      snapshots.take(brane).then((doc) => { send(res, 200, doc) }, refused)
+      return
+    }
+    readBody(req, MAX_RESTORE_BODY_BYTES).then((body) => {
+      if (body === undefined) {
+        send(res, 413, { error: 'PayloadTooLarge', message: `A snapshot document may hold at most ${MAX_RESTORE_BODY_BYTES} bytes` }, { close: true })
+        return
+      }
+      let doc: unknown
+      try {
+        doc = JSON.parse(body.toString('utf8'))
+      } catch {
+        send(res, 400, { error: 'BadRequest', message: 'Expected a snapshot document (JSON) as the body' })
+        return
+      }
+      snapshots.restore(brane, doc).then((report) => { send(res, 200, report) }, refused)
+    }, refused)
   }
 
   #logs (url: URL, res: ServerResponse): void {
@@ -243,10 +333,28 @@ export class AdminServer implements Startable {
   }
 }
 
-function send (res: ServerResponse, status: number, body: unknown): void {
+function send (res: ServerResponse, status: number, body: unknown, options: { close?: boolean } = {}): void {
   const text = JSON.stringify(body) + '\n'
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...(options.close === true ? { connection: 'close' } : {}) })
   res.end(text)
+}
+
+/**
+ * The request body, or undefined once it passes `limit` bytes: the rest is read and
+ * dropped (nothing more is kept), so that the answer can still be sent
+ */
+async function readBody (req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = []
+  let length = 0
+  for await (const chunk of req) {
+    length += (chunk as Buffer).byteLength
+    if (length <= limit) {
+      chunks.push(chunk as Buffer)
+    } else {
+      chunks.length = 0
+    }
+  }
+  return length > limit ? undefined : Buffer.concat(chunks, length)
 }
 
 /** Take over the socket path: refuse if a live daemon answers there, remove a stale one */
@@ -276,6 +384,8 @@ export interface AdminClientOptions extends AbortOptions {
   token?: string
   /** POST this JSON body */
   body?: unknown
+  /** @default 'POST' with a body, else 'GET' */
+  method?: 'GET' | 'POST'
 }
 
 /**
@@ -283,6 +393,25 @@ export interface AdminClientOptions extends AbortOptions {
  * chunks of text (NDJSON routes stream).
  */
 export async function * adminStream (home: string, path: string, options: AdminClientOptions = {}): AsyncGenerator<string> {
+  const res = await adminResponse(home, path, options)
+  res.setEncoding('utf8')
+  for await (const chunk of res) {
+    yield String(chunk)
+  }
+}
+
+/** Call a binary admin route (e.g. `/v1/profile/cpu`): the whole response body */
+export async function adminBytes (home: string, path: string, options: AdminClientOptions = {}): Promise<Buffer> {
+  const res = await adminResponse(home, path, options)
+  const chunks: Buffer[] = []
+  for await (const chunk of res) {
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
+
+/** Sends an admin request; the response once its status is 200, else throws what the daemon said */
+async function adminResponse (home: string, path: string, options: AdminClientOptions): Promise<IncomingMessage> {
   const socketPath = join(home, ADMIN_SOCKET)
   let token = options.token
   if (token === undefined) {
@@ -294,7 +423,7 @@ export async function * adminStream (home: string, path: string, options: AdminC
     const req = httpRequest({
       socketPath,
       path,
-      method: body === undefined ? 'GET' : 'POST',
+      method: options.method ?? (body === undefined ? 'GET' : 'POST'),
       headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(options.signal === undefined ? {} : { signal: options.signal })
     }, resolve)
@@ -307,8 +436,8 @@ export async function * adminStream (home: string, path: string, options: AdminC
     })
     req.end(body)
   })
-  res.setEncoding('utf8')
   if (res.statusCode !== 200) {
+    res.setEncoding('utf8')
     let text = ''
     for await (const chunk of res) {
       text += String(chunk)
@@ -326,9 +455,7 @@ export async function * adminStream (home: string, path: string, options: AdminC
     }
     throw new AdminRequestError(`Admin request ${path} refused (${String(res.statusCode)}): ${message.trim()}`, res.statusCode ?? 500, remoteName)
   }
-  for await (const chunk of res) {
-    yield String(chunk)
-  }
+  return res
 }
 
 /** Call a JSON admin route */

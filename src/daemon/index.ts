@@ -1,9 +1,11 @@
 /**
  * The daemon: where the manifest, the runtime, the gateway and (later) the mesh meet.
  */
-export { LocalNode, type LocalNodeInit, type BraneStatus, type ReloadReport } from './local-node.ts'
+export { LocalNode, type LocalNodeInit, type BraneStatus, type ReloadReport, type RestoreReport } from './local-node.ts'
+export { openSnapshot, sealSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from './snapshot.ts'
+export type { OpenedSnapshot, OpenSnapshotOptions, SealSnapshotOptions, SnapshotDocument, SnapshotMemory } from './snapshot.ts'
 export { RequestObserver, requestLine, type BraneProfile } from './observer.ts'
 export { resolveImage, isImagePath, type ResolvedImageFile } from './images.ts'
-export { AdminServer, adminJson, adminStream, DaemonNotRunningError, AdminRequestError, ADMIN_SOCKET } from './admin.ts'
+export { AdminServer, adminBytes, adminJson, adminStream, DaemonNotRunningError, AdminRequestError, ADMIN_SOCKET, MAX_RESTORE_BODY_BYTES } from './admin.ts'
 export type { AdminStatus, AdminInit, AdminComponents, AdminClientOptions } from './admin.ts'
 export { linkCheck, type LinkResult } from './link-check.ts'

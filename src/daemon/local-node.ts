@@ -5,18 +5,19 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { OmegaError, UnsupportedError } from '../errors.ts'
+import { BraneNotFoundError, OmegaError, SnapshotError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, type NodeKey } from '../identity/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
-import { checkImports, EventBrane, HttpBrane, loadComponent } from '../runtime/wasm/index.ts'
+import { checkImports, EventBrane, HttpBrane, loadComponent, type WorkerBrane } from '../runtime/wasm/index.ts'
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminStatus } from './admin.ts'
-import { LogBook } from '../observe/index.ts'
+import { cpuProfileToPprof, encodePprof, LogBook } from '../observe/index.ts'
 import { RequestObserver } from './observer.ts'
 import { MetricsEndpoint } from './metrics-endpoint.ts'
+import { openSnapshot, sealSnapshot, type SnapshotDocument } from './snapshot.ts'
 
 export interface LocalNodeInit {
   /** Omega's data directory (keys, images, component cache) */
@@ -53,7 +54,20 @@ interface RunningBrane {
   readonly events?: EventTarget
   /** drains and stops its instances */
   readonly close: () => Promise<void>
+  /** the runtime serving it: snapshots go through it */
+  readonly runtime: WorkerBrane
   readonly status: BraneStatus
+}
+
+/** What {@link LocalNode.restore} did */
+export interface RestoreReport {
+  readonly brane: string
+  /** the component's content address */
+  readonly component: string
+  /** when the snapshot was taken */
+  readonly createdAt: string
+  /** bytes of linear memory restored, all memories together */
+  readonly bytes: number
 }
 
 /** What branes need from the node while they run */
@@ -158,6 +172,11 @@ export class LocalNode {
           observer,
           status: () => node.status(),
           reload: async (file?: string) => node.reload(file),
+          cpuProfile: async (brane: string, durationMs: number, opts: AbortOptions) => node.cpuProfile(brane, durationMs, opts),
+          snapshots: {
+            take: async (brane: string) => node.snapshot(brane),
+            restore: async (brane: string, doc: unknown) => node.restore(brane, doc)
+          },
           events: {
             trace: (id: string) => node.trace(id),
             deadLetters: () => node.deadLetters(),
@@ -265,6 +284,43 @@ export class LocalNode {
     return found === undefined || found.hops.length === 0 ? undefined : signTrace(found.traceId, found.hops, this.#key)
   }
 
+  /**
+   * A signed snapshot of a pinned brane's linear memory, taken between two of its
+   * calls (see `WorkerBrane.snapshot` for what it cannot hold: resources).
+   *
+   * @throws SnapshotError when no such brane runs or it is not pinned
+   */
+  async snapshot (brane: string, options: AbortOptions = {}): Promise<SnapshotDocument> {
+    const running = this.#snapshotTarget(brane, 'take a snapshot of')
+    return sealSnapshot(await running.runtime.snapshot(options), this.#key)
+  }
+
+  /**
+   * Puts a pinned brane back in the state of `doc` (from {@link snapshot}), between
+   * two of its calls. The whole document is checked first: shape, this node's
+   * signature, every digest, the brane and its component; a document that fails
+   * changes nothing.
+   *
+   * @throws SnapshotError naming what failed
+   */
+  async restore (brane: string, doc: unknown, options: AbortOptions = {}): Promise<RestoreReport> {
+    const running = this.#snapshotTarget(brane, 'restore a snapshot into')
+    const snapshot = await openSnapshot(doc, { did: this.did, brane })
+    await running.runtime.restore(snapshot, options)
+    const bytes = snapshot.memories.reduce((sum, m) => sum + m.byteLength, 0)
+    this.#log.info({ brane, component: snapshot.componentId, createdAt: snapshot.createdAt, bytes }, 'restored snapshot')
+    return { brane, component: snapshot.componentId, createdAt: snapshot.createdAt, bytes }
+  }
+
+  #snapshotTarget (brane: string, what: string): RunningBrane {
+    const running = this.#generation.running.get(brane)
+    if (running === undefined) {
+      const names = [...this.#generation.running.keys()]
+      throw new SnapshotError(`Cannot ${what} brane "${brane}": no such brane is running (running: ${names.length === 0 ? 'none' : names.join(', ')})`)
+    }
+    return running
+  }
+
   /** Deliveries by state (pending, inflight, done, dead) */
   queueCounts (): ReturnType<EventQueue['counts']> {
     return this.#queue.counts()
@@ -273,6 +329,26 @@ export class LocalNode {
   /** The dead-letter queue */
   deadLetters (): DeadLetter[] {
     return this.#queue.deadLetters()
+  }
+
+  /**
+   * A CPU profile of a brane's workers over `durationMs`, as gzipped pprof (what
+   * `go tool pprof` and Pyroscope read). Samples carry the labels `brane` and
+   * `thread` (the worker's threadId); time a worker waited for work is left out.
+   *
+   * @throws BraneNotFoundError when no such brane runs
+   * @throws RangeError when `durationMs` is not above 0 and at most 60000
+   */
+  async cpuProfile (brane: string, durationMs: number, options: AbortOptions = {}): Promise<Buffer> {
+    const running = this.#generation.running.get(brane)
+    if (running === undefined) {
+      const names = [...this.#generation.running.keys()]
+      throw new BraneNotFoundError(`Cannot profile brane "${brane}": no such brane is running (running: ${names.length === 0 ? 'none' : names.join(', ')})`)
+    }
+    const startedAt = new Date()
+    const profiles = await running.runtime.profile({ durationMs, ...(options.signal === undefined ? {} : { signal: options.signal }) })
+    const sources = profiles.map((p) => ({ profile: p.profile, labels: { brane, thread: String(p.threadId) } }))
+    return encodePprof(cpuProfileToPprof(sources, { startedAt, intervalUs: profiles[0]?.intervalUs ?? 1000 }))
   }
 
   /** Emit an event from `brane` (HTTP branes and the CLI use this; durable when it resolves) */
@@ -387,6 +463,7 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
       id: loaded.id,
       http: observer.wrap(brane.name, runtime),
       close: async () => { await runtime.close() },
+      runtime,
       status: { ...status, routes: brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`) }
     }
   }
@@ -397,6 +474,7 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
       id: loaded.id,
       events: observer.wrapEvents(brane.name, runtime),
       close: async () => { await runtime.close() },
+      runtime,
       status: { ...status, routes: brane.edgesIn.map((e) => `← ${e.on}`) }
     }
   }

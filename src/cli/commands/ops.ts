@@ -1,9 +1,10 @@
 import type { Command } from 'commander'
+import { writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { adminJson, adminStream, AdminRequestError, type AdminStatus, type BraneProfile, type ReloadReport } from '../../daemon/index.ts'
+import { adminBytes, adminJson, adminStream, AdminRequestError, type AdminStatus, type BraneProfile, type ReloadReport } from '../../daemon/index.ts'
 import { formatSize } from '../../manifest/index.ts'
 import { parseDuration } from '../../manifest/index.ts'
-import type { LogRecord } from '../../observe/index.ts'
+import { decodePprof, type LogRecord } from '../../observe/index.ts'
 import { OmegaError, UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
@@ -108,8 +109,15 @@ export function profileCommand (program: Command, ctx: CliContext): void {
   program.command('profile')
     .description('Show where a brane\'s time goes: P50/P99 of cold start, execution, CPU and memory, and requests per second')
     .requiredOption('-b, --brane <name>', 'the brane')
+    .option('--pprof <file>', 'sample the CPU of the brane\'s workers and write a pprof file (gzipped profile.proto, for go tool pprof or Pyroscope)')
+    .option('--seconds <n>', 'with --pprof: how long to sample, up to 60', '5')
     .option('--json', 'print as JSON')
-    .action(async (opts: { brane: string, json?: boolean }, command: Command) => {
+    .addHelpText('after', '\nExample:\n  $ omega profile --brane api --pprof api.pb.gz --seconds 10 && go tool pprof -http=: api.pb.gz')
+    .action(async (opts: { brane: string, pprof?: string, seconds: string, json?: boolean }, command: Command) => {
+      if (opts.pprof !== undefined) {
+        await cpuProfile(ctx, ctx.home(homeOption(command)), { brane: opts.brane, file: opts.pprof, seconds: opts.seconds, json: opts.json === true })
+        return
+      }
       const profile = await adminJson<BraneProfile>(ctx.home(homeOption(command)), `/v1/profile?brane=${encodeURIComponent(opts.brane)}`, ctx.signal === undefined ? {} : { signal: ctx.signal })
       if (opts.json === true) {
         ctx.stdout.write(JSON.stringify(profile, null, 2) + '\n')
@@ -127,6 +135,42 @@ export function profileCommand (program: Command, ctx: CliContext): void {
       }
       ctx.stdout.write(rows.length === 0 ? 'No requests yet\n' : table(['', 'p50', 'p99', 'samples'], rows))
     })
+}
+
+/** `omega profile --pprof FILE`: asks the daemon for a CPU profile, writes it, says what it holds */
+async function cpuProfile (ctx: CliContext, home: string, opts: { brane: string, file: string, seconds: string, json: boolean }): Promise<void> {
+  const seconds = Number(opts.seconds)
+  if (!(seconds > 0 && seconds <= 60)) {
+    throw new UsageError(`Invalid --seconds "${opts.seconds}": expected a number of seconds above 0 and at most 60`)
+  }
+  const file = resolve(ctx.cwd, opts.file)
+  ctx.stderr.write(`profiling brane ${opts.brane} for ${seconds} s…`)
+  // a dot a second on a terminal, so that a long profile does not look stuck
+  const ticker = ctx.isTTY ? setInterval(() => { ctx.stderr.write('.') }, 1_000) : undefined
+  let bytes: Buffer
+  try {
+    bytes = await adminBytes(home, `/v1/profile/cpu?brane=${encodeURIComponent(opts.brane)}&seconds=${seconds}`, {
+      method: 'POST',
+      ...(ctx.signal === undefined ? {} : { signal: ctx.signal })
+    })
+  } finally {
+    clearInterval(ticker)
+    ctx.stderr.write('\n')
+  }
+  await writeFile(file, bytes)
+  const profile = await decodePprof(bytes)
+  const samples = profile.sample.length
+  const cpuMs = profile.sample.reduce((sum, s) => sum + Number(s.value[1] ?? 0), 0) / 1e6
+  const threadKey = profile.stringTable.strings.indexOf('thread')
+  const workers = new Set(profile.sample.flatMap((s) => s.label.filter((l) => Number(l.key) === threadKey).map((l) => Number(l.str)))).size
+  if (opts.json) {
+    ctx.stdout.write(JSON.stringify({ brane: opts.brane, file, bytes: bytes.byteLength, samples, cpuMs, workers }, null, 2) + '\n')
+    return
+  }
+  const held = samples === 0
+    ? 'no samples (the brane was idle)'
+    : `${samples} samples, ${cpuMs.toFixed(1)} ms of CPU across ${workers} worker${workers === 1 ? '' : 's'}`
+  ctx.stdout.write(`${file}: ${formatSize(bytes.byteLength)}, ${held}\n`)
 }
 
 function formatRecord (record: LogRecord): string {

@@ -13,7 +13,7 @@ import { httpTypesFor, type GuestResponse } from './host/http.ts'
 import { LineSplitter, SinkOutputStream } from './host/streams.ts'
 import { LogBudget } from './limits.ts'
 import { wasm, type CoreImports, type CoreInstance, type CoreModule } from './wasm-api.ts'
-import type { BraneEventInput, HttpRequest, Lifecycle, LogStream, WorkerErrorName, WorkerInit } from './protocol.ts'
+import type { BraneEventInput, GlobalState, HttpRequest, InstanceState, Lifecycle, LogStream, WorkerErrorName, WorkerInit } from './protocol.ts'
 
 type Instantiate = (
   getCoreModule: (name: string) => CoreModule,
@@ -32,9 +32,17 @@ interface EventHandler {
 
 interface LinearMemory {
   readonly buffer: ArrayBuffer
+  grow: (pages: number) => number
+}
+
+/** An exported global; setting `value` throws a TypeError when it is immutable */
+interface CoreGlobal {
+  value: unknown
 }
 
 const MemoryClass = (globalThis as unknown as { WebAssembly: { Memory: abstract new (...args: never[]) => LinearMemory } }).WebAssembly.Memory
+const GlobalClass = (globalThis as unknown as { WebAssembly: { Global: abstract new (...args: never[]) => CoreGlobal } }).WebAssembly.Global
+const WASM_PAGE_BYTES = 65_536
 
 /** A failure to report to the caller, as an OmegaError name and message */
 export class Failure extends Error {
@@ -126,6 +134,7 @@ export class GuestInstance {
   /** the capabilities built for this instance (tmp directory, clocks, random, …) */
   host: InstanceHost | undefined
   readonly #memories: LinearMemory[]
+  readonly #globals: CoreGlobal[]
   /** ms its instantiation took */
   readonly instantiateMs: number
   /** requests it has served */
@@ -133,9 +142,10 @@ export class GuestInstance {
   /** the request it serves now: stdout/stderr go there */
   output: RequestOutput | undefined
 
-  constructor (handler: IncomingHandler | EventHandler, memories: LinearMemory[], instantiateMs: number) {
+  constructor (handler: IncomingHandler | EventHandler, memories: LinearMemory[], instantiateMs: number, globals: CoreGlobal[] = []) {
     this.handler = handler
     this.#memories = memories
+    this.#globals = globals
     this.instantiateMs = instantiateMs
   }
 
@@ -147,6 +157,85 @@ export class GuestInstance {
     }
     return bytes
   }
+
+  /**
+   * Copies of its linear memories and exported mutable globals. Call it between
+   * requests only. What the host keeps in JS tables (resources) is not included.
+   */
+  capture (): InstanceState {
+    const memories = this.#memories.map((memory) => new Uint8Array(memory.buffer.slice(0)))
+    const globals: GlobalState[] = []
+    for (const global of this.#mutableGlobals()) {
+      const value = global.value
+      globals.push(typeof value === 'bigint'
+        ? { type: 'bigint', value: value.toString() }
+        : { type: 'number', value: float64Bits(value as number) })
+    }
+    return { memories, globals }
+  }
+
+  /**
+   * Puts `state` into this instance: each memory grows to its saved size and takes
+   * the saved bytes, each exported mutable global its saved value. Meant for a fresh
+   * instance (a memory cannot shrink); host resources are not restored.
+   *
+   * @throws Failure (SnapshotError) when `state` does not fit: another number of
+   * memories or globals, a memory smaller than this one's or past its maximum
+   */
+  restore (state: InstanceState, what: string): void {
+    const globals = this.#mutableGlobals()
+    if (state.memories.length !== this.#memories.length || state.globals.length !== globals.length) {
+      throw new Failure('SnapshotError', `Cannot restore ${what}: the snapshot has ${state.memories.length} memories and ${state.globals.length} mutable globals, the instance ${this.#memories.length} and ${globals.length}`)
+    }
+    state.memories.forEach((bytes, i) => {
+      const memory = this.#memories[i] as LinearMemory
+      const current = memory.buffer.byteLength
+      if (bytes.byteLength < current || bytes.byteLength % WASM_PAGE_BYTES !== 0) {
+        throw new Failure('SnapshotError', `Cannot restore ${what}: memory ${i} holds ${bytes.byteLength} bytes in the snapshot, not a whole number of pages of at least ${current}`)
+      }
+      try {
+        memory.grow((bytes.byteLength - current) / WASM_PAGE_BYTES)
+      } catch (err) {
+        throw new Failure('SnapshotError', `Cannot restore ${what}: memory ${i} cannot grow to ${bytes.byteLength} bytes (past its mem_max)`, { cause: err })
+      }
+      new Uint8Array(memory.buffer).set(bytes)
+    })
+    state.globals.forEach((saved, i) => {
+      const global = globals[i] as CoreGlobal
+      global.value = saved.type === 'bigint' ? BigInt(saved.value) : float64FromBits(saved.value)
+    })
+  }
+
+  /**
+   * the exported numeric globals that can be set, in a stable order (v128 ones cannot
+   * be read; reference-typed ones are host objects, not state a snapshot can keep)
+   */
+  #mutableGlobals (): CoreGlobal[] {
+    return this.#globals.filter((global) => {
+      try {
+        const value = global.value
+        if (typeof value !== 'number' && typeof value !== 'bigint') {
+          return false
+        }
+        global.value = value
+        return true
+      } catch {
+        return false
+      }
+    })
+  }
+}
+
+function float64Bits (value: number): string {
+  const view = new DataView(new ArrayBuffer(8))
+  view.setFloat64(0, value)
+  return view.getBigUint64(0).toString(16).padStart(16, '0')
+}
+
+function float64FromBits (hex: string): number {
+  const view = new DataView(new ArrayBuffer(8))
+  view.setBigUint64(0, BigInt(`0x${hex}`))
+  return view.getFloat64(0)
 }
 
 /** Outcome of {@link InstanceFactory.serve} */
@@ -202,6 +291,7 @@ export class InstanceFactory {
   async instantiate (): Promise<GuestInstance> {
     const start = performance.now()
     const memories: LinearMemory[] = []
+    const globals: CoreGlobal[] = []
     // the instance's stdout/stderr follow whichever request it serves
     const self: { instance?: GuestInstance } = {}
     const stdout = new SinkOutputStream((bytes) => { self.instance?.output?.write('stdout', bytes) })
@@ -234,9 +324,12 @@ export class InstanceFactory {
     }
     const instantiateCore = (module: CoreModule, coreImports?: CoreImports): CoreInstance => {
       const core = new wasm.Instance(module, coreImports)
+      // a core instance may re-export what another one defines: count each once
       for (const value of Object.values(core.exports)) {
-        if (value instanceof MemoryClass) {
+        if (value instanceof MemoryClass && !memories.includes(value)) {
           memories.push(value)
+        } else if (value instanceof GlobalClass && !globals.includes(value)) {
+          globals.push(value)
         }
       }
       return core
@@ -253,7 +346,7 @@ export class InstanceFactory {
       disposeInstanceHost(host)
       throw new Failure('ComponentLoadError', `Cannot instantiate brane "${this.#init.brane}": no export "${this.#init.handlerExport}"`)
     }
-    self.instance = new GuestInstance(handler, memories, performance.now() - start)
+    self.instance = new GuestInstance(handler, memories, performance.now() - start, globals)
     self.instance.host = host
     return self.instance
   }

@@ -120,9 +120,33 @@ export interface WorkerInit {
 export type ToWorker =
   | { readonly type: 'request', readonly id: number, readonly request: HttpRequest }
   | { readonly type: 'event', readonly id: number, readonly event: BraneEventInput }
+  /** copy the state of the instance the next request would get (answered by `response` with `state`) */
+  | { readonly type: 'snapshot', readonly id: number }
+  /** replace that instance with a fresh one holding `state` (answered by `response`) */
+  | { readonly type: 'restore', readonly id: number, readonly state: InstanceState }
+
+/**
+ * What can be saved of an instance between calls: its linear memories and its
+ * exported mutable globals. Not what the host keeps for it in JS tables (resources:
+ * streams, pollables, fields), nor globals the core modules do not export.
+ */
+export interface InstanceState {
+  /** each linear memory's bytes, in the order the core instances were created */
+  readonly memories: readonly Uint8Array[]
+  /** the exported mutable globals, in the same order */
+  readonly globals: readonly GlobalState[]
+}
+
+/** The value of one exported mutable global, in a form JSON keeps exactly */
+export interface GlobalState {
+  /** `bigint` for an i64 global; `number` for i32, f32 and f64 */
+  readonly type: 'number' | 'bigint'
+  /** `number`: the float64 bits as 16 hex digits (NaN and -0 survive); `bigint`: decimal */
+  readonly value: string
+}
 
 /** Error names a worker may report; the brane rebuilds the matching OmegaError */
-export type WorkerErrorName = 'GuestError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError'
+export type WorkerErrorName = 'GuestError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError' | 'SnapshotError'
 
 /** A log line of the running request or event; `level` is set for omega:brane/log records */
 export type LogLine = readonly [LogStream, string] | readonly [LogStream, string, GuestLogLevel]
@@ -132,8 +156,8 @@ export type WorkerTiming = Omit<RequestTiming, 'queueMs'>
 
 export type FromWorker =
   | { readonly type: 'ready' }
-  /** done: `response` for an HTTP request, absent for an event handled ok */
-  | { readonly type: 'response', readonly id: number, readonly response?: Omit<HttpResponse, 'timing'>, readonly timing: WorkerTiming }
+  /** done: `response` for an HTTP request, absent for an event handled ok; `state` for a snapshot */
+  | { readonly type: 'response', readonly id: number, readonly response?: Omit<HttpResponse, 'timing'>, readonly state?: InstanceState, readonly timing: WorkerTiming }
   | { readonly type: 'error', readonly id: number, readonly name: WorkerErrorName, readonly message: string, readonly timing: WorkerTiming }
   /** lines of the running request, in order, batched */
   | { readonly type: 'log', readonly lines: readonly LogLine[] }

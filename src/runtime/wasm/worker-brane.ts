@@ -10,12 +10,13 @@ import { Worker } from 'node:worker_threads'
 import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
 import { answerHostCall, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
 import type { GuestLogLevel } from './host/brane.ts'
-import { ComponentLoadError, DeadlineExceededError, GuestError, RejectedEventError, RetryableEventError } from '../../errors.ts'
+import { ComponentLoadError, DeadlineExceededError, GuestError, RejectedEventError, RetryableEventError, SnapshotError } from '../../errors.ts'
 import { BraneClosedError } from './errors.ts'
 import { CpuThrottle } from './limits.ts'
+import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cpu-profile.ts'
 import { checkImports, findUnprovided, unversioned } from './link.ts'
 import { withMemoryCap, type LoadedComponent } from './load.ts'
-import type { BraneEventInput, FromWorker, HttpRequest, HttpResponse, Lifecycle, RequestTiming, ToWorker, WorkerErrorName, WorkerInit } from './protocol.ts'
+import type { BraneEventInput, FromWorker, HttpRequest, HttpResponse, InstanceState, Lifecycle, RequestTiming, ToWorker, WorkerErrorName, WorkerInit } from './protocol.ts'
 
 import type { Grants } from '../../manifest/index.ts'
 
@@ -166,11 +167,29 @@ export interface BraneStats {
 export type Work =
   | { readonly type: 'request', readonly request: HttpRequest }
   | { readonly type: 'event', readonly event: BraneEventInput }
+  | { readonly type: 'snapshot' }
+  | { readonly type: 'restore', readonly state: InstanceState }
 
 /** A finished job: the HTTP response (absent for an event), and where the time went */
 export interface JobResult {
   readonly response?: Omit<HttpResponse, 'timing'>
+  /** what a snapshot job copied */
+  readonly state?: InstanceState
   readonly timing: RequestTiming
+}
+
+/** The state of a pinned brane's instance between calls: see {@link WorkerBrane.snapshot} */
+export interface BraneSnapshot extends InstanceState {
+  readonly brane: string
+  /** the content address (`b3:…`) of the component whose memory this is */
+  readonly componentId: string
+  readonly lifecycle: Lifecycle
+}
+
+/** Options of {@link WorkerBrane.snapshot} and {@link WorkerBrane.restore} */
+export interface SnapshotOptions {
+  /** stops waiting (a snapshot already running in the worker runs on to its deadline) */
+  readonly signal?: AbortSignal
 }
 
 /** Options of {@link WorkerBrane.run} */
@@ -237,6 +256,7 @@ export interface ServeKind {
  */
 export abstract class WorkerBrane {
   readonly #init: WorkerInit
+  readonly #componentId: string
   readonly #log: BraneLog
   readonly #deadline: number
   readonly #minWorkers: number
@@ -261,6 +281,7 @@ export abstract class WorkerBrane {
 
   protected constructor (loaded: LoadedComponent, options: BraneOptions, serve: { kind: WorkerInit['kind'], handlerExport: string, maxBodyBytes: number }) {
     this.#log = options.log
+    this.#componentId = loaded.id
     this.#onEmit = options.onEmit
     this.#deadline = positive(options.deadlineMs ?? 30_000, 'deadlineMs')
     const lifecycle = options.lifecycle ?? 'ephemeral'
@@ -339,6 +360,30 @@ export abstract class WorkerBrane {
   }
 
   /**
+   * Samples the CPU of every started worker (the warm spare too) for
+   * `durationMs` with V8's profiler and returns their cpuprofiles (convert them with
+   * observe's `cpuProfileToPprof`). Requests are served as usual meanwhile. Workers
+   * started during the profile are not sampled; one that stops contributes nothing.
+   *
+   * @throws RangeError when `durationMs` is not in (0, 60000] or `intervalUs` not in [1, 1000000]
+   * @throws BraneClosedError when the brane is closing
+   */
+  async profile (options: ProfileOptions = {}): Promise<WorkerCpuProfile[]> {
+    options.signal?.throwIfAborted()
+    if (this.#closing) {
+      throw new BraneClosedError(`Brane "${this.name}" is closed`)
+    }
+    const slots = [...this.#active, ...(this.#spare === undefined ? [] : [this.#spare])].filter((slot) => slot.ready && !slot.gone)
+    return profileWorkers(slots.map((slot) => slot.worker), {
+      ...options,
+      brane: this.name,
+      // a worker answers after its running job, which ends by the deadline
+      answerTimeoutMs: this.#deadline + 5_000,
+      onError: (message) => { this.#emitLog('stderr', `[omega] ${message}`) }
+    })
+  }
+
+  /**
    * Runs one job through an instance chosen by the lifecycle.
    *
    * @throws GuestError when the guest traps, fails or answers with an error
@@ -369,6 +414,63 @@ export abstract class WorkerBrane {
       this.#queue.push(job)
       this.#pump()
     })
+  }
+
+  /**
+   * Copies the state of a pinned brane's instance: its linear memories (bytes) and
+   * its exported mutable globals. Queued like a request, so it runs between calls,
+   * never during one, within the brane's deadline (past it the worker is stopped like
+   * a late request, and the instance with it).
+   *
+   * Not included, so not restorable: what the host keeps for the instance in JS
+   * tables (resources such as streams, pollables, fields and open files), and globals
+   * the core modules do not export (e.g. a stack pointer, which is back at its
+   * initial value between calls anyway). A guest that holds resource handles across
+   * calls will find them invalid after a restore.
+   *
+   * @throws SnapshotError when the brane is not `pinned` (its instances are many or short-lived)
+   * @throws DeadlineExceededError, BraneClosedError as {@link run}
+   */
+  async snapshot (options: SnapshotOptions = {}): Promise<BraneSnapshot> {
+    this.#pinnedOnly('take a snapshot of')
+    const result = await this.run({ type: 'snapshot' }, { what: 'take a snapshot', ...(options.signal === undefined ? {} : { signal: options.signal }) })
+    if (result.state === undefined) {
+      throw new TypeError('Worker finished a snapshot without the state')
+    }
+    return { brane: this.name, componentId: this.#componentId, lifecycle: this.#init.lifecycle, ...result.state }
+  }
+
+  /**
+   * Replaces a pinned brane's instance with a fresh one holding `snapshot`: each
+   * memory grows to its saved size and takes the saved bytes, each exported mutable
+   * global its saved value. Queued like a request (between calls, within the
+   * deadline); the instance it replaces serves on when the restore fails. The
+   * snapshot's resources were never saved (see {@link snapshot}): the fresh instance
+   * starts with none.
+   *
+   * @throws SnapshotError when the brane is not `pinned`, the snapshot is of another
+   * component, or a memory is larger than `mem_max` or does not fit the instance
+   * @throws DeadlineExceededError, BraneClosedError as {@link run}
+   */
+  async restore (snapshot: BraneSnapshot, options: SnapshotOptions = {}): Promise<void> {
+    this.#pinnedOnly('restore a snapshot into')
+    if (snapshot.componentId !== this.#componentId) {
+      throw new SnapshotError(`Cannot restore a snapshot into brane "${this.name}": it is of component ${snapshot.componentId}, the brane runs ${this.#componentId}`)
+    }
+    snapshot.memories.forEach((bytes, i) => {
+      if (bytes.byteLength > this.#init.memMaxBytes) {
+        throw new SnapshotError(`Cannot restore a snapshot into brane "${this.name}": memory ${i} holds ${bytes.byteLength} bytes, more than its mem_max of ${this.#init.memMaxBytes} bytes`)
+      }
+    })
+    const state: InstanceState = { memories: snapshot.memories, globals: snapshot.globals }
+    await this.run({ type: 'restore', state }, { what: 'restore a snapshot', ...(options.signal === undefined ? {} : { signal: options.signal }) })
+  }
+
+  #pinnedOnly (what: string): void {
+    const lifecycle = this.#init.lifecycle
+    if (lifecycle !== 'pinned') {
+      throw new SnapshotError(`Cannot ${what} brane "${this.name}": its lifecycle is "${lifecycle}", and only a pinned brane has one instance whose state lasts (set lifecycle = "pinned")`)
+    }
   }
 
   /**
@@ -499,7 +601,11 @@ export abstract class WorkerBrane {
         this.#throttle?.charge(message.timing.cpuMs)
         if (message.type === 'response') {
           const timing = { ...message.timing, queueMs: job.queueMs }
-          this.#settle(job, message.response === undefined ? { timing } : { response: message.response, timing })
+          this.#settle(job, {
+            timing,
+            ...(message.response === undefined ? {} : { response: message.response }),
+            ...(message.state === undefined ? {} : { state: message.state })
+          })
         } else {
           const Err = ERRORS[message.name]
           this.#settle(job, undefined, new Err(message.message))
@@ -669,9 +775,14 @@ export abstract class WorkerBrane {
     job.startedAt = performance.now()
     job.queueMs = job.startedAt - job.enqueuedAt
     job.timer = setTimeout(() => { this.#onDeadline(slot, job) }, this.#deadline)
-    const message: ToWorker = job.work.type === 'request'
-      ? { type: 'request', id: job.id, request: job.work.request }
-      : { type: 'event', id: job.id, event: job.work.event }
+    const work = job.work
+    const message: ToWorker = work.type === 'request'
+      ? { type: 'request', id: job.id, request: work.request }
+      : work.type === 'event'
+        ? { type: 'event', id: job.id, event: work.event }
+        : work.type === 'snapshot'
+          ? { type: 'snapshot', id: job.id }
+          : { type: 'restore', id: job.id, state: work.state }
     slot.worker.postMessage(message)
   }
 
@@ -759,7 +870,8 @@ const ERRORS: Readonly<Record<WorkerErrorName, new (message: string) => Error>> 
   GuestError,
   ComponentLoadError,
   RetryableEventError,
-  RejectedEventError
+  RejectedEventError,
+  SnapshotError
 }
 
 /** Throws a RangeError unless `value` is above 0 */

@@ -12,8 +12,9 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { emitError, type GuestLogLevel } from './host/imports.ts'
 import { HostCaller } from './host/sync-call.ts'
+import { WorkerProfiler, type ToProfiler } from './cpu-profile.ts'
 import { Failure, InstanceFactory, InstancePool, RequestOutput, type GuestInstance } from './instance.ts'
-import type { FromWorker, LogLine, LogStream, ToWorker, WorkerInit, WorkerTiming } from './protocol.ts'
+import type { FromWorker, InstanceState, LogLine, LogStream, ToWorker, WorkerInit, WorkerTiming } from './protocol.ts'
 
 const port = parentPort
 if (port === null) {
@@ -125,6 +126,21 @@ async function serve (message: ToWorker): Promise<void> {
       const answer = factory.serve(instance, message.request)
       outcome = { type: 'response', id, response: answer, timing: timing() }
       transfer = [answer.body.buffer as ArrayBuffer]
+    } else if (message.type === 'snapshot') {
+      const state = instance.capture()
+      outcome = { type: 'response', id, state, timing: timing() }
+      transfer = state.memories.map((bytes) => bytes.buffer as ArrayBuffer)
+    } else if (message.type === 'restore') {
+      const restored = await restoredInstance(message.state)
+      if (restored instanceof Failure) {
+        // the running instance keeps its state
+        outcome = { type: 'error', id, name: restored.kind, message: restored.message, timing: timing() }
+      } else {
+        restored.uses = instance.uses
+        pool.release(instance, false)
+        instance = restored
+        outcome = { type: 'response', id, timing: timing() }
+      }
     } else {
       const handled = factory.handleEvent(instance, message.event)
       outcome = handled.ok
@@ -148,6 +164,25 @@ async function serve (message: ToWorker): Promise<void> {
   pool.refillSoon(warn)
 }
 
+/**
+ * A fresh instance holding `state`, to take the place of the running one; or why
+ * there cannot be one. Fresh, so that its memories can grow to exactly the saved
+ * sizes and the host holds no resources the saved memory knows nothing of.
+ */
+async function restoredInstance (state: InstanceState): Promise<GuestInstance | Failure> {
+  let fresh: GuestInstance | undefined
+  try {
+    fresh = await factory.instantiate()
+    fresh.restore(state, `a snapshot of brane "${init.brane}"`)
+    return fresh
+  } catch (err) {
+    if (fresh !== undefined) {
+      pool.release(fresh, false)
+    }
+    return factory.classify(err)
+  }
+}
+
 function warn (err: unknown): void {
   const failure = err instanceof Failure ? err : factory.classify(err)
   post({ type: 'warn', message: `Cannot pre-warm an instance of brane "${init.brane}": ${failure.message}` })
@@ -159,7 +194,13 @@ function crash (err: unknown): never {
   process.exit(1)
 }
 
-port.on('message', (message: ToWorker) => {
+// CPU profiling (cpu-profile.ts) runs beside the jobs: V8 samples from its own thread
+const profiler = new WorkerProfiler((message) => { port?.postMessage(message) })
+port.on('message', (message: ToWorker | ToProfiler) => {
+  if (WorkerProfiler.accepts(message)) {
+    profiler.handle(message)
+    return
+  }
   // handled one at a time: the main thread sends the next job after the answer
   serve(message).catch(crash)
 })
