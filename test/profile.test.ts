@@ -55,7 +55,7 @@ describe('omega profile --pprof', () => {
     const file = join(home, 'hello.pb.gz')
     const match = new RegExp(`^${file.replaceAll('.', '\\.')}: [\\d.]+ [KM]?i?B, (\\d+) samples, [\\d.]+ ms of CPU across \\d workers?\\n$`).exec(shown.out)
     assert.ok(match !== null, shown.out)
-    assert.ok(answered > 10, `only ${answered} requests answered while profiling`)
+    assert.ok(answered > 0, 'no request was answered while profiling')
 
     const profile = await decodePprof(await readFile(file))
     const str = (i: number | bigint): string => profile.stringTable.strings[Number(i)] ?? ''

