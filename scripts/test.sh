@@ -8,4 +8,6 @@ if [ -z "$files" ]; then
   exit 1
 fi
 # shellcheck disable=SC2086
-exec node --enable-source-maps --test --test-reporter=spec --test-concurrency=2 $files
+# --test-force-exit: a test that leaves a handle open cannot hang the run; --test-timeout
+# bounds every test (5 min), so a stuck one fails instead of running into the CI limit
+exec node --enable-source-maps --test --test-reporter=spec --test-concurrency=2 --test-force-exit --test-timeout=300000 $files

@@ -2,24 +2,11 @@
 // them; a worker that is stopped mid-profile contributes nothing.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { HttpBrane, loadComponent, type HttpBraneOptions, type HttpRequest } from './index.ts'
-
-const ROOT = repoRoot()
-
-function repoRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    assert.notEqual(parent, dir, 'no package.json above the test')
-    dir = parent
-  }
-  return dir
-}
+import { ROOT } from './testing.ts'
 
 function get (pathWithQuery: string): HttpRequest {
   return { method: 'GET', pathWithQuery, scheme: 'http', authority: 'localhost', headers: [], body: new Uint8Array() }

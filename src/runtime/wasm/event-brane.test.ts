@@ -2,29 +2,16 @@
 // src/runtime/wasm/fixtures/{sink,forward,flaky,reject,state,http-emit}.wat
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import type { Grants } from '../../manifest/index.ts'
 import { OmegaError } from '../../errors.ts'
 import {
   EventBrane, HttpBrane, loadComponent, STATE_UNAVAILABLE,
   type BraneEventInput, type EventBraneOptions, type GuestLogLevel, type LoadedComponent, type OnEmit, type OnEmitOptions
 } from './index.ts'
-
-const ROOT = repoRoot()
-
-function repoRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    assert.notEqual(parent, dir, 'no package.json above the test')
-    dir = parent
-  }
-  return dir
-}
+import { ROOT } from './testing.ts'
 
 const encode = (text: string): Uint8Array => new TextEncoder().encode(text)
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes)
@@ -245,11 +232,15 @@ describe('EventBrane', () => {
     }
     const { brane, lines } = await startBrane('forward', { grants: EMIT_OUT, onEmit, deadlineMs: 1_500, lifecycle: 'pinned' })
     await waitFor(() => brane.stats.spareReady)
-    await assert.rejects(brane.deliver(event('stuck')), { name: 'DeadlineExceededError' })
+    try {
+      await assert.rejects(brane.deliver(event('stuck')), { name: 'DeadlineExceededError' })
+    } finally {
+      // never leave the held emit (and its timer) behind, even when the assertion fails
+      release?.('out:b3:late')
+    }
     // the call's signal told the dispatcher nobody waits any more
     assert.equal(signals[0]?.aborted, true)
-    // the late answer goes nowhere, and the next event runs in the spare
-    release?.('out:b3:late')
+    // the late answer went nowhere, and the next event runs in the spare
     hang = false
     await brane.deliver(event('next'))
     assert.deepEqual(lines, [['stdout', 'out:b3:fine', 'info']])

@@ -4,24 +4,12 @@ import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { loadComponent } from './load.ts'
+import { ROOT } from './testing.ts'
 
-const ROOT = repoRoot()
 const HELLO = join(ROOT, 'examples/hello/hello.wasm')
-
-/** The repository root, from the source or the compiled test (dist/src/runtime/wasm) */
-function repoRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    assert.notEqual(parent, dir, 'no package.json above the test')
-    dir = parent
-  }
-  return dir
-}
 
 describe('loadComponent', () => {
   let cacheDir = ''

@@ -3,27 +3,15 @@
 // in-memory router in place of the dispatcher (emit → deliver along the plan's edges).
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { loadManifest, type BranePlan } from '../../manifest/index.ts'
 import { OmegaError } from '../../errors.ts'
 import { EventBrane, HttpBrane, loadComponent, type BraneEventInput, type BraneLog, type OnEmit } from './index.ts'
+import { ROOT } from './testing.ts'
 
-const ROOT = repoRoot()
 const DIR = join(ROOT, 'examples/pipeline')
-
-function repoRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    assert.notEqual(parent, dir, 'no package.json above the test')
-    dir = parent
-  }
-  return dir
-}
 
 class UnknownTopicError extends OmegaError {
   static override name = 'UnknownTopicError'

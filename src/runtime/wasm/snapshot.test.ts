@@ -1,24 +1,11 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { HttpBrane, loadComponent, type HttpBraneOptions, type HttpRequest, type LoadedComponent } from './index.ts'
+import { ROOT } from './testing.ts'
 
-/** The repository root, from the source or the compiled test (dist/src/runtime/wasm) */
-function repoRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    assert.notEqual(parent, dir, 'no package.json above the test')
-    dir = parent
-  }
-  return dir
-}
-
-const ROOT = repoRoot()
 const PAGE = 65_536
 
 function get (pathWithQuery: string): HttpRequest {

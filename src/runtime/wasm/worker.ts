@@ -61,8 +61,16 @@ function flushLog (): void {
 }
 
 /**
+ * A guest blocked in emit is stopped at its deadline like a spinning one: the main
+ * thread's deadline terminates this worker. This thread waits that long and a grace
+ * beyond, so the outcome does not depend on which thread's clock fires first; the grace
+ * only matters when the main thread cannot act at all.
+ */
+const EMIT_GRACE_MS = 2_000
+
+/**
  * omega:brane/emit: checked here (topic, size), then done by the main thread while
- * this thread waits, at most until the job's deadline
+ * this thread waits, at most until the job's deadline (and a grace)
  */
 function emit (topic: string, payload: Uint8Array): string {
   const topics = init.grants.emit?.topics ?? []
@@ -77,7 +85,7 @@ function emit (topic: string, payload: Uint8Array): string {
   }
   // lines logged before the emit reach the brane's log before the event exists
   flushLog()
-  const answer = caller.call(current.id, { op: 'emit', topic, payload }, current.deadline - performance.now())
+  const answer = caller.call(current.id, { op: 'emit', topic, payload }, current.deadline + EMIT_GRACE_MS - performance.now())
   if (answer === undefined) {
     throw emitError('unavailable', `Brane "${init.brane}" cannot emit on "${topic}": the node did not queue the event within the brane's ${init.deadlineMs} ms deadline`)
   }

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict'
 import { existsSync, mkdirSync, readdirSync, symlinkSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Grants } from '../../../manifest/index.ts'
 import { loadComponent, type LoadedComponent } from '../load.ts'
@@ -15,6 +15,7 @@ import { wasm, type CoreImports, type CoreInstance, type CoreModule } from '../w
 import { httpTypesFor } from './http.ts'
 import { buildImports, createInstanceHost, disposeInstanceHost, sweepTmpDirs, type DeniedEvent, type InstanceHost } from './imports.ts'
 import { SinkOutputStream } from './streams.ts'
+import { ROOT } from '../testing.ts'
 
 type Instantiate = (
   getCoreModule: (name: string) => CoreModule,
@@ -22,19 +23,8 @@ type Instantiate = (
   instantiateCore: (module: CoreModule, imports?: CoreImports) => CoreInstance
 ) => Promise<Record<string, { handle: (request: object, outparam: object) => void } | undefined>>
 
-const ROOT = repoRoot()
 const HANDLER = 'wasi:http/incoming-handler@0.2.10'
 const http = httpTypesFor({ maxBodyBytes: 1 << 20 })
-
-function repoRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    assert.notEqual(parent, dir, 'no package.json above the test')
-    dir = parent
-  }
-  return dir
-}
 
 interface ProbeOptions {
   readonly deterministic?: { readonly seed: number }
