@@ -5,14 +5,14 @@
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { LocalNode } from '../src/daemon/index.ts'
 import { verifyTrace } from '../src/dispatch/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { CHAIN, copyFixtures, until } from './helpers.ts'
+import { CHAIN, cli, copyFixtures, until } from './helpers.ts'
 
 /** The dead-letter queue as `brane:attempts`, sorted */
 async function deadLetterSummary (node: LocalNode): Promise<string[]> {
@@ -61,6 +61,35 @@ describe('events between branes', () => {
       assert.deepEqual(verifyTrace(JSON.parse(JSON.stringify(record))), [])
     } finally {
       db.close()
+      await node.stop()
+    }
+  })
+
+  it('shows a real event\'s trace with the CLI, and the saved record verifies until it is tampered with', async () => {
+    await writeFile(join(dir, 'trace.toml'), CHAIN)
+    const home = join(dir, 'trace-home')
+    const node = await LocalNode.start(join(dir, 'trace.toml'), { home, port: 0, logging: silentLogging() })
+    try {
+      const id = (await (await fetch(`${node.url}/e/traced`)).text()).trim()
+      await until(() => (node.trace(id)?.hops.length ?? 0) === 2, 30_000, 'two hops')
+      const file = join(dir, 'trace.json')
+      const shown = await cli(['trace', id.slice(0, 20), '-o', file, '--home', home])
+      assert.equal(shown.code, 0, shown.err)
+      assert.match(shown.out, new RegExp(`^trace ${id.replace(/[.]/g, '\\.')}: 2 hops, 18 B, `, 'm'))
+      assert.match(shown.out, /^1\s+web\s+mid\s+hits\s+9\s+1\s+\S+ms\s+ok$/m)
+      assert.match(shown.out, /^2\s+mid\s+end\s+out\s+9\s+1\s+\S+ms\s+ok$/m)
+      assert.match(shown.out, /^end record signed by did:key:z6Mk\S+ at \S+: signature ok$/m)
+      const verified = await cli(['trace', 'verify', file])
+      assert.equal(verified.code, 0, verified.err)
+      const record = JSON.parse(await readFile(file, 'utf8')) as { hops: Array<{ bytes: number }> }
+      const first = record.hops[0]
+      assert.ok(first !== undefined)
+      first.bytes = 10
+      await writeFile(file, JSON.stringify(record))
+      const refused = await cli(['trace', 'verify', file])
+      assert.equal(refused.code, 12)
+      assert.match(refused.err, /does not verify: the hops do not match hopsDigest; the signature does not verify against did:key:/)
+    } finally {
       await node.stop()
     }
   })

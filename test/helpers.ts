@@ -5,6 +5,7 @@ import { cp } from 'node:fs/promises'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { main } from '../src/cli/main.ts'
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -61,4 +62,12 @@ export async function get (base: string, path: string, host?: string): Promise<R
     req.on('error', reject)
     req.end()
   })
+}
+
+/** Run the CLI in-process: its exit code and what it printed */
+export async function cli (args: string[]): Promise<{ code: number, out: string, err: string }> {
+  let out = ''
+  let err = ''
+  const code = await main(args, { stdout: { write: (t: string) => { out += t } }, stderr: { write: (t: string) => { err += t } } })
+  return { code, out, err }
 }

@@ -12,6 +12,7 @@ import { LocalNode, adminJson } from '../src/daemon/index.ts'
 import { generateNodeKey, issueAdminToken } from '../src/identity/index.ts'
 import { main } from '../src/cli/main.ts'
 import { silentLogging } from '../src/observe/index.ts'
+import { until } from './helpers.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const OMEGA = join(ROOT, 'bin/omega.js')
@@ -107,6 +108,26 @@ describe('omega up', () => {
     const gone = await cli(['ps'], dir)
     assert.equal(gone.code, 10)
     assert.match(gone.err, /No omega daemon is running with home/)
+  })
+
+  it('hot-reloads with --watch when the manifest changes, and keeps running through a bad edit', async () => {
+    const dir = await mkdtemp(join(home, 'watch-'))
+    await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'hello.wasm'))
+    const manifest = join(dir, 'omega.toml')
+    await writeFile(manifest, '[brane.a]\nimage = "hello.wasm"\ntrigger = { http = "/a/*" }\n')
+    const daemon = await startUp([manifest, '--watch'], { OMEGA_HOME: join(dir, 'home') })
+    try {
+      assert.equal((await fetch(`${daemon.url}/b/x`)).status, 404)
+      await writeFile(manifest, '[brane.a]\nimage = "hello.wasm"\ntrigger = { http = "/a/*" }\n\n[brane.b]\nimage = "hello.wasm"\ntrigger = { http = "/b/*" }\n')
+      await until(() => /omega: reloaded: added b/.test(daemon.output()), 30_000, 'the reload')
+      assert.equal(await (await fetch(`${daemon.url}/b/x`)).text(), 'hello from omega: /b/x\n')
+      await writeFile(manifest, '[brane.a]\nimage = "hello.wasm"\nreplicas = 0\n')
+      await until(() => /reload refused, still running the previous version/.test(daemon.output()), 30_000, 'the refusal')
+      assert.match(daemon.output(), /brane\.a\.replicas: expected an integer ≥ 1/)
+      assert.equal((await fetch(`${daemon.url}/b/y`)).status, 200)
+    } finally {
+      assert.equal(await stop(daemon), 0, daemon.output())
+    }
   })
 
   it('refuses to start with a missing image and names the command that adds it', async () => {
