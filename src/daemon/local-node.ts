@@ -433,11 +433,16 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
   }
   const image = await resolveImage(brane.name, brane.image, manifestFile, init.home, options)
   const bytes = await readFile(image.path, options.signal === undefined ? {} : { signal: options.signal })
+  const log = init.logging.forComponent('node')
+  const loadStart = performance.now()
+  log.info({ brane: brane.name, image: image.source, bytes: bytes.byteLength }, `loading brane ${brane.name}`)
   const loaded = await loadComponent(bytes, {
     cacheDir: join(init.home, 'cache', 'components'),
     memMaxBytes: brane.limits.memMaxBytes,
     ...(options.signal === undefined ? {} : { signal: options.signal })
   })
+  log.info({ brane: brane.name, id: loaded.id, ms: Math.round(performance.now() - loadStart) },
+    `loaded brane ${brane.name} (${loaded.cache === 'miss' ? 'transpiled now, cached for next time' : 'from the transpile cache'})`)
   if (current !== undefined && current.id === loaded.id && JSON.stringify(current.plan) === JSON.stringify(brane)) {
     return current
   }
