@@ -145,12 +145,16 @@ describe('manifest validation', () => {
   })
 
   it('accepts the seed manifests unchanged', async () => {
-    const seeds = (await readdir(SEEDS)).filter((f) => f.endsWith('.toml'))
-    assert.equal(seeds.length, 3)
+    // every manifest dropped into examples/seeds must validate (warnings allowed: a seed
+    // may use keys this version does not know); ours use only known keys
+    const seeds = (await readdir(SEEDS)).filter((f) => /\.(toml|json|ya?ml)$/.test(f))
+    assert.ok(seeds.length >= 3)
     for (const seed of seeds) {
       const { plan, warnings } = await loadManifest(join(SEEDS, seed))
       assert.ok(plan.branes.length > 0, seed)
-      assert.deepEqual(warnings, [], seed)
+      if (['gaia-fetch.toml', 'biome-pipeline.toml', 'habitat-home.toml'].includes(seed)) {
+        assert.deepEqual(warnings, [], seed)
+      }
     }
   })
 
