@@ -17,20 +17,11 @@
  */
 import { createBlake3 } from '../identity/index.ts'
 import { OmegaError } from '../errors.ts'
-import type { AbortOptions, Logger, Startable } from '../interfaces/index.ts'
+import type { AbortOptions, BraneEvent, Logger, Startable } from '../interfaces/index.ts'
 import type { Edge } from '../manifest/index.ts'
 import type { Delivery, EventQueue } from './queue.ts'
 
-/** An event as a brane receives it */
-export interface BraneEvent {
-  readonly id: string
-  readonly topic: string
-  readonly payload: Uint8Array
-  readonly source: string
-  readonly traceId: string
-  /** 1 for the first delivery, more for retries */
-  readonly attempt: number
-}
+export type { BraneEvent }
 
 /** Something that handles events for one brane */
 export interface EventTarget {

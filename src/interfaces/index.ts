@@ -31,7 +31,8 @@ export interface BraneHttpRequest {
   readonly method: string
   /** path and query, e.g. `/api/items?page=2` */
   readonly pathWithQuery: string
-  readonly scheme: 'http' | 'https'
+  /** `http` or `https` */
+  readonly scheme: string
   /** the Host header, e.g. `api.example.com:8080` */
   readonly authority: string
   readonly headers: ReadonlyArray<readonly [string, string]>
@@ -48,4 +49,18 @@ export interface BraneHttpResponse {
 /** Something that serves HTTP requests for one brane */
 export interface HttpHandler {
   handle: (request: BraneHttpRequest, options?: AbortOptions) => Promise<BraneHttpResponse>
+}
+
+/** An event as a brane receives it (omega:brane/types.event) */
+export interface BraneEvent {
+  /** `topic:b3:<hash prefix>`, unique per emit: the guest's idempotency key */
+  readonly id: string
+  readonly topic: string
+  readonly payload: Uint8Array
+  /** the brane that emitted it */
+  readonly source: string
+  /** shared by every event caused by the same first emit */
+  readonly traceId: string
+  /** 1 for the first delivery, more for retries */
+  readonly attempt: number
 }

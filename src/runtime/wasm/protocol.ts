@@ -6,20 +6,10 @@ import type { CoreModule } from './wasm-api.ts'
 import type { GuestLogLevel } from './host/brane.ts'
 import type { HostCallMessage } from './host/sync-call.ts'
 import type { Grants } from '../../manifest/index.ts'
+import type { BraneEvent, BraneHttpRequest } from '../../interfaces/index.ts'
 
 /** An HTTP request for a brane, fully buffered */
-export interface HttpRequest {
-  /** e.g. `GET`; any token is passed through */
-  readonly method: string
-  /** path and query as received, e.g. `/items?id=3` */
-  readonly pathWithQuery: string
-  /** `http` or `https` */
-  readonly scheme: string
-  /** host[:port] the client asked for */
-  readonly authority: string
-  readonly headers: ReadonlyArray<readonly [string, string]>
-  readonly body: Uint8Array
-}
+export type HttpRequest = BraneHttpRequest
 
 /** A brane's answer, fully buffered */
 export interface HttpResponse {
@@ -30,22 +20,8 @@ export interface HttpResponse {
   readonly timing: RequestTiming
 }
 
-/**
- * An event as delivered to an event brane (the dispatcher's `BraneEvent` has this
- * shape); the guest receives it as omega:brane's `event` record
- */
-export interface BraneEventInput {
-  /** unique per emit; the guest's idempotency key */
-  readonly id: string
-  readonly topic: string
-  readonly payload: Uint8Array
-  /** the brane that emitted it */
-  readonly source: string
-  /** shared by every event caused by the same first emit; the trace of this brane's emits */
-  readonly traceId: string
-  /** 1 on the first delivery */
-  readonly attempt: number
-}
+/** An event as a brane receives it */
+export type BraneEventInput = BraneEvent
 
 /** How instances live: see `BraneOptions.lifecycle` */
 export type Lifecycle = 'ephemeral' | 'pooled' | 'pinned'

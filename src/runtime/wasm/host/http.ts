@@ -11,17 +11,11 @@
  * collect the response in memory.
  */
 import { ByteCollector, MemoryInputStream, SinkOutputStream } from './streams.ts'
+import type { BraneHttpRequest } from '../../../interfaces/index.ts'
 import { shim, WitError, type ImportInterface } from './shim.ts'
 
 /** A request as the host received it */
-export interface HostRequest {
-  readonly method: string
-  readonly pathWithQuery: string
-  readonly scheme: string
-  readonly authority: string
-  readonly headers: ReadonlyArray<readonly [string, string]>
-  readonly body: Uint8Array
-}
+export type HostRequest = BraneHttpRequest
 
 /** What the guest answered, once `response-outparam.set` was called */
 export type GuestResponse =
