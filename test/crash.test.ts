@@ -5,40 +5,11 @@
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { CHAIN, copyFixtures, until } from './helpers.ts'
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const OMEGA = join(ROOT, 'bin/omega.js')
-
-interface Daemon { child: ChildProcess, url: string }
-
-async function start (manifest: string, home: string): Promise<Daemon> {
-  const child = spawn(process.execPath, [OMEGA, 'up', manifest, '--port', '0', '--home', home, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.on('data', (chunk: Buffer) => { out += chunk.toString() })
-  child.stderr?.on('data', (chunk: Buffer) => { out += chunk.toString() })
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`omega up did not start:\n${out}`)) }, 30_000)
-    child.stdout?.on('data', () => {
-      const match = /^omega: gateway (http:\/\/\S+)$/m.exec(out)
-      if (match?.[1] !== undefined) {
-        clearTimeout(timer)
-        resolve(match[1])
-      }
-    })
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`omega up exited with ${String(code)}:\n${out}`))
-    })
-  })
-  return { child, url }
-}
+import { CHAIN, copyFixtures, startDaemon, stopDaemon, until } from './helpers.ts'
 
 describe('a killed daemon', () => {
   let dir = ''
@@ -52,7 +23,7 @@ describe('a killed daemon', () => {
   it('loses no acknowledged event across kill -9 and restart', async () => {
     const manifest = join(dir, 'omega.toml')
     const home = join(dir, 'home')
-    const first = await start(manifest, home)
+    const first = await startDaemon([manifest, '--home', home, '--log-level', 'warn'])
     const acknowledged: string[] = []
     const failedAfterKill: string[] = []
     let killed = false
@@ -81,12 +52,11 @@ describe('a killed daemon', () => {
     const db = new Database(join(home, 'queue.db'), { readonly: true })
     const undelivered = db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE state IN ('pending', 'inflight')")
     const atKill = (undelivered.get() as { n: number }).n
-    const second = await start(manifest, home)
+    const second = await startDaemon([manifest, '--home', home, '--log-level', 'warn'])
     try {
       await until(() => (undelivered.get() as { n: number }).n === 0, 120_000, 'the queue to drain after the restart')
     } finally {
-      second.child.kill('SIGTERM')
-      await new Promise<void>((resolve) => { second.child.once('exit', () => { resolve() }) })
+      await stopDaemon(second, 'SIGTERM')
     }
     const reached = db.prepare("SELECT trace_id, COUNT(*) AS n FROM hops WHERE target = 'end' AND outcome = 'ok' GROUP BY trace_id").all() as Array<{ trace_id: string, n: number }>
     db.close()

@@ -7,12 +7,9 @@ import assert from 'node:assert/strict'
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { get } from './helpers.ts'
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+import { ROOT, get } from './helpers.ts'
 
 const MANIFEST = `
 [brane.replay]

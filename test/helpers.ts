@@ -3,6 +3,7 @@
  */
 import { cp } from 'node:fs/promises'
 import { request } from 'node:http'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { main } from '../src/cli/main.ts'
@@ -64,10 +65,51 @@ export async function get (base: string, path: string, host?: string): Promise<R
   })
 }
 
-/** Run the CLI in-process: its exit code and what it printed */
-export async function cli (args: string[]): Promise<{ code: number, out: string, err: string }> {
+export interface CliRun { code: number, out: string, err: string }
+
+/** Run the CLI in-process (with `--home` when given): its exit code and what it printed */
+export async function cli (args: string[], home?: string): Promise<CliRun> {
   let out = ''
   let err = ''
-  const code = await main(args, { stdout: { write: (t: string) => { out += t } }, stderr: { write: (t: string) => { err += t } } })
+  const argv = home === undefined ? args : [...args, '--home', home]
+  const code = await main(argv, { stdout: { write: (t: string) => { out += t } }, stderr: { write: (t: string) => { err += t } } })
   return { code, out, err }
+}
+
+export interface Daemon { child: ChildProcess, url: string, output: () => string }
+
+/**
+ * Start `omega up ARGS --port 0` as its own process (cwd: the repository); resolves with
+ * the gateway URL it prints. Output (stdout and stderr) is kept for assertions.
+ */
+export async function startDaemon (args: string[], env: Record<string, string> = {}): Promise<Daemon> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'up', ...args, '--port', '0'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`omega up did not start within 30 s:\n${out}`)) }, 30_000)
+    child.stdout.on('data', () => {
+      const match = /^omega: gateway (http:\/\/\S+)$/m.exec(out)
+      if (match?.[1] !== undefined) {
+        clearTimeout(timer)
+        resolve(match[1])
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`omega up exited with ${String(code)}:\n${out}`))
+    })
+  })
+  return { child, url, output: () => out }
+}
+
+/** Stop a daemon with `signal` (SIGINT by default); resolves with its exit code */
+export async function stopDaemon (daemon: Daemon, signal: NodeJS.Signals = 'SIGINT'): Promise<number | null> {
+  if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) {
+    return daemon.child.exitCode
+  }
+  const exited = new Promise<number | null>((resolve) => { daemon.child.once('exit', (code) => { resolve(code) }) })
+  daemon.child.kill(signal)
+  return exited
 }

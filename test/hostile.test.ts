@@ -10,12 +10,10 @@ import type { AddressInfo } from 'node:net'
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { get } from './helpers.ts'
+import { ROOT, get } from './helpers.ts'
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const FIXTURES = ['spin', 'bomb', 'recurse', 'flood', 'trap', 'probe', 'sockets']
 
 describe('hostile components', () => {

@@ -7,19 +7,9 @@ import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { LocalNode, adminBytes } from '../src/daemon/index.ts'
-import { main } from '../src/cli/main.ts'
 import { decodePprof, silentLogging } from '../src/observe/index.ts'
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-
-async function cli (args: string[], home: string): Promise<{ code: number, out: string, err: string }> {
-  let out = ''
-  let err = ''
-  const code = await main([...args, '--home', home], { cwd: home, stdout: { write: (t: string) => { out += t } }, stderr: { write: (t: string) => { err += t } } })
-  return { code, out, err }
-}
+import { ROOT, cli } from './helpers.ts'
 
 describe('omega profile --pprof', () => {
   let home = ''
@@ -45,7 +35,7 @@ describe('omega profile --pprof', () => {
     })
     let shown: Awaited<ReturnType<typeof cli>>
     try {
-      shown = await cli(['profile', '--brane', 'hello', '--pprof', 'hello.pb.gz', '--seconds', '1'], home)
+      shown = await cli(['profile', '--brane', 'hello', '--pprof', join(home, 'hello.pb.gz'), '--seconds', '1'], home)
     } finally {
       loadDone.abort()
       await Promise.all(load)

@@ -7,13 +7,10 @@ import assert from 'node:assert/strict'
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { CHAIN, copyFixtures, until } from './helpers.ts'
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+import { ROOT, CHAIN, copyFixtures, until } from './helpers.ts'
 
 const V1 = `
 [brane.a]

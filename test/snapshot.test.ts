@@ -8,9 +8,8 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LocalNode, type SnapshotDocument } from '../src/daemon/index.ts'
-import { main } from '../src/cli/main.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { copyFixtures } from './helpers.ts'
+import { cli, copyFixtures } from './helpers.ts'
 
 const MANIFEST = `
 [brane.counter]
@@ -23,15 +22,6 @@ image = "counter.wasm"
 lifecycle = "pooled"
 trigger = { http = "/p/*" }
 `
-
-interface Run { code: number, out: string, err: string }
-
-async function cli (args: string[], home: string): Promise<Run> {
-  let out = ''
-  let err = ''
-  const code = await main([...args, '--home', home], { stdout: { write: (t: string) => { out += t } }, stderr: { write: (t: string) => { err += t } } })
-  return { code, out, err }
-}
 
 /** counter.wat answers "<count> <pages>" */
 async function hit (node: LocalNode): Promise<string> {

@@ -3,61 +3,14 @@
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { LocalNode, adminJson } from '../src/daemon/index.ts'
 import { generateNodeKey, issueAdminToken } from '../src/identity/index.ts'
-import { main } from '../src/cli/main.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { until } from './helpers.ts'
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const OMEGA = join(ROOT, 'bin/omega.js')
-
-interface Daemon { child: ChildProcess, url: string, output: () => string }
-
-/** Start `omega up` on a free port; resolves with the gateway URL it prints */
-async function startUp (args: string[], env: Record<string, string>): Promise<Daemon> {
-  const child = spawn(process.execPath, [OMEGA, 'up', ...args, '--port', '0'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.on('data', (chunk: Buffer) => { out += chunk.toString() })
-  child.stderr?.on('data', (chunk: Buffer) => { out += chunk.toString() })
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`omega up did not start within 20 s:\n${out}`)) }, 20_000)
-    const check = (): void => {
-      const match = /^omega: gateway (http:\/\/\S+)$/m.exec(out)
-      if (match?.[1] !== undefined) {
-        clearTimeout(timer)
-        resolve(match[1])
-      }
-    }
-    child.stdout?.on('data', check)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`omega up exited with ${String(code)}:\n${out}`))
-    })
-  })
-  return { child, url, output: () => out }
-}
-
-async function cli (args: string[], home: string): Promise<{ code: number, out: string, err: string }> {
-  let out = ''
-  let err = ''
-  const code = await main([...args, '--home', home], { stdout: { write: (t: string) => { out += t } }, stderr: { write: (t: string) => { err += t } } })
-  return { code, out, err }
-}
-
-async function stop (daemon: Daemon): Promise<number | null> {
-  if (daemon.child.exitCode !== null) {
-    return daemon.child.exitCode
-  }
-  const exited = new Promise<number | null>((resolve) => { daemon.child.once('exit', (code) => { resolve(code) }) })
-  daemon.child.kill('SIGINT')
-  return exited
-}
+import { ROOT, cli, startDaemon, stopDaemon, until } from './helpers.ts'
 
 describe('omega up', () => {
   let home = ''
@@ -65,7 +18,7 @@ describe('omega up', () => {
   after(async () => { await rm(home, { recursive: true, force: true }) })
 
   it('serves the hello component over HTTP and stops cleanly on SIGINT', async () => {
-    const daemon = await startUp(['examples/hello/omega.toml'], { OMEGA_HOME: home })
+    const daemon = await startDaemon(['examples/hello/omega.toml'], { OMEGA_HOME: home })
     try {
       const res = await fetch(`${daemon.url}/hello?name=omega`)
       assert.equal(res.status, 200)
@@ -84,7 +37,7 @@ describe('omega up', () => {
       const ps = await cli(['ps'], home)
       assert.match(ps.out, /^hello\s+running\s+gaia\s+standard\s+ephemeral\s+\/\*\s+hello\.wasm$/m)
     } finally {
-      assert.equal(await stop(daemon), 0, daemon.output())
+      assert.equal(await stopDaemon(daemon), 0, daemon.output())
     }
   })
 
@@ -115,7 +68,7 @@ describe('omega up', () => {
     await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'hello.wasm'))
     const manifest = join(dir, 'omega.toml')
     await writeFile(manifest, '[brane.a]\nimage = "hello.wasm"\ntrigger = { http = "/a/*" }\n')
-    const daemon = await startUp([manifest, '--watch'], { OMEGA_HOME: join(dir, 'home') })
+    const daemon = await startDaemon([manifest, '--watch'], { OMEGA_HOME: join(dir, 'home') })
     try {
       assert.equal((await fetch(`${daemon.url}/b/x`)).status, 404)
       await writeFile(manifest, '[brane.a]\nimage = "hello.wasm"\ntrigger = { http = "/a/*" }\n\n[brane.b]\nimage = "hello.wasm"\ntrigger = { http = "/b/*" }\n')
@@ -126,7 +79,7 @@ describe('omega up', () => {
       assert.match(daemon.output(), /brane\.a\.replicas: expected an integer ≥ 1/)
       assert.equal((await fetch(`${daemon.url}/b/y`)).status, 200)
     } finally {
-      assert.equal(await stop(daemon), 0, daemon.output())
+      assert.equal(await stopDaemon(daemon), 0, daemon.output())
     }
   })
 
@@ -134,7 +87,7 @@ describe('omega up', () => {
     const dir = await mkdtemp(join(home, 'missing-'))
     const manifest = join(dir, 'omega.toml')
     await writeFile(manifest, '[brane.api]\nimage = "api:1"\n')
-    const child = spawn(process.execPath, [OMEGA, 'up', manifest, '--port', '0'], { env: { ...process.env, OMEGA_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'up', manifest, '--port', '0'], { env: { ...process.env, OMEGA_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
     let err = ''
     child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
     const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve) })

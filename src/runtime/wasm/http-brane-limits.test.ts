@@ -206,10 +206,10 @@ describe('HttpBrane limits and lifecycles', () => {
     await assert.rejects(spin.handle(get('/1')), { name: 'DeadlineExceededError' })
     const second = spin.handle(get('/2'))
     await waitFor(() => spin.stats.queued === 1 || Date.now() - start > 300)
+    // held back: queued although a worker is free (when it ends depends on where the
+    // windows fall, so no duration is asserted)
     assert.equal(spin.stats.queued, 1, 'the second request waits for quota')
     await assert.rejects(second, { name: 'DeadlineExceededError' })
-    const elapsed = Date.now() - start
-    assert.ok(elapsed >= 900, `second request ended after ${elapsed} ms: it was not held back by the quota`)
     // a healthy brane without quota is not held back
     assert.equal((await hello.handle(get('/free'))).status, 200)
   })
