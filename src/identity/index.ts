@@ -35,7 +35,6 @@ export {
   publicKeyFromDid,
   verify
 } from './keys.ts'
-export type { AbortOptions } from './keys.ts'
 export { defaultHome } from './home.ts'
 export type { DefaultHomeOptions } from './home.ts'
 export { NodeKeyError } from '../errors.ts'

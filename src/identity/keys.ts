@@ -5,11 +5,7 @@ import { join } from 'node:path'
 import { base58btc } from 'multiformats/bases/base58'
 import { NodeKeyError } from '../errors.ts'
 import { syncDir } from '../util/index.ts'
-
-/** Cancellation for async calls */
-export interface AbortOptions {
-  signal?: AbortSignal
-}
+import type { AbortOptions } from '../interfaces/index.ts'
 
 /** File name of the node's private key inside the Omega home directory */
 export const NODE_KEY_FILE = 'node.key'
