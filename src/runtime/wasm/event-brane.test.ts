@@ -9,9 +9,9 @@ import type { Grants } from '../../manifest/index.ts'
 import { OmegaError } from '../../errors.ts'
 import {
   EventBrane, HttpBrane, loadComponent, STATE_UNAVAILABLE,
-  type BraneEventInput, type EventBraneOptions, type GuestLogLevel, type LoadedComponent, type OnEmit, type OnEmitOptions
+  type BraneEventInput, type EventBraneOptions, type GuestLogLevel, type OnEmit, type OnEmitOptions
 } from './index.ts'
-import { ROOT } from './testing.ts'
+import { ROOT, componentLoader } from './testing.ts'
 
 const encode = (text: string): Uint8Array => new TextEncoder().encode(text)
 const text = (bytes: Uint8Array): string => new TextDecoder().decode(bytes)
@@ -58,17 +58,9 @@ const EMIT_OUT: Grants = { emit: { topics: ['out'] } }
 
 describe('EventBrane', () => {
   let cacheDir = ''
-  const components = new Map<string, LoadedComponent>()
   const open: Array<{ close: () => Promise<void> }> = []
 
-  async function load (file: string): Promise<LoadedComponent> {
-    let loaded = components.get(file)
-    if (loaded === undefined) {
-      loaded = await loadComponent(await readFile(join(ROOT, file)), { cacheDir })
-      components.set(file, loaded)
-    }
-    return loaded
-  }
+  const load = componentLoader(() => cacheDir)
 
   async function startBrane (fixture: string, options: Partial<EventBraneOptions> = {}): Promise<{ brane: EventBrane, lines: Line[] }> {
     const lines: Line[] = []

@@ -3,11 +3,11 @@
 // served beside it answering.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { HttpBrane, loadComponent, type HttpBraneOptions, type HttpRequest, type LoadedComponent } from './index.ts'
-import { ROOT } from './testing.ts'
+import { HttpBrane, type HttpBraneOptions, type HttpRequest } from './index.ts'
+import { componentLoader } from './testing.ts'
 
 const MIB = 1024 * 1024
 
@@ -45,18 +45,10 @@ async function keepsAnswering (healthy: HttpBrane, during: Promise<unknown>): Pr
 
 describe('HttpBrane limits and lifecycles', () => {
   let cacheDir = ''
-  const components = new Map<string, LoadedComponent>()
   const open: HttpBrane[] = []
   let hello: HttpBrane
 
-  async function load (file: string): Promise<LoadedComponent> {
-    let loaded = components.get(file)
-    if (loaded === undefined) {
-      loaded = await loadComponent(await readFile(join(ROOT, file)), { cacheDir })
-      components.set(file, loaded)
-    }
-    return loaded
-  }
+  const load = componentLoader(() => cacheDir)
 
   async function brane (file: string, options: Partial<HttpBraneOptions> & { name: string }): Promise<HttpBrane> {
     const created = await HttpBrane.create(await load(file), { grants: {}, log: ignoreLog, ...options })

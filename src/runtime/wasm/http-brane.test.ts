@@ -1,11 +1,11 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Grants } from '../../manifest/index.ts'
-import { HttpBrane, loadComponent, type HttpRequest, type LoadedComponent } from './index.ts'
-import { ROOT } from './testing.ts'
+import { HttpBrane, type HttpRequest, type LoadedComponent } from './index.ts'
+import { componentLoader } from './testing.ts'
 
 function get (pathWithQuery: string): HttpRequest {
   return { method: 'GET', pathWithQuery, scheme: 'http', authority: 'localhost:8080', headers: [['accept', 'text/plain']], body: new Uint8Array() }
@@ -26,16 +26,8 @@ function ignoreLog (): void {}
 
 describe('HttpBrane', () => {
   let cacheDir = ''
-  const components = new Map<string, LoadedComponent>()
 
-  async function load (file: string): Promise<LoadedComponent> {
-    let loaded = components.get(file)
-    if (loaded === undefined) {
-      loaded = await loadComponent(await readFile(join(ROOT, file)), { cacheDir })
-      components.set(file, loaded)
-    }
-    return loaded
-  }
+  const load = componentLoader(() => cacheDir)
 
   before(async () => {
     cacheDir = await mkdtemp(join(tmpdir(), 'omega-brane-'))
