@@ -184,3 +184,24 @@ export class BraneNotFoundError extends OmegaError {
     this.name = 'BraneNotFoundError'
   }
 }
+
+/**
+ * A delivery could not be tried: no node runs its target brane right now (it is being
+ * placed, or its node just died). The event waits without losing an attempt.
+ */
+export class TargetUnavailableError extends OmegaError {
+  static override name = 'TargetUnavailableError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'TargetUnavailableError'
+  }
+}
+
+/** A deployment document is malformed, wrongly signed, or not allowed */
+export class DeploymentError extends OmegaError {
+  static override name = 'DeploymentError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'DeploymentError'
+  }
+}

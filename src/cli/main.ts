@@ -34,6 +34,7 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   TokenError: 11,
   TraceVerificationError: 12,
   SnapshotError: 13,
+  DeploymentError: 14,
   OmegaError: 1,
   AbortError: 130
 }

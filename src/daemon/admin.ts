@@ -75,6 +75,15 @@ export interface AdminComponents {
     readonly replay: (ids?: readonly number[]) => number
   }
   readonly logger: Logger
+  /** more JSON routes, by path (the mesh's: deploy, peers, …) */
+  readonly routes?: ReadonlyMap<string, AdminRoute>
+}
+
+/** A JSON admin route: query and JSON body in, JSON out; a thrown error answers 422 with its name */
+export interface AdminRoute {
+  /** what a token must allow */
+  readonly action: string
+  readonly handle: (query: URLSearchParams, body: unknown, options: AbortOptions) => Promise<unknown>
 }
 
 export interface AdminInit {
@@ -146,7 +155,8 @@ export class AdminServer implements Startable {
 
   #serve (req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://omega')
-    const action = ACTIONS[url.pathname]
+    const extra = this.#components.routes?.get(url.pathname)
+    const action = ACTIONS[url.pathname] ?? extra?.action
     if (action === undefined) {
       send(res, 404, { error: 'NotFound', message: `No admin route ${url.pathname}` })
       return
@@ -162,6 +172,10 @@ export class AdminServer implements Startable {
     } catch (err) {
       this.#components.logger.warn({ path: url.pathname, reason: (err as Error).message }, 'admin request refused')
       send(res, 403, { error: 'Forbidden', message: (err as Error).message })
+      return
+    }
+    if (extra !== undefined) {
+      this.#extra(extra, url, req, res)
       return
     }
     switch (url.pathname) {
@@ -214,6 +228,28 @@ export class AdminServer implements Startable {
       default:
         this.#logs(url, res)
     }
+  }
+
+  #extra (route: AdminRoute, url: URL, req: IncomingMessage, res: ServerResponse): void {
+    const gone = new AbortController()
+    res.once('close', () => { gone.abort(new OmegaError('The admin client closed the connection')) })
+    readBody(req, MAX_RESTORE_BODY_BYTES).then(async (body) => {
+      if (body === undefined) {
+        send(res, 413, { error: 'PayloadTooLarge', message: `A request body may hold at most ${MAX_RESTORE_BODY_BYTES} bytes` }, { close: true })
+        return
+      }
+      let parsed: unknown
+      try {
+        parsed = body.byteLength === 0 ? undefined : JSON.parse(body.toString('utf8'))
+      } catch {
+        send(res, 400, { error: 'BadRequest', message: 'Expected a JSON body' })
+        return
+      }
+      send(res, 200, await route.handle(url.searchParams, parsed, { signal: gone.signal }))
+    }).catch((err: unknown) => {
+      const e = err instanceof Error ? err : new Error(String(err))
+      send(res, e.name === 'BraneNotFoundError' ? 404 : 422, { error: e.name, message: e.message })
+    })
   }
 
   /** POST /v1/profile/cpu?brane=NAME&seconds=N: answers once the profile is taken */

@@ -1,7 +1,9 @@
 import { stat } from 'node:fs/promises'
-import { dirname, isAbsolute, resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { ImageNotFoundError } from '../errors.ts'
-import { imageStore } from '../store/index.ts'
+import { imageStore, isImagePath } from '../store/index.ts'
+
+export { isImagePath }
 import type { AbortOptions } from '../interfaces/index.ts'
 
 export interface ResolvedImageFile {
@@ -9,14 +11,6 @@ export interface ResolvedImageFile {
   readonly path: string
   /** where it came from, for logs: the manifest path or the store reference */
   readonly source: string
-}
-
-/**
- * Whether an `image` value names a file (relative to the manifest) rather than a store
- * reference: anything ending in `.wasm`, or starting with `/`, `./` or `../`.
- */
-export function isImagePath (image: string): boolean {
-  return image.endsWith('.wasm') || isAbsolute(image) || image.startsWith('./') || image.startsWith('../')
 }
 
 /**

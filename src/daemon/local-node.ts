@@ -7,13 +7,14 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BraneNotFoundError, OmegaError, SnapshotError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
-import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
+import { loadManifest, parseDuration, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, type NodeKey } from '../identity/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
-import { checkImports, EventBrane, HttpBrane, loadComponent, type WorkerBrane } from '../runtime/wasm/index.ts'
+import { checkImports, EventBrane, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
 import { resolveImage } from './images.ts'
-import { AdminServer, type AdminStatus } from './admin.ts'
+import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
+import { StateStore } from '../biome/index.ts'
 import { cpuProfileToPprof, encodePprof, LogBook } from '../observe/index.ts'
 import { RequestObserver } from './observer.ts'
 import { MetricsEndpoint } from './metrics-endpoint.ts'
@@ -31,11 +32,33 @@ export interface LocalNodeInit {
   admin?: boolean
   /** serve Prometheus metrics on this port (on `host`); off when unset */
   metricsPort?: number
+  /** in a mesh: which branes run on this node, and how to reach the others */
+  placement?: PlacementHooks
+  /** more admin routes (the mesh's) */
+  adminRoutes?: AdminComponents['routes']
 }
+
+/** How a node in a mesh splits a manifest with the other nodes */
+export interface PlacementHooks {
+  /** whether `brane` runs on this node */
+  readonly runsHere: (brane: BranePlan) => boolean
+  /** where it runs instead, for `omega ps` */
+  readonly elsewhere: (brane: BranePlan) => string
+  /** delivers events to a replica on another node */
+  readonly events: (brane: string) => EventTarget | undefined
+  /** serves HTTP requests through a replica on another node */
+  readonly http: (brane: string) => HttpHandler | undefined
+}
+
+/** A plan with no branes: what a mesh node runs before its first deployment */
+const EMPTY_PLAN: Plan = { file: '', branes: [], edges: [], resolvers: [] }
+
+/** How often replicated state is compacted when no brane sets `[brane.X.state] gc_interval` (ms) */
+const DEFAULT_STATE_GC_MS = 60_000
 
 export interface BraneStatus {
   readonly name: string
-  readonly state: 'running' | 'skipped'
+  readonly state: 'running' | 'skipped' | 'remote'
   /** why a brane is not running */
   readonly reason?: string
   /** the component's content address */
@@ -75,6 +98,8 @@ interface BraneContext {
   readonly observer: RequestObserver
   /** emit from a brane through the node's current dispatcher */
   readonly emit: (brane: string, topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string }) => Promise<string>
+  /** the replicated state of branes granted `state` */
+  readonly state: StateStore
 }
 
 /** Everything one version of the manifest runs */
@@ -114,6 +139,9 @@ export class LocalNode {
   #reloading: Promise<unknown> = Promise.resolve()
   readonly #log: Logger
   readonly #startedAt = new Date()
+  /** compacts replicated state at the shortest `gc_interval` of the running branes */
+  readonly #stateGc: NodeJS.Timeout
+  #lastGc = Date.now()
 
   private constructor (key: NodeKey, init: LocalNodeInit, generation: Generation, context: BraneContext, gateway: Gateway, queue: EventQueue) {
     this.#context = context
@@ -128,15 +156,37 @@ export class LocalNode {
     this.#gateway = gateway
     this.#log = init.logging.forComponent('node')
     this.#dispatcher = this.#newDispatcher(generation)
+    this.#stateGc = setInterval(() => { this.#compactState() }, 5_000).unref()
+  }
+
+  #compactState (): void {
+    const intervals = this.#generation.plan.branes.flatMap((b) => {
+      const gc = b.state?.gc_interval
+      const ms = typeof gc === 'string' ? parseDuration(gc) : undefined
+      return ms === undefined ? [] : [ms]
+    })
+    const every = Math.min(DEFAULT_STATE_GC_MS, ...intervals)
+    if (Date.now() - this.#lastGc < every) {
+      return
+    }
+    this.#lastGc = Date.now()
+    try {
+      const removed = this.#context.state.compact()
+      if (removed > 0) {
+        this.#log.debug({ removed }, 'compacted replicated state')
+      }
+    } catch (err) {
+      this.#log.error({ err }, 'state compaction failed')
+    }
   }
 
   /**
    * Validate, plan, load and serve a manifest. Fails (and leaves nothing running) when
    * any standard brane cannot be loaded, listing every failure.
    */
-  static async start (manifestFile: string, init: LocalNodeInit, options: AbortOptions = {}): Promise<LocalNode> {
+  static async start (manifestFile: string | undefined, init: LocalNodeInit, options: AbortOptions = {}): Promise<LocalNode> {
     const log = init.logging.forComponent('node')
-    const { plan, warnings } = await loadManifest(manifestFile, options)
+    const { plan, warnings } = manifestFile === undefined ? { plan: EMPTY_PLAN, warnings: [] } : await loadManifest(manifestFile, options)
     for (const w of warnings) {
       log.warn({ path: w.path, line: w.line }, w.message)
     }
@@ -144,8 +194,10 @@ export class LocalNode {
     const observer = new RequestObserver(new LogBook({ logger: init.logging.forComponent('brane') }))
     // branes emit through whichever dispatcher is current (it is replaced on reload)
     const holder: { node?: LocalNode } = {}
+    const state = new StateStore({ path: join(init.home, 'state.db'), logger: init.logging.forComponent('state') })
     const context: BraneContext = {
       observer,
+      state,
       emit: async (brane, topic, payload, opts) => {
         if (holder.node === undefined) {
           throw new OmegaError('The node is still starting')
@@ -153,7 +205,13 @@ export class LocalNode {
         return holder.node.emit(brane, topic, payload, opts)
       }
     }
-    const { generation } = await loadGeneration(manifestFile, plan, new Map(), init, context, options)
+    let generation: Generation
+    try {
+      ({ generation } = await loadGeneration(manifestFile ?? '', plan, new Map(), init, context, options))
+    } catch (err) {
+      state.close()
+      throw err
+    }
     const gateway = new Gateway({ logger: init.logging.forComponent('gateway') }, {
       ...(init.host === undefined ? {} : { host: init.host }),
       ...(init.port === undefined ? {} : { port: init.port })
@@ -186,7 +244,8 @@ export class LocalNode {
               return n
             }
           },
-          logger: init.logging.forComponent('admin')
+          logger: init.logging.forComponent('admin'),
+          ...(init.adminRoutes === undefined ? {} : { routes: init.adminRoutes })
         }, { home: init.home })
         await node.#admin.start()
       }
@@ -253,6 +312,9 @@ export class LocalNode {
   }
 
   async #reload (file: string, options: AbortOptions): Promise<ReloadReport> {
+    if (file === '') {
+      throw new OmegaError('This node runs no manifest yet: give one to reload, or deploy one to the mesh with "omega deploy FILE"')
+    }
     const { plan, warnings } = await loadManifest(file, options)
     for (const w of warnings) {
       this.#log.warn({ path: w.path, line: w.line }, w.message)
@@ -359,16 +421,30 @@ export class LocalNode {
   #newDispatcher (generation: Generation): Dispatcher {
     return new Dispatcher({
       queue: this.#queue,
-      target: (brane) => generation.events.get(brane),
+      target: (brane) => generation.events.get(brane) ?? this.#init.placement?.events(brane),
       logger: this.#init.logging.forComponent('dispatch')
     }, { edges: generation.plan.edges })
   }
 
   /** Point the gateway at the current generation, in one assignment */
   #route (): void {
-    const http = [...this.#generation.running.values()].flatMap((r) => r.http === undefined ? [] : [[r, r.http] as const])
-    const entries: RouteEntry[] = http.flatMap(([r]) => r.plan.routes.map((route) => ({ brane: r.plan.name, route })))
-    this.#gateway.setRoutes(entries, new Map(http.map(([r, handler]) => [r.plan.name, handler])))
+    const http = [...this.#generation.running.values()].flatMap((r) => r.http === undefined ? [] : [[r.plan, r.http] as const])
+    // in a mesh, the routes of branes that run elsewhere go to a replica there
+    const placement = this.#init.placement
+    const remote = placement === undefined
+      ? []
+      : this.#generation.plan.branes.filter((b) => !this.#generation.running.has(b.name) && b.routes.length > 0).flatMap((b) => {
+        const handler = placement.http(b.name)
+        return handler === undefined ? [] : [[b, handler] as const]
+      })
+    const all = [...http, ...remote]
+    const entries: RouteEntry[] = all.flatMap(([plan]) => plan.routes.map((route) => ({ brane: plan.name, route })))
+    this.#gateway.setRoutes(entries, new Map(all.map(([plan, handler]) => [plan.name, handler])))
+  }
+
+  /** The replicated state of this node's branes */
+  get state (): StateStore {
+    return this.#context.state
   }
 
   /** Stop accepting requests, then close every brane */
@@ -378,6 +454,8 @@ export class LocalNode {
     await this.#gateway.stop()
     this.#dispatcher.stop()
     await Promise.allSettled([...this.#generation.running.values()].map(async (r) => { await r.close() }))
+    clearInterval(this.#stateGc)
+    this.#context.state.close()
     this.#queue.close()
     this.#log.info({}, 'node stopped')
   }
@@ -399,7 +477,9 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
       const started = await startBrane(brane, file, init, context, current.get(brane.name), options)
       if ('reason' in started) {
         skipped.push(started)
-        init.logging.forComponent('node').warn({ brane: brane.name }, `skipped: ${started.reason}`)
+        if (started.state === 'skipped') {
+          init.logging.forComponent('node').warn({ brane: brane.name }, `skipped: ${started.reason}`)
+        }
       } else {
         running.set(brane.name, started)
         if (started === current.get(brane.name)) {
@@ -425,6 +505,9 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
 }
 
 async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, context: BraneContext, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {
+  if (init.placement !== undefined && !init.placement.runsHere(brane)) {
+    return { name: brane.name, state: 'remote', routes: [], reason: init.placement.elsewhere(brane) }
+  }
   if (brane.profile === 'frontier') {
     return { name: brane.name, state: 'skipped', routes: [], reason: new UnsupportedError('frontier (microVM) branes are not supported by this node yet').message }
   }
@@ -458,6 +541,7 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     memMaxBytes: brane.limits.memMaxBytes,
     cpuQuota: brane.limits.cpuQuota,
     onEmit: async (topic: string, payload: Uint8Array, opts: AbortOptions & { traceId?: string }) => context.emit(brane.name, topic, payload, opts),
+    ...(brane.grants.state === undefined ? {} : { onState: (call: StateCall) => context.state.call(brane.name, call) }),
     log: (stream: 'stdout' | 'stderr', line: string) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
   }
   const status = { name: brane.name, state: 'running' as const, id: loaded.id, source: image.source }

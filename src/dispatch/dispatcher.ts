@@ -78,6 +78,9 @@ interface TargetState {
 
 let sequence = 0
 
+/** How soon a delivery whose target was unavailable is tried again (ms) */
+const UNAVAILABLE_RETRY_MS = 250
+
 export class Dispatcher implements Startable {
   readonly #queue: EventQueue
   readonly #target: (brane: string) => EventTarget | undefined
@@ -274,6 +277,12 @@ export class Dispatcher implements Startable {
       this.#queue.ack(delivery.id)
     }, (err: unknown) => {
       const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+      if (err instanceof Error && err.name === 'TargetUnavailableError') {
+        // nobody could take it (e.g. its node just died): no attempt is spent
+        this.#queue.release(delivery, message, UNAVAILABLE_RETRY_MS)
+        this.#log.debug({ event: event.id, edge: state.key, error: message }, 'target unavailable, will retry')
+        return
+      }
       hop(message)
       // a consumer that rejects an event will reject it again: no retries
       const outcome = this.#queue.fail(delivery, message, { final: err instanceof Error && err.name === 'RejectedEventError' })

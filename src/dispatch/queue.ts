@@ -164,6 +164,7 @@ export class EventQueue {
   readonly #markDone: Database.Statement
   readonly #retry: Database.Statement
   readonly #kill: Database.Statement
+  readonly #release: Database.Statement
   readonly #enqueueTx: (event: QueuedEvent, targets: readonly DeliveryTarget[]) => number
 
   constructor (init: QueueInit) {
@@ -191,6 +192,7 @@ export class EventQueue {
     this.#markInflight = this.#db.prepare("UPDATE deliveries SET state = 'inflight', updated_at = ? WHERE id = ?")
     this.#markDone = this.#db.prepare("UPDATE deliveries SET state = 'done', updated_at = ? WHERE id = ? AND state = 'inflight'")
     this.#retry = this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = attempts + 1, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
+    this.#release = this.#db.prepare("UPDATE deliveries SET state = 'pending', next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#kill = this.#db.prepare("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?")
     this.#enqueueTx = this.#db.transaction((event: QueuedEvent, targets: readonly DeliveryTarget[]) => {
       this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, JSON.stringify(event.hops), event.createdAt)
@@ -259,6 +261,14 @@ export class EventQueue {
     const jittered = Math.round(backoff * (0.5 + Math.random()))
     this.#retry.run(now + jittered, error, now, delivery.id)
     return 'retry'
+  }
+
+  /**
+   * The delivery could not be tried (no node runs its target right now): put it back,
+   * due again after `delayMs`, without counting an attempt
+   */
+  release (delivery: Delivery, reason: string, delayMs: number, now = Date.now()): void {
+    this.#release.run(now + delayMs, reason, now, delivery.id)
   }
 
   /** Pending and in-flight deliveries per edge */

@@ -13,6 +13,6 @@
  */
 export { imageStore } from './image-store.ts'
 export type { AddedImage, ImageEntry, ImageStore, ImageStoreInit, ResolvedImage } from './image-store.ts'
-export { DEFAULT_TAG, parseImageRef } from './ref.ts'
+export { DEFAULT_TAG, isImagePath, parseImageRef } from './ref.ts'
 export type { ImageRef } from './ref.ts'
 export { ImageNotFoundError, ImageStoreError, InvalidImageRefError } from '../errors.ts'

@@ -1,3 +1,4 @@
+import { isAbsolute } from 'node:path'
 import { InvalidImageRefError } from '../errors.ts'
 import { isContentAddress } from '../identity/index.ts'
 
@@ -41,4 +42,12 @@ export function parseImageRef (ref: string): ImageRef {
     throw new InvalidImageRefError(`Invalid image reference "${ref}": the tag after ":" must be 1 to 128 of A-Z a-z 0-9 . _ -, e.g. "hello:1"`)
   }
   return { name, tag, ref: `${name}:${tag}` }
+}
+
+/**
+ * Whether an `image` value names a file (relative to the manifest) rather than a store
+ * reference: anything ending in `.wasm`, or starting with `/`, `./` or `../`.
+ */
+export function isImagePath (image: string): boolean {
+  return image.endsWith('.wasm') || isAbsolute(image) || image.startsWith('./') || image.startsWith('../')
 }

@@ -8,8 +8,8 @@ import { join } from 'node:path'
 import type { Grants } from '../../manifest/index.ts'
 import { OmegaError } from '../../errors.ts'
 import {
-  EventBrane, HttpBrane, loadComponent, STATE_UNAVAILABLE,
-  type BraneEventInput, type EventBraneOptions, type GuestLogLevel, type OnEmit, type OnEmitOptions
+  EventBrane, HttpBrane, loadComponent,
+  type BraneEventInput, type EventBraneOptions, type GuestLogLevel, type OnEmit, type OnEmitOptions, type OnState
 } from './index.ts'
 import { ROOT, componentLoader } from './testing.ts'
 
@@ -201,10 +201,37 @@ describe('EventBrane', () => {
     })
   })
 
-  it('answers every state call with unavailable', async () => {
-    const { brane, lines } = await startBrane('state', { grants: { state: true } })
-    await brane.deliver(event('v'))
-    assert.deepEqual(lines, [['stderr', STATE_UNAVAILABLE, 'warn'], ['stderr', STATE_UNAVAILABLE, 'warn']])
+  it('answers every state call with unavailable when the node gave no state service', async () => {
+    const { brane } = await startBrane('state', { grants: { state: true } })
+    await assert.rejects(brane.deliver(event('v')), { name: 'RetryableEventError', message: /has no state: this node gave it no state service/ })
+  })
+
+  it('carries state calls to onState: append, set, get and range, values as bytes', async () => {
+    const map = new Map<string, Uint8Array>()
+    const lists = new Map<string, Uint8Array[]>()
+    const calls: string[] = []
+    const onState: OnState = (call) => {
+      calls.push(`${call.method} ${call.key}`)
+      switch (call.method) {
+        case 'get': return map.get(call.key)
+        case 'set': map.set(call.key, call.value.slice()); return undefined
+        case 'delete': map.delete(call.key); return undefined
+        case 'append': lists.set(call.key, [...(lists.get(call.key) ?? []), call.value.slice()]); return undefined
+        case 'range': return (lists.get(call.key) ?? []).slice(call.start, call.end)
+      }
+    }
+    const { brane, lines } = await startBrane('state', { grants: { state: true }, onState })
+    await brane.deliver(event('first'))
+    await brane.deliver(event('second'))
+    assert.deepEqual(calls, ['append seen', 'set last', 'get last', 'range seen', 'append seen', 'set last', 'get last', 'range seen'])
+    assert.deepEqual(lines.map(([, line]) => line), ['first', 'first', 'second', 'first'])
+    assert.deepEqual((lists.get('seen') ?? []).map(text), ['first', 'second'])
+  })
+
+  it('gives the guest a state-error when onState throws', async () => {
+    const onState: OnState = () => { throw new RangeError('a state value may hold at most 4 bytes') }
+    const { brane } = await startBrane('state', { grants: { state: true }, onState })
+    await assert.rejects(brane.deliver(event('v')), { name: 'RetryableEventError', message: /state append "seen" failed: a state value may hold at most 4 bytes/ })
   })
 
   it('stays healthy when its worker is stopped in the middle of an emit', async () => {

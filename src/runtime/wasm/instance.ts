@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { threadId } from 'node:worker_threads'
-import { buildImports, createInstanceHost, disposeInstanceHost, GuestExit, type EmitHook, type GuestLogLevel, type InstanceHost } from './host/imports.ts'
+import { buildImports, createInstanceHost, disposeInstanceHost, GuestExit, type EmitHook, type GuestLogLevel, type InstanceHost, type StateHook } from './host/imports.ts'
 import { instancePrefix } from './host/tmp-paths.ts'
 import { httpTypesFor, type GuestResponse } from './host/http.ts'
 import { LineSplitter, SinkOutputStream } from './host/streams.ts'
@@ -255,6 +255,11 @@ export interface InstanceHooks {
    * @default every emit fails with `unavailable`
    */
   readonly emit?: EmitHook
+  /**
+   * omega:brane/state for every instance (a worker sends it to the main thread)
+   * @default every call fails with `unavailable`
+   */
+  readonly state?: StateHook
 }
 
 /** How an event handler ended, short of a trap: ok, or the guest's handle-error */
@@ -310,6 +315,7 @@ export class InstanceFactory {
           self.instance?.output?.write('stderr', new TextEncoder().encode(`omega: denied ${event.capability} ${event.target}: ${event.reason}\n`))
         },
         ...(this.#hooks.emit === undefined ? {} : { emit: this.#hooks.emit }),
+        ...(this.#hooks.state === undefined ? {} : { state: this.#hooks.state }),
         log: (level, message) => { self.instance?.output?.record(level, message) }
       })
     } catch (err) {

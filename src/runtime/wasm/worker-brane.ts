@@ -8,8 +8,8 @@ import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
 import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
-import { answerHostCall, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
-import type { GuestLogLevel } from './host/brane.ts'
+import { answerHostCall, encodeStateValue, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
+import type { GuestLogLevel, StateCall, StateResult } from './host/brane.ts'
 import { ComponentLoadError, DeadlineExceededError, GuestError, RejectedEventError, RetryableEventError, SnapshotError } from '../../errors.ts'
 import { BraneClosedError } from './errors.ts'
 import { CpuThrottle } from './limits.ts'
@@ -47,6 +47,12 @@ export interface OnEmitOptions {
  */
 export type OnEmit = (topic: string, payload: Uint8Array, options: OnEmitOptions) => Promise<string>
 
+/**
+ * Does one omega:brane/state call of the brane (the daemon passes its state store with
+ * the brane's name bound). Throw to answer `unavailable` with the error's message.
+ */
+export type OnState = (call: StateCall) => StateResult
+
 /** Options common to {@link HttpBrane.create} and {@link EventBrane.create} */
 export interface BraneOptions {
   /** the brane's name in the manifest */
@@ -63,6 +69,12 @@ export interface BraneOptions {
    * @default every emit fails with `unavailable`
    */
   readonly onEmit?: OnEmit
+  /**
+   * does the work of omega:brane/state (the component imports it and the grants have
+   * `state`): see {@link OnState}
+   * @default every call fails with `unavailable`
+   */
+  readonly onState?: OnState
   /**
    * Most bytes of one emitted payload; a larger one fails with `too-large` in the guest.
    * @default 16777216 (16 MiB)
@@ -278,11 +290,13 @@ export abstract class WorkerBrane {
   #closing = false
   #drained: (() => void) | undefined
   readonly #onEmit: OnEmit | undefined
+  readonly #onState: OnState | undefined
 
   protected constructor (loaded: LoadedComponent, options: BraneOptions, serve: { kind: WorkerInit['kind'], handlerExport: string, maxBodyBytes: number }) {
     this.#log = options.log
     this.#componentId = loaded.id
     this.#onEmit = options.onEmit
+    this.#onState = options.onState
     this.#deadline = positive(options.deadlineMs ?? 30_000, 'deadlineMs')
     const lifecycle = options.lifecycle ?? 'ephemeral'
     const pinned = lifecycle === 'pinned'
@@ -809,6 +823,10 @@ export abstract class WorkerBrane {
       answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" made a host call outside of its job` } })
       return
     }
+    if (message.call.op === 'state') {
+      this.#onStateCall(message.call.call, answer)
+      return
+    }
     const onEmit = this.#onEmit
     if (onEmit === undefined) {
       answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" cannot emit: this node gave it no event dispatcher` } })
@@ -837,6 +855,19 @@ export abstract class WorkerBrane {
           : { tag: 'unavailable', val: `Brane "${this.name}" cannot emit on "${topic}": ${reason}` }
       })
     })
+  }
+
+  #onStateCall (call: StateCall, answer: (value: HostCallAnswer) => void): void {
+    const onState = this.#onState
+    if (onState === undefined) {
+      answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" has no state: this node gave it no state service` } })
+      return
+    }
+    try {
+      answer({ ok: true, value: encodeStateValue(onState(call)) })
+    } catch (err) {
+      answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}": state ${call.method} "${call.key}" failed: ${err instanceof Error ? err.message : String(err)}` } })
+    }
   }
 
   #settle (job: Job, result: JobResult | undefined, err?: unknown): void {

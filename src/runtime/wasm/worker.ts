@@ -10,8 +10,8 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
-import { emitError, type GuestLogLevel } from './host/imports.ts'
-import { HostCaller } from './host/sync-call.ts'
+import { emitError, stateError, type GuestLogLevel, type StateCall, type StateResult } from './host/imports.ts'
+import { decodeStateValue, HostCaller } from './host/sync-call.ts'
 import { WorkerProfiler, type ToProfiler } from './cpu-profile.ts'
 import { Failure, InstanceFactory, InstancePool, RequestOutput, type GuestInstance } from './instance.ts'
 import type { FromWorker, InstanceState, LogLine, LogStream, ToWorker, WorkerInit, WorkerTiming } from './protocol.ts'
@@ -30,7 +30,7 @@ Object.defineProperty(process, 'env', { value: Object.freeze({ ...process.env })
 const caller = init.hostCalls === undefined ? undefined : new HostCaller(init.hostCalls, (message, transfer) => { post(message, transfer) })
 /** the job running now, and when its deadline falls (performance.now() time) */
 let current: { readonly id: number, readonly deadline: number } | undefined
-const factory = await InstanceFactory.create(init, { emit })
+const factory = await InstanceFactory.create(init, { emit, state })
 const pool = new InstancePool(factory, { lifecycle: init.lifecycle, prewarm: init.prewarm })
 
 // Log lines go out in batches: one message per line would let a chatty guest flood
@@ -93,6 +93,25 @@ function emit (topic: string, payload: Uint8Array): string {
     return answer.value
   }
   throw emitError(answer.error.tag as 'unknown-topic' | 'unavailable' | 'too-large', answer.error.val)
+}
+
+/**
+ * omega:brane/state: done by the main thread (which holds the replicated documents)
+ * while this thread waits, at most until the job's deadline (and a grace)
+ */
+function state (call: StateCall): StateResult {
+  if (caller === undefined || current === undefined) {
+    throw stateError(`Brane "${init.brane}" cannot use its state outside of a request or event`)
+  }
+  flushLog()
+  const answer = caller.call(current.id, { op: 'state', call }, current.deadline + EMIT_GRACE_MS - performance.now())
+  if (answer === undefined) {
+    throw stateError(`Brane "${init.brane}": the node did not answer a state ${call.method} within the brane's ${init.deadlineMs} ms deadline`)
+  }
+  if (!answer.ok) {
+    throw stateError(answer.error.val)
+  }
+  return decodeStateValue(call.method, answer.value)
 }
 
 async function serve (message: ToWorker): Promise<void> {

@@ -22,8 +22,25 @@ export type EmitError =
  */
 export type EmitHook = (topic: string, payload: Uint8Array) => string
 
-/** What every omega:brane/state call answers until the mesh's state service exists */
-export const STATE_UNAVAILABLE = 'replicated state is not available on this node yet'
+/** What every omega:brane/state call answers when the node gave the brane no state service */
+export const STATE_UNAVAILABLE = 'replicated state is not available on this node'
+
+/** One omega:brane/state call, as the host carries it to the state service */
+export type StateCall =
+  | { readonly method: 'get', readonly key: string }
+  | { readonly method: 'set', readonly key: string, readonly value: Uint8Array }
+  | { readonly method: 'delete', readonly key: string }
+  | { readonly method: 'append', readonly key: string, readonly value: Uint8Array }
+  | { readonly method: 'range', readonly key: string, readonly start: number, readonly end: number }
+
+/** What a state call returns: `get` a value or undefined, `range` the values, the others nothing */
+export type StateResult = Uint8Array | undefined | Uint8Array[]
+
+/**
+ * Does one state call, synchronously; throws a {@link WitError} whose payload is a
+ * `state-error` (`unavailable`) when it cannot
+ */
+export type StateHook = (call: StateCall) => StateResult
 
 const LEVELS: ReadonlySet<string> = new Set(['debug', 'info', 'warn', 'error'])
 
@@ -45,12 +62,24 @@ export function logInterface (log: (level: GuestLogLevel, message: string) => vo
   }
 }
 
-/** `omega:brane/state`: every call fails with `unavailable` (no replicated state yet) */
-export function stateInterface (): ImportInterface {
-  const unavailable = (): never => {
-    throw new WitError({ tag: 'unavailable', val: STATE_UNAVAILABLE })
+/**
+ * `omega:brane/state`: a map of byte values and append-only lists, done by `hook`
+ * (without one, every call fails with `unavailable`)
+ */
+export function stateInterface (hook?: StateHook): ImportInterface {
+  const call = hook ?? ((): never => { throw new WitError({ tag: 'unavailable', val: STATE_UNAVAILABLE }) })
+  return {
+    get: (key: string): Uint8Array | undefined => call({ method: 'get', key }) as Uint8Array | undefined,
+    set: (key: string, value: Uint8Array): void => { call({ method: 'set', key, value }) },
+    delete: (key: string): void => { call({ method: 'delete', key }) },
+    append: (name: string, value: Uint8Array): void => { call({ method: 'append', key: name, value }) },
+    range: (name: string, start: number, end: number): Uint8Array[] => call({ method: 'range', key: name, start, end }) as Uint8Array[]
   }
-  return { get: unavailable, set: unavailable, delete: unavailable, append: unavailable, range: unavailable }
+}
+
+/** A `state-error` to throw from a {@link StateHook} */
+export function stateError (message: string): WitError {
+  return new WitError({ tag: 'unavailable', val: message })
 }
 
 /** An {@link EmitError} to throw from an {@link EmitHook} */

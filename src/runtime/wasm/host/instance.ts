@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { threadId } from 'node:worker_threads'
 import type { Grants } from '../../../manifest/index.ts'
-import { emitError, emitInterface, logInterface, stateInterface, type EmitHook, type GuestLogLevel } from './brane.ts'
+import { emitError, emitInterface, logInterface, stateInterface, type EmitHook, type GuestLogLevel, type StateHook } from './brane.ts'
 import { clocksFor } from './clock.ts'
 import { compileAllowlist, outgoingHandlerFor, type DeniedEvent } from './net.ts'
 import { randomFor, type RandomInterfaces } from './random.ts'
@@ -83,6 +83,11 @@ export interface InstanceHostInit {
    */
   readonly emit?: EmitHook
   /**
+   * does the work of omega:brane/state (when `state` is granted)
+   * @default every call fails with `unavailable`
+   */
+  readonly state?: StateHook
+  /**
    * receives omega:brane/log records
    * @default they are dropped
    */
@@ -127,7 +132,7 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
 
   const emit = init.emit ?? ((): never => { throw emitError('unavailable', `brane "${init.brane}" has no event dispatcher on this node`) })
   const braneEmit = grants.emit === undefined ? undefined : emitInterface(emit)
-  const braneState = grants.state === undefined ? undefined : stateInterface()
+  const braneState = grants.state === undefined ? undefined : stateInterface(init.state)
   const braneLog = logInterface(init.log ?? (() => {}))
 
   let tmp: TmpDir | undefined

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { Worker } from 'node:worker_threads'
-import { answerHostCall, hostCallBuffer, type HostCallMessage } from './sync-call.ts'
+import { answerHostCall, hostCallBuffer, HOST_CALL_ANSWER_BYTES, type HostCallMessage } from './sync-call.ts'
 
 const MODULE = new URL('./sync-call.js', import.meta.url).href
 
@@ -48,8 +48,9 @@ describe('host calls (SharedArrayBuffer + Atomics.wait)', () => {
       const first = await next() as HostCallMessage
       assert.equal(first.type, 'host-call')
       assert.equal(first.job, 7)
-      assert.equal(first.call.topic, 't0')
-      assert.deepEqual([...first.call.payload], [0])
+      assert.equal(first.call.op, 'emit')
+      assert.equal(first.call.op === 'emit' && first.call.topic, 't0')
+      assert.deepEqual(first.call.op === 'emit' && [...first.call.payload], [0])
       await new Promise((resolve) => setTimeout(resolve, 50))
       assert.equal(answerHostCall(buffer, first.seq, { ok: true, value: 'id-0' }), true)
       const outcome = await next() as Outcome
@@ -94,9 +95,9 @@ describe('host calls (SharedArrayBuffer + Atomics.wait)', () => {
     const { worker, buffer, next } = caller([10_000])
     try {
       const call = await next() as HostCallMessage
-      answerHostCall(buffer, call.seq, { ok: true, value: 'x'.repeat(100 * 1024) })
+      answerHostCall(buffer, call.seq, { ok: true, value: 'x'.repeat(HOST_CALL_ANSWER_BYTES + 1) })
       const outcome = await next() as Outcome
-      assert.deepEqual(outcome.answer, { ok: false, error: { tag: 'unavailable', val: "the node's answer was over 65536 bytes" } })
+      assert.deepEqual(outcome.answer, { ok: false, error: { tag: 'unavailable', val: `the node's answer was over ${HOST_CALL_ANSWER_BYTES} bytes` } })
     } finally {
       await worker.terminate()
     }

@@ -19,6 +19,7 @@
  * the call withdrawn or lands in memory nobody reads, and nothing waits for it.
  */
 import { performance } from 'node:perf_hooks'
+import type { StateCall, StateResult } from './brane.ts'
 
 const STATE = 0
 const LENGTH = 1
@@ -28,12 +29,13 @@ const ANSWERED = -2
 /** Longest wait while the main thread writes an answer it has claimed (µs of work) */
 const CLAIM_WAIT_MS = 1_000
 
-/** Most bytes of one answer: answers are ids and short messages */
-export const HOST_CALL_ANSWER_BYTES = 64 * 1024
+/** Most bytes of one answer (JSON): event ids, messages, and state values (base64) */
+export const HOST_CALL_ANSWER_BYTES = 1024 * 1024
 
 /** A call a worker makes to the main thread */
 export type HostCall =
   | { readonly op: 'emit', readonly topic: string, readonly payload: Uint8Array }
+  | { readonly op: 'state', readonly call: StateCall }
 
 /** The main thread's answer: a value, or the error value of a WIT variant */
 export type HostCallAnswer =
@@ -147,6 +149,33 @@ export class HostCaller {
 
 /** A payload that owns all of its buffer moves to the main thread instead of being copied */
 function transferable (call: HostCall): ArrayBuffer[] {
+  if (call.op !== 'emit') {
+    return []
+  }
   const { buffer, byteOffset, byteLength } = call.payload
   return buffer instanceof ArrayBuffer && byteOffset === 0 && byteLength === buffer.byteLength && byteLength > 0 ? [buffer] : []
+}
+
+/** A state call's result as the `value` of an answer: JSON of base64 (`get`, `range`) or '' */
+export function encodeStateValue (result: StateResult): string {
+  if (result === undefined) {
+    return 'null'
+  }
+  if (Array.isArray(result)) {
+    return JSON.stringify(result.map((v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64')))
+  }
+  return JSON.stringify(Buffer.from(result.buffer, result.byteOffset, result.byteLength).toString('base64'))
+}
+
+/** The inverse of {@link encodeStateValue}, for a call of `method` */
+export function decodeStateValue (method: StateCall['method'], value: string): StateResult {
+  if (method !== 'get' && method !== 'range') {
+    return undefined
+  }
+  const parsed = JSON.parse(value) as string | null | string[]
+  if (parsed === null) {
+    return undefined
+  }
+  const bytes = (b64: string): Uint8Array => new Uint8Array(Buffer.from(b64, 'base64'))
+  return Array.isArray(parsed) ? parsed.map(bytes) : bytes(parsed)
 }

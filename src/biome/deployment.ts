@@ -1,0 +1,228 @@
+/**
+ * Deployments: a manifest, signed by its deployer, with the content addresses of the
+ * component files it names, so that any node can check it offline and fetch the exact
+ * bytes from any peer that has them.
+ *
+ * A document carries the manifest text as written (TOML, JSON or YAML). On a node it is
+ * materialised into a directory of its own: the manifest file, and each image path at
+ * the same place relative to it, so the manifest loads unchanged.
+ */
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { DeploymentError } from '../errors.ts'
+import { blake3Hex, contentAddress, verify, type ContentAddress, type NodeKey } from '../identity/index.ts'
+import type { AbortOptions } from '../interfaces/index.ts'
+import { checkManifest, formatIssues } from '../manifest/index.ts'
+import { canonicalJson } from '../dispatch/index.ts'
+import { imageStore, isImagePath } from '../store/index.ts'
+import { compareHlc, isHlcTime, type HlcTime } from './hlc.ts'
+
+/** Most bytes of manifest text a deployment may carry (it is gossiped to every node) */
+export const MAX_MANIFEST_BYTES = 128 * 1024
+
+/** One component file a deployment needs */
+export interface DeploymentImage {
+  /** the manifest's `image` value: a path relative to the manifest, or `NAME:TAG` */
+  readonly image: string
+  readonly hash: ContentAddress
+  readonly size: number
+}
+
+export interface DeploymentDocument {
+  readonly version: 1
+  /** the deployment's name: a newer deployment of the same name replaces it */
+  readonly name: string
+  readonly manifest: {
+    /** file name (no directory), which gives the format */
+    readonly file: string
+    readonly text: string
+  }
+  readonly images: readonly DeploymentImage[]
+  /** did:key of the deployer, who signed it */
+  readonly deployer: string
+  /** when it was deployed: orders deployments of one name (last writer wins) */
+  readonly time: HlcTime
+  /** a capability token that allows the deployer to deploy (checked by the nodes) */
+  readonly token?: string
+  /** base64url Ed25519 signature by `deployer` of the canonical JSON of the rest */
+  readonly signature: string
+}
+
+/** What a deployer builds: the document and where each image's bytes are */
+export interface PreparedDeployment {
+  readonly document: DeploymentDocument
+  /** content address → a file holding those bytes */
+  readonly blobs: ReadonlyMap<ContentAddress, string>
+}
+
+export interface PrepareOptions extends AbortOptions {
+  /** @default 'default' */
+  name?: string
+  /** Omega home of the deployer, for `NAME:TAG` images */
+  home: string
+  time: HlcTime
+  token?: string
+}
+
+/**
+ * Validate `manifestFile`, find every image it names, and sign the whole as `key`.
+ *
+ * @throws ManifestError (as checkManifest) for an invalid manifest
+ * @throws DeploymentError when an image path is absolute, or the manifest is too large
+ */
+export async function prepareDeployment (manifestFile: string, key: NodeKey, options: PrepareOptions): Promise<PreparedDeployment> {
+  const text = await readFile(manifestFile, 'utf8')
+  if (Buffer.byteLength(text) > MAX_MANIFEST_BYTES) {
+    throw new DeploymentError(`Cannot deploy ${manifestFile}: a manifest may hold at most ${MAX_MANIFEST_BYTES} bytes`)
+  }
+  const { plan } = checkManifest(text, manifestFile)
+  const images: DeploymentImage[] = []
+  const blobs = new Map<ContentAddress, string>()
+  const seen = new Set<string>()
+  for (const brane of plan.branes) {
+    const image = brane.image
+    if (image === undefined || seen.has(image)) {
+      continue
+    }
+    seen.add(image)
+    let path: string
+    if (isImagePath(image)) {
+      if (isAbsolute(image)) {
+        throw new DeploymentError(`Cannot deploy brane "${brane.name}": image "${image}" is an absolute path, which other nodes do not have; write it relative to the manifest, or add it to the store ("omega image add FILE NAME:TAG") and use the tag`)
+      }
+      path = resolve(dirname(manifestFile), image)
+    } else {
+      path = (await imageStore({ home: options.home }).resolve(image, options)).path
+    }
+    const bytes = await readFile(path).catch((err: unknown) => {
+      throw new DeploymentError(`Cannot deploy brane "${brane.name}": cannot read image "${image}" at ${path}: ${(err as Error).message}`, { cause: err })
+    })
+    const hash = contentAddress(bytes)
+    images.push({ image, hash, size: bytes.byteLength })
+    blobs.set(hash, path)
+  }
+  const unsigned = {
+    version: 1 as const,
+    name: options.name ?? 'default',
+    manifest: { file: basename(manifestFile), text },
+    images,
+    deployer: key.did,
+    time: options.time,
+    ...(options.token === undefined ? {} : { token: options.token })
+  }
+  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(unsigned)))).toString('base64url')
+  return { document: { ...unsigned, signature }, blobs }
+}
+
+/** A short, stable id of a document: BLAKE3 of its canonical JSON, 16 hex digits */
+export function deploymentId (doc: DeploymentDocument): string {
+  return blake3Hex(Buffer.from(canonicalJson(doc))).slice(0, 16)
+}
+
+/**
+ * Check a document received from anywhere: its shape, its signature, and that its
+ * manifest is valid. Whether the deployer may deploy is decided by the caller.
+ *
+ * @throws DeploymentError naming what is wrong
+ */
+export function verifyDeployment (value: unknown): DeploymentDocument {
+  const doc = value as Partial<DeploymentDocument> | null
+  const bad = (what: string): never => { throw new DeploymentError(`Refusing a deployment: ${what}`) }
+  if (typeof doc !== 'object' || doc === null || doc.version !== 1) {
+    return bad('not a version 1 deployment document')
+  }
+  if (typeof doc.name !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(doc.name)) {
+    return bad('"name" must be 1 to 64 of a-z 0-9 . _ -')
+  }
+  const m = doc.manifest
+  if (typeof m !== 'object' || m === null || typeof m.file !== 'string' || typeof m.text !== 'string' || m.file !== basename(m.file) || m.file === '' || m.file.startsWith('.')) {
+    return bad('"manifest" must hold a plain file name and the text')
+  }
+  if (Buffer.byteLength(m.text) > MAX_MANIFEST_BYTES) {
+    return bad(`the manifest is larger than ${MAX_MANIFEST_BYTES} bytes`)
+  }
+  if (!Array.isArray(doc.images) || !doc.images.every((i: DeploymentImage) => typeof i === 'object' && i !== null && typeof i.image === 'string' && typeof i.hash === 'string' && /^b3:[0-9a-f]{64}$/.test(i.hash) && Number.isSafeInteger(i.size) && i.size >= 0)) {
+    return bad('"images" must list { image, hash: "b3:<64 hex>", size }')
+  }
+  if (typeof doc.deployer !== 'string' || !isHlcTime(doc.time) || typeof doc.signature !== 'string' || (doc.token !== undefined && typeof doc.token !== 'string')) {
+    return bad('"deployer", "time" and "signature" are required')
+  }
+  const { signature, ...unsigned } = doc as DeploymentDocument
+  let valid = false
+  try {
+    valid = verify(doc.deployer, Buffer.from(canonicalJson(unsigned)), Buffer.from(signature, 'base64url'))
+  } catch (err) {
+    throw new DeploymentError(`Refusing a deployment: the deployer "${doc.deployer}" is not an Ed25519 did:key`, { cause: err })
+  }
+  if (!valid) {
+    return bad(`the signature does not match the content and the deployer ${doc.deployer}`)
+  }
+  try {
+    checkManifest(m.text, m.file)
+  } catch (err) {
+    const issues = (err as { issues?: Parameters<typeof formatIssues>[0] }).issues
+    throw new DeploymentError(`Refusing a deployment: its manifest is invalid: ${issues === undefined ? (err as Error).message : formatIssues(issues)}`, { cause: err })
+  }
+  return doc as DeploymentDocument
+}
+
+/** Whether `a` replaces `b` (a later signed time; the same time means the same deployment) */
+export function isNewer (a: DeploymentDocument, b: DeploymentDocument | undefined): boolean {
+  return b === undefined || compareHlc(a.time, b.time) > 0
+}
+
+/**
+ * Write `doc` out under `root` as a directory where its manifest loads unchanged: the
+ * manifest file, and each image path relative to it, taken from `blob(hash)`. `NAME:TAG`
+ * images are added to the store of `home` instead. Returns the manifest's path.
+ *
+ * @throws DeploymentError when an image path would leave the directory
+ */
+export async function materialise (doc: DeploymentDocument, root: string, home: string, blob: (hash: ContentAddress) => string, options: AbortOptions = {}): Promise<string> {
+  const id = deploymentId(doc)
+  const dir = join(root, id)
+  // the manifest sits as deep as its deepest `../` image needs
+  const depth = Math.max(0, ...doc.images.filter((i) => isImagePath(i.image)).map((i) => i.image.split(/[\\/]/).filter((s) => s === '..').length))
+  const manifestDir = join(dir, ...Array.from({ length: depth }, (_, n) => `m${n}`))
+  const manifestFile = join(manifestDir, doc.manifest.file)
+  if (await exists(manifestFile)) {
+    return manifestFile
+  }
+  const staging = `${dir}.tmp-${process.pid}-${Date.now()}`
+  const stagedManifest = join(staging, relative(dir, manifestFile))
+  await mkdir(dirname(stagedManifest), { recursive: true })
+  for (const image of doc.images) {
+    options.signal?.throwIfAborted()
+    const bytes = await readFile(blob(image.hash))
+    if (contentAddress(bytes) !== image.hash) {
+      throw new DeploymentError(`Cannot materialise deployment ${id}: the stored bytes of ${image.hash} do not match it`)
+    }
+    if (!isImagePath(image.image)) {
+      const file = join(staging, `${image.hash.slice(3)}.wasm`)
+      await writeFile(file, bytes)
+      await imageStore({ home }).add(file, image.image, options)
+      continue
+    }
+    if (isAbsolute(image.image)) {
+      throw new DeploymentError(`Cannot materialise deployment ${id}: image "${image.image}" is an absolute path`)
+    }
+    const target = resolve(dirname(stagedManifest), image.image)
+    if (!target.startsWith(staging + sep)) {
+      throw new DeploymentError(`Cannot materialise deployment ${id}: image "${image.image}" leaves the deployment's directory`)
+    }
+    await mkdir(dirname(target), { recursive: true })
+    await writeFile(target, bytes)
+  }
+  await writeFile(stagedManifest, doc.manifest.text)
+  await rename(staging, dir).catch(async (err: NodeJS.ErrnoException) => {
+    // another call materialised it first
+    if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') {
+      throw err
+    }
+  })
+  return manifestFile
+}
+
+async function exists (path: string): Promise<boolean> {
+  return stat(path).then(() => true, () => false)
+}

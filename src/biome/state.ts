@@ -1,0 +1,171 @@
+/**
+ * Replicated brane state: one yjs document per brane, holding a map of byte values
+ * (`omega:brane/state` get/set/delete) and append-only lists (append/range). Every
+ * update is written to SQLite before the call returns, and handed to listeners (the
+ * mesh sends it to the brane's other replicas). Updates from elsewhere merge in any
+ * order, any number of times: the documents converge.
+ */
+import Database from 'better-sqlite3'
+import * as Y from 'yjs'
+import type { Logger } from '../interfaces/index.ts'
+import type { StateCall, StateResult } from '../runtime/wasm/index.ts'
+
+export interface StateStoreInit {
+  /** the SQLite file */
+  path: string
+  logger: Logger
+  /** most bytes of one value. @default 1 MiB */
+  maxValueBytes?: number
+}
+
+/** Where an update came from: this node, or the did of the peer that sent it */
+export type UpdateOrigin = 'local' | string
+
+export type UpdateListener = (brane: string, update: Uint8Array, origin: UpdateOrigin) => void
+
+const LIST_PREFIX = 'list:'
+
+export class StateStore {
+  readonly #db: Database.Database
+  readonly #docs = new Map<string, Y.Doc>()
+  readonly #listeners = new Set<UpdateListener>()
+  readonly #insert: Database.Statement<[string, Buffer]>
+  readonly #log: Logger
+  readonly #maxValue: number
+
+  constructor (init: StateStoreInit) {
+    this.#db = new Database(init.path)
+    this.#db.pragma('journal_mode = WAL')
+    this.#db.pragma('synchronous = NORMAL')
+    this.#db.exec('CREATE TABLE IF NOT EXISTS updates (id INTEGER PRIMARY KEY, brane TEXT NOT NULL, data BLOB NOT NULL); CREATE INDEX IF NOT EXISTS updates_brane ON updates (brane, id)')
+    this.#insert = this.#db.prepare('INSERT INTO updates (brane, data) VALUES (?, ?)')
+    this.#log = init.logger
+    this.#maxValue = init.maxValueBytes ?? 2 ** 20
+  }
+
+  /** The document of `brane`, loaded from disk the first time */
+  #doc (brane: string): Y.Doc {
+    let doc = this.#docs.get(brane)
+    if (doc !== undefined) {
+      return doc
+    }
+    doc = new Y.Doc({ gc: true })
+    const rows = this.#db.prepare('SELECT data FROM updates WHERE brane = ? ORDER BY id').all(brane) as Array<{ data: Buffer }>
+    Y.transact(doc, () => {
+      for (const row of rows) {
+        Y.applyUpdate(doc as Y.Doc, row.data, 'disk')
+      }
+    }, 'disk')
+    doc.on('update', (update: Uint8Array, origin: unknown) => {
+      if (origin === 'disk') {
+        return
+      }
+      this.#insert.run(brane, Buffer.from(update))
+      const from = typeof origin === 'string' ? origin : 'local'
+      for (const listener of this.#listeners) {
+        try {
+          listener(brane, update, from)
+        } catch (err) {
+          this.#log.error({ err, brane }, 'state update listener failed')
+        }
+      }
+    })
+    this.#docs.set(brane, doc)
+    return doc
+  }
+
+  /** One omega:brane/state call of `brane`, synchronously */
+  call (brane: string, call: StateCall): StateResult {
+    const doc = this.#doc(brane)
+    switch (call.method) {
+      case 'get': {
+        const value = doc.getMap<Uint8Array>('kv').get(call.key)
+        return value === undefined ? undefined : new Uint8Array(value)
+      }
+      case 'set':
+        this.#checkSize(call.value)
+        doc.transact(() => { doc.getMap<Uint8Array>('kv').set(call.key, new Uint8Array(call.value)) }, 'local')
+        return undefined
+      case 'delete':
+        doc.transact(() => { doc.getMap<Uint8Array>('kv').delete(call.key) }, 'local')
+        return undefined
+      case 'append':
+        this.#checkSize(call.value)
+        doc.transact(() => { doc.getArray<Uint8Array>(LIST_PREFIX + call.key).push([new Uint8Array(call.value)]) }, 'local')
+        return undefined
+      case 'range': {
+        const list = doc.getArray<Uint8Array>(LIST_PREFIX + call.key)
+        const end = Math.min(call.end, list.length)
+        return call.start >= end ? [] : list.slice(call.start, end).map((v) => new Uint8Array(v))
+      }
+    }
+  }
+
+  #checkSize (value: Uint8Array): void {
+    if (value.byteLength > this.#maxValue) {
+      throw new RangeError(`a state value may hold at most ${this.#maxValue} bytes (got ${value.byteLength})`)
+    }
+  }
+
+  /** Called with every update written to a document, local or merged from elsewhere */
+  onUpdate (listener: UpdateListener): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  /** Merge an update from `origin` (a peer's did); idempotent */
+  apply (brane: string, update: Uint8Array, origin: string): void {
+    Y.applyUpdate(this.#doc(brane), update, origin)
+  }
+
+  /** What this node has of `brane`, as a yjs state vector */
+  stateVector (brane: string): Uint8Array {
+    return Y.encodeStateVector(this.#doc(brane))
+  }
+
+  /** What a node with state vector `remote` lacks of `brane` (everything without one) */
+  diff (brane: string, remote?: Uint8Array): Uint8Array {
+    return Y.encodeStateAsUpdate(this.#doc(brane), remote)
+  }
+
+  /** The map of `brane` as plain JSON-able values (for `omega state` and tests) */
+  snapshot (brane: string): { map: Record<string, string>, lists: Record<string, number> } {
+    const doc = this.#doc(brane)
+    const map: Record<string, string> = {}
+    for (const [key, value] of doc.getMap<Uint8Array>('kv').entries()) {
+      map[key] = Buffer.from(value).toString('utf8')
+    }
+    const lists: Record<string, number> = {}
+    for (const name of doc.share.keys()) {
+      if (name.startsWith(LIST_PREFIX)) {
+        lists[name.slice(LIST_PREFIX.length)] = doc.getArray(name).length
+      }
+    }
+    return { map, lists }
+  }
+
+  /**
+   * Garbage collection: replace the stored updates of each document with one update of
+   * its current state (yjs drops deleted content from it). Returns the rows removed.
+   */
+  compact (): number {
+    let removed = 0
+    for (const [brane, doc] of this.#docs) {
+      const whole = Buffer.from(Y.encodeStateAsUpdate(doc))
+      this.#db.transaction(() => {
+        removed += this.#db.prepare('DELETE FROM updates WHERE brane = ?').run(brane).changes
+        this.#insert.run(brane, whole)
+      })()
+      removed--
+    }
+    return Math.max(0, removed)
+  }
+
+  close (): void {
+    for (const doc of this.#docs.values()) {
+      doc.destroy()
+    }
+    this.#docs.clear()
+    this.#db.close()
+  }
+}
