@@ -205,3 +205,12 @@ export class DeploymentError extends OmegaError {
     this.name = 'DeploymentError'
   }
 }
+
+/** Another node could not be reached, or the channel to it died */
+export class PeerUnavailableError extends OmegaError {
+  static override name = 'PeerUnavailableError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'PeerUnavailableError'
+  }
+}
