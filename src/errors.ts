@@ -212,5 +212,38 @@ export class PeerUnavailableError extends OmegaError {
   constructor (message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = 'PeerUnavailableError'
+/** The mesh node cannot do what was asked in its current state (not started, stopped, unknown peer) */
+export class MeshError extends OmegaError {
+  static override name = 'MeshError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'MeshError'
+  }
+}
+
+/** A mesh peer could not be dialled or a stream to it could not be opened (unreachable, isolated, refused) */
+export class MeshDialError extends OmegaError {
+  static override name = 'MeshDialError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'MeshDialError'
+  }
+}
+
+/** A frame channel between mesh peers failed: closed, reset, or a frame over the size limit */
+export class MeshChannelError extends OmegaError {
+  static override name = 'MeshChannelError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'MeshChannelError'
+  }
+}
+
+/** Peer discovery failed: the tailscale/netbird command failed or printed unexpected JSON, a DNS-SD query failed */
+export class DiscoveryError extends OmegaError {
+  static override name = 'DiscoveryError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'DiscoveryError'
   }
 }

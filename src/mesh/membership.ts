@@ -1,0 +1,166 @@
+/**
+ * Membership records, their precedence rules and the settings of the SWIM/Lifeguard-style
+ * protocol with a phi-accrual failure detector.
+ */
+
+export type MemberState = 'alive' | 'suspect' | 'dead' | 'left'
+export type Substrate = 'gaia' | 'biome' | 'habitat'
+
+/** What one node knows about another (or itself) */
+export interface Member {
+  /** did:key of the node (same Ed25519 key as its libp2p identity) */
+  readonly did: string
+  readonly peerId: string
+  /** e.g. "lab.lan/transform-pool-1" (matched by manifest `peers` globs) */
+  readonly name: string
+  readonly substrate: Substrate
+  /** advertises it can run microVMs */
+  readonly frontier: boolean
+  /** multiaddrs ending in /p2p/<peerId> */
+  readonly addrs: readonly string[]
+  readonly state: MemberState
+  readonly incarnation: number
+  /** last probe round trip measured by this node, when probed */
+  readonly rttMs?: number
+  /** advertised by the member (0..1 or any number it sets) */
+  readonly load?: number
+  /** small advertised key/values (gossiped) */
+  readonly meta: Readonly<Record<string, string>>
+}
+
+/**
+ * Settings of the membership protocol. Every node probes `monitors` ring successors
+ * (ordered by a hash of their did) each `probeIntervalMs` and feeds the acks to one
+ * phi-accrual detector per monitored peer; it also probes `randomProbes` random members
+ * per interval, SWIM style. A peer whose phi exceeds `phiThreshold` (or whose random probe
+ * goes unanswered for `probeTimeoutMs`) is probed indirectly through `indirectProbes`
+ * others; if none of them reaches it within `indirectTimeoutMs` it becomes suspect, and
+ * dead after `suspectTimeoutMs` unless it refutes with a higher incarnation. Traffic per
+ * node is O(monitors + randomProbes) per interval, independent of the mesh size.
+ */
+export interface MembershipSettings {
+  /** @default 500 */
+  probeIntervalMs: number
+  /** ring successors each node monitors with a phi-accrual detector @default 3 */
+  monitors: number
+  /** extra random members probed per interval (plain SWIM probe) @default 1 */
+  randomProbes: number
+  /** direct-ack timeout of a random probe @default 400 */
+  probeTimeoutMs: number
+  /** members asked to probe a silent peer on this node's behalf @default 3 */
+  indirectProbes: number
+  /** @default 600 */
+  indirectTimeoutMs: number
+  /** phi above which a monitored peer is probed indirectly, then suspected @default 8 */
+  phiThreshold: number
+  /** heartbeat inter-arrival samples kept per monitored peer @default 100 */
+  phiWindow: number
+  /** floor of the inter-arrival standard deviation @default 100 */
+  phiMinStdDevMs: number
+  /** silence tolerated on top of the mean interval before phi rises @default 200 */
+  phiAcceptablePauseMs: number
+  /** time from suspect to dead when the suspect does not refute @default 3000 */
+  suspectTimeoutMs: number
+  /** peers each new rumor is pushed to at once ('auto' = ceil(log2(n + 1)) + 2) @default 'auto' */
+  gossipFanout: number | 'auto'
+  /** each rumor also rides on this many × ceil(log2(n + 1)) probe messages @default 3 */
+  retransmitMult: number
+  /** full-state exchange with one random member, to repair what gossip missed @default 10000 */
+  pushPullIntervalMs: number
+  /** redial bootstrap peers when alone and retry one dead member (partition healing) @default 2000 */
+  reconnectIntervalMs: number
+  /** dead and left members are forgotten after this long @default 300000 */
+  deadRetentionMs: number
+  /** how long stop() waits for the leave announcement to be written @default 1000 */
+  leaveTimeoutMs: number
+  /** dial + stream open timeout @default 5000 */
+  dialTimeoutMs: number
+}
+
+export const DEFAULT_MEMBERSHIP: Readonly<MembershipSettings> = Object.freeze({
+  probeIntervalMs: 500,
+  monitors: 3,
+  randomProbes: 1,
+  probeTimeoutMs: 400,
+  indirectProbes: 3,
+  indirectTimeoutMs: 600,
+  phiThreshold: 8,
+  phiWindow: 100,
+  phiMinStdDevMs: 100,
+  phiAcceptablePauseMs: 200,
+  suspectTimeoutMs: 3000,
+  gossipFanout: 'auto',
+  retransmitMult: 3,
+  pushPullIntervalMs: 10_000,
+  reconnectIntervalMs: 2000,
+  deadRetentionMs: 300_000,
+  leaveTimeoutMs: 1000,
+  dialTimeoutMs: 5000
+})
+
+/** A member record as gossiped (JSON) */
+export interface WireMember {
+  did: string
+  peerId: string
+  name: string
+  substrate: Substrate
+  frontier: boolean
+  addrs: string[]
+  state: MemberState
+  inc: number
+  load?: number
+  meta: Record<string, string>
+}
+
+const RANK: Readonly<Record<MemberState, number>> = { alive: 0, suspect: 1, dead: 2, left: 2 }
+
+/**
+ * Whether `next` supersedes `current` (SWIM precedence): a higher incarnation wins; at
+ * the same incarnation suspect beats alive and dead/left beat both.
+ */
+export function supersedes (next: WireMember, current: WireMember): boolean {
+  if (next.inc !== current.inc) {
+    return next.inc > current.inc
+  }
+  return RANK[next.state] > RANK[current.state]
+}
+
+const STATES = new Set<string>(['alive', 'suspect', 'dead', 'left'])
+const SUBSTRATES = new Set<string>(['gaia', 'biome', 'habitat'])
+
+/** A WireMember from untrusted JSON, or undefined when malformed */
+export function parseWireMember (value: unknown): WireMember | undefined {
+  if (typeof value !== 'object' || value === null) {
+    return undefined
+  }
+  const v = value as Record<string, unknown>
+  if (typeof v.did !== 'string' || typeof v.peerId !== 'string' || typeof v.name !== 'string' ||
+    typeof v.substrate !== 'string' || !SUBSTRATES.has(v.substrate) || typeof v.state !== 'string' ||
+    !STATES.has(v.state) || typeof v.inc !== 'number' || !Number.isFinite(v.inc) ||
+    !Array.isArray(v.addrs) || !v.addrs.every((a) => typeof a === 'string')) {
+    return undefined
+  }
+  const meta: Record<string, string> = {}
+  if (typeof v.meta === 'object' && v.meta !== null) {
+    for (const [k, x] of Object.entries(v.meta as Record<string, unknown>)) {
+      if (typeof x === 'string') {
+        meta[k] = x
+      }
+    }
+  }
+  const member: WireMember = {
+    did: v.did,
+    peerId: v.peerId,
+    name: v.name,
+    substrate: v.substrate as Substrate,
+    frontier: v.frontier === true,
+    addrs: v.addrs as string[],
+    state: v.state as MemberState,
+    inc: v.inc,
+    meta
+  }
+  if (typeof v.load === 'number' && Number.isFinite(v.load)) {
+    member.load = v.load
+  }
+  return member
+}
