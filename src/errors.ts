@@ -212,6 +212,9 @@ export class PeerUnavailableError extends OmegaError {
   constructor (message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = 'PeerUnavailableError'
+  }
+}
+
 /** The mesh node cannot do what was asked in its current state (not started, stopped, unknown peer) */
 export class MeshError extends OmegaError {
   static override name = 'MeshError'
