@@ -180,7 +180,7 @@ export function isNewer (a: DeploymentDocument, b: DeploymentDocument | undefine
  */
 export async function materialise (doc: DeploymentDocument, root: string, home: string, blob: (hash: ContentAddress) => string, options: AbortOptions = {}): Promise<string> {
   const id = deploymentId(doc)
-  const dir = join(root, id)
+  const dir = resolve(root, id)
   // the manifest sits as deep as its deepest `../` image needs
   const depth = Math.max(0, ...doc.images.filter((i) => isImagePath(i.image)).map((i) => i.image.split(/[\\/]/).filter((s) => s === '..').length))
   const manifestDir = join(dir, ...Array.from({ length: depth }, (_, n) => `m${n}`))

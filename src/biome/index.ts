@@ -10,3 +10,4 @@ export { deploymentId, materialise, prepareDeployment, verifyDeployment, type De
 export { Registry } from './registry.ts'
 export { place, ineligible, wantedReplicas, weight, META_VFIO, type BranePlacement, type Candidate } from './placement.ts'
 export { StateStore, type StateStoreInit, type UpdateListener, type UpdateOrigin } from './state.ts'
+export { Rpc, RemoteError, RPC_PROTOCOL, type RpcChannel, type RpcTransport, type RpcHandler, type RpcReply, type RpcRequest } from './rpc.ts'

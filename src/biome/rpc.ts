@@ -165,11 +165,15 @@ export class Rpc {
     if (opening === undefined) {
       opening = this.#transport.open(peer, RPC_PROTOCOL, options).then((channel) => {
         const out: Outgoing = { channel, pending: new Map(), next: 0 }
-        void this.#readReplies(peer, out)
+        this.#readReplies(peer, out).catch(() => {})
         return out
       })
       this.#outgoing.set(peer, opening)
-      opening.catch(() => { if (this.#outgoing.get(peer) === opening) this.#outgoing.delete(peer) })
+      opening.catch(() => {
+        if (this.#outgoing.get(peer) === opening) {
+          this.#outgoing.delete(peer)
+        }
+      })
     }
     try {
       return await opening
@@ -201,7 +205,7 @@ export class Rpc {
 
   /** Forget a dead channel and fail what waits on it */
   #drop (peer: string, out: Outgoing, err: unknown): void {
-    void this.#outgoing.get(peer)?.then((current) => {
+    this.#outgoing.get(peer)?.then((current) => {
       if (current === out) {
         this.#outgoing.delete(peer)
       }
@@ -215,27 +219,29 @@ export class Rpc {
 
   #serve (channel: RpcChannel): void {
     this.#incoming.add(channel)
+    this.#serveChannel(channel).catch(() => {})
+  }
+
+  async #serveChannel (channel: RpcChannel): Promise<void> {
     const gone = new AbortController()
-    void (async () => {
-      try {
-        for await (const frame of channel.frames()) {
-          let request: { header: Header, body: Uint8Array }
-          try {
-            request = decodeFrame(frame)
-          } catch (err) {
-            this.#log.warn({ peer: channel.peerDid, err: (err as Error).message }, 'dropping a malformed RPC channel')
-            break
-          }
-          void this.#answer(channel, request.header, request.body.slice(), gone.signal)
+    try {
+      for await (const frame of channel.frames()) {
+        let request: { header: Header, body: Uint8Array }
+        try {
+          request = decodeFrame(frame)
+        } catch (err) {
+          this.#log.warn({ peer: channel.peerDid, err: (err as Error).message }, 'dropping a malformed RPC channel')
+          break
         }
-      } catch (err) {
-        this.#log.debug({ peer: channel.peerDid, err: (err as Error).message }, 'RPC channel ended')
-      } finally {
-        gone.abort(new PeerUnavailableError('the caller went away'))
-        this.#incoming.delete(channel)
-        channel.abort(new Error('RPC channel done'))
+        this.#answer(channel, request.header, request.body.slice(), gone.signal).catch(() => {})
       }
-    })()
+    } catch (err) {
+      this.#log.debug({ peer: channel.peerDid, err: (err as Error).message }, 'RPC channel ended')
+    } finally {
+      gone.abort(new PeerUnavailableError('the caller went away'))
+      this.#incoming.delete(channel)
+      channel.abort(new Error('RPC channel done'))
+    }
   }
 
   async #answer (channel: RpcChannel, header: Header, body: Uint8Array, signal: AbortSignal): Promise<void> {
@@ -257,7 +263,7 @@ export class Rpc {
   close (): void {
     this.#closed = true
     for (const opening of this.#outgoing.values()) {
-      void opening.then((out) => { this.#drop(out.channel.peerDid, out, new Error('this node is stopping')) }, () => {})
+      opening.then((out) => { this.#drop(out.channel.peerDid, out, new Error('this node is stopping')) }, () => {})
     }
     this.#outgoing.clear()
     for (const channel of this.#incoming) {

@@ -144,6 +144,11 @@ export class StateStore {
     return { map, lists }
   }
 
+  /** The items of list `name` of `brane`, as UTF-8 text */
+  list (brane: string, name: string): string[] {
+    return this.#doc(brane).getArray<Uint8Array>(LIST_PREFIX + name).toArray().map((v) => Buffer.from(v).toString('utf8'))
+  }
+
   /**
    * Garbage collection: replace the stored updates of each document with one update of
    * its current state (yjs drops deleted content from it). Returns the rows removed.

@@ -10,6 +10,7 @@ import { planCommand } from './commands/plan.ts'
 import { schemaCommand } from './commands/schema.ts'
 import { idCommand } from './commands/id.ts'
 import { imageCommands } from './commands/image.ts'
+import { biomeCommands } from './commands/biome.ts'
 import { upCommand } from './commands/up.ts'
 import { opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
 import { eventCommands } from './commands/events.ts'
@@ -96,7 +97,7 @@ Examples:
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands]) {
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands, biomeCommands]) {
     register(program, ctx)
   }
 

@@ -9,7 +9,7 @@ import { BraneNotFoundError, OmegaError, SnapshotError, UnsupportedError } from 
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, parseDuration, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, type NodeKey } from '../identity/index.ts'
-import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget } from '../dispatch/index.ts'
+import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import { checkImports, EventBrane, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
 import { resolveImage } from './images.ts'
@@ -245,7 +245,16 @@ export class LocalNode {
             }
           },
           logger: init.logging.forComponent('admin'),
-          ...(init.adminRoutes === undefined ? {} : { routes: init.adminRoutes })
+          routes: new Map([
+            ...(init.adminRoutes ?? new Map()),
+            ['/v1/state', {
+              action: 'state',
+              handle: async (q: URLSearchParams) => {
+                const list = q.get('list')
+                return list === null ? state.snapshot(q.get('brane') ?? '') : state.list(q.get('brane') ?? '', list)
+              }
+            }]
+          ])
         }, { home: init.home })
         await node.#admin.start()
       }
@@ -257,7 +266,7 @@ export class LocalNode {
       await node.stop()
       throw err
     }
-    log.info({ did: key.did, url: gateway.url, branes: generation.running.size }, 'node up (one-node mode: every substrate maps to this node)')
+    log.info({ did: key.did, url: gateway.url, branes: generation.running.size }, init.placement === undefined ? 'node up (one-node mode: every substrate maps to this node)' : 'node up (mesh mode: this node runs its share of each deployment)')
     return node
   }
 
@@ -440,6 +449,37 @@ export class LocalNode {
     const all = [...http, ...remote]
     const entries: RouteEntry[] = all.flatMap(([plan]) => plan.routes.map((route) => ({ brane: plan.name, route })))
     this.#gateway.setRoutes(entries, new Map(all.map(([plan, handler]) => [plan.name, handler])))
+  }
+
+  /** The event handler of `brane` when it runs on this node */
+  localEvents (brane: string): EventTarget | undefined {
+    return this.#generation.running.get(brane)?.events
+  }
+
+  /** The HTTP handler of `brane` when it runs on this node */
+  localHttp (brane: string): HttpHandler | undefined {
+    return this.#generation.running.get(brane)?.http
+  }
+
+  /** The hops this node recorded of the trace holding `id` */
+  traceHops (id: string): { traceId: string, hops: Hop[] } | undefined {
+    return this.#queue.trace(id)
+  }
+
+  /** Look for deliveries to try now (placement changed: targets may be reachable) */
+  kick (): void {
+    this.#dispatcher.kick()
+  }
+
+  /** Undelivered events per target brane (for `replicas = "auto"`) */
+  backlog (): Map<string, number> {
+    const byBrane = new Map<string, number>()
+    for (const [edge, depth] of this.#queue.depth()) {
+      const arrow = edge.indexOf('>')
+      const to = edge.slice(arrow + 1, edge.indexOf(':', arrow))
+      byBrane.set(to, (byBrane.get(to) ?? 0) + depth)
+    }
+    return byBrane
   }
 
   /** The replicated state of this node's branes */

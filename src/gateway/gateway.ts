@@ -19,7 +19,8 @@ export const STATUS_BY_ERROR: Readonly<Record<string, number>> = {
   ComponentLoadError: 503,
   UnsupportedError: 501,
   OverloadedError: 503,
-  BraneClosedError: 503
+  BraneClosedError: 503,
+  TargetUnavailableError: 503
 }
 
 export class PayloadTooLargeError extends OmegaError {

@@ -79,7 +79,7 @@ export function eventCommands (program: Command, ctx: CliContext): void {
     })
 }
 
-function renderTrace (record: TraceEndRecord): string {
+export function renderTrace (record: TraceEndRecord): string {
   const problems = verifyTrace(record)
   const ms = (v: number): string => `${v.toFixed(2)}ms`
   let out = `trace ${record.traceId}: ${record.count} hops, ${record.bytes} B, ${ms(record.endedAt - record.startedAt)}\n\n`

@@ -75,7 +75,7 @@ function watchManifest (manifest: string, node: LocalNode, ctx: CliContext): () 
   }
 }
 
-function portOption (flag: string, value: string): number {
+export function portOption (flag: string, value: string): number {
   const port = Number(value)
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     throw new UsageError(`Invalid ${flag} "${value}": expected an integer from 0 to 65535`)
@@ -83,7 +83,7 @@ function portOption (flag: string, value: string): number {
   return port
 }
 
-async function waitForAbort (signal: AbortSignal | undefined): Promise<void> {
+export async function waitForAbort (signal: AbortSignal | undefined): Promise<void> {
   if (signal === undefined) {
     return
   }

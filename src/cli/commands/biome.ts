@@ -1,0 +1,172 @@
+import type { Command } from 'commander'
+import { readFile, writeFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { resolve } from 'node:path'
+import { adminJson, OmegaMeshNode, type DeployReport, type PeerRow } from '../../daemon/index.ts'
+import { HybridClock, prepareDeployment } from '../../biome/index.ts'
+import type { TraceEndRecord } from '../../dispatch/index.ts'
+import { loadOrCreateNodeKey } from '../../identity/index.ts'
+import { createLogging } from '../../observe/index.ts'
+import { UsageError } from '../../errors.ts'
+import { homeOption, type CliContext } from '../context.ts'
+import { table } from '../table.ts'
+import { portOption, waitForAbort } from './up.ts'
+import { renderTrace } from './events.ts'
+
+const SUBSTRATES = ['gaia', 'biome', 'habitat'] as const
+
+interface NodeOptions {
+  name: string
+  substrate: string
+  listen: string[]
+  bootstrap: string[]
+  trust: string[]
+  mdns?: boolean
+  tailscale?: string
+  netbird?: string
+  port: string
+  host: string
+  metricsPort?: string
+  logFormat: 'json' | 'pretty'
+  logLevel: 'debug' | 'info' | 'warn' | 'error'
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value]
+
+/** `omega node`, `omega deploy`, `omega biome …` and `omega state`: the mesh */
+export function biomeCommands (program: Command, ctx: CliContext): void {
+  const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
+
+  program.command('node')
+    .description('Run a mesh node: join the other nodes, take the deployments they gossip, run this node\'s share of each manifest')
+    .option('--name <name>', 'this node\'s name, matched by manifests\' `peers` globs', hostname())
+    .option('--substrate <substrate>', 'the pool this node serves: gaia, biome or habitat', 'biome')
+    .option('--listen <multiaddr>', 'mesh listen address (repeatable); /udp/N/quic-v1 adds QUIC', collect, [])
+    .option('--bootstrap <multiaddr>', 'a node to join through, with /p2p/ID (repeatable)', collect, [])
+    .option('--trust <did>', 'accept deployments signed by this did:key (repeatable; this node\'s own key is always trusted)', collect, [])
+    .option('--mdns', 'find peers by mDNS on the local network')
+    .option('--tailscale <glob>', 'find peers in `tailscale status --json` whose names match GLOB')
+    .option('--netbird <glob>', 'find peers in `netbird status --json` whose names match GLOB')
+    .option('-p, --port <port>', 'gateway port (0 picks a free one)', '8080')
+    .option('--host <address>', 'gateway address', '127.0.0.1')
+    .option('--metrics-port <port>', 'also serve Prometheus metrics at http://HOST:PORT/metrics')
+    .option('--log-format <format>', 'json or pretty', 'pretty')
+    .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .action(async (opts: NodeOptions, command: Command) => {
+      if (!(SUBSTRATES as readonly string[]).includes(opts.substrate)) {
+        throw new UsageError(`Invalid --substrate "${opts.substrate}": expected one of ${SUBSTRATES.join(', ')}`)
+      }
+      const port = portOption('--port', opts.port)
+      const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
+      const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
+      const discovery = {
+        ...(opts.mdns === true ? { mdns: true } : {}),
+        ...(opts.tailscale === undefined ? {} : { tailscale: { peers: opts.tailscale } }),
+        ...(opts.netbird === undefined ? {} : { netbird: { peers: opts.netbird } })
+      }
+      const node = await OmegaMeshNode.start({
+        home: ctx.home(homeOption(command)),
+        name: opts.name,
+        substrate: opts.substrate as typeof SUBSTRATES[number],
+        listen: opts.listen.length === 0 ? ['/ip4/127.0.0.1/tcp/0'] : opts.listen,
+        bootstrap: opts.bootstrap,
+        trust: opts.trust,
+        ...(Object.keys(discovery).length === 0 ? {} : { discovery }),
+        host: opts.host,
+        port,
+        logging,
+        ...(metricsPort === undefined ? {} : { metricsPort })
+      }, signal)
+      ctx.stdout.write(`omega: node ${node.did}\nomega: name ${opts.name}\n${node.mesh.addrs.map((a) => `omega: mesh ${a}\n`).join('')}omega: gateway ${node.url}\n`)
+      ctx.stdout.write(`\n${node.deployment === undefined ? 'No deployment yet: run "omega deploy FILE" against any node. ' : ''}Press Ctrl-C to stop.\n`)
+      await waitForAbort(ctx.signal)
+      ctx.stdout.write('omega: leaving the mesh\n')
+      await node.stop()
+    })
+
+  program.command('deploy')
+    .description('Sign a manifest with this home\'s key and hand it to the running node, which gossips it to every node of the mesh')
+    .argument('<file>', 'manifest file (TOML, JSON or YAML); its image files travel with it')
+    .option('--json', 'print the report as JSON')
+    .action(async (file: string, opts: { json?: boolean }, command: Command) => {
+      const home = ctx.home(homeOption(command))
+      const key = await loadOrCreateNodeKey(home, signal)
+      const { document, blobs } = await prepareDeployment(resolve(ctx.cwd, file), key, { home, time: new HybridClock(key.did).now(), ...signal })
+      const encoded: Record<string, string> = {}
+      for (const [hash, path] of blobs) {
+        encoded[hash] = (await readFile(path)).toString('base64')
+      }
+      const report = await adminJson<DeployReport>(home, '/v1/deploy', { body: { document, blobs: encoded }, ...signal })
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify(report, null, 2) + '\n')
+        return
+      }
+      ctx.stdout.write(report.accepted
+        ? `✓ deployed ${file} as ${report.id} (signed by ${report.deployer} at ${report.time}); every node places its share\n`
+        : `= ${file}: the mesh already runs this or a newer deployment (${report.id})\n`)
+    })
+
+  const biome = program.command('biome').description('The mesh this node belongs to')
+
+  biome.command('peers')
+    .description('The nodes of the mesh: status (HEAD in step · HEAL catching up · TAIL suspected · DEAD · LEFT), round trip, load, branes and edges')
+    .option('-b, --brane <name>', 'only the nodes that run this brane')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { brane?: string, json?: boolean }, command: Command) => {
+      const rows = await adminJson<PeerRow[]>(ctx.home(homeOption(command)), `/v1/biome/peers${opts.brane === undefined ? '' : `?brane=${encodeURIComponent(opts.brane)}`}`, signal)
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify(rows, null, 2) + '\n')
+        return
+      }
+      ctx.stdout.write(table(['peer', 'status', 'rtt', 'load', 'edges in/out', 'branes'], rows.map((r) => [
+        `${r.name}${r.self ? ' (self)' : ''}`, r.status, r.rttMs === undefined ? '—' : `${r.rttMs.toFixed(1)} ms`, r.load === undefined ? '—' : String(r.load),
+        `${r.edgesIn}/${r.edgesOut}`, r.branes.join(' ') || '—'
+      ])))
+    })
+
+  biome.command('placement')
+    .description('Where each brane of the running deployment is placed, and why not when it is not')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      const result = await adminJson<{ deployment: string | null, placement: Array<{ brane: string, names: string[], wanted: number, eligible: number, reason?: string }> }>(ctx.home(homeOption(command)), '/v1/biome/placement', signal)
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify(result, null, 2) + '\n')
+        return
+      }
+      ctx.stdout.write(`deployment ${result.deployment ?? 'none'}\n\n`)
+      ctx.stdout.write(table(['brane', 'replicas', 'eligible', 'nodes', 'note'], result.placement.map((p) => [
+        p.brane, `${p.names.length}/${p.wanted}`, String(p.eligible), p.names.join(' ') || '—', p.reason ?? ''
+      ])))
+    })
+
+  biome.command('trace')
+    .description('The hops of an event\'s trace across every node, with an end record signed by this node')
+    .argument('<id>', 'an event id, a trace id, or an unambiguous prefix')
+    .option('--json', 'print the signed end record as JSON')
+    .option('-o, --output <file>', 'write the signed end record to a file (check it with "omega trace verify FILE")')
+    .action(async (id: string, opts: { json?: boolean, output?: string }, command: Command) => {
+      const record = await adminJson<TraceEndRecord>(ctx.home(homeOption(command)), `/v1/biome/trace?id=${encodeURIComponent(id)}`, signal)
+      if (opts.output !== undefined) {
+        await writeFile(resolve(ctx.cwd, opts.output), JSON.stringify(record, null, 2) + '\n')
+      }
+      ctx.stdout.write(opts.json === true ? JSON.stringify(record, null, 2) + '\n' : renderTrace(record))
+    })
+
+  biome.command('isolate')
+    .description('Cut this node off from some peers (for partition drills); no peers heals')
+    .argument('[peers...]', 'peer names or did:keys')
+    .action(async (peers: string[], _opts: unknown, command: Command) => {
+      const result = await adminJson<{ isolated: string[] }>(ctx.home(homeOption(command)), '/v1/biome/isolate', { body: { peers }, ...signal })
+      ctx.stdout.write(result.isolated.length === 0 ? 'healed: talking to every peer\n' : `isolated from ${result.isolated.length} peer(s)\n`)
+    })
+
+  program.command('state')
+    .description('The replicated state of a brane on the running node: its map and the length of its lists')
+    .argument('<brane>', 'a brane granted `state`')
+    .option('-l, --list <name>', 'print the items of this list instead, one per line')
+    .action(async (brane: string, opts: { list?: string }, command: Command) => {
+      const query = `brane=${encodeURIComponent(brane)}${opts.list === undefined ? '' : `&list=${encodeURIComponent(opts.list)}`}`
+      const state = await adminJson<unknown>(ctx.home(homeOption(command)), `/v1/state?${query}`, signal)
+      ctx.stdout.write(Array.isArray(state) ? state.map((item) => `${String(item)}\n`).join('') : JSON.stringify(state, null, 2) + '\n')
+    })
+}

@@ -1,0 +1,723 @@
+/**
+ * A node of a mesh: `omega node`. The same LocalNode as `omega up`, joined to the other
+ * nodes by the mesh. There is no control plane: a deployment signed by a trusted key
+ * reaches every node by gossip, each node keeps the newest (last writer wins by signed
+ * hybrid-logical-clock time), computes the same placement from its membership view, runs
+ * its share, and forwards events and requests for the rest to the nodes that run them.
+ * Replicated state follows the replicas of each brane.
+ */
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { BraneNotFoundError, DeploymentError, OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, TargetUnavailableError } from '../errors.ts'
+import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, HttpHandler, Logger } from '../interfaces/index.ts'
+import { loadOrCreateNodeKey, type ContentAddress, type NodeKey } from '../identity/index.ts'
+import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
+import { signTrace, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
+import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
+import {
+  compareHlc, deploymentId, formatHlc, HybridClock, materialise, place, Registry, RemoteError, Rpc, verifyDeployment,
+  type BranePlacement, type DeploymentDocument
+} from '../biome/index.ts'
+import { LocalNode, type LocalNodeInit } from './local-node.ts'
+import type { AdminRoute } from './admin.ts'
+
+export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRoutes'> {
+  /** this node's name, matched by `peers` globs, e.g. "lab.lan/transform-pool-1" */
+  name: string
+  substrate: Substrate
+  /** libp2p listen addresses. @default ['/ip4/127.0.0.1/tcp/0'] */
+  listen?: string[]
+  /** multiaddrs (with /p2p/) of nodes to join through */
+  bootstrap?: string[]
+  discovery?: DiscoveryInit
+  membership?: Partial<MembershipSettings>
+  /** whether this node can run microVMs */
+  frontier?: boolean
+  /** did:keys whose deployments this node accepts, besides its own */
+  trust?: readonly string[]
+  /** how long a joining node waits to hear from a peer before serving. @default 5000 */
+  healTimeoutMs?: number
+}
+
+/** One row of `omega biome peers` */
+export interface PeerRow {
+  readonly name: string
+  readonly did: string
+  /** HEAD: alive, same deployment · HEAL: alive, catching up · TAIL: suspected · DEAD · LEFT */
+  readonly status: 'HEAD' | 'HEAL' | 'TAIL' | 'DEAD' | 'LEFT'
+  readonly self: boolean
+  readonly substrate: string
+  readonly rttMs?: number
+  readonly load?: number
+  /** the branes it runs */
+  readonly branes: readonly string[]
+  readonly edgesIn: number
+  readonly edgesOut: number
+  readonly addrs: readonly string[]
+}
+
+/** What `omega deploy` sends */
+export interface DeployRequest {
+  readonly document: unknown
+  /** content address → base64 bytes of each image the node may lack */
+  readonly blobs?: Readonly<Record<string, string>>
+}
+
+/** What a node answers to a deployment */
+export interface DeployReport {
+  readonly id: string
+  readonly name: string
+  readonly deployer: string
+  readonly time: string
+  /** false when the node already had this or a newer deployment */
+  readonly accepted: boolean
+}
+
+const DEPLOY_TOPIC = 'omega/deploy'
+/** The deployment name this node runs */
+const DEPLOYMENT = 'default'
+/** Bytes of an image per RPC answer */
+const BLOB_CHUNK = 1024 * 1024
+/** How often state is reconciled with one other replica (anti-entropy, ms) */
+const ANTI_ENTROPY_MS = 2_000
+/** How often the backlog per brane is advertised (for `replicas = "auto"`, ms) */
+const BACKLOG_MS = 2_000
+/** Undelivered events per extra replica of a `replicas = "auto"` brane */
+const AUTO_EVENTS_PER_REPLICA = 500
+
+export class OmegaMeshNode {
+  readonly did: string
+  readonly mesh: MeshNode
+  readonly #init: MeshNodeInit
+  readonly #key: NodeKey
+  readonly #registry: Registry
+  readonly #clock: HybridClock
+  readonly #rpc: Rpc
+  readonly #log: Logger
+  readonly #trust: ReadonlySet<string>
+  #local: LocalNode | undefined
+  /** the deployment running now, its plan and its placement */
+  #current: { doc: DeploymentDocument, id: string, file: string, plan: Plan } | undefined
+  #placement = new Map<string, BranePlacement>()
+  #healing = true
+  /** reconciliations and deployments run one at a time */
+  #chain: Promise<unknown> = Promise.resolve()
+  #reconcileTimer: NodeJS.Timeout | undefined
+  #timers: NodeJS.Timeout[] = []
+  #stopping = false
+
+  private constructor (init: MeshNodeInit, key: NodeKey, registry: Registry, mesh: MeshNode) {
+    this.#init = init
+    this.#key = key
+    this.did = key.did
+    this.#registry = registry
+    this.mesh = mesh
+    this.#clock = new HybridClock(key.did)
+    this.#log = init.logging.forComponent('biome')
+    this.#trust = new Set([key.did, ...(init.trust ?? [])])
+    this.#rpc = new Rpc(mesh, { logger: init.logging.forComponent('rpc') })
+    this.#registerRpc()
+  }
+
+  /** Join the mesh, catch up with it (HEAL), then serve */
+  static async start (init: MeshNodeInit, options: AbortOptions = {}): Promise<OmegaMeshNode> {
+    const key = await loadOrCreateNodeKey(init.home, options)
+    const registry = new Registry({ root: join(init.home, 'biome') })
+    await registry.open(options)
+    const mesh = await MeshNode.create({
+      key,
+      name: init.name,
+      substrate: init.substrate,
+      frontier: init.frontier ?? false,
+      ...(init.listen === undefined ? {} : { listen: init.listen }),
+      ...(init.bootstrap === undefined ? {} : { bootstrap: init.bootstrap }),
+      ...(init.discovery === undefined ? {} : { discovery: init.discovery }),
+      ...(init.membership === undefined ? {} : { membership: init.membership }),
+      logger: init.logging.forComponent('mesh')
+    }, options)
+    const node = new OmegaMeshNode(init, key, registry, mesh)
+    try {
+      await node.#start(options)
+    } catch (err) {
+      await node.stop()
+      throw err
+    }
+    return node
+  }
+
+  async #start (options: AbortOptions): Promise<void> {
+    this.mesh.onBroadcast(DEPLOY_TOPIC, (data, from) => {
+      let doc: DeploymentDocument
+      try {
+        doc = verifyDeployment(JSON.parse(new TextDecoder().decode(data)))
+      } catch (err) {
+        this.#log.warn({ from, err: (err as Error).message }, 'ignored a deployment')
+        return
+      }
+      this.#serially(async () => this.#accept(doc, from)).catch((err: unknown) => {
+        this.#log.warn({ from, err: (err as Error).message }, 'could not take a deployment')
+      })
+    })
+    this.mesh.setMeta('heal', '1')
+    await this.mesh.start()
+    // HEAL: hear from the mesh before serving, so a rejoining node runs what the others run
+    if ((this.#init.bootstrap?.length ?? 0) > 0 || this.#init.discovery !== undefined) {
+      await this.#catchUp(options)
+    }
+    const doc = this.#registry.get(DEPLOYMENT)
+    if (doc !== undefined) {
+      await this.#prepare(doc, undefined, options)
+    }
+    const admin = this.#adminRoutes()
+    this.#local = await LocalNode.start(this.#current?.file, {
+      ...this.#init,
+      placement: {
+        runsHere: (brane) => this.#placement.get(brane.name)?.nodes.includes(this.did) ?? false,
+        elsewhere: (brane) => this.#describe(brane),
+        events: (brane) => this.#remoteEvents(brane),
+        http: (brane) => this.#remoteHttp(brane)
+      },
+      adminRoutes: admin
+    }, options)
+    this.#local.state.onUpdate((brane, update, origin) => {
+      if (origin === 'local') {
+        this.#pushState(brane, update)
+      }
+    })
+    this.mesh.onMembers((member, previous) => {
+      if (member.did !== this.did && member.state !== previous) {
+        this.#scheduleReconcile()
+        if (member.state === 'alive' && previous !== undefined) {
+          // a node came back (HEAL): bring it up to date, both ways
+          this.#reconcileStateWith(member.did).catch(() => {})
+          this.#offerDeployments(member.did).catch(() => {})
+        }
+      }
+    })
+    this.#healing = false
+    this.mesh.setMeta('heal', '0')
+    await this.#serially(async () => this.#reconcile())
+    this.#timers.push(setInterval(() => { this.#antiEntropy().catch(() => {}) }, ANTI_ENTROPY_MS).unref())
+    this.#timers.push(setInterval(() => { this.#advertiseBacklog() }, BACKLOG_MS).unref())
+    this.#log.info({ did: this.did, name: this.#init.name, addrs: this.mesh.addrs, gateway: this.#local.url }, 'mesh node up')
+  }
+
+  get url (): string {
+    return this.#local?.url ?? ''
+  }
+
+  get local (): LocalNode {
+    if (this.#local === undefined) {
+      throw new OmegaError('The node is still starting')
+    }
+    return this.#local
+  }
+
+  /** The deployment running now */
+  get deployment (): DeploymentDocument | undefined {
+    return this.#current?.doc
+  }
+
+  /** Where each brane of the running deployment is placed */
+  get placement (): ReadonlyMap<string, BranePlacement> {
+    return this.#placement
+  }
+
+  /** Wait up to `healTimeoutMs` for a live peer, then take the newest deployments the peers have */
+  async #catchUp (options: AbortOptions): Promise<void> {
+    const until = Date.now() + (this.#init.healTimeoutMs ?? 5_000)
+    while (Date.now() < until && !this.#peers().some((m) => m.state === 'alive')) {
+      options.signal?.throwIfAborted()
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    const peers = this.#peers().filter((m) => m.state === 'alive').slice(0, 3)
+    await Promise.allSettled(peers.map(async (peer) => {
+      const { result } = await this.#rpc.call(peer.did, 'deployments', {}, undefined, options)
+      for (const raw of Array.isArray(result) ? result as unknown[] : []) {
+        const doc = verifyDeployment(raw)
+        await this.#serially(async () => this.#accept(doc, peer.did, { reconcile: false }))
+      }
+    }))
+  }
+
+  /**
+   * Take a deployment submitted here (`omega deploy`): check it, keep its images, and
+   * gossip it to every node when it is the newest.
+   *
+   * @throws DeploymentError when it is malformed, wrongly signed, or from an untrusted key
+   */
+  async deploy (request: DeployRequest, options: AbortOptions = {}): Promise<DeployReport> {
+    const doc = verifyDeployment(request.document)
+    this.#authorize(doc)
+    for (const [hash, base64] of Object.entries(request.blobs ?? {})) {
+      await this.#registry.putBlob(Buffer.from(base64, 'base64'), hash as ContentAddress)
+    }
+    const accepted = await this.#serially(async () => this.#accept(doc, undefined, { options }))
+    if (accepted) {
+      this.mesh.broadcast(DEPLOY_TOPIC, new TextEncoder().encode(JSON.stringify(doc)))
+    }
+    return { id: deploymentId(doc), name: doc.name, deployer: doc.deployer, time: formatHlc(doc.time), accepted }
+  }
+
+  #authorize (doc: DeploymentDocument): void {
+    if (!this.#trust.has(doc.deployer)) {
+      throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: this node trusts deployments from ${[...this.#trust].join(', ')} (start it with --trust DID to add one)`)
+    }
+    if (doc.name !== DEPLOYMENT) {
+      throw new DeploymentError(`Refusing deployment "${doc.name}": this node runs one deployment, named "${DEPLOYMENT}"`)
+    }
+  }
+
+  /** Keep `doc` if it is the newest, with its images; then run it. Serialised. */
+  async #accept (doc: DeploymentDocument, from: string | undefined, settings: { reconcile?: boolean, options?: AbortOptions } = {}): Promise<boolean> {
+    this.#authorize(doc)
+    try {
+      this.#clock.observe(doc.time)
+    } catch (err) {
+      throw new DeploymentError(`Refusing deployment ${deploymentId(doc)}: ${(err as Error).message}`, { cause: err })
+    }
+    const known = this.#registry.get(doc.name)
+    if (known !== undefined && compareHlc(doc.time, known.time) <= 0) {
+      return false
+    }
+    await this.#fetchBlobs(doc, from, settings.options ?? {})
+    if (!await this.#registry.offer(doc)) {
+      return false
+    }
+    this.#log.info({ id: deploymentId(doc), deployer: doc.deployer, time: formatHlc(doc.time), from }, 'new deployment')
+    if (settings.reconcile !== false && this.#local !== undefined) {
+      await this.#reconcile()
+    }
+    return true
+  }
+
+  /** Fetch the images of `doc` this node lacks, from `from` first, then from any live node */
+  async #fetchBlobs (doc: DeploymentDocument, from: string | undefined, options: AbortOptions): Promise<void> {
+    for (const image of doc.images) {
+      if (await this.#registry.hasBlob(image.hash)) {
+        continue
+      }
+      const sources = [...new Set([...(from === undefined ? [] : [from]), ...this.#peers().filter((m) => m.state === 'alive').map((m) => m.did)])]
+      let fetched = false
+      for (const peer of sources) {
+        try {
+          const chunks: Uint8Array[] = []
+          for (let offset = 0; offset < image.size || offset === 0; offset += BLOB_CHUNK) {
+            const { body } = await this.#rpc.call(peer, 'blob', { hash: image.hash, offset, length: BLOB_CHUNK }, undefined, options)
+            chunks.push(body)
+            if (body.byteLength < BLOB_CHUNK) {
+              break
+            }
+          }
+          await this.#registry.putBlob(Buffer.concat(chunks), image.hash)
+          fetched = true
+          break
+        } catch (err) {
+          this.#log.debug({ peer, hash: image.hash, err: (err as Error).message }, 'image fetch failed, trying another node')
+        }
+      }
+      if (!fetched) {
+        throw new DeploymentError(`Cannot take deployment ${deploymentId(doc)}: no node gave the bytes of image "${image.image}" (${image.hash})`)
+      }
+    }
+  }
+
+  /** Materialise `doc` and load its plan */
+  async #prepare (doc: DeploymentDocument, from: string | undefined, options: AbortOptions): Promise<void> {
+    const id = deploymentId(doc)
+    if (this.#current?.id === id) {
+      return
+    }
+    await this.#fetchBlobs(doc, from, options)
+    const file = await materialise(doc, this.#registry.deployDir, this.#init.home, (hash) => this.#registry.blobPath(hash), options)
+    const { plan } = await loadManifest(file, options)
+    this.#current = { doc, id, file, plan }
+    this.mesh.setMeta('deploy', id)
+    this.#placement = this.#place(plan)
+  }
+
+  #place (plan: Plan): Map<string, BranePlacement> {
+    const backlog = this.#backlogs()
+    return place(plan, this.mesh.members(), {
+      auto: (brane) => brane.replicas.kind === 'auto' ? brane.replicas.min + Math.floor((backlog.get(brane.name) ?? 0) / AUTO_EVENTS_PER_REPLICA) : 1
+    })
+  }
+
+  #scheduleReconcile (): void {
+    if (this.#stopping) {
+      return
+    }
+    clearTimeout(this.#reconcileTimer)
+    this.#reconcileTimer = setTimeout(() => {
+      this.#serially(async () => this.#reconcile()).catch((err: unknown) => {
+        this.#log.error({ err: (err as Error).message }, 'reconcile failed')
+      })
+    }, 50)
+  }
+
+  /** Run the newest deployment with the placement of the current membership view */
+  async #reconcile (): Promise<void> {
+    const local = this.#local
+    const doc = this.#registry.get(DEPLOYMENT)
+    if (local === undefined || doc === undefined || this.#stopping) {
+      return
+    }
+    const before = this.#current?.id
+    const mine = (p: Map<string, BranePlacement>): string => [...p.values()].filter((b) => b.nodes.includes(this.did)).map((b) => b.brane).sort().join(',')
+    const had = mine(this.#placement)
+    await this.#prepare(doc, undefined, {})
+    const current = this.#current
+    if (current === undefined) {
+      return
+    }
+    this.#placement = this.#place(current.plan)
+    const now = mine(this.#placement)
+    this.mesh.setMeta('branes', now)
+    if (before !== current.id || had !== now || local.plan.file !== current.file) {
+      const report = await local.reload(current.file)
+      this.#log.info({ deployment: current.id, runs: now, ...report }, 'placement applied')
+    }
+    local.kick()
+  }
+
+  async #serially<T> (work: () => Promise<T>): Promise<T> {
+    const run = this.#chain.then(work)
+    this.#chain = run.catch(() => {})
+    return run
+  }
+
+  #peers (): Member[] {
+    return this.mesh.members().filter((m) => m.did !== this.did)
+  }
+
+  #describe (brane: BranePlan): string {
+    const placed = this.#placement.get(brane.name)
+    if (placed === undefined || placed.nodes.length === 0) {
+      return `not placed: ${placed?.reason ?? 'no placement yet'}`
+    }
+    return `runs on ${placed.nodes.map((did) => this.mesh.member(did)?.name ?? did).join(', ')}`
+  }
+
+  /** The nodes running `brane` other than this one, best first, alive ones first */
+  #replicasElsewhere (brane: string): string[] {
+    const nodes = this.#placement.get(brane)?.nodes ?? []
+    return nodes.filter((did) => did !== this.did && this.mesh.member(did)?.state !== 'dead')
+  }
+
+  #remoteEvents (brane: string): EventTarget | undefined {
+    if (!this.#placement.has(brane)) {
+      return undefined
+    }
+    return {
+      deliver: async (event: BraneEvent, options: AbortOptions = {}) => {
+        const nodes = this.#replicasElsewhere(brane)
+        const target = nodes[0]
+        if (target === undefined) {
+          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
+        }
+        const { payload, ...meta } = event
+        try {
+          await this.#rpc.call(target, 'deliver', { brane, event: meta }, payload, options)
+        } catch (err) {
+          throw asLocalError(err, `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`)
+        }
+      }
+    }
+  }
+
+  #remoteHttp (brane: string): HttpHandler | undefined {
+    if (!this.#placement.has(brane)) {
+      return undefined
+    }
+    return {
+      handle: async (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> => {
+        const target = this.#replicasElsewhere(brane)[0]
+        if (target === undefined) {
+          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
+        }
+        const { body, ...meta } = request
+        try {
+          const reply = await this.#rpc.call(target, 'http', { brane, request: meta }, body, options)
+          const result = reply.result as { status: number, headers: Array<[string, string]> }
+          return { status: result.status, headers: result.headers, body: reply.body }
+        } catch (err) {
+          throw asLocalError(err, `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`)
+        }
+      }
+    }
+  }
+
+  #registerRpc (): void {
+    this.#rpc.register('deliver', async ({ params, body }, options) => {
+      const { brane, event } = params as { brane: string, event: Omit<BraneEvent, 'payload'> }
+      const target = this.#local?.localEvents(brane)
+      if (target === undefined) {
+        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
+      }
+      await target.deliver({ ...event, payload: body }, options)
+      return {}
+    })
+    this.#rpc.register('http', async ({ params, body }, options) => {
+      const { brane, request } = params as { brane: string, request: Omit<BraneHttpRequest, 'body'> }
+      const handler = this.#local?.localHttp(brane)
+      if (handler === undefined) {
+        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
+      }
+      const response = await handler.handle({ ...request, body }, options)
+      return { result: { status: response.status, headers: response.headers }, body: response.body }
+    })
+    this.#rpc.register('blob', async ({ params }) => {
+      const { hash, offset, length } = params as { hash: ContentAddress, offset: number, length: number }
+      if (!/^b3:[0-9a-f]{64}$/.test(hash) || !await this.#registry.hasBlob(hash)) {
+        throw new BraneNotFoundError(`No image ${String(hash)} on this node`)
+      }
+      const bytes = await readFile(this.#registry.blobPath(hash))
+      return { body: bytes.subarray(offset, offset + Math.min(length, BLOB_CHUNK)) }
+    })
+    this.#rpc.register('deployments', async () => ({ result: this.#registry.list() }))
+    this.#rpc.register('state.push', async ({ params, body, from }) => {
+      const { brane } = params as { brane: string }
+      this.local.state.apply(brane, body, from)
+      return {}
+    })
+    this.#rpc.register('state.sync', async ({ params, body, from }) => {
+      // the caller sends its state vector; answer what it lacks, and our state vector
+      const { brane } = params as { brane: string }
+      const state = this.local.state
+      return { result: { vector: Buffer.from(state.stateVector(brane)).toString('base64'), from }, body: state.diff(brane, body) }
+    })
+    this.#rpc.register('hops', async ({ params }) => {
+      const { id } = params as { id: string }
+      const found = this.#local?.traceHops(id)
+      return { result: found === undefined ? null : { traceId: found.traceId, hops: found.hops.map((h) => ({ ...h, node: this.#init.name })) } }
+    })
+  }
+
+  /** Branes granted `state` that run here */
+  #statefulHere (): string[] {
+    const plan = this.#current?.plan
+    return plan === undefined ? [] : plan.branes.filter((b) => b.grants.state !== undefined && this.#placement.get(b.name)?.nodes.includes(this.did) === true).map((b) => b.name)
+  }
+
+  #pushState (brane: string, update: Uint8Array): void {
+    const fanout = Number(this.#current?.plan.branes.find((b) => b.name === brane)?.state?.fanout ?? Infinity)
+    for (const did of this.#replicasElsewhere(brane).slice(0, fanout)) {
+      this.#rpc.call(did, 'state.push', { brane }, update).catch((err: unknown) => {
+        this.#log.debug({ brane, peer: did, err: (err as Error).message }, 'state push failed (anti-entropy will carry it)')
+      })
+    }
+  }
+
+  /** Exchange what each side lacks of every shared stateful brane with `peer` */
+  async #reconcileStateWith (peer: string, branes = this.#statefulHere()): Promise<void> {
+    for (const brane of branes) {
+      if (!this.#replicasElsewhere(brane).includes(peer)) {
+        continue
+      }
+      try {
+        const state = this.local.state
+        const reply = await this.#rpc.call(peer, 'state.sync', { brane }, state.stateVector(brane))
+        state.apply(brane, reply.body, peer)
+        const theirs = Buffer.from((reply.result as { vector: string }).vector, 'base64')
+        const missing = state.diff(brane, theirs)
+        if (missing.byteLength > 2) {
+          await this.#rpc.call(peer, 'state.push', { brane }, missing)
+        }
+      } catch (err) {
+        this.#log.debug({ brane, peer, err: (err as Error).message }, 'state sync failed')
+      }
+    }
+  }
+
+  /** Every ANTI_ENTROPY_MS: reconcile each stateful brane with one random other replica */
+  async #antiEntropy (): Promise<void> {
+    if (this.#stopping || this.#local === undefined) {
+      return
+    }
+    for (const brane of this.#statefulHere()) {
+      const others = this.#replicasElsewhere(brane).filter((did) => this.mesh.member(did)?.state === 'alive')
+      const peer = others[Math.floor(Math.random() * others.length)]
+      if (peer !== undefined) {
+        await this.#reconcileStateWith(peer, [brane])
+      }
+    }
+  }
+
+  /** Send our deployments to a node that (re)joined: the newer one wins on each side */
+  async #offerDeployments (peer: string): Promise<void> {
+    try {
+      const { result } = await this.#rpc.call(peer, 'deployments', {})
+      for (const raw of Array.isArray(result) ? result as unknown[] : []) {
+        const doc = verifyDeployment(raw)
+        await this.#serially(async () => this.#accept(doc, peer))
+      }
+      const mine = this.#registry.get(DEPLOYMENT)
+      if (mine !== undefined) {
+        this.mesh.broadcast(DEPLOY_TOPIC, new TextEncoder().encode(JSON.stringify(mine)))
+      }
+    } catch (err) {
+      this.#log.debug({ peer, err: (err as Error).message }, 'deployment exchange failed')
+    }
+  }
+
+  #backlogs (): Map<string, number> {
+    const total = new Map<string, number>()
+    for (const member of this.mesh.members()) {
+      for (const [key, value] of Object.entries(member.meta)) {
+        if (key.startsWith('q.')) {
+          total.set(key.slice(2), (total.get(key.slice(2)) ?? 0) + Number(value))
+        }
+      }
+    }
+    return total
+  }
+
+  #advertiseBacklog (): void {
+    const local = this.#local
+    if (local === undefined || this.#stopping) {
+      return
+    }
+    const backlog = local.backlog()
+    let pending = 0
+    for (const [brane, depth] of backlog) {
+      pending += depth
+      // coarse, so the gossip carries changes of scale rather than every event
+      this.mesh.setMeta(`q.${brane}`, String(depth < AUTO_EVENTS_PER_REPLICA ? 0 : Math.round(depth / 100) * 100))
+    }
+    this.mesh.setLoad(Math.round(pending))
+    if (this.#current?.plan.branes.some((b) => b.replicas.kind === 'auto') === true) {
+      this.#scheduleReconcile()
+    }
+  }
+
+  /** The seeds' peers table */
+  peers (brane?: string): PeerRow[] {
+    const plan = this.#current?.plan
+    const ours = this.#current?.id
+    const rows = this.mesh.members().map((m): PeerRow => {
+      const self = m.did === this.did
+      const branes = self
+        ? [...this.#placement.values()].filter((p) => p.nodes.includes(this.did)).map((p) => p.brane)
+        : (m.meta.branes ?? '').split(',').filter((b) => b !== '')
+      const status: PeerRow['status'] = m.state === 'dead'
+        ? 'DEAD'
+        : m.state === 'left'
+          ? 'LEFT'
+          : m.state === 'suspect'
+            ? 'TAIL'
+            : (self ? this.#healing : m.meta.heal === '1' || m.meta.deploy !== ours) ? 'HEAL' : 'HEAD'
+      const edges = plan?.edges ?? []
+      return {
+        name: m.name,
+        did: m.did,
+        status,
+        self,
+        substrate: m.substrate,
+        ...(m.rttMs === undefined ? {} : { rttMs: m.rttMs }),
+        ...(m.load === undefined ? {} : { load: m.load }),
+        branes,
+        edgesIn: edges.filter((e) => branes.includes(e.to)).length,
+        edgesOut: edges.filter((e) => branes.includes(e.from)).length,
+        addrs: m.addrs
+      }
+    })
+    return (brane === undefined ? rows : rows.filter((r) => r.branes.includes(brane))).sort((a, b) => a.name < b.name ? -1 : 1)
+  }
+
+  /** The hops of a trace from every live node, merged and signed by this node */
+  async trace (id: string, options: AbortOptions = {}): Promise<TraceEndRecord | undefined> {
+    const found = this.#local?.traceHops(id)
+    let traceId = found?.traceId
+    const hops: Hop[] = (found?.hops ?? []).map((h) => ({ ...h, node: this.#init.name }))
+    const answers = await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => this.#rpc.call(m.did, 'hops', { id: traceId ?? id }, undefined, options)))
+    for (const answer of answers) {
+      if (answer.status !== 'fulfilled') {
+        continue
+      }
+      const result = answer.value.result as { traceId: string, hops: Hop[] } | null
+      if (result !== null) {
+        traceId ??= result.traceId
+        hops.push(...result.hops)
+      }
+    }
+    if (traceId === undefined || hops.length === 0) {
+      return undefined
+    }
+    hops.sort((a, b) => a.startedAt - b.startedAt)
+    return signTrace(traceId, hops, this.#key)
+  }
+
+  #adminRoutes (): ReadonlyMap<string, AdminRoute> {
+    return new Map<string, AdminRoute>([
+      ['/v1/deploy', { action: 'deploy', handle: async (_q, body, options) => this.deploy(body as DeployRequest, options) }],
+      ['/v1/biome/peers', { action: 'ps', handle: async (q) => this.peers(q.get('brane') ?? undefined) }],
+      ['/v1/biome/placement', {
+        action: 'ps',
+        handle: async () => ({ deployment: this.#current?.id ?? null, placement: [...this.#placement.values()].map((p) => ({ ...p, names: p.nodes.map((d) => this.mesh.member(d)?.name ?? d) })) })
+      }],
+      ['/v1/biome/trace', {
+        action: 'trace',
+        handle: async (q, _body, options) => {
+          const record = await this.trace(q.get('id') ?? '', options)
+          if (record === undefined) {
+            throw new BraneNotFoundError(`No node holds a trace of "${q.get('id') ?? ''}"`)
+          }
+          return record
+        }
+      }],
+      ['/v1/biome/isolate', {
+        action: 'isolate',
+        handle: async (_q, body) => {
+          const names = (body as { peers?: unknown } | undefined)?.peers
+          const wanted = Array.isArray(names) ? names.map(String) : []
+          const dids = this.#peers().filter((m) => wanted.includes(m.name) || wanted.includes(m.did)).map((m) => m.did)
+          if (dids.length !== wanted.length) {
+            throw new BraneNotFoundError(`Unknown peers: ${wanted.filter((w) => !this.#peers().some((m) => m.name === w || m.did === w)).join(', ')}`)
+          }
+          this.mesh.isolate(dids)
+          this.#scheduleReconcile()
+          return { isolated: dids }
+        }
+      }]
+    ])
+  }
+
+  async stop (): Promise<void> {
+    this.#stopping = true
+    clearTimeout(this.#reconcileTimer)
+    for (const timer of this.#timers) {
+      clearInterval(timer)
+    }
+    await this.#chain.catch(() => {})
+    this.#rpc.close()
+    await this.#local?.stop()
+    await this.mesh.stop()
+  }
+}
+
+/**
+ * An error from another node, as the local caller should see it: unreachable nodes are
+ * "unavailable" (the event waits, the request gets 503), and the remote handler's own
+ * error keeps its name (retry, reject, deadline, …)
+ */
+function asLocalError (err: unknown, where: string): Error {
+  if (err instanceof PeerUnavailableError) {
+    return new TargetUnavailableError(`Cannot reach ${where}: ${err.message}`, { cause: err })
+  }
+  if (err instanceof RemoteError) {
+    switch (err.remoteName) {
+      case 'TargetUnavailableError':
+        return new TargetUnavailableError(`${where}: ${err.message}`, { cause: err })
+      case 'RetryableEventError':
+        return new RetryableEventError(err.message, { cause: err })
+      case 'RejectedEventError':
+        return new RejectedEventError(err.message, { cause: err })
+      default: {
+        const local = new OmegaError(`${where}: ${err.message}`, { cause: err })
+        local.name = err.remoteName
+        return local
+      }
+    }
+  }
+  return err instanceof Error ? err : new Error(String(err))
+}
