@@ -42,6 +42,11 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
 
 export function exitCodeFor (err: unknown): number {
   const name = err instanceof Error ? err.name : ''
+  // the daemon refused the operation itself: exit as its error would here
+  const remote = err as { status?: unknown, remoteName?: unknown } | null
+  if (name === 'AdminRequestError' && remote?.status === 422 && typeof remote.remoteName === 'string' && EXIT_CODES[remote.remoteName] !== undefined) {
+    return EXIT_CODES[remote.remoteName] ?? 70
+  }
   return EXIT_CODES[name] ?? 70
 }
 

@@ -99,6 +99,8 @@ export class OmegaMeshNode {
   /** the deployment running now, its plan and its placement */
   #current: { doc: DeploymentDocument, id: string, file: string, plan: Plan } | undefined
   #placement = new Map<string, BranePlacement>()
+  /** the placement this node has finished applying (what `omega biome placement` shows) */
+  #applied = new Map<string, BranePlacement>()
   #healing = true
   /** reconciliations and deployments run one at a time */
   #chain: Promise<unknown> = Promise.resolve()
@@ -218,9 +220,9 @@ export class OmegaMeshNode {
     return this.#current?.doc
   }
 
-  /** Where each brane of the running deployment is placed */
+  /** Where each brane of the running deployment is placed, as far as this node has applied it */
   get placement (): ReadonlyMap<string, BranePlacement> {
-    return this.#placement
+    return this.#applied
   }
 
   /** Wait up to `healTimeoutMs` for a live peer, then take the newest deployments the peers have */
@@ -377,6 +379,7 @@ export class OmegaMeshNode {
       const report = await local.reload(current.file)
       this.#log.info({ deployment: current.id, runs: now, ...report }, 'placement applied')
     }
+    this.#applied = this.#placement
     local.kick()
   }
 
@@ -653,7 +656,7 @@ export class OmegaMeshNode {
       ['/v1/biome/peers', { action: 'ps', handle: async (q) => this.peers(q.get('brane') ?? undefined) }],
       ['/v1/biome/placement', {
         action: 'ps',
-        handle: async () => ({ deployment: this.#current?.id ?? null, placement: [...this.#placement.values()].map((p) => ({ ...p, names: p.nodes.map((d) => this.mesh.member(d)?.name ?? d) })) })
+        handle: async () => ({ deployment: this.#current?.id ?? null, placement: [...this.#applied.values()].map((p) => ({ ...p, names: p.nodes.map((d) => this.mesh.member(d)?.name ?? d) })) })
       }],
       ['/v1/biome/trace', {
         action: 'trace',

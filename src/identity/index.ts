@@ -33,6 +33,7 @@ export {
   loadOrCreateNodeKey,
   nodeKeyFromSeed,
   publicKeyFromDid,
+  readNodeKeyFile,
   verify
 } from './keys.ts'
 export { defaultHome } from './home.ts'

@@ -179,7 +179,12 @@ function isErrnoException (err: unknown, code: string): boolean {
   return err instanceof Error && (err as NodeJS.ErrnoException).code === code
 }
 
-async function readNodeKeyFile (file: string): Promise<NodeKey> {
+/**
+ * Read an Ed25519 private key (PEM, as in `<home>/node.key`) from `file`
+ *
+ * @throws {NodeKeyError} when it is not one
+ */
+export async function readNodeKeyFile (file: string): Promise<NodeKey> {
   const text = await readFile(file, 'utf8')
   let privateKey: KeyObject
   try {

@@ -5,7 +5,7 @@ import { resolve } from 'node:path'
 import { adminJson, OmegaMeshNode, type DeployReport, type PeerRow } from '../../daemon/index.ts'
 import { HybridClock, prepareDeployment } from '../../biome/index.ts'
 import type { TraceEndRecord } from '../../dispatch/index.ts'
-import { loadOrCreateNodeKey } from '../../identity/index.ts'
+import { loadOrCreateNodeKey, readNodeKeyFile } from '../../identity/index.ts'
 import { createLogging } from '../../observe/index.ts'
 import { UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
@@ -87,10 +87,11 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
   program.command('deploy')
     .description('Sign a manifest with this home\'s key and hand it to the running node, which gossips it to every node of the mesh')
     .argument('<file>', 'manifest file (TOML, JSON or YAML); its image files travel with it')
+    .option('--key <file>', 'sign with this Ed25519 key (PEM) instead of the home\'s node key')
     .option('--json', 'print the report as JSON')
-    .action(async (file: string, opts: { json?: boolean }, command: Command) => {
+    .action(async (file: string, opts: { json?: boolean, key?: string }, command: Command) => {
       const home = ctx.home(homeOption(command))
-      const key = await loadOrCreateNodeKey(home, signal)
+      const key = opts.key === undefined ? await loadOrCreateNodeKey(home, signal) : await readNodeKeyFile(resolve(ctx.cwd, opts.key))
       const { document, blobs } = await prepareDeployment(resolve(ctx.cwd, file), key, { home, time: new HybridClock(key.did).now(), ...signal })
       const encoded: Record<string, string> = {}
       for (const [hash, path] of blobs) {

@@ -1,0 +1,297 @@
+// Biome end to end: four `omega node` processes on 127.0.0.1 joined by static bootstrap,
+// one signed deployment gossiped to all, a pipeline spread over the nodes, kill -9 of a
+// node under load (its brane moves, the pipeline keeps flowing, no acknowledged event is
+// lost), and a partition that heals (state converges, the registry agrees).
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { cli, copyFixtures, ROOT } from './helpers.ts'
+
+interface MeshProcess {
+  readonly name: string
+  readonly home: string
+  child: ChildProcess
+  gateway: string
+  addr: string
+  output: () => string
+}
+
+/** Start `omega node` as its own process; resolves once it prints its gateway */
+async function startNode (home: string, name: string, args: string[]): Promise<MeshProcess> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'node', '--home', home, '--name', name, '--port', '0', ...args], {
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let out = ''
+  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { reject(new Error(`omega node ${name} did not start within 30 s:\n${out}`)) }, 30_000)
+    const check = (): void => {
+      if (/^omega: gateway \S+$/m.test(out)) {
+        clearTimeout(timer)
+        resolve()
+      }
+    }
+    child.stdout.on('data', check)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`omega node ${name} exited with ${String(code)}:\n${out}`))
+    })
+  })
+  return {
+    name,
+    home,
+    child,
+    gateway: /^omega: gateway (\S+)$/m.exec(out)?.[1] ?? '',
+    addr: /^omega: mesh (\S+)$/m.exec(out)?.[1] ?? '',
+    output: () => out
+  }
+}
+
+async function stop (node: MeshProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<void> {
+  if (node.child.exitCode !== null || node.child.signalCode !== null) {
+    return
+  }
+  const exited = new Promise<void>((resolve) => { node.child.once('exit', () => { resolve() }) })
+  node.child.kill(signal)
+  await exited
+}
+
+async function json<T> (args: string[], home: string): Promise<T> {
+  const run = await cli([...args, '--json'], home)
+  assert.equal(run.code, 0, `omega ${args.join(' ')}: ${run.err}`)
+  return JSON.parse(run.out) as T
+}
+
+interface PeerRow { name: string, status: string, branes: string[] }
+interface Placement { deployment: string | null, placement: Array<{ brane: string, names: string[] }> }
+
+async function peers (home: string): Promise<PeerRow[]> {
+  return json<PeerRow[]>(['biome', 'peers'], home)
+}
+
+async function listItems (home: string, brane: string, list: string): Promise<string[]> {
+  const run = await cli(['state', brane, '--list', list], home)
+  assert.equal(run.code, 0, run.err)
+  return run.out.split('\n').filter((l) => l !== '')
+}
+
+/** Wait for an async condition, polling; fails after `ms` */
+async function eventually (check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    if (await check().catch(() => false)) {
+      return
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${ms} ms waiting for ${what}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+async function post (base: string, path: string): Promise<number> {
+  const res = await fetch(new URL(path, base), { method: 'POST', body: 'x', signal: AbortSignal.timeout(30_000) })
+  await res.arrayBuffer()
+  return res.status
+}
+
+describe('biome: four nodes, one deployment, no control plane', { timeout: 240_000 }, () => {
+  let dir = ''
+  const nodes: MeshProcess[] = []
+  let deployer = ''
+
+  const PIPELINE = `
+[brane.web]
+substrate = "biome"
+image = "http-emit.wasm"
+lifecycle = "pooled"
+trigger = { http = "/e/*" }
+peers = "lab/edge-*"
+
+[brane.mid]
+substrate = "biome"
+image = "forward.wasm"
+lifecycle = "pooled"
+peers = "lab/pool-*"
+
+[brane.end]
+substrate = "biome"
+image = "state.wasm"
+lifecycle = "pooled"
+replicas = 2
+peers = "lab/{edge,store}-*"
+
+[brane.end.capability]
+state = true
+
+[graph]
+edges = [
+  { from = "web", to = "mid", on = "hits" },
+  { from = "mid", to = "end", on = "out" },
+]
+`
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'omega-biome-'))
+    await copyFixtures(dir, ['http-emit', 'forward', 'state'])
+    await writeFile(join(dir, 'omega.toml'), PIPELINE)
+    const first = await startNode(join(dir, 'edge-1'), 'lab/edge-1', [])
+    nodes.push(first)
+    deployer = (await cli(['id'], first.home)).out.trim()
+    for (const name of ['pool-a', 'pool-b', 'store-1']) {
+      nodes.push(await startNode(join(dir, name), `lab/${name}`, ['--bootstrap', first.addr, '--trust', deployer]))
+    }
+  })
+
+  after(async () => {
+    await Promise.all(nodes.map(async (n) => { await stop(n, 'SIGKILL') }))
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it('finds every node by static bootstrap: all four see all four alive', async () => {
+    for (const node of nodes) {
+      await eventually(async () => (await peers(node.home)).filter((p) => p.status === 'HEAD').length === 4, 20_000, `${node.name} to see 4 live nodes`)
+    }
+  })
+
+  it('refuses a deployment from an untrusted key, changing nothing', async () => {
+    const outsider = join(dir, 'outsider')
+    await cli(['id'], outsider)
+    // signed by the outsider, handed to pool-a's admin socket with pool-a's admin token:
+    // the deployment's own signature is what the nodes check
+    const run = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key')], nodes[1]?.home ?? '')
+    assert.equal(run.code, 14, run.err)
+    assert.match(run.err, /Refusing a deployment signed by did:key:.*trusts deployments from/)
+    const placement = await json<Placement>(['biome', 'placement'], nodes[1]?.home ?? '')
+    assert.equal(placement.deployment, null)
+  })
+
+  it('gossips a signed deployment to every node; each places the same branes on the same nodes', async () => {
+    const run = await cli(['deploy', join(dir, 'omega.toml')], nodes[0]?.home ?? '')
+    assert.equal(run.code, 0, run.err)
+    let views: Placement[] = []
+    await eventually(async () => {
+      views = await Promise.all(nodes.map(async (n) => json<Placement>(['biome', 'placement'], n.home)))
+      return views.every((v) => v.deployment !== null && JSON.stringify(v) === JSON.stringify(views[0]))
+    }, 20_000, 'every node to run the deployment with the same placement')
+    const where = new Map(views[0]?.placement.map((p) => [p.brane, p.names]))
+    assert.deepEqual(where.get('web'), ['lab/edge-1'])
+    assert.equal(where.get('mid')?.length, 1)
+    assert.match(where.get('mid')?.[0] ?? '', /^lab\/pool-[ab]$/)
+    assert.deepEqual([...(where.get('end') ?? [])].sort(), ['lab/edge-1', 'lab/store-1'])
+  })
+
+  it('keeps the pipeline flowing through kill -9 of the node running mid: 0 acknowledged events lost', async () => {
+    const placement = await json<Placement>(['biome', 'placement'], nodes[0]?.home ?? '')
+    const midNode = placement.placement.find((p) => p.brane === 'mid')?.names[0]
+    const victim = nodes.find((n) => n.name === midNode)
+    const survivor = nodes.find((n) => n.name !== midNode && n.name.startsWith('lab/pool-'))
+    assert.ok(victim !== undefined && survivor !== undefined)
+    const ingress = nodes[0]?.gateway ?? ''
+    const total = 240
+    const acknowledged: string[] = []
+    for (let i = 0; i < total; i++) {
+      if (i === 80) {
+        victim.child.kill('SIGKILL')
+      }
+      // a 200 means web emitted the event and it is durably queued on edge-1
+      const status = await post(ingress, `/e/k${i}`)
+      assert.equal(status, 200, `request ${i} answered ${status}`)
+      acknowledged.push(`/e/k${i}`)
+    }
+    // mid moved to the other pool node; events kept flowing to end
+    await eventually(async () => {
+      const view = await json<Placement>(['biome', 'placement'], nodes[0]?.home ?? '')
+      return view.placement.find((p) => p.brane === 'mid')?.names[0] === survivor.name
+    }, 20_000, 'mid to move to the surviving pool node')
+    await eventually(async () => (await peers(nodes[0]?.home ?? '')).find((p) => p.name === victim.name)?.status === 'DEAD', 20_000, 'the killed node to be declared dead')
+    // events mid had emitted on the dead node wait in its durable queue: they arrive
+    // once it is back (at least once); everything else arrives without it
+    await eventually(async () => (await listItems(nodes[0]?.home ?? '', 'end', 'seen')).includes(`/e/k${total - 1}`), 60_000, 'the last event to reach end while a node is dead')
+    const restarted = await startNode(victim.home, victim.name, ['--bootstrap', nodes[0]?.addr ?? '', '--trust', deployer])
+    nodes.splice(nodes.indexOf(victim), 1, restarted)
+    for (const home of [nodes[0]?.home ?? '', nodes[3]?.home ?? '']) {
+      await eventually(async () => {
+        const seen = new Set(await listItems(home, 'end', 'seen'))
+        return acknowledged.every((path) => seen.has(path))
+      }, 60_000, `every acknowledged event in end's replicated state on ${home}`)
+    }
+    for (const node of nodes) {
+      const dead = await cli(['dlq', '--json'], node.home)
+      assert.deepEqual(JSON.parse(dead.out), [], `${node.name} dead-lettered nothing`)
+    }
+  })
+
+  it('shows one event\'s hops across hosts with a signed end record', async () => {
+    const home = nodes[2]?.home ?? ''
+    const reply = await fetch(new URL('/e/traced', nodes[0]?.gateway), { method: 'POST', body: 'x' })
+    const id = (await reply.text()).trim()
+    assert.match(id, /^hits:b3:/)
+    let record: { count: number, hops: Array<{ from: string, to: string, node: string }> } = { count: 0, hops: [] }
+    await eventually(async () => {
+      record = await json(['biome', 'trace', id], home)
+      return record.count === 2
+    }, 20_000, 'both hops of the trace')
+    assert.deepEqual(record.hops.map((h) => `${h.from}>${h.to}`), ['web>mid', 'mid>end'])
+    const file = join(dir, 'trace.json')
+    assert.equal((await cli(['biome', 'trace', id, '-o', file], home)).code, 0)
+    assert.equal((await cli(['trace', 'verify', file])).code, 0)
+  })
+
+  it('heals a partition: both sides serve, then state converges and the registry agrees', async () => {
+    const [edge, , , store] = nodes
+    assert.ok(edge !== undefined && store !== undefined)
+    // the newest deployment wins everywhere: no more peers globs, and every node gets a replica of end
+    const open = PIPELINE.replace(/^peers = .*$/gm, '').replace('replicas = 2', 'replicas = 4')
+    await writeFile(join(dir, 'omega.toml'), open)
+    assert.equal((await cli(['deploy', join(dir, 'omega.toml')], edge.home)).code, 0)
+    await eventually(async () => {
+      const views = await Promise.all(nodes.map(async (n) => json<Placement>(['biome', 'placement'], n.home)))
+      return views.every((v) => v.placement.find((p) => p.brane === 'end')?.names.length === 4)
+    }, 20_000, 'end on all four nodes')
+    // cut store-1 off from everyone
+    const others = nodes.filter((n) => n !== store).map((n) => n.name)
+    assert.equal((await cli(['biome', 'isolate', ...others], store.home)).code, 0)
+    for (const node of nodes.filter((n) => n !== store)) {
+      assert.equal((await cli(['biome', 'isolate', store.name], node.home)).code, 0)
+    }
+    await eventually(async () => (await peers(store.home)).filter((p) => p.status === 'DEAD').length === 3, 30_000, 'store-1 to see the others dead')
+    await eventually(async () => (await peers(edge.home)).find((p) => p.name === store.name)?.status === 'DEAD', 30_000, 'edge-1 to see store-1 dead')
+    // both sides keep serving: store-1 alone now runs the whole pipeline
+    await eventually(async () => {
+      const view = await json<Placement>(['biome', 'placement'], store.home)
+      return view.placement.every((p) => p.names.length > 0 && p.names.every((n) => n === store.name))
+    }, 20_000, 'store-1 to place everything on itself')
+    await eventually(async () => {
+      const view = await json<Placement>(['biome', 'placement'], edge.home)
+      return view.placement.every((p) => p.names.length > 0 && !p.names.includes(store.name))
+    }, 20_000, 'the majority to place everything on its side')
+    for (let i = 0; i < 10; i++) {
+      assert.equal(await post(edge.gateway, `/e/majority-${i}`), 200)
+      assert.equal(await post(store.gateway, `/e/minority-${i}`), 200)
+    }
+    await eventually(async () => (await listItems(store.home, 'end', 'seen')).includes('/e/minority-9'), 20_000, 'the minority side to handle its events')
+    await eventually(async () => (await listItems(edge.home, 'end', 'seen')).includes('/e/majority-9'), 20_000, 'the majority side to handle its events')
+    assert.ok(!(await listItems(edge.home, 'end', 'seen')).includes('/e/minority-9'), 'no state crossed the partition')
+    // meanwhile the majority deploys again: the newest must win on store-1 after healing
+    await writeFile(join(dir, 'omega.toml'), open + '\n# v3\n')
+    assert.equal((await cli(['deploy', join(dir, 'omega.toml')], edge.home)).code, 0)
+    // heal
+    assert.equal((await cli(['biome', 'isolate'], store.home)).code, 0)
+    for (const node of nodes.filter((n) => n !== store)) {
+      assert.equal((await cli(['biome', 'isolate'], node.home)).code, 0)
+    }
+    await eventually(async () => {
+      const views = await Promise.all(nodes.map(async (n) => json<Placement>(['biome', 'placement'], n.home)))
+      return views.every((v) => v.deployment === views[0]?.deployment && JSON.stringify(v) === JSON.stringify(views[0]))
+    }, 30_000, 'the registry and placement to agree on every node')
+    await eventually(async () => {
+      const lists = await Promise.all(nodes.map(async (n) => new Set(await listItems(n.home, 'end', 'seen'))))
+      return lists.every((l) => l.has('/e/minority-9') && l.has('/e/majority-9') && l.size === lists[0]?.size)
+    }, 30_000, 'the replicated state to converge on every node')
+  })
+})
