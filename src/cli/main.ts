@@ -14,6 +14,7 @@ import { upCommand } from './commands/up.ts'
 import { opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
 import { eventCommands } from './commands/events.ts'
 import { snapshotCommands } from './commands/snapshot.ts'
+import { guestCommands } from './commands/guest.ts'
 import type { CliContext } from './context.ts'
 
 export type { CliContext } from './context.ts'
@@ -34,6 +35,10 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   TokenError: 11,
   TraceVerificationError: 12,
   SnapshotError: 13,
+  PlacementError: 7,
+  GuestImageNotFoundError: 4,
+  GuestImageError: 6,
+  VmmError: 1,
   OmegaError: 1,
   AbortError: 130
 }
@@ -95,7 +100,7 @@ Examples:
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands]) {
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands, guestCommands]) {
     register(program, ctx)
   }
 
