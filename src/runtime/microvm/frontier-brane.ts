@@ -163,7 +163,7 @@ export class FrontierBrane {
       this.#restored++
       const clone: Clone = { vm, agent, busy: false }
       this.#all.add(clone)
-      void vm.exited.then(() => { this.#onExit(clone) })
+      vm.exited.then(() => { this.#onExit(clone) }, () => {})
       return clone
     } catch (err) {
       const diag = await vm.diagnostics()
@@ -188,7 +188,7 @@ export class FrontierBrane {
     if (!this.#closed) {
       this.#replaced++
       this.#init.logger?.warn({ brane: this.name, pid: clone.vm.pid }, 'a microVM exited: replacing it')
-      void clone.vm.stop()
+      clone.vm.stop().catch(() => {})
       this.#refill()
     }
   }
@@ -201,7 +201,7 @@ export class FrontierBrane {
         (clone) => {
           this.#starting--
           if (this.#closed) {
-            void clone.vm.stop()
+            clone.vm.stop().catch(() => {})
             return
           }
           this.#release(clone, true)
@@ -221,7 +221,7 @@ export class FrontierBrane {
     clone.busy = false
     if (!reusable || clone.vm.dead || clone.agent.closed) {
       this.#all.delete(clone)
-      void clone.vm.stop()
+      clone.vm.stop().catch(() => {})
       this.#refill()
     } else {
       this.#warm.push(clone)

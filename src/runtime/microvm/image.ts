@@ -204,6 +204,9 @@ async function busyboxEntries (busybox: string, options: AbortOptions): Promise<
     throw new GuestImageError(`Cannot build a guest: "${busybox}" is not a usable busybox (install the Debian package busybox-static)`, { cause: err })
   }
   const data = await readFile(busybox)
+  if (hasInterpreter(data)) {
+    throw new GuestImageError(`Cannot build a guest: "${busybox}" is dynamically linked and the guest has no libc (install the Debian package busybox-static, or pass --busybox FILE)`)
+  }
   const applets = list.split('\n').map((s) => s.trim()).filter((s) => /^[a-z0-9_.[-]+$/i.test(s) && s !== 'busybox')
   return [
     { path: 'bin/busybox', mode: S_IFREG | 0o755, data },
@@ -345,6 +348,23 @@ export async function removeGuest (home: string, name: string): Promise<void> {
   if (!Object.values(names).includes(id)) {
     await rm(join(guestsDir(home), id.slice(3)), { recursive: true, force: true })
   }
+}
+
+/** Whether an ELF64 file asks for a dynamic loader (has a PT_INTERP program header) */
+export function hasInterpreter (elf: Buffer): boolean {
+  if (elf.byteLength < 64 || elf.readUInt32BE(0) !== 0x7f454c46 || elf[4] !== 2) {
+    return false
+  }
+  const phoff = Number(elf.readBigUInt64LE(32))
+  const phentsize = elf.readUInt16LE(54)
+  const phnum = elf.readUInt16LE(56)
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * phentsize
+    if (at + 4 <= elf.byteLength && elf.readUInt32LE(at) === 3) {
+      return true
+    }
+  }
+  return false
 }
 
 function signalOf (options: AbortOptions): { signal?: AbortSignal } {

@@ -17,6 +17,7 @@
  * await brane.close()
  * ```
  */
+import { statfsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { blake3Hex } from '../../identity/index.ts'
@@ -59,9 +60,18 @@ export async function createDriver (): Promise<VmmDriver> {
 }
 
 /** Where golden snapshots of this Omega home live: a tmpfs, so clones map RAM from memory */
-export function snapshotRootFor (home: string): string {
-  const shm = '/dev/shm'
-  return join(shm, `omega-${blake3Hex(Buffer.from(home)).slice(0, 16)}`)
+export function snapshotRootFor (home: string, init: { minFreeBytes?: number } = {}): string {
+  const name = `omega-${blake3Hex(Buffer.from(home)).slice(0, 16)}`
+  try {
+    const fs = statfsSync('/dev/shm')
+    // containers often get a 64 MiB /dev/shm: guest RAM would not fit, so use the home's disk (the page cache serves it)
+    if (fs.bavail * fs.bsize >= (init.minFreeBytes ?? 1024 * 2 ** 20)) {
+      return join('/dev/shm', name)
+    }
+  } catch {
+    // no /dev/shm
+  }
+  return join(home, 'cache', 'snapshots', name)
 }
 
 /** Where this process's VMs keep their sockets (short: Unix socket paths are limited to 107 bytes) */

@@ -120,10 +120,10 @@ export async function abortable<T> (promise: Promise<T>, options: AbortOptions):
   }
   signal.throwIfAborted()
   return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => { reject(signal.reason) }
+    const onAbort = (): void => { const reason: unknown = signal.reason; reject(reason) }
     signal.addEventListener('abort', onAbort, { once: true })
     promise.then(
       (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e as Error) })
+      (e: unknown) => { signal.removeEventListener('abort', onAbort); reject(e instanceof Error ? e : new Error(String(e))) })
   })
 }
