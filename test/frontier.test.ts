@@ -174,6 +174,26 @@ describe('frontier branes on a real microVM', { skip }, () => {
     }
   })
 
+  it('ephemeral: every call gets a clone that never served before (and the default 64 MiB mem_max is raised to the 96 MiB minimum)', async () => {
+    const eph = await FrontierBrane.create({
+      name: 'eph', image, driver, memBytes: 64 * 2 ** 20, vcpus: 1, lifecycle: 'ephemeral', snapshotRoot: snapshotRootFor(home), runDir: runDirFor(home), signer: key
+    })
+    try {
+      assert.notEqual(eph.snapshot.dir, brane.snapshot.dir, 'another memory size is another snapshot')
+      const seen = new Set<number>()
+      for (let i = 0; i < 3; i++) {
+        await until(() => eph.pids.length === 1 && eph.stats.warm === 1, 30_000, 'a warm clone')
+        const pid = eph.pids[0] as number
+        assert.ok(!seen.has(pid), 'a clone serves one call only')
+        seen.add(pid)
+        assert.equal((await eph.handle(request(`/eph/${i}`))).status, 200)
+      }
+      assert.ok(eph.stats.restored >= 3)
+    } finally {
+      await eph.close()
+    }
+  })
+
   it('remakes a golden snapshot whose files no longer match their signed record', async () => {
     const init = { driver, image, memBytes: 128 * 2 ** 20, vcpus: 1, root: snapshotRootFor(home), runDir: runDirFor(home), signer: key }
     const good = await ensureGolden(init)
