@@ -143,6 +143,19 @@ describe('a frontier brane between two WASM branes', { skip }, () => {
     assert.match(habitat.err + habitat.out, /capability "frontier" is not allowed on substrate "habitat"/)
   })
 
+  it('says what the host can run: omega guest probe', async () => {
+    const run = await cli(['guest', 'probe', '--json'])
+    assert.equal(run.code, 0, run.err)
+    const printed = JSON.parse(run.out) as Record<string, unknown>
+    assert.deepEqual(printed, JSON.parse(JSON.stringify(probe)))
+    assert.equal(printed.frontier, true)
+    assert.match(String(printed.vmm), /QEMU emulator version|Firecracker/)
+    const text = await cli(['guest', 'probe'])
+    assert.match(text.out, /^frontier: yes\nvmm: {6}\S/)
+    const listed = await cli(['guest', 'ls', '--json'], home)
+    assert.deepEqual((JSON.parse(listed.out) as Array<{ name: string }>).map((g) => g.name), ['upper'])
+  })
+
   it('names the missing guest image with the command that builds it', async () => {
     await writeFile(join(dir, 'missing.toml'), '[brane.vm]\ncapability = "frontier"\nguest = "nope"\n')
     await assert.rejects(LocalNode.start(join(dir, 'missing.toml'), { home, port: 0, logging: silentLogging(), admin: false }),

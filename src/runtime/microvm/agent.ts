@@ -6,6 +6,7 @@
 import { connect, type Socket } from 'node:net'
 import type { AbortOptions } from '../../interfaces/index.ts'
 import { VmmError } from '../../errors.ts'
+import { combineSignals } from './signals.ts'
 
 export const FRAME_PING = 0x50 // 'P'
 export const FRAME_PONG = 0x70 // 'p'
@@ -218,15 +219,16 @@ export class AgentConnection {
     const interval = options.intervalMs ?? 100
     for (;;) {
       options.signal?.throwIfAborted()
-      const attempt = AbortSignal.timeout(interval)
-      const signal = options.signal === undefined ? attempt : AbortSignal.any([attempt, options.signal])
+      const attempt = combineSignals([AbortSignal.timeout(interval), options.signal])
       try {
-        await this.call(FRAME_PING, new Uint8Array(), { signal })
+        await this.call(FRAME_PING, new Uint8Array(), { signal: attempt.signal })
         return
       } catch (err) {
         if (this.#closed !== undefined || options.signal?.aborted === true) {
           throw err
         }
+      } finally {
+        attempt.clear()
       }
     }
   }

@@ -18,6 +18,7 @@ import { parseEmits } from './agent.ts'
 import type { VmHandle, VmmDriver } from './driver.ts'
 import type { GuestImage } from './image.ts'
 import { ensureGolden, vmConfig, type GoldenSnapshot, type SnapshotSigner } from './snapshots.ts'
+import { combineSignals } from './signals.ts'
 
 /** Exit code of a workload that asks for the event again later (sysexits EX_TEMPFAIL) */
 export const EXIT_RETRY = 75
@@ -153,9 +154,9 @@ export class FrontierBrane {
   async #restore (options: AbortOptions): Promise<Clone> {
     const dir = join(this.#init.runDir, `${this.name}-${randomBytes(5).toString('hex')}`)
     const vm = await this.#init.driver.prepare(vmConfig({ image: this.#init.image, memBytes: this.#init.memBytes, vcpus: this.#init.vcpus }, this.#golden.ramFile, false, dir), options)
+    const combined = combineSignals([AbortSignal.timeout(30_000), options.signal])
+    const signal = combined.signal
     try {
-      const timeout = AbortSignal.timeout(30_000)
-      const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal])
       await vm.restore(this.#golden.stateFile, { signal })
       const agent = await vm.connectAgent({ signal })
       // the first answer costs a translation of the agent's code under TCG: pay it now, not in a call
@@ -172,6 +173,8 @@ export class FrontierBrane {
         throw new VmmError(`Cannot restore a clone of brane "${this.name}": ${err.message}${diag === '' ? '' : `\n${diag}`}`, { cause: err })
       }
       throw err
+    } finally {
+      combined.clear()
     }
   }
 
@@ -270,7 +273,8 @@ export class FrontierBrane {
     this.#inFlight++
     const t1 = performance.now()
     const deadline = AbortSignal.timeout(this.#deadlineMs)
-    const signal = options.signal === undefined ? deadline : AbortSignal.any([deadline, options.signal])
+    const combined = combineSignals([deadline, options.signal])
+    const signal = combined.signal
     let reusable = this.#lifecycle !== 'ephemeral'
     try {
       const result = await clone.agent.run(input, { signal })
@@ -288,6 +292,7 @@ export class FrontierBrane {
       }
       throw err
     } finally {
+      combined.clear()
       this.#inFlight--
       this.#release(clone, reusable)
     }

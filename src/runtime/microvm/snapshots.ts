@@ -18,6 +18,7 @@ import type { AbortOptions, Logger } from '../../interfaces/index.ts'
 import { VmmError } from '../../errors.ts'
 import type { VmConfig, VmmDriver } from './driver.ts'
 import type { GuestImage } from './image.ts'
+import { combineSignals } from './signals.ts'
 
 /** Signs snapshot records (the node's key) */
 export interface SnapshotSigner {
@@ -134,9 +135,9 @@ export async function ensureGolden (init: GoldenInit, options: AbortOptions = {}
   const ramFile = join(tmp, 'ram')
   const vmDir = join(init.runDir, `golden-${randomBytes(4).toString('hex')}`)
   const vm = await init.driver.boot(vmConfig(init, ramFile, true, vmDir), options)
+  const combined = combineSignals([AbortSignal.timeout(init.bootTimeoutMs ?? 120_000), options.signal])
   try {
-    const timeout = AbortSignal.timeout(init.bootTimeoutMs ?? 120_000)
-    const signal = options.signal === undefined ? timeout : AbortSignal.any([timeout, options.signal])
+    const signal = combined.signal
     const agent = await connectWithRetry(vm, signal)
     try {
       await agent.ready({ signal })
@@ -148,7 +149,11 @@ export async function ensureGolden (init: GoldenInit, options: AbortOptions = {}
     // the agent sees EOF before the snapshot: restored clones start waiting for a host
     await new Promise((resolve) => setTimeout(resolve, 20))
     await vm.snapshot(join(tmp, 'state'), options)
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true })
+    throw err
   } finally {
+    combined.clear()
     await vm.stop()
   }
   const body = {
