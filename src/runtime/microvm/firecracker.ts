@@ -11,7 +11,7 @@
  * kernel that finds virtio-mmio devices on its command line
  * (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES), given as an uncompressed vmlinux.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { request } from 'node:http'
@@ -21,7 +21,7 @@ import type { AbortOptions } from '../../interfaces/index.ts'
 import { VmmError } from '../../errors.ts'
 import { AgentConnection, openUnix } from './agent.ts'
 import type { VmConfig, VmExit, VmHandle, VmmDriver } from './driver.ts'
-import { killAndWait, track } from './processes.ts'
+import { killAndWait, spawnVmm } from './processes.ts'
 import { hostKhz, kernelCmdline } from './qemu.ts'
 
 const exec = promisify(execFile)
@@ -125,8 +125,7 @@ export class FirecrackerDriver implements VmmDriver {
     await mkdir(config.dir, { recursive: true })
     const apiSocket = join(config.dir, 'api.sock')
     // cwd = the VM's directory: the relative vsock path of a snapshot resolves per clone
-    const child = spawn(this.#binary, ['--api-sock', apiSocket], { cwd: config.dir, stdio: ['ignore', 'pipe', 'pipe'] })
-    track(child)
+    const child = spawnVmm(this.#binary, ['--api-sock', apiSocket], { cwd: config.dir, stdio: ['ignore', 'pipe', 'pipe'] })
     let output = ''
     for (const stream of [child.stdout, child.stderr]) {
       stream?.setEncoding('utf8')

@@ -2,7 +2,8 @@
  * Every VMM process Omega starts is registered here and killed when it is stopped, and
  * at the latest when this Node process exits: no VMM outlives its owner.
  */
-import type { ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { existsSync } from 'node:fs'
 
 const live = new Set<ChildProcess>()
 let hooked = false
@@ -16,6 +17,21 @@ function killAll (): void {
     }
   }
   live.clear()
+}
+
+const SETPRIV = '/usr/bin/setpriv'
+
+/**
+ * Spawns a VMM and tracks it. Where util-linux's setpriv exists the VMM gets a parent-
+ * death signal (SIGKILL), so it dies with this process even when this process is
+ * killed with SIGKILL and no exit handler runs.
+ */
+export function spawnVmm (binary: string, args: readonly string[], options: SpawnOptions): ChildProcess {
+  const child = existsSync(SETPRIV)
+    ? spawn(SETPRIV, ['--pdeathsig', 'KILL', binary, ...args], options)
+    : spawn(binary, [...args], options)
+  track(child)
+  return child
 }
 
 /** Tracks `child` until it exits */

@@ -8,7 +8,7 @@
  * The agent talks over virtio-serial (a `virtserialport` named `omega.agent`) whose
  * host end is a Unix socket.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process'
+import { execFile, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -17,7 +17,7 @@ import type { AbortOptions } from '../../interfaces/index.ts'
 import { VmmError } from '../../errors.ts'
 import { AgentConnection } from './agent.ts'
 import type { VmConfig, VmExit, VmHandle, VmmDriver } from './driver.ts'
-import { killAndWait, track } from './processes.ts'
+import { killAndWait, spawnVmm } from './processes.ts'
 import { QmpClient } from './qmp.ts'
 
 const exec = promisify(execFile)
@@ -125,8 +125,7 @@ export class QemuDriver implements VmmDriver {
     await mkdir(config.dir, { recursive: true })
     const paths = { qmp: join(config.dir, 'qmp.sock'), agent: join(config.dir, 'agent.sock'), console: join(config.dir, 'console.log') }
     const args = [...await this.#args(config, paths), ...(incoming ? ['-incoming', 'defer'] : [])]
-    const child = spawn(this.#binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-    track(child)
+    const child = spawnVmm(this.#binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     child.stderr?.setEncoding('utf8')
     child.stderr?.on('data', (s: string) => { stderr = (stderr + s).slice(-4096) })
