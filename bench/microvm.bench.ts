@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url'
 import type { BenchCase, RoundBudget, RoundSample } from './harness.ts'
 import { generateNodeKey } from '../src/identity/index.ts'
 import {
-  buildGuest, createDriver, ensureGolden, probeFrontier, runDirFor, snapshotRootFor,
+  buildGuest, createDriver, ensureGolden, FrontierBrane, probeFrontier, runDirFor, snapshotRootFor,
   type GoldenSnapshot, type GuestImage, type VmHandle, type VmmDriver
 } from '../src/runtime/microvm/index.ts'
 
@@ -117,6 +117,18 @@ function percentile (values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN
 }
 
+let fresh: FrontierBrane | undefined
+let reused: FrontierBrane | undefined
+const REQUEST = { method: 'GET', pathWithQuery: '/bench', scheme: 'http', authority: 'bench', headers: [], body: new Uint8Array() }
+
+/** One request on a clone that never served (restored in the background after the previous one, or for this request when none is warm yet) */
+async function freshRequest (): Promise<unknown> {
+  if (fresh === undefined) {
+    throw new Error('setup did not run')
+  }
+  return fresh.handle(REQUEST)
+}
+
 const probe = await probeFrontier()
 
 export const cases: BenchCase[] = probe.frontier
@@ -145,6 +157,28 @@ export const cases: BenchCase[] = probe.frontier
       },
       subject: { label: 'resume from snapshot (VMM started in advance)', round: resumeRound },
       baseline: { label: 'boot from scratch', round: bootRound }
+    }, {
+      name: 'request-fresh-clone-vs-reused',
+      description: 'an HTTP request through a frontier brane: each on a clone restored for it (ephemeral) vs on a reused clone (pooled)',
+      metrics: ['p50', 'p99', 'ops/s'],
+      budget: { rounds: 4, roundMs: 1_500, warmupMs: 200 },
+      setup: async () => {
+        home = await mkdtemp(join(tmpdir(), 'omega-bench-microvm-'))
+        image = await buildGuest({ home, name: 'upper', from: join(repoRoot(), 'examples/frontier/upper') })
+        driver = await createDriver()
+        const common = { image, driver, memBytes: MEM, vcpus: 1, snapshotRoot: snapshotRootFor(home), runDir: runDirFor(home), signer: generateNodeKey() }
+        fresh = await FrontierBrane.create({ ...common, name: 'fresh', lifecycle: 'ephemeral' })
+        reused = await FrontierBrane.create({ ...common, name: 'reused', lifecycle: 'pooled' })
+      },
+      teardown: async () => {
+        await fresh?.close()
+        await reused?.close()
+        await rm(snapshotRootFor(home), { recursive: true, force: true })
+        await rm(runDirFor(home), { recursive: true, force: true })
+        await rm(home, { recursive: true, force: true })
+      },
+      subject: { label: 'fresh clone per request (ephemeral)', op: async () => freshRequest() },
+      baseline: { label: 'reused clone (pooled)', op: async () => reused?.handle(REQUEST) }
     }]
   : []
 
