@@ -87,6 +87,7 @@ describe('a frontier brane between two WASM branes', { skip }, () => {
   after(async () => {
     await rm(snapshotRootFor(home), { recursive: true, force: true })
     await rm(dir, { recursive: true, force: true })
+    await rm(runDirFor(home), { recursive: true, force: true })
     assert.equal(liveVmms(), 0)
     assert.equal(ourQemus(runDirFor(home)), '', 'no QEMU of ours is left running')
   })

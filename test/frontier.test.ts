@@ -73,6 +73,7 @@ describe('frontier branes on a real microVM', { skip }, () => {
     await brane?.close()
     await rm(snapshotRootFor(home), { recursive: true, force: true })
     await rm(home, { recursive: true, force: true })
+    await rm(runDirFor(home), { recursive: true, force: true })
     assert.equal(liveVmms(), 0, 'every VMM this file started has exited')
     assert.equal(ourQemus(runDirFor(home)), '', 'no QEMU of ours is left running')
   })

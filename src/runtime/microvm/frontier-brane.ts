@@ -9,7 +9,7 @@
  * `TOPIC LENGTH\n<bytes>` on file descriptor 3 (see README, "Frontier").
  */
 import { randomBytes } from 'node:crypto'
-import { rm } from 'node:fs/promises'
+import { rm, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, Logger } from '../../interfaces/index.ts'
 import { CapabilityDeniedError, DeadlineExceededError, GuestError, OmegaError, RejectedEventError, RetryableEventError, VmmError } from '../../errors.ts'
@@ -400,6 +400,8 @@ export class FrontierBrane {
     this.#all.clear()
     this.#warm.length = 0
     await Promise.allSettled(clones.map(async (c) => { c.agent.close(); await c.vm.stop() }))
+    // the run directory goes with the last brane using it (rmdir refuses while others have VMs in it)
+    await rmdir(this.#init.runDir).catch(() => {})
   }
 
   /** Removes the golden snapshot's files (for tests and `omega guest rm`) */
