@@ -348,6 +348,9 @@ export class FrontierBrane {
       CONTENT_LENGTH: String(request.body.byteLength)
     }
     for (const [name, value] of request.headers) {
+      if (name.toLowerCase() === 'proxy') {
+        continue // httpoxy: a "Proxy" header would become HTTP_PROXY, which HTTP clients in the guest obey
+      }
       const key = name.toLowerCase() === 'content-type' ? 'CONTENT_TYPE' : `HTTP_${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`
       if (!value.includes('\0')) {
         env[key] = env[key] === undefined || key === 'HTTP_HOST' ? value : `${env[key]}, ${value}`
