@@ -250,3 +250,45 @@ export class DiscoveryError extends OmegaError {
     this.name = 'DiscoveryError'
   }
 }
+
+/** A guest image cannot be built, or a built one is damaged (frontier branes) */
+export class GuestImageError extends OmegaError {
+  static override name = 'GuestImageError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'GuestImageError'
+  }
+}
+
+/** No guest image of that name was built on this node (`omega guest build NAME --from DIR`) */
+export class GuestImageNotFoundError extends OmegaError {
+  static override name = 'GuestImageNotFoundError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'GuestImageNotFoundError'
+  }
+}
+
+/**
+ * A virtual machine monitor (QEMU, Firecracker) failed: it would not start, it died
+ * (the request it was serving fails with this), or it did not answer in time
+ */
+export class VmmError extends OmegaError {
+  static override name = 'VmmError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'VmmError'
+  }
+}
+
+/**
+ * This node refuses to run a brane because it lacks what the brane asks for (e.g.
+ * `gpu = "passthrough"` on a host without VFIO, or `frontier` without a VMM)
+ */
+export class PlacementError extends OmegaError {
+  static override name = 'PlacementError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'PlacementError'
+  }
+}

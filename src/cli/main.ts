@@ -15,6 +15,7 @@ import { upCommand } from './commands/up.ts'
 import { opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
 import { eventCommands } from './commands/events.ts'
 import { snapshotCommands } from './commands/snapshot.ts'
+import { guestCommands } from './commands/guest.ts'
 import type { CliContext } from './context.ts'
 
 export type { CliContext } from './context.ts'
@@ -36,6 +37,10 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   TraceVerificationError: 12,
   SnapshotError: 13,
   DeploymentError: 14,
+  PlacementError: 7,
+  GuestImageNotFoundError: 4,
+  GuestImageError: 6,
+  VmmError: 1,
   OmegaError: 1,
   AbortError: 130
 }
@@ -102,7 +107,7 @@ Examples:
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands, biomeCommands]) {
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands, guestCommands, biomeCommands]) {
     register(program, ctx)
   }
 

@@ -5,13 +5,14 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BraneNotFoundError, OmegaError, SnapshotError, UnsupportedError } from '../errors.ts'
+import { BraneNotFoundError, OmegaError, PlacementError, SnapshotError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, parseDuration, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, type NodeKey } from '../identity/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import { checkImports, EventBrane, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
+import { createDriver, FrontierBrane, probeFrontier, resolveGuest, runDirFor, snapshotRootFor } from '../runtime/microvm/index.ts'
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
 import { StateStore } from '../biome/index.ts'
@@ -77,8 +78,8 @@ interface RunningBrane {
   readonly events?: EventTarget
   /** drains and stops its instances */
   readonly close: () => Promise<void>
-  /** the runtime serving it: snapshots go through it */
-  readonly runtime: WorkerBrane
+  /** the WASM runtime serving it: snapshots and profiles go through it (absent for frontier branes) */
+  readonly runtime?: WorkerBrane
   readonly status: BraneStatus
 }
 
@@ -363,7 +364,7 @@ export class LocalNode {
    */
   async snapshot (brane: string, options: AbortOptions = {}): Promise<SnapshotDocument> {
     const running = this.#snapshotTarget(brane, 'take a snapshot of')
-    return sealSnapshot(await running.runtime.snapshot(options), this.#key)
+    return sealSnapshot(await running.snapshot(options), this.#key)
   }
 
   /**
@@ -377,19 +378,22 @@ export class LocalNode {
   async restore (brane: string, doc: unknown, options: AbortOptions = {}): Promise<RestoreReport> {
     const running = this.#snapshotTarget(brane, 'restore a snapshot into')
     const snapshot = await openSnapshot(doc, { did: this.did, brane })
-    await running.runtime.restore(snapshot, options)
+    await running.restore(snapshot, options)
     const bytes = snapshot.memories.reduce((sum, m) => sum + m.byteLength, 0)
     this.#log.info({ brane, component: snapshot.componentId, createdAt: snapshot.createdAt, bytes }, 'restored snapshot')
     return { brane, component: snapshot.componentId, createdAt: snapshot.createdAt, bytes }
   }
 
-  #snapshotTarget (brane: string, what: string): RunningBrane {
+  #snapshotTarget (brane: string, what: string): WorkerBrane {
     const running = this.#generation.running.get(brane)
     if (running === undefined) {
       const names = [...this.#generation.running.keys()]
       throw new SnapshotError(`Cannot ${what} brane "${brane}": no such brane is running (running: ${names.length === 0 ? 'none' : names.join(', ')})`)
     }
-    return running
+    if (running.runtime === undefined) {
+      throw new SnapshotError(`Cannot ${what} brane "${brane}": it is a frontier (microVM) brane, whose clones restore from its golden snapshot`)
+    }
+    return running.runtime
   }
 
   /** Deliveries by state (pending, inflight, done, dead) */
@@ -415,6 +419,9 @@ export class LocalNode {
     if (running === undefined) {
       const names = [...this.#generation.running.keys()]
       throw new BraneNotFoundError(`Cannot profile brane "${brane}": no such brane is running (running: ${names.length === 0 ? 'none' : names.join(', ')})`)
+    }
+    if (running.runtime === undefined) {
+      throw new UnsupportedError(`Cannot profile brane "${brane}": CPU profiles cover WASM workers, and it is a frontier (microVM) brane`)
     }
     const startedAt = new Date()
     const profiles = await running.runtime.profile({ durationMs, ...(options.signal === undefined ? {} : { signal: options.signal }) })
@@ -549,7 +556,7 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     return { name: brane.name, state: 'remote', routes: [], reason: init.placement.elsewhere(brane) }
   }
   if (brane.profile === 'frontier') {
-    return { name: brane.name, state: 'skipped', routes: [], reason: new UnsupportedError('frontier (microVM) branes are not supported by this node yet').message }
+    return startFrontier(brane, init, context, current, options)
   }
   if (brane.image === undefined) {
     throw new OmegaError(`Brane "${brane.name}" has no image: set image = "FILE.wasm" or "NAME:TAG" in [brane.${brane.name}]`)
@@ -608,4 +615,63 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     }
   }
   throw new OmegaError(`Brane "${brane.name}": component ${image.source} exports neither "${HTTP_EXPORT}" nor "${EVENT_EXPORT}" (it exports: ${loaded.exports.join(', ') || 'nothing'})`)
+}
+
+/**
+ * A frontier brane: placement checks first (VFIO for `gpu = "passthrough"`, a working
+ * VMM), then clones of its guest image restored from a golden snapshot.
+ *
+ * @throws PlacementError when this node cannot run it, saying why
+ * @throws GuestImageNotFoundError when its guest image was not built here
+ */
+async function startFrontier (brane: BranePlan, init: LocalNodeInit, context: BraneContext, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane> {
+  const probe = await probeFrontier()
+  if (brane.gpu === 'passthrough' && !probe.vfio) {
+    throw new PlacementError(`Cannot place brane "${brane.name}" on this node: gpu = "passthrough" needs VFIO (/dev/vfio/vfio and an IOMMU group), which this host lacks; run it on a node with a GPU bound to vfio-pci, or remove gpu = "passthrough"`)
+  }
+  if (!probe.frontier) {
+    throw new PlacementError(`Cannot place frontier brane "${brane.name}" on this node: ${probe.reason ?? 'no usable VMM'}`)
+  }
+  if (brane.guest === undefined) {
+    throw new OmegaError(`Frontier brane "${brane.name}" has no guest image: set guest = "NAME" in [brane.${brane.name}] and build it with "omega guest build NAME --from DIR"`)
+  }
+  const image = await resolveGuest(init.home, brane.guest)
+  if (current !== undefined && current.id === image.id && JSON.stringify(current.plan) === JSON.stringify(brane)) {
+    return current
+  }
+  const key = await loadOrCreateNodeKey(init.home, options)
+  const { observer } = context
+  const log = init.logging.forComponent('microvm')
+  const runtime = await FrontierBrane.create({
+    name: brane.name,
+    image,
+    driver: await createDriver(),
+    memBytes: brane.limits.memMaxBytes,
+    vcpus: Math.max(1, Math.ceil(brane.limits.cpuQuota)),
+    deadlineMs: brane.limits.deadlineMs,
+    lifecycle: brane.lifecycle,
+    poolSize: brane.replicas.kind === 'fixed' ? brane.replicas.count : brane.replicas.min,
+    emitTopics: brane.edgesOut.map((e) => e.on),
+    onEmit: async (topic, payload, opts) => context.emit(brane.name, topic, payload, opts),
+    log: (stream, line) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) },
+    snapshotRoot: snapshotRootFor(init.home),
+    runDir: runDirFor(init.home),
+    signer: key,
+    logger: log
+  }, options)
+  log.info({ brane: brane.name, guest: image.name, id: image.id, vmm: probe.vmm, accel: probe.accel }, `frontier brane ${brane.name} up`)
+  return {
+    plan: brane,
+    id: image.id,
+    http: observer.wrap(brane.name, runtime),
+    events: observer.wrapEvents(brane.name, runtime),
+    close: async () => { await runtime.close() },
+    status: {
+      name: brane.name,
+      state: 'running',
+      id: image.id,
+      source: `guest ${image.name}`,
+      routes: [...brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`), ...brane.edgesIn.map((e) => `← ${e.on}`)]
+    }
+  }
 }
