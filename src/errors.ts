@@ -184,3 +184,19 @@ export class BraneNotFoundError extends OmegaError {
     this.name = 'BraneNotFoundError'
   }
 }
+
+/**
+ * A capability token was refused. `reason`: `malformed`, `signature` (a signature of the
+ * chain does not verify against a trusted root), `expired`, `revoked`, `denied` (it does
+ * not allow the ability on the resource) or `escalation` (a delegation asked for more
+ * than its parent allows)
+ */
+export class CapabilityTokenError extends OmegaError {
+  static override name = 'CapabilityTokenError'
+  readonly reason: 'malformed' | 'signature' | 'expired' | 'revoked' | 'denied' | 'escalation'
+  constructor (message: string, reason: CapabilityTokenError['reason'], options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'CapabilityTokenError'
+    this.reason = reason
+  }
+}

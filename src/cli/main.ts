@@ -32,6 +32,7 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   DaemonNotRunningError: 10,
   AdminRequestError: 11,
   TokenError: 11,
+  CapabilityTokenError: 14,
   TraceVerificationError: 12,
   SnapshotError: 13,
   OmegaError: 1,
