@@ -200,3 +200,12 @@ export class CapabilityTokenError extends OmegaError {
     this.reason = reason
   }
 }
+
+/** A settlement export failed offline verification (signature, chain, order, gap or truncation) */
+export class SettlementVerificationError extends OmegaError {
+  static override name = 'SettlementVerificationError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'SettlementVerificationError'
+  }
+}

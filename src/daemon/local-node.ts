@@ -8,7 +8,9 @@ import { join } from 'node:path'
 import { BraneNotFoundError, OmegaError, SnapshotError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
-import { loadOrCreateNodeKey, type NodeKey } from '../identity/index.ts'
+import { loadOrCreateNodeKey, RevocationList, verifyCapability, type NodeKey } from '../identity/index.ts'
+import { Resolvers, type ResolverStatus } from '../resolver/index.ts'
+import { Settlement } from '../settle/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import { checkImports, EventBrane, HttpBrane, loadComponent, type WorkerBrane } from '../runtime/wasm/index.ts'
@@ -31,6 +33,16 @@ export interface LocalNodeInit {
   admin?: boolean
   /** serve Prometheus metrics on this port (on `host`); off when unset */
   metricsPort?: number
+  /** root did:keys trusted for capability tokens besides the node's own (admin API, gateway) */
+  trustedRoots?: readonly string[]
+  /** meter usage and write settlement receipts to `<home>/settle.db`. @default true */
+  metering?: boolean
+  /** ms between periodic settlement receipts. @default 60000 */
+  settleIntervalMs?: number
+  /** environment of resolver provider processes (`[resolver.X]`). @default the daemon's */
+  resolverEnv?: Readonly<Record<string, string | undefined>>
+  /** first restart delay of a failed resolver process. @default 500 */
+  resolverBackoffMs?: number
 }
 
 export interface BraneStatus {
@@ -109,6 +121,8 @@ export class LocalNode {
   readonly #gateway: Gateway
   #admin: AdminServer | undefined
   #metrics: MetricsEndpoint | undefined
+  #resolvers: Resolvers | undefined
+  #settlement: Settlement | undefined
   #generation: Generation
   /** reloads run one after another */
   #reloading: Promise<unknown> = Promise.resolve()
@@ -154,7 +168,13 @@ export class LocalNode {
       }
     }
     const { generation } = await loadGeneration(manifestFile, plan, new Map(), init, context, options)
-    const gateway = new Gateway({ logger: init.logging.forComponent('gateway') }, {
+    // capability tokens: the node's key and the configured roots; revocations persist in the home
+    const roots = [key.did, ...(init.trustedRoots ?? [])]
+    const revocations = await new RevocationList(init.home).load()
+    const gateway = new Gateway({
+      logger: init.logging.forComponent('gateway'),
+      authorize: (brane, token) => verifyCapability(token, { ability: 'invoke', resource: `brane/${brane}`, roots, revoked: revocations })
+    }, {
       ...(init.host === undefined ? {} : { host: init.host }),
       ...(init.port === undefined ? {} : { port: init.port })
     })
@@ -165,6 +185,23 @@ export class LocalNode {
     node.#dispatcher.start()
     try {
       await gateway.start()
+      if (init.metering !== false) {
+        const settlement = new Settlement({ key, logger: init.logging.forComponent('settle') }, {
+          home: init.home, ...(init.settleIntervalMs === undefined ? {} : { intervalMs: init.settleIntervalMs })
+        })
+        settlement.start()
+        node.#settlement = settlement
+        observer.meter = (usage) => { settlement.record(usage) }
+      }
+      if (plan.resolvers.length > 0) {
+        node.#resolvers = new Resolvers({ logger: init.logging.forComponent('resolver'), onChange: () => { node.#route() } }, plan.resolvers, {
+          port: Number(new URL(gateway.url).port),
+          ...(init.resolverEnv === undefined ? {} : { env: init.resolverEnv }),
+          ...(init.resolverBackoffMs === undefined ? {} : { backoffMs: init.resolverBackoffMs })
+        })
+        node.#resolvers.start()
+        node.#route()
+      }
       if (init.admin !== false) {
         node.#admin = new AdminServer({
           did: key.did,
@@ -187,7 +224,7 @@ export class LocalNode {
             }
           },
           logger: init.logging.forComponent('admin')
-        }, { home: init.home })
+        }, { home: init.home, roots: init.trustedRoots ?? [], revocations })
         await node.#admin.start()
       }
       if (init.metricsPort !== undefined) {
@@ -216,6 +253,16 @@ export class LocalNode {
     return this.#generation.plan
   }
 
+  /** The `[resolver.X]` publications and their public URLs */
+  get resolvers (): ResolverStatus[] {
+    return this.#resolvers?.status() ?? []
+  }
+
+  /** Settlement (metering and receipts), when metering is on */
+  get settlement (): Settlement | undefined {
+    return this.#settlement
+  }
+
   get branes (): readonly BraneStatus[] {
     return [...[...this.#generation.running.values()].map((r) => r.status), ...this.#generation.skipped]
   }
@@ -227,6 +274,7 @@ export class LocalNode {
       manifest: this.#generation.file,
       gateway: this.url,
       startedAt: this.#startedAt.toISOString(),
+      ...(this.#resolvers === undefined ? {} : { resolvers: this.#resolvers.status() }),
       branes: this.branes.map((b) => {
         const plan = this.plan.branes.find((p) => p.name === b.name)
         return {
@@ -367,18 +415,26 @@ export class LocalNode {
   /** Point the gateway at the current generation, in one assignment */
   #route (): void {
     const http = [...this.#generation.running.values()].flatMap((r) => r.http === undefined ? [] : [[r, r.http] as const])
-    const entries: RouteEntry[] = http.flatMap(([r]) => r.plan.routes.map((route) => ({ brane: r.plan.name, route })))
+    const entries: RouteEntry[] = http.flatMap(([r]) => r.plan.routes.map((route) => ({ brane: r.plan.name, route, auth: r.plan.auth })))
+    // a resolver bound to a brane: its host names serve that brane on every path
+    for (const { host, brane } of this.#resolvers?.hostRoutes() ?? []) {
+      const auth = this.#generation.running.get(brane)?.plan.auth
+      entries.push({ brane, route: { path: '/', wildcard: true, host, declared: true }, ...(auth === undefined ? {} : { auth }) })
+    }
     this.#gateway.setRoutes(entries, new Map(http.map(([r, handler]) => [r.plan.name, handler])))
   }
 
   /** Stop accepting requests, then close every brane */
   async stop (): Promise<void> {
+    await this.#resolvers?.stop()
     await this.#metrics?.stop()
     await this.#admin?.stop()
     await this.#gateway.stop()
     this.#dispatcher.stop()
     await Promise.allSettled([...this.#generation.running.values()].map(async (r) => { await r.close() }))
     this.#queue.close()
+    // the final receipt covers everything served until now
+    this.#settlement?.stop()
     this.#log.info({}, 'node stopped')
   }
 }
