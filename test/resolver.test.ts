@@ -42,7 +42,7 @@ if (JSON.stringify(args) !== JSON.stringify(expected)) {
 log('start')
 const t = new Date().toISOString().replace(/\\.\\d+Z$/, 'Z')
 const gen = process.env.STANDIN_GEN ?? 'a'
-switch (name) {
+switch (process.env.STANDIN_SILENT === '1' ? 'silent' : name) {
   case 'tailscale':
     process.stdout.write('Available on the internet:\\n\\nhttps://omega-' + gen + '.tail1234.ts.net/\\n|-- proxy http://127.0.0.1:' + port + '\\n\\nPress Ctrl+C to exit.\\n')
     break
@@ -163,6 +163,24 @@ describe('resolvers', () => {
     assert.deepEqual(stopped, ['cloudflared', 'netbird', 'ngrok', 'tailscale'])
     assert.deepEqual(lines.filter((l) => l.event === 'off').map((l) => l.args), [['funnel', '--https=443', 'off']])
     assert.ok(resolvers.status().every((s) => s.state === 'stopped'))
+  })
+
+  it('health: a provider that announces no URL in time is stopped and restarted', async () => {
+    const { env, log } = await standins(join(dir, 'silent'))
+    const resolvers = new Resolvers({ logger: silentLogging().forComponent('resolver') }, [PLANS[3]!], {
+      port: 18082, env: { ...env, STANDIN_PORT: '18082', STANDIN_SILENT: '1' }, backoffMs: 20, readyTimeoutMs: 200
+    })
+    resolvers.start()
+    try {
+      await until(() => (resolvers.status()[0]?.restarts ?? 0) >= 2, 10_000, 'two restarts')
+      assert.match(resolvers.status()[0]?.lastError ?? '', /netbird printed no public URL within 200 ms/)
+      assert.equal(resolvers.status()[0]?.url, undefined)
+    } finally {
+      await resolvers.stop()
+    }
+    const lines = await log()
+    assert.ok(lines.filter((l) => l.event === 'start').length >= 2, JSON.stringify(lines))
+    assert.ok(lines.filter((l) => l.event === 'start').every((l) => !alive(l.pid)))
   })
 
   it('says when a provider CLI is not installed, and keeps retrying with back-off', async () => {

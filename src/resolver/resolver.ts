@@ -103,10 +103,11 @@ class ResolverProcess {
       ...(this.#init.env === undefined ? {} : { env: this.#init.env as NodeJS.ProcessEnv })
     })
     this.#child = child
+    // why this run ended, when Omega knows better than the exit status
+    let why: string | undefined
     const ready = setTimeout(() => {
       if (this.#url === undefined && this.#child === child) {
-        this.#lastError = `${command} printed no public URL within ${this.#init.readyTimeoutMs} ms`
-        this.#log.warn({ resolver: this.plan.name }, this.#lastError)
+        why = `${command} printed no public URL within ${this.#init.readyTimeoutMs} ms`
         child.kill('SIGTERM')
       }
     }, this.#init.readyTimeoutMs)
@@ -130,10 +131,9 @@ class ResolverProcess {
       }
     }
     child.once('error', (err: NodeJS.ErrnoException) => {
-      this.#lastError = err.code === 'ENOENT'
+      why = err.code === 'ENOENT'
         ? `"${command}" is not installed (not found on PATH): install it or choose another resolver mode`
         : `cannot run ${command}: ${err.message}`
-      this.#log.error({ resolver: this.plan.name }, this.#lastError)
     })
     child.once('close', (code, signal) => {
       clearTimeout(ready)
@@ -144,9 +144,11 @@ class ResolverProcess {
         this.#state = 'stopped'
         return
       }
-      this.#lastError ??= `${command} exited (${signal ?? `code ${String(code)}`})`
-      if (code !== null || signal !== null) {
-        this.#lastError = `${command} exited (${signal ?? `code ${String(code)}`})${this.#lastError.startsWith(`"${command}" is not installed`) ? `: ${this.#lastError}` : ''}`
+      this.#lastError = why ?? `${command} exited (${signal ?? `code ${String(code)}`})`
+      if (this.#url !== undefined) {
+        // the publication is gone until the restarted process announces it again
+        this.#url = undefined
+        this.#onChange()
       }
       this.#failures++
       this.#restarts++
