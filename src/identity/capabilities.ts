@@ -160,8 +160,24 @@ function allows (granted: readonly Capability[], wanted: Capability): boolean {
   return granted.some((g) => (g.ability === '*' || g.ability === wanted.ability) && covers(g.resource, wanted.resource))
 }
 
+/** Decoded root keys (biscuit-wasm only borrows them), bounded like keys.ts's cache */
+const ROOT_KEYS_MAX = 256
+const rootKeys = new Map<string, PublicKey>()
+
 function rootPublicKey (did: string): PublicKey {
-  return biscuit.PublicKey.fromBytes(publicKeyFromDid(did), 0)
+  let key = rootKeys.get(did)
+  if (key === undefined) {
+    key = biscuit.PublicKey.fromBytes(publicKeyFromDid(did), 0)
+    if (rootKeys.size >= ROOT_KEYS_MAX) {
+      const oldest = rootKeys.keys().next().value
+      if (oldest !== undefined) {
+        rootKeys.get(oldest)?.free()
+        rootKeys.delete(oldest)
+      }
+    }
+    rootKeys.set(did, key)
+  }
+  return key
 }
 
 function expiry (options: IssueCapabilityOptions): Date {
@@ -205,7 +221,14 @@ export function issueCapability (root: NodeKey, options: IssueCapabilityOptions)
   const { source, params } = code(options.subject, 'right', options.capabilities, expiry(options))
   const builder = biscuit.Biscuit.builder()
   builder.addCodeWithParameters(source, params, {})
-  return builder.build(privateKeyOf(root)).toBase64()
+  const key = privateKeyOf(root)
+  const token = builder.build(key)
+  try {
+    return token.toBase64()
+  } finally {
+    token.free()
+    key.free()
+  }
 }
 
 function parse (token: string, roots: readonly string[]): { token: Biscuit, root: string } {
@@ -277,7 +300,11 @@ function info (parsed: Biscuit, root: string): CapabilityInfo {
  */
 export function inspectCapability (token: string, options: { roots: readonly string[] }): CapabilityInfo {
   const { token: parsed, root } = parse(token, options.roots)
-  return info(parsed, root)
+  try {
+    return info(parsed, root)
+  } finally {
+    parsed.free()
+  }
 }
 
 /** The effective grants of a chain: those of the root block, narrowed by each delegation */
@@ -306,6 +333,14 @@ function effective (links: readonly CapabilityLink[]): Capability[] {
 export function delegateCapability (token: string, options: DelegateCapabilityOptions): string {
   checkCapabilities(options.capabilities)
   const { token: parsed, root } = parse(token, options.roots)
+  try {
+    return delegateParsed(parsed, root, options)
+  } finally {
+    parsed.free()
+  }
+}
+
+function delegateParsed (parsed: Biscuit, root: string, options: DelegateCapabilityOptions): string {
   const parent = info(parsed, root)
   const granted = effective(parent.links)
   for (const wanted of options.capabilities) {
@@ -320,7 +355,12 @@ export function delegateCapability (token: string, options: DelegateCapabilityOp
   const { source, params } = code(options.subject, 'attenuated', options.capabilities, expires)
   const block = biscuit.Biscuit.block_builder()
   block.addCodeWithParameters(source, params, {})
-  return parsed.appendBlock(block).toBase64()
+  const child = parsed.appendBlock(block)
+  try {
+    return child.toBase64()
+  } finally {
+    child.free()
+  }
 }
 
 /**
@@ -335,6 +375,15 @@ export function delegateCapability (token: string, options: DelegateCapabilityOp
  */
 export function verifyCapability (token: string, options: VerifyCapabilityOptions): VerifiedCapability {
   const { token: parsed, root } = parse(token, options.roots)
+  try {
+    return verifyParsed(parsed, root, options)
+  } finally {
+    // wasm-bindgen objects hold wasm memory until freed (the finalizer runs late, if at all)
+    parsed.free()
+  }
+}
+
+function verifyParsed (parsed: Biscuit, root: string, options: VerifyCapabilityOptions): VerifiedCapability {
   const ids = parsed.getRevocationIdentifiers() as string[]
   const revokedId = ids.find((id) => options.revoked?.has(id) === true)
   if (revokedId !== undefined) {
@@ -351,7 +400,12 @@ export function verifyCapability (token: string, options: VerifyCapabilityOption
   lines.push('allow if operation($op), resource_pattern($p), right($a, $p), $a == $op || $a == "*";')
   builder.addCodeWithParameters(lines.join('\n'), params, {})
   try {
-    builder.buildAuthenticated(parsed).authorizeWithLimits(RUN_LIMITS)
+    const authorizer = builder.buildAuthenticated(parsed)
+    try {
+      authorizer.authorizeWithLimits(RUN_LIMITS)
+    } finally {
+      authorizer.free()
+    }
   } catch (err) {
     const detail = describe(err)
     if (detail.includes('time($t)')) {
