@@ -123,6 +123,7 @@ export class LocalNode {
   #metrics: MetricsEndpoint | undefined
   #resolvers: Resolvers | undefined
   #settlement: Settlement | undefined
+  #revocations: RevocationList | undefined
   #generation: Generation
   /** reloads run one after another */
   #reloading: Promise<unknown> = Promise.resolve()
@@ -181,6 +182,7 @@ export class LocalNode {
     const queue = new EventQueue({ path: join(init.home, 'queue.db') })
     const node = new LocalNode(key, init, generation, context, gateway, queue)
     holder.node = node
+    node.#revocations = revocations
     node.#route()
     node.#dispatcher.start()
     try {
@@ -256,6 +258,14 @@ export class LocalNode {
   /** The `[resolver.X]` publications and their public URLs */
   get resolvers (): ResolverStatus[] {
     return this.#resolvers?.status() ?? []
+  }
+
+  /**
+   * Revoked capability token ids (persisted in `<home>/revoked.json`): `onRevoked` tells of
+   * local revocations (to gossip them), `add` takes revocations heard from peers
+   */
+  get revocations (): RevocationList | undefined {
+    return this.#revocations
   }
 
   /** Settlement (metering and receipts), when metering is on */

@@ -49,7 +49,8 @@ export class Settlement implements Startable {
   readonly #intervalMs: number
   #store: ReceiptStore | undefined
   #timer: NodeJS.Timeout | undefined
-  #totals = new Map<string, Totals>()
+  /** brane → deployer → totals of the current period */
+  #totals = new Map<string, Map<string, Totals>>()
   #periodStart = new Date()
   #last: Receipt | undefined
 
@@ -74,11 +75,15 @@ export class Settlement implements Startable {
   /** Add one request's or delivery's usage to the current period */
   record (usage: MeteredUsage): void {
     const deployer = this.#components.deployerOf?.(usage.brane) ?? this.#components.key.did
-    const key = `${usage.brane}\u0000${deployer}`
-    let t = this.#totals.get(key)
+    let byDeployer = this.#totals.get(usage.brane)
+    if (byDeployer === undefined) {
+      byDeployer = new Map()
+      this.#totals.set(usage.brane, byDeployer)
+    }
+    let t = byDeployer.get(deployer)
     if (t === undefined) {
       t = { brane: usage.brane, deployer, invocations: 0, failures: 0, cpuMs: 0, memMiBs: 0, bytesIn: 0, bytesOut: 0 }
-      this.#totals.set(key, t)
+      byDeployer.set(deployer, t)
     }
     t.invocations++
     t.failures += usage.ok ? 0 : 1
@@ -90,7 +95,7 @@ export class Settlement implements Startable {
 
   /** Usage of the current period so far (not yet in a receipt) */
   pending (): UsageLine[] {
-    return [...this.#totals.values()].map((t) => ({ ...t, cpuMs: round3(t.cpuMs), memMiBs: round3(t.memMiBs) }))
+    return [...this.#totals.values()].flatMap((m) => [...m.values()]).map((t) => ({ ...t, cpuMs: round3(t.cpuMs), memMiBs: round3(t.memMiBs) }))
   }
 
   /** Sign, chain and store a receipt for the current period; start a new period */

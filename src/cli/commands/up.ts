@@ -5,6 +5,7 @@ import { LocalNode } from '../../daemon/index.ts'
 import { createLogging } from '../../observe/index.ts'
 import { UsageError } from '../../errors.ts'
 import { parseDuration } from '../../manifest/index.ts'
+import { isRootDid } from '../../identity/index.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
 
@@ -40,6 +41,11 @@ export function upCommand (program: Command, ctx: CliContext): void {
       const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
       const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
       const manifest = resolve(ctx.cwd, file)
+      for (const did of opts.trustRoot) {
+        if (!isRootDid(did)) {
+          throw new UsageError(`Invalid --trust-root "${did}": expected an Ed25519 did:key (see "omega id")`)
+        }
+      }
       const settleIntervalMs = parseDuration(opts.settleInterval ?? '60s')
       if (settleIntervalMs === undefined || settleIntervalMs <= 0) {
         throw new UsageError(`Invalid --settle-interval "${String(opts.settleInterval)}": expected a duration such as 60s or 5m`)
