@@ -185,25 +185,16 @@ export class LocalNode {
     node.#revocations = revocations
     node.#route()
     node.#dispatcher.start()
+    if (init.metering !== false) {
+      // usage is metered from the first request; receipts are written once this daemon holds the home
+      const settlement = new Settlement({ key, logger: init.logging.forComponent('settle') }, {
+        home: init.home, ...(init.settleIntervalMs === undefined ? {} : { intervalMs: init.settleIntervalMs })
+      })
+      node.#settlement = settlement
+      observer.meter = (usage) => { settlement.record(usage) }
+    }
     try {
       await gateway.start()
-      if (init.metering !== false) {
-        const settlement = new Settlement({ key, logger: init.logging.forComponent('settle') }, {
-          home: init.home, ...(init.settleIntervalMs === undefined ? {} : { intervalMs: init.settleIntervalMs })
-        })
-        settlement.start()
-        node.#settlement = settlement
-        observer.meter = (usage) => { settlement.record(usage) }
-      }
-      if (plan.resolvers.length > 0) {
-        node.#resolvers = new Resolvers({ logger: init.logging.forComponent('resolver'), onChange: () => { node.#route() } }, plan.resolvers, {
-          port: Number(new URL(gateway.url).port),
-          ...(init.resolverEnv === undefined ? {} : { env: init.resolverEnv }),
-          ...(init.resolverBackoffMs === undefined ? {} : { backoffMs: init.resolverBackoffMs })
-        })
-        node.#resolvers.start()
-        node.#route()
-      }
       if (init.admin !== false) {
         node.#admin = new AdminServer({
           did: key.did,
@@ -232,6 +223,17 @@ export class LocalNode {
       if (init.metricsPort !== undefined) {
         node.#metrics = new MetricsEndpoint(() => observer.metrics.render(), { ...(init.host === undefined ? {} : { host: init.host }), port: init.metricsPort })
         await node.#metrics.start()
+      }
+      // after the admin socket is claimed: a second daemon on this home never gets here
+      node.#settlement?.start()
+      if (plan.resolvers.length > 0) {
+        node.#resolvers = new Resolvers({ logger: init.logging.forComponent('resolver'), onChange: () => { node.#route() } }, plan.resolvers, {
+          port: Number(new URL(gateway.url).port),
+          ...(init.resolverEnv === undefined ? {} : { env: init.resolverEnv }),
+          ...(init.resolverBackoffMs === undefined ? {} : { backoffMs: init.resolverBackoffMs })
+        })
+        node.#resolvers.start()
+        node.#route()
       }
     } catch (err) {
       await node.stop()
@@ -444,7 +446,11 @@ export class LocalNode {
     await Promise.allSettled([...this.#generation.running.values()].map(async (r) => { await r.close() }))
     this.#queue.close()
     // the final receipt covers everything served until now
-    this.#settlement?.stop()
+    try {
+      this.#settlement?.stop()
+    } catch (err) {
+      this.#log.error({ err }, 'cannot write the final settlement receipt')
+    }
     this.#log.info({}, 'node stopped')
   }
 }

@@ -101,7 +101,11 @@ export interface VerifiedCapability {
 }
 
 const MAX_TOKEN_CHARS = 64 * 1024
-const RUN_LIMITS = { max_facts: 1000, max_iterations: 100, max_time_micro: 100_000 }
+/**
+ * Bounds of one authorisation. Facts and iterations bound the work; the time limit is a
+ * safety net only (biscuit's default, 1 ms, fails the first runs while the wasm is cold)
+ */
+const RUN_LIMITS = { max_facts: 1000, max_iterations: 100, max_time_micro: 1_000_000 }
 const NAME = /^(?:\*|[A-Za-z0-9_.:@-]+(?:\/[A-Za-z0-9_.:@*-]+)*)$/
 const PKCS8_SEED_OFFSET = 16
 
@@ -255,6 +259,24 @@ function describe (err: unknown): string {
     return err.message
   }
   return JSON.stringify(err) ?? String(err)
+}
+
+/** "block 1: check if …" for each failed check of a biscuit FailedLogic error, else the raw error */
+function failedChecks (detail: string): string {
+  try {
+    const parsed = JSON.parse(detail) as { FailedLogic?: { Unauthorized?: { checks?: unknown[] }, NoMatchingPolicy?: { checks?: unknown[] } } }
+    const checks = parsed.FailedLogic?.Unauthorized?.checks ?? parsed.FailedLogic?.NoMatchingPolicy?.checks
+    if (checks === undefined) {
+      return detail
+    }
+    if (checks.length === 0) {
+      return 'the root link does not grant it'
+    }
+    const links = checks.map((c) => (c as { Block?: { block_id: number } }).Block?.block_id).filter((id) => id !== undefined)
+    return `${links.length === 1 ? 'link' : 'links'} ${[...new Set(links)].join(', ')} of the chain narrowed it away`
+  } catch {
+    return detail
+  }
 }
 
 const FACT = /^(subject|right|attenuated|expires)\((.*)\);$/
@@ -412,7 +434,10 @@ function verifyParsed (parsed: Biscuit, root: string, options: VerifyCapabilityO
       const read = info(parsed, root)
       throw new CapabilityTokenError(`Capability token refused: it expired (${read.expires ?? 'expiry unknown'}, now ${now.toISOString()})`, 'expired', { cause: err })
     }
-    throw new CapabilityTokenError(`Capability token refused: it does not allow "${options.ability}" on "${options.resource}": ${detail}`, 'denied', { cause: err })
+    if (detail.includes('RunLimit')) {
+      throw new CapabilityTokenError(`Capability token refused: its checks exceed the verifier's limits (${detail})`, 'denied', { cause: err })
+    }
+    throw new CapabilityTokenError(`Capability token refused: it does not allow "${options.ability}" on "${options.resource}": ${failedChecks(detail)}`, 'denied', { cause: err })
   }
   const read = info(parsed, root)
   const lineage = read.links.map((l) => l.subject ?? '')
