@@ -1,7 +1,8 @@
 /**
  * The admin API: HTTP over a Unix socket in the node's home (mode 0600), what the CLI
- * talks to. Every request needs a token signed by an authorised key (see
- * identity/tokens.ts); none or a forged one is refused before any handler runs.
+ * talks to. Every request needs a token signed by an authorised key (identity/tokens.ts)
+ * or a capability token allowing the route's action (identity/capabilities.ts); none, a
+ * forged, expired, revoked or insufficient one is refused before any handler runs.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'

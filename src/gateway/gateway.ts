@@ -154,7 +154,13 @@ export class Gateway implements Startable {
       return
     }
     if (match.auth === 'token') {
-      this.#authorize(match.brane, req.headers.authorization)
+      try {
+        this.#authorize(match.brane, req.headers.authorization)
+      } catch (err) {
+        // refused before reading the body: drain it so the connection can be reused
+        req.resume()
+        throw err
+      }
     }
     const body = await this.#readBody(req)
     const headers: Array<[string, string]> = []
