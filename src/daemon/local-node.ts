@@ -39,6 +39,8 @@ export interface LocalNodeInit {
   metering?: boolean
   /** ms between periodic settlement receipts. @default 60000 */
   settleIntervalMs?: number
+  /** who deployed a brane, for settlement (e.g. the subject of its deploy token). @default the node */
+  deployerOf?: (brane: string) => string
   /** environment of resolver provider processes (`[resolver.X]`). @default the daemon's */
   resolverEnv?: Readonly<Record<string, string | undefined>>
   /** first restart delay of a failed resolver process. @default 500 */
@@ -187,7 +189,7 @@ export class LocalNode {
     node.#dispatcher.start()
     if (init.metering !== false) {
       // usage is metered from the first request; receipts are written once this daemon holds the home
-      const settlement = new Settlement({ key, logger: init.logging.forComponent('settle') }, {
+      const settlement = new Settlement({ key, logger: init.logging.forComponent('settle'), ...(init.deployerOf === undefined ? {} : { deployerOf: init.deployerOf }) }, {
         home: init.home, ...(init.settleIntervalMs === undefined ? {} : { intervalMs: init.settleIntervalMs })
       })
       node.#settlement = settlement
