@@ -21,6 +21,7 @@ import * as wasm from './wasm.bench.ts'
 import * as gateway from './gateway.bench.ts'
 import * as events from './events.bench.ts'
 import * as microvm from './microvm.bench.ts'
+import * as trust from './trust.bench.ts'
 
 /** Every suite, by name; a case's full name is `suite/case` */
 const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
@@ -29,7 +30,8 @@ const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
   gateway,
   events,
   wasm,
-  microvm
+  microvm,
+  trust
 }
 
 const QUICK_BUDGET: Partial<Budget> = { rounds: 3, roundMs: 150, warmupMs: 100 }

@@ -292,3 +292,28 @@ export class PlacementError extends OmegaError {
     this.name = 'PlacementError'
   }
 }
+
+/**
+ * A capability token was refused. `reason`: `malformed`, `signature` (a signature of the
+ * chain does not verify against a trusted root), `expired`, `revoked`, `denied` (it does
+ * not allow the ability on the resource) or `escalation` (a delegation asked for more
+ * than its parent allows)
+ */
+export class CapabilityTokenError extends OmegaError {
+  static override name = 'CapabilityTokenError'
+  readonly reason: 'malformed' | 'signature' | 'expired' | 'revoked' | 'denied' | 'escalation'
+  constructor (message: string, reason: CapabilityTokenError['reason'], options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'CapabilityTokenError'
+    this.reason = reason
+  }
+}
+
+/** A settlement export failed offline verification (signature, chain, order, gap or truncation) */
+export class SettlementVerificationError extends OmegaError {
+  static override name = 'SettlementVerificationError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'SettlementVerificationError'
+  }
+}

@@ -164,7 +164,7 @@ edges = [
     // signed by the outsider, handed to pool-a's admin socket with pool-a's admin token:
     // the deployment's own signature is what the nodes check
     const run = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key')], nodes[1]?.home ?? '')
-    assert.equal(run.code, 14, run.err)
+    assert.equal(run.code, 16, run.err)
     assert.match(run.err, /Refusing a deployment signed by did:key:.*trusts deployments from/)
     const placement = await json<Placement>(['biome', 'placement'], nodes[1]?.home ?? '')
     assert.equal(placement.deployment, null)

@@ -16,6 +16,8 @@ import { opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
 import { eventCommands } from './commands/events.ts'
 import { snapshotCommands } from './commands/snapshot.ts'
 import { guestCommands } from './commands/guest.ts'
+import { tokenCommands } from './commands/token.ts'
+import { settleCommands } from './commands/settle.ts'
 import type { CliContext } from './context.ts'
 
 export type { CliContext } from './context.ts'
@@ -34,9 +36,11 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   DaemonNotRunningError: 10,
   AdminRequestError: 11,
   TokenError: 11,
+  CapabilityTokenError: 14,
+  SettlementVerificationError: 15,
   TraceVerificationError: 12,
   SnapshotError: 13,
-  DeploymentError: 14,
+  DeploymentError: 16,
   PlacementError: 7,
   GuestImageNotFoundError: 4,
   GuestImageError: 6,
@@ -100,14 +104,14 @@ export async function main (argv: readonly string[], options: MainOptions = {}):
   program.addHelpText('after', `
 Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image not found, 5 capability denied,
 6 component load failure, 7 unsupported on this node, 10 no daemon running, 11 admin request refused, 12 trace record invalid,
-13 snapshot refused, 130 interrupted.
+13 snapshot refused, 14 capability token refused, 15 settlement receipts invalid, 16 deployment refused, 130 interrupted.
 
 Examples:
   $ omega validate examples/seeds/*.toml
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands, guestCommands, biomeCommands]) {
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
     register(program, ctx)
   }
 

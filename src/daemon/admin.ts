@@ -1,14 +1,15 @@
 /**
  * The admin API: HTTP over a Unix socket in the node's home (mode 0600), what the CLI
- * talks to. Every request needs a token signed by an authorised key (see
- * identity/tokens.ts); none or a forged one is refused before any handler runs.
+ * talks to. Every request needs a token signed by an authorised key (identity/tokens.ts)
+ * or a capability token allowing the route's action (identity/capabilities.ts); none, a
+ * forged, expired, revoked or insufficient one is refused before any handler runs.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { connect } from 'node:net'
 import { chmod, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { OmegaError } from '../errors.ts'
-import { issueAdminToken, loadOrCreateNodeKey, verifyAdminToken, type NodeKey } from '../identity/index.ts'
+import { issueAdminToken, loadOrCreateNodeKey, verifyAdminToken, verifyCapability, type NodeKey } from '../identity/index.ts'
 import type { AbortOptions, Logger, Startable } from '../interfaces/index.ts'
 import type { LogBook, LogRecord } from '../observe/index.ts'
 
@@ -46,6 +47,7 @@ export interface AdminStatus {
   readonly manifest: string
   readonly gateway: string
   readonly startedAt: string
+  readonly resolvers?: readonly object[]
   readonly branes: ReadonlyArray<Record<string, unknown>>
 }
 
@@ -91,7 +93,14 @@ export interface AdminInit {
   home: string
   /** did:keys whose tokens are accepted. @default the node's own */
   issuers?: readonly string[]
+  /** root did:keys trusted for capability tokens, besides the node's own */
+  roots?: readonly string[]
+  /** revoked capability token ids (checked on every request) */
+  revocations?: { has: (id: string) => boolean, revoke: (id: string) => Promise<void> }
 }
+
+/** Admin actions on one brane (`?brane=NAME`): a capability token needs them on `brane/NAME`, else on `brane/*` */
+const BRANE_ACTIONS = new Set(['logs', 'profile', 'deploy', 'snapshot', 'restore'])
 
 /** Route → the action a token must allow */
 const ACTIONS: Readonly<Record<string, string>> = {
@@ -105,13 +114,16 @@ const ACTIONS: Readonly<Record<string, string>> = {
   '/v1/dlq/replay': 'dlq',
   '/v1/snapshot': 'snapshot',
   '/v1/restore': 'restore',
-  '/v1/profile/cpu': 'profile'
+  '/v1/profile/cpu': 'profile',
+  '/v1/revoke': 'revoke'
 }
 
 export class AdminServer implements Startable {
   readonly #components: AdminComponents
   readonly #socket: string
   readonly #issuers: ReadonlySet<string>
+  readonly #roots: readonly string[]
+  readonly #revocations: AdminInit['revocations']
   #server: Server | undefined
   readonly #streams = new Set<ServerResponse>()
 
@@ -119,6 +131,8 @@ export class AdminServer implements Startable {
     this.#components = components
     this.#socket = join(init.home, ADMIN_SOCKET)
     this.#issuers = new Set(init.issuers ?? [components.did])
+    this.#roots = [...new Set([components.did, ...(init.roots ?? [])])]
+    this.#revocations = init.revocations
   }
 
   get socketPath (): string {
@@ -168,7 +182,15 @@ export class AdminServer implements Startable {
       return
     }
     try {
-      verifyAdminToken(token, { audience: this.#components.did, issuers: this.#issuers, action })
+      if (token.includes('.')) {
+        verifyAdminToken(token, { audience: this.#components.did, issuers: this.#issuers, action })
+      } else {
+        // a capability token (Biscuit, base64url without dots): `action` on the brane or the node
+        const brane = url.searchParams.get('brane') ?? url.searchParams.get('name')
+        const resource = BRANE_ACTIONS.has(action) ? `brane/${brane ?? '*'}` : 'node'
+        const revoked = this.#revocations
+        verifyCapability(token, { ability: action, resource, roots: this.#roots, ...(revoked === undefined ? {} : { revoked }) })
+      }
     } catch (err) {
       this.#components.logger.warn({ path: url.pathname, reason: (err as Error).message }, 'admin request refused')
       send(res, 403, { error: 'Forbidden', message: (err as Error).message })
@@ -179,6 +201,17 @@ export class AdminServer implements Startable {
       return
     }
     switch (url.pathname) {
+      case '/v1/revoke': {
+        const id = url.searchParams.get('id') ?? ''
+        if (this.#revocations === undefined) {
+          send(res, 404, { error: 'NotFound', message: 'This node keeps no revocation list' })
+          return
+        }
+        this.#revocations.revoke(id).then(
+          () => { send(res, 200, { revoked: id }) },
+          (err: unknown) => { send(res, 422, { error: (err as Error).name, message: (err as Error).message }) })
+        return
+      }
       case '/v1/reload':
         this.#reload(req, res)
         return

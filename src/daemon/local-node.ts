@@ -8,7 +8,9 @@ import { join } from 'node:path'
 import { BraneNotFoundError, OmegaError, PlacementError, SnapshotError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, parseDuration, type BranePlan, type Plan } from '../manifest/index.ts'
-import { loadOrCreateNodeKey, type NodeKey } from '../identity/index.ts'
+import { loadOrCreateNodeKey, RevocationList, verifyCapability, type NodeKey } from '../identity/index.ts'
+import { Resolvers, type ResolverStatus } from '../resolver/index.ts'
+import { Settlement } from '../settle/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import { checkImports, EventBrane, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
@@ -37,6 +39,18 @@ export interface LocalNodeInit {
   placement?: PlacementHooks
   /** more admin routes (the mesh's) */
   adminRoutes?: AdminComponents['routes']
+  /** root did:keys trusted for capability tokens besides the node's own (admin API, gateway) */
+  trustedRoots?: readonly string[]
+  /** meter usage and write settlement receipts to `<home>/settle.db`. @default true */
+  metering?: boolean
+  /** ms between periodic settlement receipts. @default 60000 */
+  settleIntervalMs?: number
+  /** who deployed a brane, for settlement (e.g. the subject of its deploy token). @default the node */
+  deployerOf?: (brane: string) => string
+  /** environment of resolver provider processes (`[resolver.X]`). @default the daemon's */
+  resolverEnv?: Readonly<Record<string, string | undefined>>
+  /** first restart delay of a failed resolver process. @default 500 */
+  resolverBackoffMs?: number
 }
 
 /** How a node in a mesh splits a manifest with the other nodes */
@@ -135,6 +149,9 @@ export class LocalNode {
   readonly #gateway: Gateway
   #admin: AdminServer | undefined
   #metrics: MetricsEndpoint | undefined
+  #resolvers: Resolvers | undefined
+  #settlement: Settlement | undefined
+  #revocations: RevocationList | undefined
   #generation: Generation
   /** reloads run one after another */
   #reloading: Promise<unknown> = Promise.resolve()
@@ -213,15 +230,30 @@ export class LocalNode {
       state.close()
       throw err
     }
-    const gateway = new Gateway({ logger: init.logging.forComponent('gateway') }, {
+    // capability tokens: the node's key and the configured roots; revocations persist in the home
+    const roots = [key.did, ...(init.trustedRoots ?? [])]
+    const revocations = await new RevocationList(init.home).load()
+    const gateway = new Gateway({
+      logger: init.logging.forComponent('gateway'),
+      authorize: (brane, token) => verifyCapability(token, { ability: 'invoke', resource: `brane/${brane}`, roots, revoked: revocations })
+    }, {
       ...(init.host === undefined ? {} : { host: init.host }),
       ...(init.port === undefined ? {} : { port: init.port })
     })
     const queue = new EventQueue({ path: join(init.home, 'queue.db') })
     const node = new LocalNode(key, init, generation, context, gateway, queue)
     holder.node = node
+    node.#revocations = revocations
     node.#route()
     node.#dispatcher.start()
+    if (init.metering !== false) {
+      // usage is metered from the first request; receipts are written once this daemon holds the home
+      const settlement = new Settlement({ key, logger: init.logging.forComponent('settle'), ...(init.deployerOf === undefined ? {} : { deployerOf: init.deployerOf }) }, {
+        home: init.home, ...(init.settleIntervalMs === undefined ? {} : { intervalMs: init.settleIntervalMs })
+      })
+      node.#settlement = settlement
+      observer.meter = (usage) => { settlement.record(usage) }
+    }
     try {
       await gateway.start()
       if (init.admin !== false) {
@@ -256,12 +288,23 @@ export class LocalNode {
               }
             }]
           ])
-        }, { home: init.home })
+        }, { home: init.home, roots: init.trustedRoots ?? [], revocations })
         await node.#admin.start()
       }
       if (init.metricsPort !== undefined) {
         node.#metrics = new MetricsEndpoint(() => observer.metrics.render(), { ...(init.host === undefined ? {} : { host: init.host }), port: init.metricsPort })
         await node.#metrics.start()
+      }
+      // after the admin socket is claimed: a second daemon on this home never gets here
+      node.#settlement?.start()
+      if (plan.resolvers.length > 0) {
+        node.#resolvers = new Resolvers({ logger: init.logging.forComponent('resolver'), onChange: () => { node.#route() } }, plan.resolvers, {
+          port: Number(new URL(gateway.url).port),
+          ...(init.resolverEnv === undefined ? {} : { env: init.resolverEnv }),
+          ...(init.resolverBackoffMs === undefined ? {} : { backoffMs: init.resolverBackoffMs })
+        })
+        node.#resolvers.start()
+        node.#route()
       }
     } catch (err) {
       await node.stop()
@@ -285,6 +328,24 @@ export class LocalNode {
     return this.#generation.plan
   }
 
+  /** The `[resolver.X]` publications and their public URLs */
+  get resolvers (): ResolverStatus[] {
+    return this.#resolvers?.status() ?? []
+  }
+
+  /**
+   * Revoked capability token ids (persisted in `<home>/revoked.json`): `onRevoked` tells of
+   * local revocations (to gossip them), `add` takes revocations heard from peers
+   */
+  get revocations (): RevocationList | undefined {
+    return this.#revocations
+  }
+
+  /** Settlement (metering and receipts), when metering is on */
+  get settlement (): Settlement | undefined {
+    return this.#settlement
+  }
+
   get branes (): readonly BraneStatus[] {
     return [...[...this.#generation.running.values()].map((r) => r.status), ...this.#generation.skipped]
   }
@@ -296,6 +357,7 @@ export class LocalNode {
       manifest: this.#generation.file,
       gateway: this.url,
       startedAt: this.#startedAt.toISOString(),
+      ...(this.#resolvers === undefined ? {} : { resolvers: this.#resolvers.status() }),
       branes: this.branes.map((b) => {
         const plan = this.plan.branes.find((p) => p.name === b.name)
         return {
@@ -454,7 +516,12 @@ export class LocalNode {
         return handler === undefined ? [] : [[b, handler] as const]
       })
     const all = [...http, ...remote]
-    const entries: RouteEntry[] = all.flatMap(([plan]) => plan.routes.map((route) => ({ brane: plan.name, route })))
+    const entries: RouteEntry[] = all.flatMap(([plan]) => plan.routes.map((route) => ({ brane: plan.name, route, auth: plan.auth })))
+    // a resolver bound to a brane: its host names serve that brane on every path
+    for (const { host, brane } of this.#resolvers?.hostRoutes() ?? []) {
+      const auth = all.find(([plan]) => plan.name === brane)?.[0].auth
+      entries.push({ brane, route: { path: '/', wildcard: true, host, declared: true }, ...(auth === undefined ? {} : { auth }) })
+    }
     this.#gateway.setRoutes(entries, new Map(all.map(([plan, handler]) => [plan.name, handler])))
   }
 
@@ -496,6 +563,7 @@ export class LocalNode {
 
   /** Stop accepting requests, then close every brane */
   async stop (): Promise<void> {
+    await this.#resolvers?.stop()
     await this.#metrics?.stop()
     await this.#admin?.stop()
     await this.#gateway.stop()
@@ -504,6 +572,12 @@ export class LocalNode {
     clearInterval(this.#stateGc)
     this.#context.state.close()
     this.#queue.close()
+    // the final receipt covers everything served until now
+    try {
+      this.#settlement?.stop()
+    } catch (err) {
+      this.#log.error({ err }, 'cannot write the final settlement receipt')
+    }
     this.#log.info({}, 'node stopped')
   }
 }

@@ -29,6 +29,21 @@ export interface BraneProfile {
   readonly mem?: Summary
 }
 
+/** What one request or event delivery used, as the settlement meter takes it */
+export interface Usage {
+  readonly brane: string
+  readonly kind: 'request' | 'event'
+  /** guest CPU time where the runtime measured it, else execution time */
+  readonly cpuMs: number
+  /** linear memory after the call, bytes (0 when unknown) */
+  readonly memBytes: number
+  /** wall time of the call */
+  readonly durationMs: number
+  readonly bytesIn: number
+  readonly bytesOut: number
+  readonly ok: boolean
+}
+
 const RATE_WINDOW_MS = 10_000
 const RECENT = 8192
 
@@ -44,6 +59,8 @@ export class RequestObserver {
   readonly #cpu = this.metrics.histogram('omega_cpu_ms', 'Guest CPU time, ms')
   readonly #mem = this.metrics.histogram('omega_memory_bytes', 'Linear memory after a request, bytes', BYTE_BUCKETS)
   readonly #recent = new Map<string, { times: Float64Array, next: number }>()
+  /** Told what every request and event delivery used (settlement metering); off when unset */
+  meter: ((usage: Usage) => void) | undefined
 
   constructor (logBook: LogBook) {
     this.logBook = logBook
@@ -60,6 +77,7 @@ export class RequestObserver {
           const totalMs = performance.now() - start
           const timing: Record<string, unknown> = { ...response.timing }
           this.#record(brane, response.status, totalMs, timing)
+          this.meter?.(usage(brane, 'request', totalMs, timing, request.body.byteLength, response.body.byteLength, true))
           this.logBook.append({
             brane,
             kind: 'request',
@@ -73,6 +91,7 @@ export class RequestObserver {
           const message = err instanceof Error ? err.message : String(err)
           const totalMs = performance.now() - start
           this.#errors.inc({ brane, error: name })
+          this.meter?.(usage(brane, 'request', totalMs, {}, request.body.byteLength, 0, false))
           this.#tick(brane)
           this.logBook.append({
             brane,
@@ -100,12 +119,14 @@ export class RequestObserver {
           const fields: Record<string, unknown> = { ...timing }
           this.#events.inc({ brane, outcome: 'ok' })
           this.#record(brane, undefined, totalMs, fields)
+          this.meter?.(usage(brane, 'event', totalMs, fields, event.payload.byteLength, 0, true))
           const exec = typeof fields.execMs === 'number' ? ` exec=${ms(fields.execMs)}` : ''
           this.logBook.append({ brane, kind: 'request', level: 'info', message: `${what} OK ${event.payload.byteLength}B${exec} total=${ms(totalMs)}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, totalMs: round(totalMs), ...fields } })
         } catch (err) {
           const name = err instanceof Error ? err.name : 'Error'
           const message = err instanceof Error ? err.message : String(err)
           this.#events.inc({ brane, outcome: name })
+          this.meter?.(usage(brane, 'event', performance.now() - start, {}, event.payload.byteLength, 0, false))
           this.#tick(brane)
           this.logBook.append({ brane, kind: 'request', level: 'error', message: `${what} ERR ${name}: ${message}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, error: name } })
           throw err
@@ -203,6 +224,11 @@ export function requestLine (method: string, path: string, status: number, bytes
     parts.push(`pooled${pooled ? '✓' : '✗'}`)
   }
   return parts.join(' ')
+}
+
+function usage (brane: string, kind: Usage['kind'], durationMs: number, timing: Readonly<Record<string, unknown>>, bytesIn: number, bytesOut: number, ok: boolean): Usage {
+  const num = (key: string): number | undefined => typeof timing[key] === 'number' ? timing[key] : undefined
+  return { brane, kind, cpuMs: num('cpuMs') ?? num('execMs') ?? num('handleMs') ?? durationMs, memBytes: num('memBytes') ?? 0, durationMs, bytesIn, bytesOut, ok }
 }
 
 function ms (value: number): string {

@@ -20,7 +20,19 @@ export const STATUS_BY_ERROR: Readonly<Record<string, number>> = {
   UnsupportedError: 501,
   OverloadedError: 503,
   BraneClosedError: 503,
-  TargetUnavailableError: 503
+  TargetUnavailableError: 503,
+  UnauthorizedError: 401
+}
+
+/** `CapabilityTokenError` reasons that mean "not authenticated" (401); the others are 403 */
+const UNAUTHENTICATED = new Set(['malformed', 'signature', 'expired'])
+
+export class UnauthorizedError extends OmegaError {
+  static override name = 'UnauthorizedError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'UnauthorizedError'
+  }
 }
 
 export class PayloadTooLargeError extends OmegaError {
@@ -42,6 +54,11 @@ export interface GatewayInit {
 
 export interface GatewayComponents {
   logger: Logger
+  /**
+   * Checks the bearer token of a request to a brane with `auth = "token"`; throws
+   * `CapabilityTokenError` to refuse (without it, such routes refuse every request)
+   */
+  authorize?: (brane: string, token: string) => unknown
 }
 
 export interface GatewayRoutes {
@@ -51,6 +68,7 @@ export interface GatewayRoutes {
 
 export class Gateway implements Startable {
   readonly #logger: Logger
+  readonly #components: GatewayComponents
   readonly #host: string
   readonly #port: number
   readonly #maxBodyBytes: number
@@ -59,6 +77,7 @@ export class Gateway implements Startable {
 
   constructor (components: GatewayComponents, init: GatewayInit = {}) {
     this.#logger = components.logger
+    this.#components = components
     this.#host = init.host ?? '127.0.0.1'
     this.#port = init.port ?? 8080
     this.#maxBodyBytes = init.maxBodyBytes ?? 16 * 2 ** 20
@@ -135,6 +154,15 @@ export class Gateway implements Startable {
       this.#send(res, 404, { error: 'RouteNotFoundError', message: `No brane serves ${method} ${path}` })
       return
     }
+    if (match.auth === 'token') {
+      try {
+        this.#authorize(match.brane, req.headers.authorization)
+      } catch (err) {
+        // refused before reading the body: drain it so the connection can be reused
+        req.resume()
+        throw err
+      }
+    }
     const body = await this.#readBody(req)
     const headers: Array<[string, string]> = []
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -146,6 +174,18 @@ export class Gateway implements Startable {
     }
     res.statusCode = response.status
     res.end(response.body)
+  }
+
+  /** Throws UnauthorizedError (401) or CapabilityTokenError (401 or 403) unless the token allows the request */
+  #authorize (brane: string, header: string | undefined): void {
+    const token = header?.startsWith('Bearer ') === true ? header.slice(7).trim() : ''
+    if (token === '') {
+      throw new UnauthorizedError(`Brane "${brane}" requires a capability token allowing "invoke" on "brane/${brane}": send Authorization: Bearer TOKEN`)
+    }
+    if (this.#components.authorize === undefined) {
+      throw new UnauthorizedError(`Brane "${brane}" requires a capability token, but this gateway has no token verifier`)
+    }
+    this.#components.authorize(brane, token)
   }
 
   async #readBody (req: IncomingMessage): Promise<Uint8Array> {
@@ -169,7 +209,9 @@ export class Gateway implements Startable {
 
   #fail (res: ServerResponse, err: unknown): void {
     const name = err instanceof Error ? err.name : 'Error'
-    const status = STATUS_BY_ERROR[name]
+    const status = name === 'CapabilityTokenError'
+      ? (UNAUTHENTICATED.has((err as { reason?: string }).reason ?? '') ? 401 : 403)
+      : STATUS_BY_ERROR[name]
     if (status === undefined) {
       this.#logger.error({ err }, 'request failed')
       this.#send(res, 500, { error: 'InternalError', message: 'Internal error' })
@@ -184,7 +226,11 @@ export class Gateway implements Startable {
       return
     }
     const text = JSON.stringify(body) + '\n'
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) })
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+      ...(status === 401 ? { 'www-authenticate': 'Bearer realm="omega"' } : {})
+    })
     res.end(text)
   }
 }

@@ -8,11 +8,14 @@ import type { HttpRoute } from '../manifest/index.ts'
 export interface RouteEntry {
   readonly brane: string
   readonly route: HttpRoute
+  /** `token`: requests need `Authorization: Bearer <capability token>` (see GatewayComponents.authorize) */
+  readonly auth?: 'none' | 'token'
 }
 
 export interface RouteMatch {
   readonly brane: string
   readonly route: HttpRoute
+  readonly auth?: 'none' | 'token'
 }
 
 export class Router {

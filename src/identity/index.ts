@@ -41,3 +41,24 @@ export type { DefaultHomeOptions } from './home.ts'
 export { NodeKeyError } from '../errors.ts'
 export { issueAdminToken, verifyAdminToken, TokenError } from './tokens.ts'
 export type { AdminTokenPayload, IssueTokenOptions, VerifyTokenOptions } from './tokens.ts'
+export {
+  REVOCATIONS_FILE,
+  RevocationList,
+  delegateCapability,
+  inspectCapability,
+  isRootDid,
+  issueCapability,
+  parseCapability,
+  resourcePatterns,
+  verifyCapability,
+  CapabilityTokenError
+} from './capabilities.ts'
+export type {
+  Capability,
+  CapabilityInfo,
+  CapabilityLink,
+  DelegateCapabilityOptions,
+  IssueCapabilityOptions,
+  VerifiedCapability,
+  VerifyCapabilityOptions
+} from './capabilities.ts'

@@ -2,8 +2,9 @@
  * Admin tokens: a short-lived, signed statement "ISSUER may do ACTIONS on node AUDIENCE
  * until EXP". The daemon's admin API accepts a token only when its signature verifies
  * against the issuer's did:key, the issuer is authorised (the node's own key, for now),
- * the audience is this node and it has not expired. Delegable capability tokens with a
- * proof chain replace this when the trust work lands; the check stays at one place.
+ * the audience is this node and it has not expired. This is what the CLI sends for the
+ * node's own operator; delegable capability tokens with a proof chain (capabilities.ts)
+ * are accepted beside it.
  *
  * Wire form: `base64url(JSON payload) "." base64url(Ed25519 signature of the payload bytes)`.
  */

@@ -15,7 +15,7 @@ import { compilePlan, type Plan } from './plan.ts'
 import type { Manifest } from './schema.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
 
-export { manifestJsonSchema, CAPABILITY_KEYS, SUBSTRATES, PROFILES, LIFECYCLES, RESOLVER_MODES } from './schema.ts'
+export { manifestJsonSchema, CAPABILITY_KEYS, SUBSTRATES, PROFILES, LIFECYCLES, RESOLVER_MODES, AUTH_MODES } from './schema.ts'
 export type { Manifest, BraneSpec, CapabilityKey, Substrate, Profile, Lifecycle } from './schema.ts'
 export { compilePlan, DEFAULTS } from './plan.ts'
 export type { Plan, BranePlan, Grants, Limits, HttpRoute, Edge, ReplicaRule, ResolverPlan } from './plan.ts'

@@ -3,7 +3,7 @@
  * grants, limits, triggers and edges, with every default resolved and every quantity in
  * base units. Everything downstream reads the Plan, never the raw manifest.
  */
-import type { BraneSpec, CapabilityKey, EdgeSpec, Lifecycle, Manifest, Profile, ResolverMode, Substrate } from './schema.ts'
+import type { AuthMode, BraneSpec, CapabilityKey, EdgeSpec, Lifecycle, Manifest, Profile, ResolverMode, Substrate } from './schema.ts'
 import { parseCpuQuota, parseDuration, parseSize } from './quantity.ts'
 
 /** Defaults, stated once */
@@ -78,6 +78,8 @@ export interface BranePlan {
   readonly grantKeys: ReadonlyArray<CapabilityKey | 'emit'>
   readonly limits: Limits
   readonly routes: readonly HttpRoute[]
+  /** `token`: every HTTP request needs a capability token allowing `invoke` on `brane/NAME` */
+  readonly auth: AuthMode
   readonly edgesIn: readonly Edge[]
   readonly edgesOut: readonly Edge[]
   readonly deterministic: boolean
@@ -141,6 +143,7 @@ function compileBrane (name: string, spec: BraneSpec, edges: readonly Edge[]): B
     grantKeys,
     limits,
     routes: compileRoutes(name, spec),
+    auth: spec.auth ?? 'none',
     edgesIn: edges.filter((e) => e.to === name),
     edgesOut,
     deterministic: spec.execution?.deterministic ?? false,

@@ -18,6 +18,8 @@ function oneOf<const T extends readonly string[]> (values: T, description: strin
 export const SUBSTRATES = ['gaia', 'biome', 'habitat'] as const
 export const PROFILES = ['standard', 'frontier'] as const
 export const LIFECYCLES = ['ephemeral', 'pooled', 'pinned'] as const
+/** `[brane.X] auth`: none (default) or a capability token per request */
+export const AUTH_MODES = ['none', 'token'] as const
 export const RESOLVER_MODES = ['local', 'tailscale-funnel', 'cloudflared', 'netbird', 'ngrok'] as const
 export const DISCOVERY_MODES = ['mdns', 'static', 'dns-sd', 'tailscale', 'netbird'] as const
 export const CLOCK_RESOLUTIONS = ['ns', 'us', 'ms', 's'] as const
@@ -141,7 +143,8 @@ export const BraneSchema = Type.Object({
   discovery: Type.Optional(Discovery),
   network: Type.Optional(Network),
   state: Type.Optional(StateSettings),
-  execution: Type.Optional(Execution)
+  execution: Type.Optional(Execution),
+  auth: Type.Optional(oneOf(AUTH_MODES, 'what an HTTP request to this brane must carry: "token" = Authorization: Bearer <capability token> allowing `invoke` on `brane/NAME`'))
 }, { description: 'a workload' })
 
 const Edge = Type.Object({
@@ -184,6 +187,7 @@ export type Profile = typeof PROFILES[number]
 export type Lifecycle = typeof LIFECYCLES[number]
 export type CapabilityKey = typeof CAPABILITY_KEYS[number]
 export type ResolverMode = typeof RESOLVER_MODES[number]
+export type AuthMode = typeof AUTH_MODES[number]
 
 /** Brane names: lowercase, digits, `-` and `_`, at most 63 characters */
 export const BRANE_NAME_PATTERN = BRANE_NAME

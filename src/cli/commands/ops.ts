@@ -28,6 +28,12 @@ export function opsCommands (program: Command, ctx: CliContext): void {
         Array.isArray(b.routes) ? b.routes.join(' ') || '—' : '—',
         b.state === 'running' ? String(b.source ?? '') : String(b.reason ?? '')
       ])))
+      const resolvers = (status.resolvers ?? []) as Array<Record<string, unknown>>
+      if (resolvers.length > 0) {
+        ctx.stdout.write('\n' + table(['resolver', 'mode', 'host', 'brane', 'state', 'public url', 'restarts'], resolvers.map((r) => [
+          String(r.name), String(r.mode), String(r.host), String(r.brane ?? '—'), String(r.state), String(r.url ?? '—'), String(r.restarts ?? 0)
+        ])))
+      }
     })
 
   program.command('logs')

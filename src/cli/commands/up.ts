@@ -4,6 +4,8 @@ import { basename, dirname, resolve } from 'node:path'
 import { LocalNode } from '../../daemon/index.ts'
 import { createLogging } from '../../observe/index.ts'
 import { UsageError } from '../../errors.ts'
+import { parseDuration } from '../../manifest/index.ts'
+import { isRootDid } from '../../identity/index.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
 
@@ -14,6 +16,8 @@ interface UpOptions {
   host: string
   logFormat: 'json' | 'pretty'
   logLevel: 'debug' | 'info' | 'warn' | 'error'
+  trustRoot: string[]
+  settleInterval?: string
 }
 
 export function upCommand (program: Command, ctx: CliContext): void {
@@ -26,6 +30,8 @@ export function upCommand (program: Command, ctx: CliContext): void {
     .option('-w, --watch', 'hot-reload when the manifest file changes')
     .option('--log-format <format>', 'json or pretty', 'pretty')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .option('--trust-root <did>', 'also accept capability tokens rooted at this did:key (repeatable)', (did: string, all: string[]) => [...all, did], [])
+    .option('--settle-interval <duration>', 'time between settlement receipts, e.g. 60s or 5m', '60s')
     .action(async (file: string, opts: UpOptions, command: Command) => {
       const port = portOption('--port', opts.port)
       const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
@@ -35,11 +41,31 @@ export function upCommand (program: Command, ctx: CliContext): void {
       const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
       const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
       const manifest = resolve(ctx.cwd, file)
-      const node = await LocalNode.start(manifest, { home: ctx.home(homeOption(command)), host: opts.host, port, logging, ...(metricsPort === undefined ? {} : { metricsPort }) }, signal)
+      for (const did of opts.trustRoot) {
+        if (!isRootDid(did)) {
+          throw new UsageError(`Invalid --trust-root "${did}": expected an Ed25519 did:key (see "omega id")`)
+        }
+      }
+      const settleIntervalMs = parseDuration(opts.settleInterval ?? '60s')
+      if (settleIntervalMs === undefined || settleIntervalMs <= 0) {
+        throw new UsageError(`Invalid --settle-interval "${String(opts.settleInterval)}": expected a duration such as 60s or 5m`)
+      }
+      const node = await LocalNode.start(manifest, {
+        home: ctx.home(homeOption(command)),
+        host: opts.host,
+        port,
+        logging,
+        ...(metricsPort === undefined ? {} : { metricsPort }),
+        trustedRoots: opts.trustRoot,
+        settleIntervalMs
+      }, signal)
       ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
         b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : b.reason ?? ''
       ])))
+      for (const r of node.resolvers) {
+        ctx.stdout.write(`omega: resolver ${r.name} (${r.mode}) ${r.host}${r.brane === undefined ? '' : ` → ${r.brane}`}\n`)
+      }
       ctx.stdout.write(`\n${opts.watch === true ? `Watching ${file} for changes. ` : ''}Press Ctrl-C to stop.\n`)
       const stopWatching = opts.watch === true ? watchManifest(manifest, node, ctx) : () => {}
       await waitForAbort(ctx.signal)
