@@ -166,13 +166,44 @@ edges = [
     const run = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key')], nodes[1]?.home ?? '')
     assert.equal(run.code, 16, run.err)
     assert.match(run.err, /Refusing a deployment signed by did:key:.*trusts deployments from/)
+    // a token from a key nobody trusts does not help
+    const stranger = join(dir, 'stranger')
+    await cli(['id'], stranger)
+    const outsiderDid = (await cli(['id'], outsider)).out.trim()
+    const foreign = join(dir, 'foreign.token')
+    assert.equal((await cli(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', foreign], stranger)).code, 0)
+    const withForeign = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key'), '--token', foreign], nodes[1]?.home ?? '')
+    assert.equal(withForeign.code, 16, withForeign.err)
+    assert.match(withForeign.err, /its token does not allow deploy on brane\/web/)
     const placement = await json<Placement>(['biome', 'placement'], nodes[1]?.home ?? '')
     assert.equal(placement.deployment, null)
   })
 
-  it('gossips a signed deployment to every node; each places the same branes on the same nodes', async () => {
-    const run = await cli(['deploy', join(dir, 'omega.toml')], nodes[0]?.home ?? '')
+  it('takes a deployment signed by another key that carries a capability token from a trusted key, and gossips revocations', async () => {
+    const outsider = join(dir, 'outsider')
+    const outsiderDid = (await cli(['id'], outsider)).out.trim()
+    const token = join(dir, 'deploy.token')
+    // edge-1 (trusted by every node) grants deploy on every brane to the outsider
+    assert.equal((await cli(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', token], nodes[0]?.home ?? '')).code, 0)
+    const narrow = join(dir, 'narrow.token')
+    assert.equal((await cli(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/web', '-o', narrow], nodes[0]?.home ?? '')).code, 0)
+    const tooNarrow = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key'), '--token', narrow], nodes[2]?.home ?? '')
+    assert.equal(tooNarrow.code, 16, tooNarrow.err)
+    assert.match(tooNarrow.err, /does not allow deploy on brane\/mid/)
+    // a revocation made on one node reaches the others by gossip
+    const revoked = join(dir, 'revoked.token')
+    assert.equal((await cli(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', revoked], nodes[0]?.home ?? '')).code, 0)
+    assert.equal((await cli(['token', 'revoke', revoked], nodes[0]?.home ?? '')).code, 0)
+    await eventually(async () => {
+      const run = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key'), '--token', revoked], nodes[3]?.home ?? '')
+      return run.code === 16 && /revoked/.test(run.err)
+    }, 20_000, 'store-1 to refuse a token revoked on edge-1')
+    const run = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key'), '--token', token, '--json'], nodes[2]?.home ?? '')
     assert.equal(run.code, 0, run.err)
+    assert.equal((JSON.parse(run.out) as { deployer: string, accepted: boolean }).deployer, outsiderDid)
+  })
+
+  it('gossips the deployment to every node; each places the same branes on the same nodes', async () => {
     let views: Placement[] = []
     await eventually(async () => {
       views = await Promise.all(nodes.map(async (n) => json<Placement>(['biome', 'placement'], n.home)))

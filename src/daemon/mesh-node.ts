@@ -10,10 +10,11 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BraneNotFoundError, DeploymentError, OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, TargetUnavailableError } from '../errors.ts'
 import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, HttpHandler, Logger } from '../interfaces/index.ts'
-import { loadOrCreateNodeKey, type ContentAddress, type NodeKey } from '../identity/index.ts'
-import { loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
+import { loadOrCreateNodeKey, RevocationList, verifyCapability, type ContentAddress, type NodeKey } from '../identity/index.ts'
+import { checkManifest, loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
 import { signTrace, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
+import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
   compareHlc, deploymentId, formatHlc, HybridClock, materialise, place, Registry, RemoteError, Rpc, verifyDeployment,
   type BranePlacement, type DeploymentDocument
@@ -31,9 +32,13 @@ export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRo
   bootstrap?: string[]
   discovery?: DiscoveryInit
   membership?: Partial<MembershipSettings>
-  /** whether this node can run microVMs */
+  /** whether this node can run microVMs. @default what the host probe finds */
   frontier?: boolean
-  /** did:keys whose deployments this node accepts, besides its own */
+  /**
+   * did:keys whose deployments this node accepts, besides its own. They are also roots
+   * for capability tokens: a deployment signed by another key is accepted when it
+   * carries a token from one of them granting `deploy` on each of its branes to that key
+   */
   trust?: readonly string[]
   /** how long a joining node waits to hear from a peer before serving. @default 5000 */
   healTimeoutMs?: number
@@ -74,6 +79,7 @@ export interface DeployReport {
 }
 
 const DEPLOY_TOPIC = 'omega/deploy'
+const REVOKE_TOPIC = 'omega/revoke'
 /** The deployment name this node runs */
 const DEPLOYMENT = 'default'
 /** Bytes of an image per RPC answer */
@@ -95,6 +101,8 @@ export class OmegaMeshNode {
   readonly #rpc: Rpc
   readonly #log: Logger
   readonly #trust: ReadonlySet<string>
+  /** revoked capability tokens: until the local node runs, a list of its own */
+  #revocations: RevocationList
   #local: LocalNode | undefined
   /** the deployment running now, its plan and its placement */
   #current: { doc: DeploymentDocument, id: string, file: string, plan: Plan } | undefined
@@ -108,7 +116,8 @@ export class OmegaMeshNode {
   #timers: NodeJS.Timeout[] = []
   #stopping = false
 
-  private constructor (init: MeshNodeInit, key: NodeKey, registry: Registry, mesh: MeshNode) {
+  private constructor (init: MeshNodeInit, key: NodeKey, registry: Registry, mesh: MeshNode, revocations: RevocationList) {
+    this.#revocations = revocations
     this.#init = init
     this.#key = key
     this.did = key.did
@@ -126,18 +135,21 @@ export class OmegaMeshNode {
     const key = await loadOrCreateNodeKey(init.home, options)
     const registry = new Registry({ root: join(init.home, 'biome') })
     await registry.open(options)
+    const revocations = await new RevocationList(init.home).load()
+    const probe = init.frontier === undefined ? await probeFrontier() : undefined
     const mesh = await MeshNode.create({
       key,
       name: init.name,
       substrate: init.substrate,
-      frontier: init.frontier ?? false,
+      frontier: init.frontier ?? probe?.frontier ?? false,
+      ...(probe?.vfio === true ? { meta: { vfio: '1' } } : {}),
       ...(init.listen === undefined ? {} : { listen: init.listen }),
       ...(init.bootstrap === undefined ? {} : { bootstrap: init.bootstrap }),
       ...(init.discovery === undefined ? {} : { discovery: init.discovery }),
       ...(init.membership === undefined ? {} : { membership: init.membership }),
       logger: init.logging.forComponent('mesh')
     }, options)
-    const node = new OmegaMeshNode(init, key, registry, mesh)
+    const node = new OmegaMeshNode(init, key, registry, mesh, revocations)
     try {
       await node.#start(options)
     } catch (err) {
@@ -160,6 +172,12 @@ export class OmegaMeshNode {
         this.#log.warn({ from, err: (err as Error).message }, 'could not take a deployment')
       })
     })
+    this.mesh.onBroadcast(REVOKE_TOPIC, (data, from) => {
+      const ids = (JSON.parse(new TextDecoder().decode(data)) as unknown[]).filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{128}$/.test(id))
+      this.#revocations.add(ids).catch((err: unknown) => {
+        this.#log.error({ from, err: (err as Error).message }, 'could not keep revocations')
+      })
+    })
     this.mesh.setMeta('heal', '1')
     await this.mesh.start()
     // HEAL: hear from the mesh before serving, so a rejoining node runs what the others run
@@ -179,8 +197,15 @@ export class OmegaMeshNode {
         events: (brane) => this.#remoteEvents(brane),
         http: (brane) => this.#remoteHttp(brane)
       },
-      adminRoutes: admin
+      adminRoutes: admin,
+      trustedRoots: [...this.#trust],
+      deployerOf: () => this.#current?.doc.deployer ?? this.did
     }, options)
+    // the node's own list from now on; revocations made here reach every node
+    this.#revocations = this.#local.revocations ?? this.#revocations
+    this.#revocations.onRevoked((id) => {
+      this.mesh.broadcast(REVOKE_TOPIC, new TextEncoder().encode(JSON.stringify([id])))
+    })
     this.#local.state.onUpdate((brane, update, origin) => {
       if (origin === 'local') {
         this.#pushState(brane, update)
@@ -261,12 +286,32 @@ export class OmegaMeshNode {
     return { id: deploymentId(doc), name: doc.name, deployer: doc.deployer, time: formatHlc(doc.time), accepted }
   }
 
+  /**
+   * A deployment is allowed when a trusted key signed it, or when it carries a capability
+   * token, rooted in a trusted key, that grants `deploy` on each of its branes to the key
+   * that signed it (the signature is the proof that the deployer holds the token's key)
+   */
   #authorize (doc: DeploymentDocument): void {
-    if (!this.#trust.has(doc.deployer)) {
-      throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: this node trusts deployments from ${[...this.#trust].join(', ')} (start it with --trust DID to add one)`)
-    }
     if (doc.name !== DEPLOYMENT) {
       throw new DeploymentError(`Refusing deployment "${doc.name}": this node runs one deployment, named "${DEPLOYMENT}"`)
+    }
+    if (this.#trust.has(doc.deployer)) {
+      return
+    }
+    if (doc.token === undefined) {
+      throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: this node trusts deployments from ${[...this.#trust].join(', ')} (start it with --trust DID, or deploy with a capability token from a trusted key: omega deploy --token)`)
+    }
+    const { plan } = checkManifest(doc.manifest.text, doc.manifest.file)
+    for (const brane of plan.branes) {
+      let subject: string
+      try {
+        subject = verifyCapability(doc.token, { ability: 'deploy', resource: `brane/${brane.name}`, roots: [...this.#trust], revoked: this.#revocations }).subject
+      } catch (err) {
+        throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token does not allow deploy on brane/${brane.name}: ${(err as Error).message}`, { cause: err })
+      }
+      if (subject !== doc.deployer) {
+        throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token was delegated to ${subject}, not to the key that signed it`)
+      }
     }
   }
 
@@ -478,6 +523,7 @@ export class OmegaMeshNode {
       return { body: bytes.subarray(offset, offset + Math.min(length, BLOB_CHUNK)) }
     })
     this.#rpc.register('deployments', async () => ({ result: this.#registry.list() }))
+    this.#rpc.register('revocations', async () => ({ result: this.#revocations.ids() }))
     this.#rpc.register('state.push', async ({ params, body, from }) => {
       const { brane } = params as { brane: string }
       this.local.state.apply(brane, body, from)
@@ -546,9 +592,11 @@ export class OmegaMeshNode {
     }
   }
 
-  /** Send our deployments to a node that (re)joined: the newer one wins on each side */
+  /** Exchange deployments and revocations with a node that (re)joined: the newer deployment wins on each side */
   async #offerDeployments (peer: string): Promise<void> {
     try {
+      const revoked = (await this.#rpc.call(peer, 'revocations', {})).result
+      await this.#revocations.add(Array.isArray(revoked) ? revoked.filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{128}$/.test(id)) : [])
       const { result } = await this.#rpc.call(peer, 'deployments', {})
       for (const raw of Array.isArray(result) ? result as unknown[] : []) {
         const doc = verifyDeployment(raw)

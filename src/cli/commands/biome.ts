@@ -88,11 +88,13 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .description('Sign a manifest with this home\'s key and hand it to the running node, which gossips it to every node of the mesh')
     .argument('<file>', 'manifest file (TOML, JSON or YAML); its image files travel with it')
     .option('--key <file>', 'sign with this Ed25519 key (PEM) instead of the home\'s node key')
+    .option('--token <token>', 'a capability token (or a file holding one) granting deploy on the manifest\'s branes to the signing key, from a key the nodes trust')
     .option('--json', 'print the report as JSON')
-    .action(async (file: string, opts: { json?: boolean, key?: string }, command: Command) => {
+    .action(async (file: string, opts: { json?: boolean, key?: string, token?: string }, command: Command) => {
       const home = ctx.home(homeOption(command))
       const key = opts.key === undefined ? await loadOrCreateNodeKey(home, signal) : await readNodeKeyFile(resolve(ctx.cwd, opts.key))
-      const { document, blobs } = await prepareDeployment(resolve(ctx.cwd, file), key, { home, time: new HybridClock(key.did).now(), ...signal })
+      const token = opts.token === undefined ? undefined : await readTokenArgument(opts.token, ctx.cwd)
+      const { document, blobs } = await prepareDeployment(resolve(ctx.cwd, file), key, { home, time: new HybridClock(key.did).now(), ...(token === undefined ? {} : { token }), ...signal })
       const encoded: Record<string, string> = {}
       for (const [hash, path] of blobs) {
         encoded[hash] = (await readFile(path)).toString('base64')
@@ -170,4 +172,16 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
       const state = await adminJson<unknown>(ctx.home(homeOption(command)), `/v1/state?${query}`, signal)
       ctx.stdout.write(Array.isArray(state) ? state.map((item) => `${String(item)}\n`).join('') : JSON.stringify(state, null, 2) + '\n')
     })
+}
+
+/** A token given on the command line, or the path of a file holding one */
+async function readTokenArgument (value: string, cwd: string): Promise<string> {
+  if (/^[A-Za-z0-9_-]{40,}={0,2}$/.test(value)) {
+    return value
+  }
+  try {
+    return (await readFile(resolve(cwd, value), 'utf8')).trim()
+  } catch (err) {
+    throw new UsageError(`Invalid --token "${value.slice(0, 40)}": neither a token nor a readable file: ${(err as Error).message}`)
+  }
 }
