@@ -12,6 +12,7 @@ import { materialise, prepareDeployment, verifyDeployment, type DeploymentDocume
 import { Registry } from './registry.ts'
 import { place, type Candidate } from './placement.ts'
 import { StateStore } from './state.ts'
+import { meshSettingsFor } from './network.ts'
 
 const quiet = { debug () {}, info () {}, warn () {}, error () {} }
 const bytes = (text: string): Uint8Array => new TextEncoder().encode(text)
@@ -244,5 +245,21 @@ describe('StateStore', () => {
     const store = new StateStore({ path: join(dir, 'c.db'), logger: quiet, maxValueBytes: 4 })
     assert.throws(() => store.call('b', { method: 'set', key: 'k', value: bytes('12345') }), RangeError)
     store.close()
+  })
+})
+
+describe('mesh settings from a manifest', () => {
+  it('applies the network and discovery tables of the branes a node may run (the seed pipeline)', async () => {
+    const { plan } = checkManifest(await readFile(join(import.meta.dirname, '../../../examples/seeds/biome-pipeline.toml'), 'utf8'), 'biome-pipeline.toml')
+    const ingest = meshSettingsFor(plan, { name: 'lab.lan/ingest-1', substrate: 'biome', ip: '127.0.0.1' })
+    assert.deepEqual(ingest.listen, ['/ip4/127.0.0.1/udp/4433/quic-v1'])
+    assert.equal(ingest.mdns, true)
+    assert.deepEqual(ingest.bootstrap, [])
+    assert.match(ingest.notes[0] ?? '', /bootstrap \/ip4\/192.168.1.20\/udp\/4433\/quic-v1 has no \/p2p\//)
+    const gpu = meshSettingsFor(plan, { name: 'lab.lan/gpu-1', substrate: 'biome', ip: '127.0.0.1' })
+    assert.deepEqual(gpu.netbird, { peers: 'lab.lan/gpu-*', transport: 'tcp' })
+    assert.equal(gpu.mdns, false)
+    const gaia = meshSettingsFor(plan, { name: 'lab.lan/ingest-1', substrate: 'gaia', ip: '127.0.0.1' })
+    assert.deepEqual([gaia.listen, gaia.mdns, gaia.tailscale, gaia.netbird], [[], false, undefined, undefined])
   })
 })

@@ -16,7 +16,7 @@ import { signTrace, type EventTarget, type Hop, type TraceEndRecord } from '../d
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
 import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
-  compareHlc, deploymentId, formatHlc, HybridClock, materialise, place, Registry, RemoteError, Rpc, verifyDeployment,
+  compareHlc, deploymentId, formatHlc, HybridClock, materialise, meshSettingsFor, place, Registry, RemoteError, Rpc, verifyDeployment,
   type BranePlacement, type DeploymentDocument
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
@@ -42,6 +42,12 @@ export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRo
   trust?: readonly string[]
   /** how long a joining node waits to hear from a peer before serving. @default 5000 */
   healTimeoutMs?: number
+  /**
+   * a manifest whose `[brane.X.network]` / `[brane.X.discovery]` settings apply to this
+   * node from the start (its listen ports, mDNS, overlay, bootstrap). @default the
+   * deployment this node ran before it restarted, if any
+   */
+  manifest?: string
 }
 
 /** One row of `omega biome peers` */
@@ -137,15 +143,16 @@ export class OmegaMeshNode {
     await registry.open(options)
     const revocations = await new RevocationList(init.home).load()
     const probe = init.frontier === undefined ? await probeFrontier() : undefined
+    const { listen, bootstrap, discovery } = await meshOptions(init, registry.get(DEPLOYMENT), options)
     const mesh = await MeshNode.create({
       key,
       name: init.name,
       substrate: init.substrate,
       frontier: init.frontier ?? probe?.frontier ?? false,
       ...(probe?.vfio === true ? { meta: { vfio: '1' } } : {}),
-      ...(init.listen === undefined ? {} : { listen: init.listen }),
-      ...(init.bootstrap === undefined ? {} : { bootstrap: init.bootstrap }),
-      ...(init.discovery === undefined ? {} : { discovery: init.discovery }),
+      listen,
+      bootstrap,
+      ...(discovery === undefined ? {} : { discovery }),
       ...(init.membership === undefined ? {} : { membership: init.membership }),
       logger: init.logging.forComponent('mesh')
     }, options)
@@ -743,6 +750,39 @@ export class OmegaMeshNode {
     this.#rpc.close()
     await this.#local?.stop()
     await this.mesh.stop()
+  }
+}
+
+/**
+ * Listen addresses, bootstrap peers and discovery: the command line's, plus what the
+ * manifest's branes that may run here ask for (see biome/network.ts)
+ */
+async function meshOptions (init: MeshNodeInit, previous: DeploymentDocument | undefined, options: AbortOptions): Promise<{ listen: string[], bootstrap: string[], discovery: DiscoveryInit | undefined }> {
+  const listen = init.listen ?? ['/ip4/127.0.0.1/tcp/0']
+  let plan: Plan | undefined
+  if (init.manifest !== undefined) {
+    plan = (await loadManifest(init.manifest, options)).plan
+  } else if (previous !== undefined) {
+    plan = checkManifest(previous.manifest.text, previous.manifest.file).plan
+  }
+  if (plan === undefined) {
+    return { listen, bootstrap: init.bootstrap ?? [], discovery: init.discovery }
+  }
+  const ip = /^\/ip[46]\/([^/]+)\//.exec(listen[0] ?? '')?.[1] ?? '127.0.0.1'
+  const wanted = meshSettingsFor(plan, { name: init.name, substrate: init.substrate, ip })
+  for (const note of wanted.notes) {
+    init.logging.forComponent('biome').warn({}, note)
+  }
+  const discovery: DiscoveryInit = {
+    ...init.discovery,
+    ...(wanted.mdns ? { mdns: true } : {}),
+    ...(wanted.tailscale === undefined || init.discovery?.tailscale !== undefined ? {} : { tailscale: wanted.tailscale }),
+    ...(wanted.netbird === undefined || init.discovery?.netbird !== undefined ? {} : { netbird: wanted.netbird })
+  }
+  return {
+    listen: [...new Set([...listen, ...wanted.listen])],
+    bootstrap: [...new Set([...(init.bootstrap ?? []), ...wanted.bootstrap])],
+    discovery: Object.keys(discovery).length === 0 ? undefined : discovery
   }
 }
 

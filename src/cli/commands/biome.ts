@@ -22,6 +22,7 @@ interface NodeOptions {
   bootstrap: string[]
   trust: string[]
   mdns?: boolean
+  manifest?: string
   tailscale?: string
   netbird?: string
   port: string
@@ -44,6 +45,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--listen <multiaddr>', 'mesh listen address (repeatable); /udp/N/quic-v1 adds QUIC', collect, [])
     .option('--bootstrap <multiaddr>', 'a node to join through, with /p2p/ID (repeatable)', collect, [])
     .option('--trust <did>', 'accept deployments signed by this did:key (repeatable; this node\'s own key is always trusted)', collect, [])
+    .option('--manifest <file>', 'apply this manifest\'s [brane.X.network] and [brane.X.discovery] settings to this node (default: those of the deployment it ran before)')
     .option('--mdns', 'find peers by mDNS on the local network')
     .option('--tailscale <glob>', 'find peers in `tailscale status --json` whose names match GLOB')
     .option('--netbird <glob>', 'find peers in `netbird status --json` whose names match GLOB')
@@ -71,6 +73,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         listen: opts.listen.length === 0 ? ['/ip4/127.0.0.1/tcp/0'] : opts.listen,
         bootstrap: opts.bootstrap,
         trust: opts.trust,
+        ...(opts.manifest === undefined ? {} : { manifest: resolve(ctx.cwd, opts.manifest) }),
         ...(Object.keys(discovery).length === 0 ? {} : { discovery }),
         host: opts.host,
         port,
