@@ -83,8 +83,11 @@ export function renderTrace (record: TraceEndRecord): string {
   const problems = verifyTrace(record)
   const ms = (v: number): string => `${v.toFixed(2)}ms`
   let out = `trace ${record.traceId}: ${record.count} hops, ${record.bytes} B, ${ms(record.endedAt - record.startedAt)}\n\n`
-  out += table(['#', 'from', 'to', 'topic', 'bytes', 'attempt', 'took', 'outcome'], record.hops.map((h, i) => [
-    String(i + 1), h.from, h.to, h.topic, String(h.bytes) + (h.compressed ? ' (compressed)' : ''), String(h.attempt), ms(h.endedAt - h.startedAt), h.outcome
+  // a trace gathered across a mesh names the node that recorded each hop (the sender)
+  const nodes = record.hops.map((h) => (h as { node?: unknown }).node)
+  const withNode = nodes.some((n) => typeof n === 'string')
+  out += table(['#', ...(withNode ? ['node'] : []), 'from', 'to', 'topic', 'bytes', 'attempt', 'took', 'outcome'], record.hops.map((h, i) => [
+    String(i + 1), ...(withNode ? [String(nodes[i] ?? '')] : []), h.from, h.to, h.topic, String(h.bytes) + (h.compressed ? ' (compressed)' : ''), String(h.attempt), ms(h.endedAt - h.startedAt), h.outcome
   ]))
   out += `\nend record signed by ${record.node} at ${record.signedAt}: ${problems.length === 0 ? 'signature ok' : `INVALID (${problems.join('; ')})`}\n`
   return out
