@@ -7,7 +7,7 @@ declare module 'omega:brane/state@0.1.0' {
   export function range(name: string, start: number, end: number): Array<Uint8Array>;
   export type StateError = StateErrorUnavailable;
   /**
-   * state is not available on this node yet
+   * the node could not do it (no state service, a value too large, the deadline passed)
    */
   export interface StateErrorUnavailable {
     tag: 'unavailable',
