@@ -228,7 +228,17 @@ export class MeshNode implements Startable {
       addresses: { listen },
       transports,
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
+      // a paused stream (slow reader) receives at most one window more: keep the window
+      // (auto-tuned up to 16 MiB by default) below the read buffer limit that resets it
+      streamMuxers: [yamux({
+        streamOptions: {
+          initialStreamWindowSize: 256 * 1024,
+          maxStreamWindowSize: 2 * 1024 * 1024,
+          maxReadBufferLength: 8 * 1024 * 1024,
+          maxWriteBufferLength: Number.POSITIVE_INFINITY,
+          inactivityTimeout: 120_000
+        }
+      })],
       connectionManager: {
         allow: ['/ip4/127.0.0.0/ipcidr/8'],
         maxConnections: 1024
