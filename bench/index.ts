@@ -20,6 +20,7 @@ import * as sign from './sign.bench.ts'
 import * as wasm from './wasm.bench.ts'
 import * as gateway from './gateway.bench.ts'
 import * as events from './events.bench.ts'
+import * as mesh from './mesh.bench.ts'
 
 /** Every suite, by name; a case's full name is `suite/case` */
 const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
@@ -27,7 +28,8 @@ const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
   sign,
   gateway,
   events,
-  wasm
+  wasm,
+  mesh
 }
 
 const QUICK_BUDGET: Partial<Budget> = { rounds: 3, roundMs: 150, warmupMs: 100 }

@@ -8,6 +8,7 @@
  */
 import './polyfill.ts'
 import { createHash, createPrivateKey, randomBytes } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { noise } from '@chainsafe/libp2p-noise'
 import { identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
@@ -279,6 +280,8 @@ export class MeshNode implements Startable {
     this.#started = true
     this.#stopping = false
     this.#shutdown = new AbortController()
+    // every dial and stream open listens on it for a moment: not a leak
+    setMaxListeners(Number.POSITIVE_INFINITY, this.#shutdown.signal)
     const libp2p = this.#libp2p
     await libp2p.handle(SWIM_PROTOCOL, (stream, connection) => { this.#onSwimStream(stream, connection) }, {
       maxInboundStreams: 8,
