@@ -22,6 +22,7 @@ import * as gateway from './gateway.bench.ts'
 import * as events from './events.bench.ts'
 import * as microvm from './microvm.bench.ts'
 import * as trust from './trust.bench.ts'
+import * as mesh from './mesh.bench.ts'
 
 /** Every suite, by name; a case's full name is `suite/case` */
 const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
@@ -31,7 +32,8 @@ const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
   events,
   wasm,
   microvm,
-  trust
+  trust,
+  mesh
 }
 
 const QUICK_BUDGET: Partial<Budget> = { rounds: 3, roundMs: 150, warmupMs: 100 }

@@ -182,12 +182,19 @@ export class StreamFrameChannel implements FrameChannel {
     this.#pumping = true
     this.#pumpLoop().catch((err: unknown) => {
       this.abort(err instanceof Error ? err : new Error(String(err)))
-    }).finally(() => {
-      this.#pumping = false
     })
   }
 
   async #pumpLoop (): Promise<void> {
+    try {
+      await this.#pumpFrames()
+    } finally {
+      // synchronously after the last check of #pending: no frame can be stranded
+      this.#pumping = false
+    }
+  }
+
+  async #pumpFrames (): Promise<void> {
     const stream = this.#stream
     while (this.#pending.length > 0 && this.#error === undefined) {
       while (stream.writableNeedsDrain || stream.writeBufferLength > this.#settings.streamWriteLimit) {
@@ -333,6 +340,9 @@ export class StreamFrameChannel implements FrameChannel {
     // let the writer empty the queue
     while (this.#pendingBytes > 0 && this.#error === undefined && !this.#writeClosed) {
       this.#pump()
+      if (this.#pendingBytes === 0) {
+        break
+      }
       await this.#waitForSpace(options)
     }
     this.#writeClosed = true

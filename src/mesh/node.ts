@@ -8,6 +8,7 @@
  */
 import './polyfill.ts'
 import { createHash, createPrivateKey, randomBytes } from 'node:crypto'
+import { setMaxListeners } from 'node:events'
 import { noise } from '@chainsafe/libp2p-noise'
 import { identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
@@ -228,7 +229,17 @@ export class MeshNode implements Startable {
       addresses: { listen },
       transports,
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
+      // a paused stream (slow reader) receives at most one window more: keep the window
+      // (auto-tuned up to 16 MiB by default) below the read buffer limit that resets it
+      streamMuxers: [yamux({
+        streamOptions: {
+          initialStreamWindowSize: 256 * 1024,
+          maxStreamWindowSize: 2 * 1024 * 1024,
+          maxReadBufferLength: 8 * 1024 * 1024,
+          maxWriteBufferLength: Number.POSITIVE_INFINITY,
+          inactivityTimeout: 120_000
+        }
+      })],
       connectionManager: {
         allow: ['/ip4/127.0.0.0/ipcidr/8'],
         maxConnections: 1024
@@ -269,6 +280,8 @@ export class MeshNode implements Startable {
     this.#started = true
     this.#stopping = false
     this.#shutdown = new AbortController()
+    // every dial and stream open listens on it for a moment: not a leak
+    setMaxListeners(Number.POSITIVE_INFINITY, this.#shutdown.signal)
     const libp2p = this.#libp2p
     await libp2p.handle(SWIM_PROTOCOL, (stream, connection) => { this.#onSwimStream(stream, connection) }, {
       maxInboundStreams: 8,
