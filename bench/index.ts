@@ -23,6 +23,7 @@ import * as events from './events.bench.ts'
 import * as microvm from './microvm.bench.ts'
 import * as trust from './trust.bench.ts'
 import * as mesh from './mesh.bench.ts'
+import * as biome from './biome.bench.ts'
 
 /** Every suite, by name; a case's full name is `suite/case` */
 const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
@@ -33,7 +34,8 @@ const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
   wasm,
   microvm,
   trust,
-  mesh
+  mesh,
+  biome
 }
 
 const QUICK_BUDGET: Partial<Budget> = { rounds: 3, roundMs: 150, warmupMs: 100 }
