@@ -122,7 +122,7 @@ trigger = { http = "/other/*" }
     settlement.start()
     await new Promise((resolve) => setTimeout(resolve, 150))
     assert.equal(settlement.receipts().length, 0, 'no receipt for an idle period')
-    settlement.record({ brane: 'b', cpuMs: 2, memBytes: 2 ** 20, durationMs: 1000, bytesIn: 1, bytesOut: 2, ok: false })
+    settlement.record({ brane: 'b', kind: 'request', cpuMs: 2, memBytes: 2 ** 20, durationMs: 1000, bytesIn: 1, bytesOut: 2, ok: false })
     await until(() => settlement.receipts().length === 1, 5000, 'a periodic receipt')
     settlement.stop()
     const again = new Settlement({ key, logger: silentLogging().forComponent('settle') }, { home: dir, intervalMs: 50 })

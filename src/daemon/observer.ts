@@ -2,7 +2,7 @@
  * Watches every request a brane serves: one `REQ … RES … END` record in the log book,
  * and the metrics behind `omega profile` and `/metrics`.
  */
-import type { AbortOptions, BraneHttpRequest, BraneHttpResponse, HttpHandler } from '../interfaces/index.ts'
+import type { AbortOptions, BraneHttpRequest, BraneHttpResponse, HttpHandler, Usage } from '../interfaces/index.ts'
 import { MetricsRegistry, BYTE_BUCKETS, type LogBook, type Summary } from '../observe/index.ts'
 import type { BraneEvent, EventTarget } from '../dispatch/index.ts'
 
@@ -29,20 +29,7 @@ export interface BraneProfile {
   readonly mem?: Summary
 }
 
-/** What one request or event delivery used, as the settlement meter takes it */
-export interface Usage {
-  readonly brane: string
-  readonly kind: 'request' | 'event'
-  /** guest CPU time where the runtime measured it, else execution time */
-  readonly cpuMs: number
-  /** linear memory after the call, bytes (0 when unknown) */
-  readonly memBytes: number
-  /** wall time of the call */
-  readonly durationMs: number
-  readonly bytesIn: number
-  readonly bytesOut: number
-  readonly ok: boolean
-}
+export type { Usage }
 
 const RATE_WINDOW_MS = 10_000
 const RECENT = 8192

@@ -64,3 +64,18 @@ export interface BraneEvent {
   /** 1 for the first delivery, more for retries */
   readonly attempt: number
 }
+
+/** What one request or event delivery used: what the observer measures and settlement meters */
+export interface Usage {
+  readonly brane: string
+  readonly kind: 'request' | 'event'
+  /** guest CPU time where the runtime measured it, else execution time */
+  readonly cpuMs: number
+  /** linear memory after the call, bytes (0 when unknown) */
+  readonly memBytes: number
+  /** wall time of the call */
+  readonly durationMs: number
+  readonly bytesIn: number
+  readonly bytesOut: number
+  readonly ok: boolean
+}

@@ -5,20 +5,12 @@
  */
 import { join } from 'node:path'
 import type { NodeKey } from '../identity/index.ts'
-import type { Logger, Startable } from '../interfaces/index.ts'
+import type { Logger, Startable, Usage } from '../interfaces/index.ts'
 import { signReceipt, type Receipt, type UsageLine } from './receipt.ts'
 import { ReceiptStore, SETTLE_DB } from './store.ts'
 
 /** One request or event delivery, as the observer reports it */
-export interface MeteredUsage {
-  readonly brane: string
-  readonly cpuMs: number
-  readonly memBytes: number
-  readonly durationMs: number
-  readonly bytesIn: number
-  readonly bytesOut: number
-  readonly ok: boolean
-}
+export type MeteredUsage = Usage
 
 export interface SettlementComponents {
   readonly key: NodeKey
