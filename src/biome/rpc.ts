@@ -3,7 +3,7 @@
  * and direction, many calls in flight on it, answers matched by id. Each frame is a
  * 4-byte big-endian header length, the header (JSON), then the body bytes.
  */
-import { OmegaError, PeerUnavailableError } from '../errors.ts'
+import { DeadlineExceededError, OmegaError, PeerUnavailableError } from '../errors.ts'
 import type { AbortOptions, Logger } from '../interfaces/index.ts'
 
 export const RPC_PROTOCOL = '/omega/rpc/1'
@@ -53,6 +53,24 @@ export interface RpcInit {
   logger: Logger
   /** a call with no answer after this long fails. @default 30_000 */
   timeoutMs?: number
+  /** largest frame sent or answered; a larger call fails without harming the channel. @default 4 MiB */
+  maxFrameBytes?: number
+  /** calls from one peer answered at once; more wait (back-pressure on that peer). @default 64 */
+  maxConcurrent?: number
+}
+
+export interface CallOptions extends AbortOptions {
+  /** this call's timeout instead of the default */
+  timeoutMs?: number
+}
+
+/** A call or answer larger than the channel carries */
+export class FrameTooLargeError extends OmegaError {
+  static override name = 'FrameTooLargeError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'FrameTooLargeError'
+  }
 }
 
 interface Header {
@@ -108,6 +126,8 @@ export class Rpc {
   readonly #transport: RpcTransport
   readonly #log: Logger
   readonly #timeoutMs: number
+  readonly #maxFrame: number
+  readonly #maxConcurrent: number
   readonly #handlers = new Map<string, RpcHandler>()
   readonly #outgoing = new Map<string, Promise<Outgoing>>()
   readonly #incoming = new Set<RpcChannel>()
@@ -117,6 +137,8 @@ export class Rpc {
     this.#transport = transport
     this.#log = init.logger
     this.#timeoutMs = init.timeoutMs ?? 30_000
+    this.#maxFrame = init.maxFrameBytes ?? 4 * 1024 * 1024
+    this.#maxConcurrent = init.maxConcurrent ?? 64
     transport.handle(RPC_PROTOCOL, (channel) => { this.#serve(channel) })
   }
 
@@ -129,15 +151,23 @@ export class Rpc {
    * Call `method` on `peer`.
    *
    * @throws PeerUnavailableError when the peer cannot be reached or the channel dies
+   * @throws DeadlineExceededError when no answer comes within the timeout
+   * @throws FrameTooLargeError when the call is larger than a frame may be
    * @throws RemoteError carrying the remote error's name when its handler failed
    */
-  async call (peer: string, method: string, params: unknown, body?: Uint8Array, options: AbortOptions = {}): Promise<{ result: unknown, body: Uint8Array }> {
+  async call (peer: string, method: string, params: unknown, body?: Uint8Array, options: CallOptions = {}): Promise<{ result: unknown, body: Uint8Array }> {
     if (this.#closed) {
       throw new PeerUnavailableError('This node is stopping')
     }
+    const frame = (id: number): Uint8Array => encodeFrame({ id, t: 'q', m: method, p: params }, body)
+    const size = frame(0).byteLength
+    if (size > this.#maxFrame) {
+      throw new FrameTooLargeError(`Cannot send ${method} to ${short(peer)}: ${size} bytes is over the mesh's frame limit of ${this.#maxFrame}`)
+    }
     const out = await this.#channelTo(peer, options)
     const id = ++out.next
-    const timeout = AbortSignal.timeout(this.#timeoutMs)
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs
+    const timeout = AbortSignal.timeout(timeoutMs)
     return new Promise((resolve, reject) => {
       const done = (): void => {
         out.pending.delete(id)
@@ -146,7 +176,7 @@ export class Rpc {
       }
       const onAbort = (): void => {
         done()
-        reject(options.signal?.aborted === true ? options.signal.reason : new PeerUnavailableError(`${method} on ${short(peer)}: no answer within ${this.#timeoutMs} ms`))
+        reject(options.signal?.aborted === true ? options.signal.reason : new DeadlineExceededError(`${method} on ${short(peer)}: no answer within ${timeoutMs} ms`))
       }
       out.pending.set(id, {
         resolve: (reply) => { done(); resolve(reply) },
@@ -154,7 +184,7 @@ export class Rpc {
       })
       timeout.addEventListener('abort', onAbort, { once: true })
       options.signal?.addEventListener('abort', onAbort, { once: true })
-      out.channel.send(encodeFrame({ id, t: 'q', m: method, p: params }, body), options).catch((err: unknown) => {
+      out.channel.send(frame(id), options).catch((err: unknown) => {
         this.#drop(peer, out, err)
       })
     })
@@ -224,8 +254,14 @@ export class Rpc {
 
   async #serveChannel (channel: RpcChannel): Promise<void> {
     const gone = new AbortController()
+    let running = 0
+    let slotFreed: (() => void) | undefined
     try {
       for await (const frame of channel.frames()) {
+        // at most maxConcurrent answers at once: stop reading (the peer's sends stall) until one ends
+        while (running >= this.#maxConcurrent) {
+          await new Promise<void>((resolve) => { slotFreed = resolve })
+        }
         let request: { header: Header, body: Uint8Array }
         try {
           request = decodeFrame(frame)
@@ -233,7 +269,12 @@ export class Rpc {
           this.#log.warn({ peer: channel.peerDid, err: (err as Error).message }, 'dropping a malformed RPC channel')
           break
         }
-        this.#answer(channel, request.header, request.body.slice(), gone.signal).catch(() => {})
+        running++
+        this.#answer(channel, request.header, request.body.slice(), gone.signal).catch(() => {}).finally(() => {
+          running--
+          slotFreed?.()
+          slotFreed = undefined
+        })
       }
     } catch (err) {
       this.#log.debug({ peer: channel.peerDid, err: (err as Error).message }, 'RPC channel ended')
@@ -253,6 +294,9 @@ export class Rpc {
       }
       const reply = await handler({ params: header.p, body, from: channel.peerDid }, { signal })
       frame = encodeFrame({ id: header.id, t: 's', r: reply.result }, reply.body)
+      if (frame.byteLength > this.#maxFrame) {
+        throw new FrameTooLargeError(`The answer to ${String(header.m)} is ${frame.byteLength} bytes, over the mesh's frame limit of ${this.#maxFrame}`)
+      }
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err))
       frame = encodeFrame({ id: header.id, t: 'e', e: { name: e.name, message: e.message } })

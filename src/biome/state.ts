@@ -14,7 +14,7 @@ export interface StateStoreInit {
   /** the SQLite file */
   path: string
   logger: Logger
-  /** most bytes of one value. @default 1 MiB */
+  /** most bytes of one value (a brane reads values back through a 1 MiB host-call answer, as base64). @default 512 KiB */
   maxValueBytes?: number
 }
 
@@ -40,7 +40,7 @@ export class StateStore {
     this.#db.exec('CREATE TABLE IF NOT EXISTS updates (id INTEGER PRIMARY KEY, brane TEXT NOT NULL, data BLOB NOT NULL); CREATE INDEX IF NOT EXISTS updates_brane ON updates (brane, id)')
     this.#insert = this.#db.prepare('INSERT INTO updates (brane, data) VALUES (?, ?)')
     this.#log = init.logger
-    this.#maxValue = init.maxValueBytes ?? 2 ** 20
+    this.#maxValue = init.maxValueBytes ?? 512 * 1024
   }
 
   /** The document of `brane`, loaded from disk the first time */

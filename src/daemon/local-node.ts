@@ -530,9 +530,23 @@ export class LocalNode {
     return this.#generation.running.get(brane)?.events
   }
 
-  /** The HTTP handler of `brane` when it runs on this node */
+  /**
+   * The HTTP handler of `brane` when it runs on this node, for requests that reached it
+   * another way than this node's gateway (forwarded by another node): a brane with
+   * `auth = "token"` checks the request's token here too
+   */
   localHttp (brane: string): HttpHandler | undefined {
-    return this.#generation.running.get(brane)?.http
+    const running = this.#generation.running.get(brane)
+    const http = running?.http
+    if (http === undefined || running?.plan.auth !== 'token') {
+      return http
+    }
+    return {
+      handle: async (request, options) => {
+        this.#gateway.authorizeRequest(brane, request.headers)
+        return http.handle(request, options)
+      }
+    }
   }
 
   /** The hops this node recorded of the trace holding `id` */

@@ -6,13 +6,14 @@
  * its share, and forwards events and requests for the rest to the nodes that run them.
  * Replicated state follows the replicas of each brane.
  */
-import { readFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BraneNotFoundError, DeploymentError, OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, TargetUnavailableError } from '../errors.ts'
 import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, HttpHandler, Logger } from '../interfaces/index.ts'
-import { loadOrCreateNodeKey, RevocationList, verifyCapability, type ContentAddress, type NodeKey } from '../identity/index.ts'
+import { loadOrCreateNodeKey, RevocationList, verify, verifyCapability, type ContentAddress, type NodeKey } from '../identity/index.ts'
 import { checkManifest, loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
-import { signTrace, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
+import { canonicalJson, signTrace, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
 import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
@@ -96,6 +97,12 @@ const ANTI_ENTROPY_MS = 2_000
 const BACKLOG_MS = 2_000
 /** Undelivered events per extra replica of a `replicas = "auto"` brane */
 const AUTO_EVENTS_PER_REPLICA = 500
+/** Largest mesh frame: an event or HTTP body (16 MiB at most) with its envelope */
+const MESH_FRAME_BYTES = 17 * 1024 * 1024
+/** How long a forwarded delivery may take beyond the target brane's own deadline (ms) */
+const DELIVERY_GRACE_MS = 10_000
+/** Most revoked ids one message may carry */
+const MAX_REVOCATIONS_PER_MESSAGE = 1024
 
 export class OmegaMeshNode {
   readonly did: string
@@ -115,12 +122,19 @@ export class OmegaMeshNode {
   #placement = new Map<string, BranePlacement>()
   /** the placement this node has finished applying (what `omega biome placement` shows) */
   #applied = new Map<string, BranePlacement>()
+  /** the deployment of `#applied` */
+  #appliedId: string | undefined
+  #retryTimer: NodeJS.Timeout | undefined
   #healing = true
   /** reconciliations and deployments run one at a time */
   #chain: Promise<unknown> = Promise.resolve()
   #reconcileTimer: NodeJS.Timeout | undefined
   #timers: NodeJS.Timeout[] = []
   #stopping = false
+  /** requests forwarded so far (spreads them over the replicas) */
+  #requests = 0
+  /** when each peer whose deployment differs was last asked for it (ms) */
+  readonly #asked = new Map<string, number>()
 
   private constructor (init: MeshNodeInit, key: NodeKey, registry: Registry, mesh: MeshNode, revocations: RevocationList) {
     this.#revocations = revocations
@@ -132,7 +146,7 @@ export class OmegaMeshNode {
     this.#clock = new HybridClock(key.did)
     this.#log = init.logging.forComponent('biome')
     this.#trust = new Set([key.did, ...(init.trust ?? [])])
-    this.#rpc = new Rpc(mesh, { logger: init.logging.forComponent('rpc') })
+    this.#rpc = new Rpc(mesh, { logger: init.logging.forComponent('rpc'), maxFrameBytes: MESH_FRAME_BYTES })
     this.#registerRpc()
   }
 
@@ -154,6 +168,7 @@ export class OmegaMeshNode {
       bootstrap,
       ...(discovery === undefined ? {} : { discovery }),
       ...(init.membership === undefined ? {} : { membership: init.membership }),
+      channels: { maxFrameBytes: MESH_FRAME_BYTES },
       logger: init.logging.forComponent('mesh')
     }, options)
     const node = new OmegaMeshNode(init, key, registry, mesh, revocations)
@@ -180,7 +195,12 @@ export class OmegaMeshNode {
       })
     })
     this.mesh.onBroadcast(REVOKE_TOPIC, (data, from) => {
-      const ids = (JSON.parse(new TextDecoder().decode(data)) as unknown[]).filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{128}$/.test(id))
+      // gossip is relayed by any member: only a revocation signed by a trusted key counts
+      const ids = openRevocations(data, this.#trust)
+      if (ids === undefined) {
+        this.#log.warn({ from }, 'ignored revocations not signed by a trusted key')
+        return
+      }
       this.#revocations.add(ids).catch((err: unknown) => {
         this.#log.error({ from, err: (err as Error).message }, 'could not keep revocations')
       })
@@ -211,7 +231,7 @@ export class OmegaMeshNode {
     // the node's own list from now on; revocations made here reach every node
     this.#revocations = this.#local.revocations ?? this.#revocations
     this.#revocations.onRevoked((id) => {
-      this.mesh.broadcast(REVOKE_TOPIC, new TextEncoder().encode(JSON.stringify([id])))
+      this.mesh.broadcast(REVOKE_TOPIC, sealRevocations([id], this.#key))
     })
     this.#local.state.onUpdate((brane, update, origin) => {
       if (origin === 'local') {
@@ -308,13 +328,18 @@ export class OmegaMeshNode {
     if (doc.token === undefined) {
       throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: this node trusts deployments from ${[...this.#trust].join(', ')} (start it with --trust DID, or deploy with a capability token from a trusted key: omega deploy --token)`)
     }
-    const { plan } = checkManifest(doc.manifest.text, doc.manifest.file)
-    for (const brane of plan.branes) {
+    // it replaces the running deployment whole: the token must cover the branes it removes too
+    const current = this.#registry.get(doc.name)
+    const names = new Set([
+      ...checkManifest(doc.manifest.text, doc.manifest.file).plan.branes.map((b) => b.name),
+      ...(current === undefined ? [] : checkManifest(current.manifest.text, current.manifest.file).plan.branes.map((b) => b.name))
+    ])
+    for (const name of names) {
       let subject: string
       try {
-        subject = verifyCapability(doc.token, { ability: 'deploy', resource: `brane/${brane.name}`, roots: [...this.#trust], revoked: this.#revocations }).subject
+        subject = verifyCapability(doc.token, { ability: 'deploy', resource: `brane/${name}`, roots: [...this.#trust], revoked: this.#revocations }).subject
       } catch (err) {
-        throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token does not allow deploy on brane/${brane.name}: ${(err as Error).message}`, { cause: err })
+        throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token does not allow deploy on brane/${name}: ${(err as Error).message}`, { cause: err })
       }
       if (subject !== doc.deployer) {
         throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token was delegated to ${subject}, not to the key that signed it`)
@@ -335,6 +360,9 @@ export class OmegaMeshNode {
       return false
     }
     await this.#fetchBlobs(doc, from, settings.options ?? {})
+    // only a deployment that materialises and whose manifest loads is kept
+    const file = await materialise(doc, this.#registry.deployDir, this.#init.home, (hash) => this.#registry.blobPath(hash), settings.options ?? {})
+    await loadManifest(file, settings.options ?? {})
     if (!await this.#registry.offer(doc)) {
       return false
     }
@@ -416,22 +444,40 @@ export class OmegaMeshNode {
     if (local === undefined || doc === undefined || this.#stopping) {
       return
     }
-    const before = this.#current?.id
-    const mine = (p: Map<string, BranePlacement>): string => [...p.values()].filter((b) => b.nodes.includes(this.did)).map((b) => b.brane).sort().join(',')
-    const had = mine(this.#placement)
+    const mine = (p: ReadonlyMap<string, BranePlacement>): string[] => [...p.values()].filter((b) => b.nodes.includes(this.did)).map((b) => b.brane).sort()
+    const applied = mine(this.#applied)
     await this.#prepare(doc, undefined, {})
     const current = this.#current
     if (current === undefined) {
       return
     }
-    this.#placement = this.#place(current.plan)
-    const now = mine(this.#placement)
-    this.mesh.setMeta('branes', now)
-    if (before !== current.id || had !== now || local.plan.file !== current.file) {
-      const report = await local.reload(current.file)
-      this.#log.info({ deployment: current.id, runs: now, ...report }, 'placement applied')
+    const placement = this.#place(current.plan)
+    const now = mine(placement)
+    if (this.#appliedId === current.id && applied.join(',') === now.join(',') && local.plan.file === current.file) {
+      this.#placement = placement
+      this.#applied = placement
+      local.kick()
+      return
     }
-    this.#applied = this.#placement
+    // a stateful brane that comes here brings its state from the nodes that held it
+    const gained = now.filter((b) => !applied.includes(b) && current.plan.branes.some((p) => p.name === b && p.grants.state !== undefined))
+    this.#placement = placement
+    if (gained.length > 0) {
+      await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => { await this.#reconcileStateWith(m.did, gained, { anyPeer: true }) }))
+    }
+    try {
+      const report = await local.reload(current.file)
+      this.#log.info({ deployment: current.id, runs: now.join(','), ...report }, 'placement applied')
+    } catch (err) {
+      // what runs is still the previous placement: say so, and try again soon
+      this.#log.error({ deployment: current.id, err: (err as Error).message }, 'cannot apply the placement; retrying in 5 s')
+      clearTimeout(this.#retryTimer)
+      this.#retryTimer = setTimeout(() => { this.#scheduleReconcile() }, 5_000).unref()
+      return
+    }
+    this.#applied = placement
+    this.#appliedId = current.id
+    this.mesh.setMeta('branes', now.join(','))
     local.kick()
   }
 
@@ -453,10 +499,22 @@ export class OmegaMeshNode {
     return `runs on ${placed.nodes.map((did) => this.mesh.member(did)?.name ?? did).join(', ')}`
   }
 
-  /** The nodes running `brane` other than this one, best first, alive ones first */
+  /** The nodes running `brane` other than this one, alive ones first, then suspect ones, in placement order */
   #replicasElsewhere (brane: string): string[] {
-    const nodes = this.#placement.get(brane)?.nodes ?? []
-    return nodes.filter((did) => did !== this.did && this.mesh.member(did)?.state !== 'dead')
+    const nodes = (this.#placement.get(brane)?.nodes ?? []).filter((did) => did !== this.did)
+    const state = (did: string): string | undefined => this.mesh.member(did)?.state
+    return [...nodes.filter((did) => state(did) === 'alive'), ...nodes.filter((did) => state(did) === 'suspect')]
+  }
+
+  /**
+   * The replica to send `key`'s call to: spread over the alive replicas by `key` (an event
+   * id: a retry after a failure goes to the same node only while nothing changed)
+   */
+  #pick (brane: string, key: string): string | undefined {
+    const nodes = this.#replicasElsewhere(brane)
+    const alive = nodes.filter((did) => this.mesh.member(did)?.state === 'alive')
+    const pool = alive.length > 0 ? alive : nodes
+    return pool.length === 0 ? undefined : pool[createHash('sha256').update(key).digest().readUInt32BE(0) % pool.length]
   }
 
   #remoteEvents (brane: string): EventTarget | undefined {
@@ -465,14 +523,15 @@ export class OmegaMeshNode {
     }
     return {
       deliver: async (event: BraneEvent, options: AbortOptions = {}) => {
-        const nodes = this.#replicasElsewhere(brane)
-        const target = nodes[0]
+        const target = this.#pick(brane, `${event.id}:${event.attempt}`)
         if (target === undefined) {
           throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
         }
         const { payload, ...meta } = event
+        // the target's own deadline stops a late handler there; this only covers a node that never answers
+        const deadlineMs = this.#current?.plan.branes.find((b) => b.name === brane)?.limits.deadlineMs ?? 30_000
         try {
-          await this.#rpc.call(target, 'deliver', { brane, event: meta }, payload, options)
+          await this.#rpc.call(target, 'deliver', { brane, event: meta }, payload, { ...options, timeoutMs: deadlineMs + DELIVERY_GRACE_MS })
         } catch (err) {
           throw asLocalError(err, `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`)
         }
@@ -486,7 +545,7 @@ export class OmegaMeshNode {
     }
     return {
       handle: async (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> => {
-        const target = this.#replicasElsewhere(brane)[0]
+        const target = this.#pick(brane, `${++this.#requests}`)
         if (target === undefined) {
           throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
         }
@@ -526,19 +585,35 @@ export class OmegaMeshNode {
       if (!/^b3:[0-9a-f]{64}$/.test(hash) || !await this.#registry.hasBlob(hash)) {
         throw new BraneNotFoundError(`No image ${String(hash)} on this node`)
       }
-      const bytes = await readFile(this.#registry.blobPath(hash))
-      return { body: bytes.subarray(offset, offset + Math.min(length, BLOB_CHUNK)) }
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
+        throw new RangeError('blob: offset and length must be whole numbers')
+      }
+      const file = await open(this.#registry.blobPath(hash))
+      try {
+        const chunk = Buffer.alloc(Math.min(length, BLOB_CHUNK))
+        const { bytesRead } = await file.read(chunk, 0, chunk.byteLength, offset)
+        return { body: chunk.subarray(0, bytesRead) }
+      } finally {
+        await file.close()
+      }
     })
     this.#rpc.register('deployments', async () => ({ result: this.#registry.list() }))
-    this.#rpc.register('revocations', async () => ({ result: this.#revocations.ids() }))
+    this.#rpc.register('deployments.pull', async ({ from }) => {
+      // answered at once; the pull runs after, serialised with everything else
+      this.#pullDeployments(from).catch(() => {})
+      return {}
+    })
+    this.#rpc.register('revocations', async () => ({ body: sealRevocations(this.#revocations.ids().slice(-MAX_REVOCATIONS_PER_MESSAGE), this.#key) }))
     this.#rpc.register('state.push', async ({ params, body, from }) => {
       const { brane } = params as { brane: string }
+      this.#checkStatePeer(brane, from)
       this.local.state.apply(brane, body, from)
       return {}
     })
     this.#rpc.register('state.sync', async ({ params, body, from }) => {
       // the caller sends its state vector; answer what it lacks, and our state vector
       const { brane } = params as { brane: string }
+      this.#checkStatePeer(brane, from)
       const state = this.local.state
       return { result: { vector: Buffer.from(state.stateVector(brane)).toString('base64'), from }, body: state.diff(brane, body) }
     })
@@ -547,6 +622,18 @@ export class OmegaMeshNode {
       const found = this.#local?.traceHops(id)
       return { result: found === undefined ? null : { traceId: found.traceId, hops: found.hops.map((h) => ({ ...h, node: this.#init.name })) } }
     })
+  }
+
+  /**
+   * State travels only for branes of the running deployment granted `state`, and only
+   * between members of the mesh (a replica now, or one that held it before a move)
+   */
+  #checkStatePeer (brane: unknown, from: string): void {
+    const stateful = this.#current?.plan.branes.some((b) => b.name === brane && b.grants.state !== undefined) === true
+    const member = this.mesh.member(from)
+    if (!stateful || member === undefined || member.state === 'dead' || member.state === 'left') {
+      throw new BraneNotFoundError(`No replicated state of brane "${String(brane)}" here for ${from}`)
+    }
   }
 
   /** Branes granted `state` that run here */
@@ -565,9 +652,9 @@ export class OmegaMeshNode {
   }
 
   /** Exchange what each side lacks of every shared stateful brane with `peer` */
-  async #reconcileStateWith (peer: string, branes = this.#statefulHere()): Promise<void> {
+  async #reconcileStateWith (peer: string, branes = this.#statefulHere(), settings: { anyPeer?: boolean } = {}): Promise<void> {
     for (const brane of branes) {
-      if (!this.#replicasElsewhere(brane).includes(peer)) {
+      if (settings.anyPeer !== true && !this.#replicasElsewhere(brane).includes(peer)) {
         continue
       }
       try {
@@ -590,6 +677,18 @@ export class OmegaMeshNode {
     if (this.#stopping || this.#local === undefined) {
       return
     }
+    // a node that missed a deployment's gossip (or could not take it then) asks again
+    const ours = this.#registry.get(DEPLOYMENT)
+    for (const peer of this.#peers()) {
+      const theirs = peer.meta.deploy
+      if (peer.state !== 'alive' || theirs === undefined || theirs === this.#current?.id || (ours !== undefined && theirs === deploymentId(ours))) {
+        continue
+      }
+      if (Date.now() - (this.#asked.get(peer.did) ?? 0) > 5 * ANTI_ENTROPY_MS) {
+        this.#asked.set(peer.did, Date.now())
+        await this.#pullDeployments(peer.did)
+      }
+    }
     for (const brane of this.#statefulHere()) {
       const others = this.#replicasElsewhere(brane).filter((did) => this.mesh.member(did)?.state === 'alive')
       const peer = others[Math.floor(Math.random() * others.length)]
@@ -599,22 +698,32 @@ export class OmegaMeshNode {
     }
   }
 
-  /** Exchange deployments and revocations with a node that (re)joined: the newer deployment wins on each side */
+  /**
+   * Exchange deployments and revocations with a node that (re)joined: each side pulls
+   * what the other has, and the newer deployment wins on both
+   */
   async #offerDeployments (peer: string): Promise<void> {
     try {
-      const revoked = (await this.#rpc.call(peer, 'revocations', {})).result
-      await this.#revocations.add(Array.isArray(revoked) ? revoked.filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{128}$/.test(id)) : [])
+      const revoked = openRevocations((await this.#rpc.call(peer, 'revocations', {})).body, this.#trust)
+      await this.#revocations.add(revoked ?? [])
+      await this.#pullDeployments(peer)
+      // and it pulls ours
+      await this.#rpc.call(peer, 'deployments.pull', {})
+    } catch (err) {
+      this.#log.debug({ peer, err: (err as Error).message }, 'deployment exchange failed')
+    }
+  }
+
+  /** Take the deployments `peer` has that are newer than ours */
+  async #pullDeployments (peer: string): Promise<void> {
+    try {
       const { result } = await this.#rpc.call(peer, 'deployments', {})
-      for (const raw of Array.isArray(result) ? result as unknown[] : []) {
+      for (const raw of Array.isArray(result) ? result.slice(0, 16) as unknown[] : []) {
         const doc = verifyDeployment(raw)
         await this.#serially(async () => this.#accept(doc, peer))
       }
-      const mine = this.#registry.get(DEPLOYMENT)
-      if (mine !== undefined) {
-        this.mesh.broadcast(DEPLOY_TOPIC, new TextEncoder().encode(JSON.stringify(mine)))
-      }
     } catch (err) {
-      this.#log.debug({ peer, err: (err as Error).message }, 'deployment exchange failed')
+      this.#log.debug({ peer, err: (err as Error).message }, 'could not take the deployments of a peer')
     }
   }
 
@@ -622,8 +731,10 @@ export class OmegaMeshNode {
     const total = new Map<string, number>()
     for (const member of this.mesh.members()) {
       for (const [key, value] of Object.entries(member.meta)) {
-        if (key.startsWith('q.')) {
-          total.set(key.slice(2), (total.get(key.slice(2)) ?? 0) + Number(value))
+        const depth = Number(value)
+        // advertised by each member about itself: take only sane numbers
+        if (key.startsWith('q.') && Number.isSafeInteger(depth) && depth >= 0) {
+          total.set(key.slice(2), (total.get(key.slice(2)) ?? 0) + Math.min(depth, 1_000_000))
         }
       }
     }
@@ -637,10 +748,16 @@ export class OmegaMeshNode {
     }
     const backlog = local.backlog()
     let pending = 0
-    for (const [brane, depth] of backlog) {
+    for (const depth of backlog.values()) {
       pending += depth
-      // coarse, so the gossip carries changes of scale rather than every event
-      this.mesh.setMeta(`q.${brane}`, String(depth < AUTO_EVENTS_PER_REPLICA ? 0 : Math.round(depth / 100) * 100))
+    }
+    for (const brane of this.#current?.plan.branes ?? []) {
+      if (brane.replicas.kind !== 'auto') {
+        continue
+      }
+      // coarse, so the gossip carries changes of scale rather than every event (0 once drained)
+      const depth = backlog.get(brane.name) ?? 0
+      this.mesh.setMeta(`q.${brane.name}`, String(depth < AUTO_EVENTS_PER_REPLICA ? 0 : Math.round(depth / 100) * 100))
     }
     this.mesh.setLoad(Math.round(pending))
     if (this.#current?.plan.branes.some((b) => b.replicas.kind === 'auto') === true) {
@@ -729,8 +846,9 @@ export class OmegaMeshNode {
           const names = (body as { peers?: unknown } | undefined)?.peers
           const wanted = Array.isArray(names) ? names.map(String) : []
           const dids = this.#peers().filter((m) => wanted.includes(m.name) || wanted.includes(m.did)).map((m) => m.did)
-          if (dids.length !== wanted.length) {
-            throw new BraneNotFoundError(`Unknown peers: ${wanted.filter((w) => !this.#peers().some((m) => m.name === w || m.did === w)).join(', ')}`)
+          const unknown = wanted.filter((w) => !this.#peers().some((m) => m.name === w || m.did === w))
+          if (unknown.length > 0) {
+            throw new BraneNotFoundError(`Unknown peers: ${unknown.join(', ')} (see "omega biome peers")`)
           }
           this.mesh.isolate(dids)
           this.#scheduleReconcile()
@@ -743,13 +861,42 @@ export class OmegaMeshNode {
   async stop (): Promise<void> {
     this.#stopping = true
     clearTimeout(this.#reconcileTimer)
+    clearTimeout(this.#retryTimer)
     for (const timer of this.#timers) {
       clearInterval(timer)
     }
-    await this.#chain.catch(() => {})
+    // closing the RPC first fails what queued work waits on (fetches, exchanges) at once
     this.#rpc.close()
+    await this.#chain.catch(() => {})
     await this.#local?.stop()
     await this.mesh.stop()
+  }
+}
+
+/**
+ * Revoked token ids as a message signed by `key`: `{ ids, by, signature }` (signature
+ * over the canonical JSON of `{ ids, by }`)
+ */
+function sealRevocations (ids: readonly string[], key: NodeKey): Uint8Array {
+  const unsigned = { ids: ids.slice(0, MAX_REVOCATIONS_PER_MESSAGE), by: key.did }
+  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(unsigned)))).toString('base64url')
+  return new TextEncoder().encode(JSON.stringify({ ...unsigned, signature }))
+}
+
+/** The ids of a {@link sealRevocations} message signed by one of `trusted`, else undefined */
+function openRevocations (data: Uint8Array, trusted: ReadonlySet<string>): string[] | undefined {
+  try {
+    const message = JSON.parse(new TextDecoder().decode(data)) as { ids?: unknown, by?: unknown, signature?: unknown }
+    const { ids, by, signature } = message
+    if (!Array.isArray(ids) || ids.length > MAX_REVOCATIONS_PER_MESSAGE || typeof by !== 'string' || typeof signature !== 'string' || !trusted.has(by)) {
+      return undefined
+    }
+    if (!verify(by, Buffer.from(canonicalJson({ ids, by })), Buffer.from(signature, 'base64url'))) {
+      return undefined
+    }
+    return ids.filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{128}$/.test(id))
+  } catch {
+    return undefined
   }
 }
 

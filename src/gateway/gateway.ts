@@ -176,6 +176,16 @@ export class Gateway implements Startable {
     res.end(response.body)
   }
 
+  /**
+   * Checks the `Authorization` header of a request to `brane` as this gateway would (for
+   * requests that reached the brane another way, e.g. forwarded by another node)
+   *
+   * @throws UnauthorizedError or CapabilityTokenError unless its token allows the request
+   */
+  authorizeRequest (brane: string, headers: ReadonlyArray<readonly [string, string]>): void {
+    this.#authorize(brane, headers.find(([name]) => name.toLowerCase() === 'authorization')?.[1])
+  }
+
   /** Throws UnauthorizedError (401) or CapabilityTokenError (401 or 403) unless the token allows the request */
   #authorize (brane: string, header: string | undefined): void {
     const token = header?.startsWith('Bearer ') === true ? header.slice(7).trim() : ''
