@@ -29,23 +29,35 @@ export interface Member {
 }
 
 /**
- * Settings of the membership protocol. Every node probes `monitors` ring successors
- * (ordered by a hash of their did) each `probeIntervalMs` and feeds the acks to one
- * phi-accrual detector per monitored peer; it also probes `randomProbes` random members
- * per interval, SWIM style. A peer whose phi exceeds `phiThreshold` (or whose random probe
- * goes unanswered for `probeTimeoutMs`) is probed indirectly through `indirectProbes`
- * others; if none of them reaches it within `indirectTimeoutMs` it becomes suspect, and
- * dead after `suspectTimeoutMs` unless it refutes with a higher incarnation. Traffic per
- * node is O(monitors + randomProbes) per interval, independent of the mesh size.
+ * Settings of the membership protocol. Members sit on a ring ordered by a hash of their
+ * did. Every node probes its `monitors` ring successors each `probeIntervalMs` and feeds
+ * the acks to one phi-accrual detector per monitored peer; it may also probe
+ * `randomProbes` random members per interval, SWIM style. A peer whose phi exceeds
+ * `phiThreshold` (or whose random probe goes unanswered for `probeTimeoutMs`) is probed
+ * indirectly through `indirectProbes` others; if none of them reaches it within
+ * `indirectTimeoutMs` it becomes suspect, and dead after `suspectTimeoutMs` unless it
+ * refutes with a higher incarnation. A node whose own timers run late (event-loop lag
+ * above one probe interval) suspends its verdicts for that round (Lifeguard's local
+ * health). Probe traffic per node is O(monitors + randomProbes) per interval,
+ * independent of the mesh size.
+ *
+ * Each node also probes one of its ring "fingers" (the members 4, 8, 16, … places further
+ * on) per interval, in turn, SWIM style. Its monitored successors and its fingers are its
+ * links (about log2(n) + 1 members, always connected). News (membership changes and
+ * broadcasts) is pushed at once along the links, each node passing on what was new to
+ * it, so it reaches everyone in about log2(n) hops without new handshakes; it also rides
+ * on probes and acks (`retransmitMult` × log2(n) times) and a periodic full-state
+ * push-pull repairs the rest. Connections to members that are not links are closed after
+ * `idleCloseMs` without mesh traffic.
  */
 export interface MembershipSettings {
   /** @default 500 */
   probeIntervalMs: number
   /** ring successors each node monitors with a phi-accrual detector @default 3 */
   monitors: number
-  /** extra random members probed per interval (plain SWIM probe) @default 1 */
+  /** extra random members probed per interval (plain SWIM probe; opens connections to them) @default 0 */
   randomProbes: number
-  /** direct-ack timeout of a random probe @default 400 */
+  /** direct-ack timeout of a finger or random probe @default 400 */
   probeTimeoutMs: number
   /** members asked to probe a silent peer on this node's behalf @default 3 */
   indirectProbes: number
@@ -61,8 +73,10 @@ export interface MembershipSettings {
   phiAcceptablePauseMs: number
   /** time from suspect to dead when the suspect does not refute @default 3000 */
   suspectTimeoutMs: number
-  /** peers each new rumor is pushed to at once ('auto' = ceil(log2(n + 1)) + 2) @default 'auto' */
+  /** members news is pushed to at once: 'auto' = this node's links; a number = that many random members @default 'auto' */
   gossipFanout: number | 'auto'
+  /** close connections that carried no mesh frame and no other stream for this long (except to monitored peers) @default 30000 */
+  idleCloseMs: number
   /** each rumor also rides on this many × ceil(log2(n + 1)) probe messages @default 3 */
   retransmitMult: number
   /** full-state exchange with one random member, to repair what gossip missed @default 10000 */
@@ -80,7 +94,7 @@ export interface MembershipSettings {
 export const DEFAULT_MEMBERSHIP: Readonly<MembershipSettings> = Object.freeze({
   probeIntervalMs: 500,
   monitors: 3,
-  randomProbes: 1,
+  randomProbes: 0,
   probeTimeoutMs: 400,
   indirectProbes: 3,
   indirectTimeoutMs: 600,
@@ -90,6 +104,7 @@ export const DEFAULT_MEMBERSHIP: Readonly<MembershipSettings> = Object.freeze({
   phiAcceptablePauseMs: 200,
   suspectTimeoutMs: 3000,
   gossipFanout: 'auto',
+  idleCloseMs: 30_000,
   retransmitMult: 3,
   pushPullIntervalMs: 10_000,
   reconnectIntervalMs: 2000,

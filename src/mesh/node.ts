@@ -89,7 +89,7 @@ interface Piggy {
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-const MAX_PIGGYBACK_BYTES = 32 * 1024
+const MAX_PIGGYBACK_BYTES = 8 * 1024
 const SEEN_TTL_MS = 120_000
 const SEEN_MAX = 20_000
 
@@ -172,6 +172,11 @@ export class MeshNode implements Startable {
   readonly #isolated = new Set<string>()
   readonly #isolatedPeers: Set<string>
   #seq = 0
+  #fingerCursor = 0
+  readonly #activity = new Map<string, number>()
+  #ringCache: string[] | undefined
+  #fingerCache: string[] | undefined
+  #expectedTick = 0
   #started = false
   #stopping = false
   #timer: NodeJS.Timeout | undefined
@@ -305,6 +310,7 @@ export class MeshNode implements Startable {
     this.#self.addrs = this.addrs
     this.#entries.set(this.did, { record: this.#self, changedAt: Date.now() })
     this.#notify(this.#self, undefined)
+    this.#expectedTick = Date.now() + this.#settings.probeIntervalMs
     this.#timer = setTimeout(() => { this.#tick() }, this.#settings.probeIntervalMs)
     this.#lastReconnect = Date.now()
     this.#lastPushPull = Date.now()
@@ -327,7 +333,7 @@ export class MeshNode implements Startable {
     const rumor: Rumor = { k: 'm', m: { ...this.#self } }
     const bytes = encode({ t: 'gossip', r: [rumor] })
     const targets = new Set<string>(this.#sessions.keys())
-    for (const did of this.#pickTargets(this.#fanout(), new Set())) {
+    for (const did of this.#gossipTargets(new Set())) {
       targets.add(did)
     }
     const sends = [...targets].map(async (did) => {
@@ -463,6 +469,7 @@ export class MeshNode implements Startable {
    */
   isolate (peerDids: readonly string[]): void {
     const next = new Set(peerDids)
+    this.#ringCache = undefined
     const healed = [...this.#isolated].filter((did) => !next.has(did))
     this.#isolated.clear()
     this.#isolatedPeers.clear()
@@ -548,13 +555,6 @@ export class MeshNode implements Startable {
     return out
   }
 
-  #fanout (): number {
-    if (this.#settings.gossipFanout !== 'auto') {
-      return this.#settings.gossipFanout
-    }
-    return Math.ceil(Math.log2(this.#entries.size + 1)) + 2
-  }
-
   #announceSelf (): void {
     if (!this.#started || this.#stopping) {
       return
@@ -607,6 +607,7 @@ export class MeshNode implements Startable {
   }
 
   #onStateChange (did: string): void {
+    this.#ringCache = undefined
     const entry = this.#entries.get(did)
     if (entry === undefined) {
       return
@@ -663,9 +664,24 @@ export class MeshNode implements Startable {
       this.#piggyback.set(this.#rumorKey(rumor), { rumor, size, left: transmits })
     }
     const bytes = encode({ t: 'gossip', r: rumors })
-    for (const did of this.#pickTargets(this.#fanout(), exclude)) {
+    for (const did of this.#gossipTargets(exclude)) {
       this.#sendBytes(did, bytes)
     }
+  }
+
+  /**
+   * Where news goes at once: with gossipFanout 'auto', this node's links — its monitored
+   * ring successors and its ring fingers (members 4, 8, 16, … places on), about
+   * log2(n) + 1 members it probes anyway, so no new connection is needed and the news
+   * reaches everyone in about log2(n) hops. With a number: that many random members,
+   * those with a channel first.
+   */
+  #gossipTargets (exclude: Set<string>): string[] {
+    const setting = this.#settings.gossipFanout
+    if (setting !== 'auto') {
+      return this.#pickTargets(setting, exclude)
+    }
+    return [...this.#ring(), ...this.#fingers()].filter((did) => !exclude.has(did))
   }
 
   /** up to `count` alive members not in `exclude`, those with an open channel first */
@@ -758,16 +774,22 @@ export class MeshNode implements Startable {
     if (!this.#started || this.#stopping) {
       return
     }
+    const lag = Date.now() - this.#expectedTick
     try {
-      this.#probeRound()
+      this.#probeRound(lag > this.#settings.probeIntervalMs)
       this.#housekeeping()
     } catch (err) {
       this.#log.error({ err }, 'mesh: probe round failed')
     }
+    this.#expectedTick = Date.now() + this.#settings.probeIntervalMs
     this.#timer = setTimeout(() => { this.#tick() }, this.#settings.probeIntervalMs)
   }
 
-  #ring (): string[] {
+  /** self and the alive/suspect members, ordered by ring hash (cached until membership changes) */
+  #ringOrder (): string[] {
+    if (this.#ringCache !== undefined) {
+      return this.#ringCache
+    }
     const candidates = this.#others()
     candidates.push(this.did)
     const hash = (did: string): number => {
@@ -779,6 +801,14 @@ export class MeshNode implements Startable {
       return h
     }
     candidates.sort((a, b) => hash(a) - hash(b) || (a < b ? -1 : 1))
+    this.#ringCache = candidates
+    this.#fingerCache = undefined
+    return candidates
+  }
+
+  /** the `monitors` ring successors of this node */
+  #ring (): string[] {
+    const candidates = this.#ringOrder()
     const at = candidates.indexOf(this.did)
     const out: string[] = []
     for (let i = 1; i < candidates.length && out.length < this.#settings.monitors; i++) {
@@ -787,7 +817,47 @@ export class MeshNode implements Startable {
     return out
   }
 
-  #probeRound (): void {
+  /**
+   * Ring fingers beyond the monitors, Chord style: the first member at or after
+   * hash + 2^31, + 2^30, … (distinct ones, about log2(n)). Positions in hash space, not
+   * indexes, so a join or a leave changes only the fingers whose interval it falls in.
+   */
+  #fingers (): string[] {
+    const ring = this.#ringOrder()
+    if (this.#fingerCache !== undefined) {
+      return this.#fingerCache
+    }
+    const hashes = ring.map((did) => this.#ringHashes.get(did) ?? ringHash(did))
+    const own = this.#ringHashes.get(this.did) ?? ringHash(this.did)
+    const monitors = new Set(this.#ring())
+    const out: string[] = []
+    for (let bit = 31; bit >= 0; bit--) {
+      const target = (own + 2 ** bit) % 2 ** 32
+      // first member whose hash is >= target (wrapping)
+      let lo = 0
+      let hi = hashes.length
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1
+        if ((hashes[mid] as number) < target) {
+          lo = mid + 1
+        } else {
+          hi = mid
+        }
+      }
+      const did = ring[lo % ring.length] as string
+      if (did === this.did || monitors.has(did)) {
+        break
+      }
+      if (!out.includes(did)) {
+        out.push(did)
+      }
+    }
+    this.#fingerCache = out
+    return out
+  }
+
+  /** `lagging`: this node's timers ran late, so silence may be ours: no verdicts this round */
+  #probeRound (lagging: boolean): void {
     const now = Date.now()
     const s = this.#settings
     const monitored = this.#ring()
@@ -807,19 +877,52 @@ export class MeshNode implements Startable {
           firstHeartbeatEstimateMs: s.probeIntervalMs
         }, now)
         this.#detectors.set(did, detector)
+      } else if (lagging) {
+        // Lifeguard local health: a late timer says nothing about the peer
       } else if (detector.phi(now) > s.phiThreshold && !this.#indirecting.has(did) &&
         this.#entries.get(did)?.record.state === 'alive') {
         background(this.#indirect(did))
       }
       background(this.#ping(did, s.probeIntervalMs * 4))
     }
-    const rest = shuffle(this.#others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did)))
-    for (const did of rest.slice(0, s.randomProbes)) {
+    // one finger per round, in turn: keeps those links warm and checks them SWIM-style
+    const fingers = this.#fingers()
+    const probes: string[] = []
+    if (fingers.length > 0) {
+      probes.push(fingers[this.#fingerCursor++ % fingers.length] as string)
+    }
+    const rest = shuffle(this.#others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
+    probes.push(...rest.slice(0, s.randomProbes))
+    for (const did of probes) {
+      if (this.#indirecting.has(did)) {
+        continue
+      }
       background(this.#ping(did, s.probeTimeoutMs).then(async (ok) => {
         if (!ok && !this.#stopping && this.#entries.get(did)?.record.state === 'alive') {
           await this.#indirect(did)
         }
       }))
+    }
+  }
+
+  /** close membership channels (and then connections) idle for idleCloseMs to members that are not links */
+  #closeIdle (now: number): void {
+    const keep = new Set([...this.#ring(), ...this.#fingers()])
+    for (const [did, channels] of this.#sessions) {
+      const last = this.#activity.get(did) ?? 0
+      if (keep.has(did) || now - last < this.#settings.idleCloseMs) {
+        continue
+      }
+      this.#sessions.delete(did)
+      this.#activity.delete(did)
+      for (const channel of channels) {
+        background(channel.close())
+      }
+      const peer = peerIdOfDid(did)
+      const busy = this.#libp2p.getConnections(peer).some((c) => c.streams.some((st) => st.protocol !== SWIM_PROTOCOL && st.status === 'open'))
+      if (!busy) {
+        background(this.#libp2p.hangUp(peer))
+      }
     }
   }
 
@@ -834,10 +937,12 @@ export class MeshNode implements Startable {
     }
     for (const [did, entry] of this.#entries) {
       if ((entry.record.state === 'dead' || entry.record.state === 'left') && now - entry.changedAt > s.deadRetentionMs) {
+        this.#ringCache = undefined
         this.#entries.delete(did)
         this.#ringHashes.delete(did)
       }
     }
+    this.#closeIdle(now)
     if (now - this.#lastPushPull >= s.pushPullIntervalMs) {
       this.#lastPushPull = now
       const target = shuffle(this.#others())[0]
@@ -936,6 +1041,7 @@ export class MeshNode implements Startable {
   // ---------------------------------------------------------------- messages
 
   #onMessage (from: string, message: Message): void {
+    this.#activity.set(from, Date.now())
     switch (message.t) {
       case 'ping': {
         const reply: Message = { t: 'ack', s: message.s }
@@ -985,10 +1091,17 @@ export class MeshNode implements Startable {
         if (!Array.isArray(message.m)) {
           break
         }
+        // pass on only what is likely news to the mesh too: the sender's own record (a
+        // joiner announcing itself) and changes to members this node already knew (a healed
+        // partition); a joiner learning the whole table must not re-gossip all of it
         const fresh: Rumor[] = []
         for (const raw of message.m) {
           const w = parseWireMember(raw)
-          if (w !== undefined && this.#merge(w)) {
+          if (w === undefined) {
+            continue
+          }
+          const known = this.#entries.has(w.did)
+          if (this.#merge(w) && (known || w.did === from)) {
             fresh.push({ k: 'm', m: w })
           }
         }
@@ -1024,11 +1137,13 @@ export class MeshNode implements Startable {
   // ---------------------------------------------------------------- channels
 
   async #send (did: string, message: Message): Promise<void> {
+    this.#activity.set(did, Date.now())
     const channel = await this.#channelTo(did)
     await channel.send(encode(message))
   }
 
   #sendBytes (did: string, bytes: Uint8Array): void {
+    this.#activity.set(did, Date.now())
     this.#channelTo(did).then(async (channel) => { await channel.send(bytes) }).catch((err: unknown) => {
       this.#log.debug({ err, did }, 'mesh: gossip send failed')
     })
@@ -1109,6 +1224,7 @@ export class MeshNode implements Startable {
       this.#sessions.set(did, list)
     }
     list.push(channel)
+    this.#activity.set(did, Date.now())
     background(this.#readSwim(channel, did))
     return channel
   }
