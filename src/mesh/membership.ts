@@ -37,8 +37,10 @@ export interface Member {
  * indirectly through `indirectProbes` others; if none of them reaches it within
  * `indirectTimeoutMs` it becomes suspect, and dead after `suspectTimeoutMs` unless it
  * refutes with a higher incarnation. A node whose own timers run late (event-loop lag
- * above one probe interval) suspends its verdicts for that round (Lifeguard's local
- * health). Probe traffic per node is O(monitors + randomProbes) per interval,
+ * above a quarter of the probe interval, or an indirect probe that returns late) holds
+ * its verdicts for three intervals (Lifeguard's local health): silence may be its own.
+ * With the defaults a crashed peer is suspected after about 2.5–3.5 s and dead about
+ * 3 s later. Probe traffic per node is O(monitors + randomProbes) per interval,
  * independent of the mesh size.
  *
  * Each node also probes one of its ring "fingers" (the members 4, 8, 16, … places further
@@ -61,7 +63,7 @@ export interface MembershipSettings {
   probeTimeoutMs: number
   /** members asked to probe a silent peer on this node's behalf @default 3 */
   indirectProbes: number
-  /** @default 600 */
+  /** @default 1000 */
   indirectTimeoutMs: number
   /** phi above which a monitored peer is probed indirectly, then suspected @default 8 */
   phiThreshold: number
@@ -69,7 +71,7 @@ export interface MembershipSettings {
   phiWindow: number
   /** floor of the inter-arrival standard deviation @default 100 */
   phiMinStdDevMs: number
-  /** silence tolerated on top of the mean interval before phi rises @default 200 */
+  /** silence tolerated on top of the mean interval before phi rises @default 1000 */
   phiAcceptablePauseMs: number
   /** time from suspect to dead when the suspect does not refute @default 3000 */
   suspectTimeoutMs: number
@@ -97,11 +99,11 @@ export const DEFAULT_MEMBERSHIP: Readonly<MembershipSettings> = Object.freeze({
   randomProbes: 0,
   probeTimeoutMs: 400,
   indirectProbes: 3,
-  indirectTimeoutMs: 600,
+  indirectTimeoutMs: 1000,
   phiThreshold: 8,
   phiWindow: 100,
   phiMinStdDevMs: 100,
-  phiAcceptablePauseMs: 200,
+  phiAcceptablePauseMs: 1000,
   suspectTimeoutMs: 3000,
   gossipFanout: 'auto',
   idleCloseMs: 30_000,

@@ -177,6 +177,7 @@ export class MeshNode implements Startable {
   #ringCache: string[] | undefined
   #fingerCache: string[] | undefined
   #expectedTick = 0
+  #calmUntil = 0
   #started = false
   #stopping = false
   #timer: NodeJS.Timeout | undefined
@@ -774,9 +775,14 @@ export class MeshNode implements Startable {
     if (!this.#started || this.#stopping) {
       return
     }
-    const lag = Date.now() - this.#expectedTick
+    const now = Date.now()
+    const lag = now - this.#expectedTick
+    if (lag > this.#settings.probeIntervalMs / 4) {
+      // acks to probes sent around now will be read late too: hold verdicts a while
+      this.#calmUntil = now + 3 * this.#settings.probeIntervalMs
+    }
     try {
-      this.#probeRound(lag > this.#settings.probeIntervalMs)
+      this.#probeRound(now < this.#calmUntil)
       this.#housekeeping()
     } catch (err) {
       this.#log.error({ err }, 'mesh: probe round failed')
@@ -945,7 +951,8 @@ export class MeshNode implements Startable {
     this.#closeIdle(now)
     if (now - this.#lastPushPull >= s.pushPullIntervalMs) {
       this.#lastPushPull = now
-      const target = shuffle(this.#others())[0]
+      // a member this node already has a channel to: repair without a new handshake
+      const target = shuffle(this.#others().filter((did) => this.#sessions.has(did)))[0] ?? shuffle(this.#others())[0]
       if (target !== undefined) {
         background(this.#sync(target, true))
       }
@@ -1007,6 +1014,7 @@ export class MeshNode implements Startable {
     try {
       const s = ++this.#seq
       const helpers = this.#pickTargets(this.#settings.indirectProbes, new Set([this.did, did]))
+      const asked = Date.now()
       const reached = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => {
           this.#indirectWaiters.delete(s)
@@ -1028,9 +1036,14 @@ export class MeshNode implements Startable {
           }
         }))
       })
+      const late = Date.now() - asked > 1.5 * this.#settings.indirectTimeoutMs
+      if (late) {
+        // this node's own event loop stalled during the wait (Lifeguard local health)
+        this.#calmUntil = Date.now() + 3 * this.#settings.probeIntervalMs
+      }
       if (reached) {
         this.#detectors.get(did)?.heartbeat(Date.now())
-      } else if (!this.#stopping && this.#entries.get(did)?.record.state === 'alive') {
+      } else if (!late && Date.now() >= this.#calmUntil && !this.#stopping && this.#entries.get(did)?.record.state === 'alive') {
         this.#declare(did, 'suspect')
       }
     } finally {
