@@ -182,6 +182,21 @@ describe('mesh membership', () => {
 })
 
 describe('mesh node lifecycle', () => {
+  it('a node stopped and started again (same instance) is alive again at the others', async () => {
+    const nodes = await startMesh(2)
+    try {
+      const [a, b] = nodes as [MeshNode, MeshNode]
+      await waitFor(() => a.member(b.did)?.state === 'alive', 10_000, 'the two nodes to meet')
+      await b.stop()
+      await waitFor(() => a.member(b.did)?.state === 'left', 10_000, 'b left at a')
+      assert.throws(() => { b.broadcast('t', new Uint8Array(1)) }, { name: 'MeshError' })
+      await b.start()
+      await waitFor(() => a.member(b.did)?.state === 'alive' && b.member(a.did)?.state === 'alive', 10_000, 'b alive again at a')
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+
   it('rejects open() before start and keeps running without any bootstrap peer reachable', async () => {
     const node = await MeshNode.create({ key: generateNodeKey(), name: 'lab.lan/alone', substrate: 'gaia', bootstrap: [`/ip4/127.0.0.1/tcp/9/p2p/${peerIdOfDid(generateNodeKey().did).toString()}`], logger: { debug () {}, info () {}, warn () {}, error () {} }, membership: { dialTimeoutMs: 500 } })
     await assert.rejects(node.open(generateNodeKey().did, '/omega/test/1'), { name: 'MeshError' })

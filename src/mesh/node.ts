@@ -72,7 +72,7 @@ type Message =
   | { t: 'preq', s: number, target: string }
   | { t: 'pack', s: number, target: string }
   | { t: 'sync', m: WireMember[], reply: boolean }
-  | { t: 'gossip', r: Rumor[] }
+  | { t: 'gossip', r: Rumor[], a?: number }
 
 interface Entry {
   record: WireMember
@@ -92,6 +92,8 @@ const decoder = new TextDecoder()
 const MAX_PIGGYBACK_BYTES = 8 * 1024
 const SEEN_TTL_MS = 120_000
 const SEEN_MAX = 20_000
+/** setMeta/setLoad changes are gossiped at most this often (each bumps the incarnation) */
+const ANNOUNCE_INTERVAL_MS = 1000
 
 function encode (message: Message): Uint8Array {
   return encoder.encode(JSON.stringify(message))
@@ -177,6 +179,9 @@ export class MeshNode implements Startable {
   #ringCache: string[] | undefined
   #fingerCache: string[] | undefined
   #expectedTick = 0
+  #discoveryListening = false
+  #announceTimer: NodeJS.Timeout | undefined
+  #lastAnnounce = 0
   #calmUntil = 0
   #started = false
   #stopping = false
@@ -291,23 +296,24 @@ export class MeshNode implements Startable {
     const libp2p = this.#libp2p
     await libp2p.handle(SWIM_PROTOCOL, (stream, connection) => { this.#onSwimStream(stream, connection) }, {
       maxInboundStreams: 8,
-      maxOutboundStreams: 8
+      maxOutboundStreams: 8,
+      force: true
     })
     for (const [protocol, handler] of this.#protocols) {
       await this.#register(protocol, handler)
     }
-    libp2p.addEventListener('peer:discovery', (evt) => {
-      const id = evt.detail.id
-      if (this.#stopping || id.equals(libp2p.peerId) || id.type !== 'Ed25519') {
-        return
-      }
-      const did = didOfPeerId(id)
-      const entry = this.#entries.get(did)
-      if (entry === undefined || entry.record.state === 'dead') {
-        background(this.#join(id).catch((err: unknown) => { this.#log.debug({ err, did }, 'mesh: join via discovered peer failed') }))
-      }
-    })
+    if (!this.#discoveryListening) {
+      this.#discoveryListening = true
+      libp2p.addEventListener('peer:discovery', (evt) => { this.#onPeerDiscovery(evt.detail.id) })
+    }
     await libp2p.start()
+    if (this.#self.state !== 'alive') {
+      // started again after stop(): a new life, above the 'left' the others hold
+      this.#self.state = 'alive'
+      this.#self.inc = Math.max(this.#self.inc + 1, Date.now())
+      this.#entries.clear()
+      this.#ringCache = undefined
+    }
     this.#self.addrs = this.addrs
     this.#entries.set(this.did, { record: this.#self, changedAt: Date.now() })
     this.#notify(this.#self, undefined)
@@ -322,26 +328,35 @@ export class MeshNode implements Startable {
     this.#lastDiscovery = Date.now()
   }
 
+  #onPeerDiscovery (id: PeerId): void {
+    if (!this.#started || this.#stopping || id.equals(this.#libp2p.peerId) || id.type !== 'Ed25519') {
+      return
+    }
+    const did = didOfPeerId(id)
+    const entry = this.#entries.get(did)
+    if (entry === undefined || entry.record.state === 'dead') {
+      background(this.#join(id).catch((err: unknown) => { this.#log.debug({ err, did }, 'mesh: join via discovered peer failed') }))
+    }
+  }
+
   async stop (): Promise<void> {
     if (!this.#started) {
       return
     }
     this.#stopping = true
     clearTimeout(this.#timer)
+    clearTimeout(this.#announceTimer)
+    this.#announceTimer = undefined
     // announce the leave: straight to every member we have a channel to, plus a fanout
     this.#self.inc++
     this.#self.state = 'left'
     const rumor: Rumor = { k: 'm', m: { ...this.#self } }
-    const bytes = encode({ t: 'gossip', r: [rumor] })
     const targets = new Set<string>(this.#sessions.keys())
     for (const did of this.#gossipTargets(new Set())) {
       targets.add(did)
     }
-    const sends = [...targets].map(async (did) => {
-      const channel = await this.#channelTo(did)
-      await channel.send(bytes)
-      await channel.close()
-    })
+    // each target acknowledges (close() resolves before bytes reach the socket)
+    const sends = [...targets].map(async (did) => this.#request(did, (a) => ({ t: 'gossip', r: [rumor], a }), this.#settings.leaveTimeoutMs))
     await Promise.race([
       Promise.allSettled(sends),
       new Promise((resolve) => setTimeout(resolve, this.#settings.leaveTimeoutMs).unref())
@@ -383,6 +398,7 @@ export class MeshNode implements Startable {
     return () => { this.#listeners.delete(listener) }
   }
 
+  /** Advertise a small key/value (gossiped; changes go out at once, then at most once a second) */
   setMeta (key: string, value: string): void {
     if (this.#self.meta[key] === value) {
       return
@@ -391,6 +407,11 @@ export class MeshNode implements Startable {
     this.#announceSelf()
   }
 
+  /**
+   * Advertise this node's load (any finite number; gossiped at most once a second).
+   *
+   * @throws {RangeError} if `load` is not finite
+   */
   setLoad (load: number): void {
     if (!Number.isFinite(load)) {
       throw new RangeError(`Cannot advertise load: expected a finite number, got ${load}`)
@@ -407,10 +428,14 @@ export class MeshNode implements Startable {
    * control messages (manifests, revocations); the sender's own handlers are not called.
    *
    * @throws {RangeError} if `data` is larger than {@link MAX_BROADCAST_BYTES}
+   * @throws {MeshError} if the node is not started
    */
   broadcast (topic: string, data: Uint8Array): void {
     if (data.byteLength > MAX_BROADCAST_BYTES) {
       throw new RangeError(`Cannot broadcast on "${topic}": ${data.byteLength} bytes exceeds the limit of ${MAX_BROADCAST_BYTES}; send large payloads over a channel (open())`)
+    }
+    if (!this.#started || this.#stopping) {
+      throw new MeshError(`Cannot broadcast on "${topic}": the mesh node is not running`)
     }
     const id = randomBytes(12).toString('base64url')
     this.#seen.set(id, Date.now() + SEEN_TTL_MS)
@@ -556,10 +581,23 @@ export class MeshNode implements Startable {
     return out
   }
 
+  /** gossip this node's changed record: at once, then at most once per ANNOUNCE_INTERVAL_MS (setLoad may be called often) */
   #announceSelf (): void {
     if (!this.#started || this.#stopping) {
       return
     }
+    if (this.#announceTimer !== undefined) {
+      return
+    }
+    const wait = this.#lastAnnounce + ANNOUNCE_INTERVAL_MS - Date.now()
+    if (wait > 0) {
+      this.#announceTimer = setTimeout(() => {
+        this.#announceTimer = undefined
+        this.#announceSelf()
+      }, wait)
+      return
+    }
+    this.#lastAnnounce = Date.now()
     this.#self.inc++
     this.#notify(this.#self, this.#self.state)
     this.#disseminate([{ k: 'm', m: { ...this.#self } }], new Set([this.did]))
@@ -978,6 +1016,18 @@ export class MeshNode implements Startable {
 
   /** direct probe; resolves true on ack within `timeoutMs` */
   async #ping (did: string, timeoutMs: number): Promise<boolean> {
+    return this.#request(did, (s) => {
+      const message: Message = { t: 'ping', s }
+      const rumors = this.#takePiggyback()
+      if (rumors !== undefined) {
+        message.r = rumors
+      }
+      return message
+    }, timeoutMs)
+  }
+
+  /** send a message carrying a fresh sequence number; resolves true when `did` acks it within `timeoutMs` */
+  async #request (did: string, build: (seq: number) => Message, timeoutMs: number): Promise<boolean> {
     const s = ++this.#seq
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
@@ -994,12 +1044,7 @@ export class MeshNode implements Startable {
           resolve(ok)
         }
       })
-      const message: Message = { t: 'ping', s }
-      const rumors = this.#takePiggyback()
-      if (rumors !== undefined) {
-        message.r = rumors
-      }
-      this.#send(did, message).catch(() => {
+      this.#send(did, build(s)).catch(() => {
         this.#pending.get(s)?.done(false)
       })
     })
@@ -1128,6 +1173,9 @@ export class MeshNode implements Startable {
         break
       }
       case 'gossip':
+        if (typeof message.a === 'number') {
+          background(this.#send(from, { t: 'ack', s: message.a }))
+        }
         this.#receiveRumors(from, message.r)
         break
     }
