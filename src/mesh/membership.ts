@@ -77,11 +77,11 @@ export interface MembershipSettings {
   suspectTimeoutMs: number
   /** members news is pushed to at once: 'auto' = this node's links; a number = that many random members @default 'auto' */
   gossipFanout: number | 'auto'
-  /** close connections that carried no mesh frame and no other stream for this long (except to monitored peers) @default 30000 */
+  /** close connections that carried no mesh frame and no other stream for this long (except to links) @default 10000 */
   idleCloseMs: number
   /** each rumor also rides on this many × ceil(log2(n + 1)) probe messages @default 3 */
   retransmitMult: number
-  /** full-state exchange with one random member, to repair what gossip missed @default 10000 */
+  /** full-state exchange with one random member, to repair what gossip missed @default 30000 */
   pushPullIntervalMs: number
   /** redial bootstrap peers when alone and retry one dead member (partition healing) @default 2000 */
   reconnectIntervalMs: number
@@ -106,9 +106,9 @@ export const DEFAULT_MEMBERSHIP: Readonly<MembershipSettings> = Object.freeze({
   phiAcceptablePauseMs: 1000,
   suspectTimeoutMs: 3000,
   gossipFanout: 'auto',
-  idleCloseMs: 30_000,
+  idleCloseMs: 10_000,
   retransmitMult: 3,
-  pushPullIntervalMs: 10_000,
+  pushPullIntervalMs: 30_000,
   reconnectIntervalMs: 2000,
   deadRetentionMs: 300_000,
   leaveTimeoutMs: 1000,
