@@ -182,6 +182,32 @@ describe('mesh membership', () => {
 })
 
 describe('mesh node lifecycle', () => {
+  it('joins and carries frames over QUIC when a /quic-v1 address is listened on', async () => {
+    const listen = ['/ip4/127.0.0.1/udp/0/quic-v1']
+    const a = await startNode('lab.lan/quic-a', { listen })
+    const nodes = [a]
+    try {
+      assert.ok(a.addrs.every((addr) => addr.includes('/quic-v1/')), a.addrs.join(' '))
+      const b = await startNode('lab.lan/quic-b', { listen, bootstrap: a.addrs })
+      nodes.push(b)
+      await waitFor(() => a.member(b.did)?.state === 'alive' && b.member(a.did)?.state === 'alive', 10_000, 'the QUIC nodes to meet')
+      const got = new Promise<string>((resolve, reject) => {
+        a.handle('/omega/test/1', (channel) => {
+          (async () => {
+            const first = await channel.frames()[Symbol.asyncIterator]().next()
+            return first.done === true ? '' : Buffer.from(first.value).toString()
+          })().then(resolve, reject)
+        })
+      })
+      const channel = await b.open(a.did, '/omega/test/1')
+      await channel.send(Buffer.from('over quic'))
+      assert.equal(await got, 'over quic')
+      assert.ok(b.libp2p.getConnections().every((c) => c.remoteAddr.toString().includes('/quic-v1')))
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+
   it('a node stopped and started again (same instance) is alive again at the others', async () => {
     const nodes = await startMesh(2)
     try {
