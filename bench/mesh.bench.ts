@@ -51,14 +51,14 @@ async function sleep (ms: number): Promise<void> {
 
 interface SteadyMesh { nodes: MeshNode[] }
 
-async function steadyMesh (size: number): Promise<SteadyMesh> {
+async function steadyMesh (size: number, settleMs = 2000): Promise<SteadyMesh> {
   // default membership settings (the fast test settings would flatter the figures)
   const nodes = await startMesh(size, { membership: {} }, 8)
   await waitFor(() => nodes.every((n) => n.members().filter((m) => m.state === 'alive').length === size), 60_000, `a ${size}-node mesh to converge`)
   for (const n of nodes) {
     n.handle(ECHO, (channel) => { echo(channel).catch(() => {}) })
   }
-  await sleep(2000)
+  await sleep(settleMs)
   return { nodes }
 }
 
@@ -375,13 +375,15 @@ async function cpuPerNode (size: number, ms: number): Promise<number> {
 /** one after the other, alone in the process: a steady 16-node mesh, then a steady 64-node mesh */
 async function measureSteady (): Promise<SteadyFigures> {
   const gc = (globalThis as { gc?: () => void }).gc
-  const small = await steadyMesh(16)
+  // settle past idleCloseMs (10 s), when the connections opened while the mesh formed
+  // and no longer needed are closed: the steady state
+  const small = await steadyMesh(16, 12_000)
   const cpu16 = await cpuPerNode(16, 4000)
   await stopAll(small.nodes)
   await sleep(500)
   gc?.()
   const before = process.memoryUsage().rss
-  const big = await steadyMesh(64)
+  const big = await steadyMesh(64, 12_000)
   const cpu64 = await cpuPerNode(64, 4000)
   gc?.()
   const rssPerNodeKiB = Math.round((process.memoryUsage().rss - before) / 64 / 1024)

@@ -177,12 +177,52 @@ describe('mesh membership', () => {
     await waitFor(() => allSee(nodes, again.did, 'alive'), 10_000, 'the rejoined node alive at everyone')
     assert.ok((nodes[0]?.member(again.did)?.incarnation ?? 0) > inc)
     await leaving.stop()
-    await waitFor(() => allSee(rest, leaving.did, 'left'), 10_000, 'a stopped mesh member left at everyone')
-    assert.equal(again.member(leaving.did)?.state, 'left')
+    await waitFor(() => allSee([...rest, again], leaving.did, 'left'), 10_000, 'a stopped mesh member left at everyone')
   })
 })
 
 describe('mesh node lifecycle', () => {
+  it('joins and carries frames over QUIC when a /quic-v1 address is listened on', async () => {
+    const listen = ['/ip4/127.0.0.1/udp/0/quic-v1']
+    const a = await startNode('lab.lan/quic-a', { listen })
+    const nodes = [a]
+    try {
+      assert.ok(a.addrs.every((addr) => addr.includes('/quic-v1/')), a.addrs.join(' '))
+      const b = await startNode('lab.lan/quic-b', { listen, bootstrap: a.addrs })
+      nodes.push(b)
+      await waitFor(() => a.member(b.did)?.state === 'alive' && b.member(a.did)?.state === 'alive', 10_000, 'the QUIC nodes to meet')
+      const got = new Promise<string>((resolve, reject) => {
+        a.handle('/omega/test/1', (channel) => {
+          (async () => {
+            const first = await channel.frames()[Symbol.asyncIterator]().next()
+            return first.done === true ? '' : Buffer.from(first.value).toString()
+          })().then(resolve, reject)
+        })
+      })
+      const channel = await b.open(a.did, '/omega/test/1')
+      await channel.send(Buffer.from('over quic'))
+      assert.equal(await got, 'over quic')
+      assert.ok(b.libp2p.getConnections().every((c) => c.remoteAddr.toString().includes('/quic-v1')))
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+
+  it('a node stopped and started again (same instance) is alive again at the others', async () => {
+    const nodes = await startMesh(2)
+    try {
+      const [a, b] = nodes as [MeshNode, MeshNode]
+      await waitFor(() => a.member(b.did)?.state === 'alive', 10_000, 'the two nodes to meet')
+      await b.stop()
+      await waitFor(() => a.member(b.did)?.state === 'left', 10_000, 'b left at a')
+      assert.throws(() => { b.broadcast('t', new Uint8Array(1)) }, { name: 'MeshError' })
+      await b.start()
+      await waitFor(() => a.member(b.did)?.state === 'alive' && b.member(a.did)?.state === 'alive', 10_000, 'b alive again at a')
+    } finally {
+      await stopAll(nodes)
+    }
+  })
+
   it('rejects open() before start and keeps running without any bootstrap peer reachable', async () => {
     const node = await MeshNode.create({ key: generateNodeKey(), name: 'lab.lan/alone', substrate: 'gaia', bootstrap: [`/ip4/127.0.0.1/tcp/9/p2p/${peerIdOfDid(generateNodeKey().did).toString()}`], logger: { debug () {}, info () {}, warn () {}, error () {} }, membership: { dialTimeoutMs: 500 } })
     await assert.rejects(node.open(generateNodeKey().did, '/omega/test/1'), { name: 'MeshError' })

@@ -29,27 +29,41 @@ export interface Member {
 }
 
 /**
- * Settings of the membership protocol. Every node probes `monitors` ring successors
- * (ordered by a hash of their did) each `probeIntervalMs` and feeds the acks to one
- * phi-accrual detector per monitored peer; it also probes `randomProbes` random members
- * per interval, SWIM style. A peer whose phi exceeds `phiThreshold` (or whose random probe
- * goes unanswered for `probeTimeoutMs`) is probed indirectly through `indirectProbes`
- * others; if none of them reaches it within `indirectTimeoutMs` it becomes suspect, and
- * dead after `suspectTimeoutMs` unless it refutes with a higher incarnation. Traffic per
- * node is O(monitors + randomProbes) per interval, independent of the mesh size.
+ * Settings of the membership protocol. Members sit on a ring ordered by a hash of their
+ * did. Every node probes its `monitors` ring successors each `probeIntervalMs` and feeds
+ * the acks to one phi-accrual detector per monitored peer; it may also probe
+ * `randomProbes` random members per interval, SWIM style. A peer whose phi exceeds
+ * `phiThreshold` (or whose random probe goes unanswered for `probeTimeoutMs`) is probed
+ * indirectly through `indirectProbes` others; if none of them reaches it within
+ * `indirectTimeoutMs` it becomes suspect, and dead after `suspectTimeoutMs` unless it
+ * refutes with a higher incarnation. A node whose own timers run late (event-loop lag
+ * above a quarter of the probe interval, or an indirect probe that returns late) holds
+ * its verdicts for three intervals (Lifeguard's local health): silence may be its own.
+ * With the defaults a crashed peer is suspected after about 2.5–3.5 s and dead about
+ * 3 s later. Probe traffic per node is O(monitors + randomProbes) per interval,
+ * independent of the mesh size.
+ *
+ * Each node also probes one of its ring "fingers" (the members 4, 8, 16, … places further
+ * on) per interval, in turn, SWIM style. Its monitored successors and its fingers are its
+ * links (about log2(n) + 1 members, always connected). News (membership changes and
+ * broadcasts) is pushed at once along the links, each node passing on what was new to
+ * it, so it reaches everyone in about log2(n) hops without new handshakes; it also rides
+ * on probes and acks (`retransmitMult` × log2(n) times) and a periodic full-state
+ * push-pull repairs the rest. Connections to members that are not links are closed after
+ * `idleCloseMs` without mesh traffic.
  */
 export interface MembershipSettings {
   /** @default 500 */
   probeIntervalMs: number
   /** ring successors each node monitors with a phi-accrual detector @default 3 */
   monitors: number
-  /** extra random members probed per interval (plain SWIM probe) @default 1 */
+  /** extra random members probed per interval (plain SWIM probe; opens connections to them) @default 0 */
   randomProbes: number
-  /** direct-ack timeout of a random probe @default 400 */
+  /** direct-ack timeout of a finger or random probe @default 400 */
   probeTimeoutMs: number
   /** members asked to probe a silent peer on this node's behalf @default 3 */
   indirectProbes: number
-  /** @default 600 */
+  /** @default 1000 */
   indirectTimeoutMs: number
   /** phi above which a monitored peer is probed indirectly, then suspected @default 8 */
   phiThreshold: number
@@ -57,15 +71,17 @@ export interface MembershipSettings {
   phiWindow: number
   /** floor of the inter-arrival standard deviation @default 100 */
   phiMinStdDevMs: number
-  /** silence tolerated on top of the mean interval before phi rises @default 200 */
+  /** silence tolerated on top of the mean interval before phi rises @default 1000 */
   phiAcceptablePauseMs: number
   /** time from suspect to dead when the suspect does not refute @default 3000 */
   suspectTimeoutMs: number
-  /** peers each new rumor is pushed to at once ('auto' = ceil(log2(n + 1)) + 2) @default 'auto' */
+  /** members news is pushed to at once: 'auto' = this node's links; a number = that many random members @default 'auto' */
   gossipFanout: number | 'auto'
+  /** close connections that carried no mesh frame and no other stream for this long (except to links) @default 10000 */
+  idleCloseMs: number
   /** each rumor also rides on this many × ceil(log2(n + 1)) probe messages @default 3 */
   retransmitMult: number
-  /** full-state exchange with one random member, to repair what gossip missed @default 10000 */
+  /** full-state exchange with one random member, to repair what gossip missed @default 30000 */
   pushPullIntervalMs: number
   /** redial bootstrap peers when alone and retry one dead member (partition healing) @default 2000 */
   reconnectIntervalMs: number
@@ -80,18 +96,19 @@ export interface MembershipSettings {
 export const DEFAULT_MEMBERSHIP: Readonly<MembershipSettings> = Object.freeze({
   probeIntervalMs: 500,
   monitors: 3,
-  randomProbes: 1,
+  randomProbes: 0,
   probeTimeoutMs: 400,
   indirectProbes: 3,
-  indirectTimeoutMs: 600,
+  indirectTimeoutMs: 1000,
   phiThreshold: 8,
   phiWindow: 100,
   phiMinStdDevMs: 100,
-  phiAcceptablePauseMs: 200,
+  phiAcceptablePauseMs: 1000,
   suspectTimeoutMs: 3000,
   gossipFanout: 'auto',
+  idleCloseMs: 10_000,
   retransmitMult: 3,
-  pushPullIntervalMs: 10_000,
+  pushPullIntervalMs: 30_000,
   reconnectIntervalMs: 2000,
   deadRetentionMs: 300_000,
   leaveTimeoutMs: 1000,

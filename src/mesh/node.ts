@@ -72,7 +72,7 @@ type Message =
   | { t: 'preq', s: number, target: string }
   | { t: 'pack', s: number, target: string }
   | { t: 'sync', m: WireMember[], reply: boolean }
-  | { t: 'gossip', r: Rumor[] }
+  | { t: 'gossip', r: Rumor[], a?: number }
 
 interface Entry {
   record: WireMember
@@ -89,9 +89,11 @@ interface Piggy {
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-const MAX_PIGGYBACK_BYTES = 32 * 1024
+const MAX_PIGGYBACK_BYTES = 8 * 1024
 const SEEN_TTL_MS = 120_000
 const SEEN_MAX = 20_000
+/** setMeta/setLoad changes are gossiped at most this often (each bumps the incarnation) */
+const ANNOUNCE_INTERVAL_MS = 1000
 
 function encode (message: Message): Uint8Array {
   return encoder.encode(JSON.stringify(message))
@@ -172,6 +174,15 @@ export class MeshNode implements Startable {
   readonly #isolated = new Set<string>()
   readonly #isolatedPeers: Set<string>
   #seq = 0
+  #fingerCursor = 0
+  readonly #activity = new Map<string, number>()
+  #ringCache: string[] | undefined
+  #fingerCache: string[] | undefined
+  #expectedTick = 0
+  #discoveryListening = false
+  #announceTimer: NodeJS.Timeout | undefined
+  #lastAnnounce = 0
+  #calmUntil = 0
   #started = false
   #stopping = false
   #timer: NodeJS.Timeout | undefined
@@ -285,26 +296,28 @@ export class MeshNode implements Startable {
     const libp2p = this.#libp2p
     await libp2p.handle(SWIM_PROTOCOL, (stream, connection) => { this.#onSwimStream(stream, connection) }, {
       maxInboundStreams: 8,
-      maxOutboundStreams: 8
+      maxOutboundStreams: 8,
+      force: true
     })
     for (const [protocol, handler] of this.#protocols) {
       await this.#register(protocol, handler)
     }
-    libp2p.addEventListener('peer:discovery', (evt) => {
-      const id = evt.detail.id
-      if (this.#stopping || id.equals(libp2p.peerId) || id.type !== 'Ed25519') {
-        return
-      }
-      const did = didOfPeerId(id)
-      const entry = this.#entries.get(did)
-      if (entry === undefined || entry.record.state === 'dead') {
-        background(this.#join(id).catch((err: unknown) => { this.#log.debug({ err, did }, 'mesh: join via discovered peer failed') }))
-      }
-    })
+    if (!this.#discoveryListening) {
+      this.#discoveryListening = true
+      libp2p.addEventListener('peer:discovery', (evt) => { this.#onPeerDiscovery(evt.detail.id) })
+    }
     await libp2p.start()
+    if (this.#self.state !== 'alive') {
+      // started again after stop(): a new life, above the 'left' the others hold
+      this.#self.state = 'alive'
+      this.#self.inc = Math.max(this.#self.inc + 1, Date.now())
+      this.#entries.clear()
+      this.#ringCache = undefined
+    }
     this.#self.addrs = this.addrs
     this.#entries.set(this.did, { record: this.#self, changedAt: Date.now() })
     this.#notify(this.#self, undefined)
+    this.#expectedTick = Date.now() + this.#settings.probeIntervalMs
     this.#timer = setTimeout(() => { this.#tick() }, this.#settings.probeIntervalMs)
     this.#lastReconnect = Date.now()
     this.#lastPushPull = Date.now()
@@ -315,26 +328,35 @@ export class MeshNode implements Startable {
     this.#lastDiscovery = Date.now()
   }
 
+  #onPeerDiscovery (id: PeerId): void {
+    if (!this.#started || this.#stopping || id.equals(this.#libp2p.peerId) || id.type !== 'Ed25519') {
+      return
+    }
+    const did = didOfPeerId(id)
+    const entry = this.#entries.get(did)
+    if (entry === undefined || entry.record.state === 'dead') {
+      background(this.#join(id).catch((err: unknown) => { this.#log.debug({ err, did }, 'mesh: join via discovered peer failed') }))
+    }
+  }
+
   async stop (): Promise<void> {
     if (!this.#started) {
       return
     }
     this.#stopping = true
     clearTimeout(this.#timer)
+    clearTimeout(this.#announceTimer)
+    this.#announceTimer = undefined
     // announce the leave: straight to every member we have a channel to, plus a fanout
     this.#self.inc++
     this.#self.state = 'left'
     const rumor: Rumor = { k: 'm', m: { ...this.#self } }
-    const bytes = encode({ t: 'gossip', r: [rumor] })
     const targets = new Set<string>(this.#sessions.keys())
-    for (const did of this.#pickTargets(this.#fanout(), new Set())) {
+    for (const did of this.#gossipTargets(new Set())) {
       targets.add(did)
     }
-    const sends = [...targets].map(async (did) => {
-      const channel = await this.#channelTo(did)
-      await channel.send(bytes)
-      await channel.close()
-    })
+    // each target acknowledges (close() resolves before bytes reach the socket)
+    const sends = [...targets].map(async (did) => this.#request(did, (a) => ({ t: 'gossip', r: [rumor], a }), this.#settings.leaveTimeoutMs))
     await Promise.race([
       Promise.allSettled(sends),
       new Promise((resolve) => setTimeout(resolve, this.#settings.leaveTimeoutMs).unref())
@@ -376,6 +398,7 @@ export class MeshNode implements Startable {
     return () => { this.#listeners.delete(listener) }
   }
 
+  /** Advertise a small key/value (gossiped; changes go out at once, then at most once a second) */
   setMeta (key: string, value: string): void {
     if (this.#self.meta[key] === value) {
       return
@@ -384,6 +407,11 @@ export class MeshNode implements Startable {
     this.#announceSelf()
   }
 
+  /**
+   * Advertise this node's load (any finite number; gossiped at most once a second).
+   *
+   * @throws {RangeError} if `load` is not finite
+   */
   setLoad (load: number): void {
     if (!Number.isFinite(load)) {
       throw new RangeError(`Cannot advertise load: expected a finite number, got ${load}`)
@@ -400,10 +428,14 @@ export class MeshNode implements Startable {
    * control messages (manifests, revocations); the sender's own handlers are not called.
    *
    * @throws {RangeError} if `data` is larger than {@link MAX_BROADCAST_BYTES}
+   * @throws {MeshError} if the node is not started
    */
   broadcast (topic: string, data: Uint8Array): void {
     if (data.byteLength > MAX_BROADCAST_BYTES) {
       throw new RangeError(`Cannot broadcast on "${topic}": ${data.byteLength} bytes exceeds the limit of ${MAX_BROADCAST_BYTES}; send large payloads over a channel (open())`)
+    }
+    if (!this.#started || this.#stopping) {
+      throw new MeshError(`Cannot broadcast on "${topic}": the mesh node is not running`)
     }
     const id = randomBytes(12).toString('base64url')
     this.#seen.set(id, Date.now() + SEEN_TTL_MS)
@@ -463,6 +495,7 @@ export class MeshNode implements Startable {
    */
   isolate (peerDids: readonly string[]): void {
     const next = new Set(peerDids)
+    this.#ringCache = undefined
     const healed = [...this.#isolated].filter((did) => !next.has(did))
     this.#isolated.clear()
     this.#isolatedPeers.clear()
@@ -548,17 +581,23 @@ export class MeshNode implements Startable {
     return out
   }
 
-  #fanout (): number {
-    if (this.#settings.gossipFanout !== 'auto') {
-      return this.#settings.gossipFanout
-    }
-    return Math.ceil(Math.log2(this.#entries.size + 1)) + 2
-  }
-
+  /** gossip this node's changed record: at once, then at most once per ANNOUNCE_INTERVAL_MS (setLoad may be called often) */
   #announceSelf (): void {
     if (!this.#started || this.#stopping) {
       return
     }
+    if (this.#announceTimer !== undefined) {
+      return
+    }
+    const wait = this.#lastAnnounce + ANNOUNCE_INTERVAL_MS - Date.now()
+    if (wait > 0) {
+      this.#announceTimer = setTimeout(() => {
+        this.#announceTimer = undefined
+        this.#announceSelf()
+      }, wait)
+      return
+    }
+    this.#lastAnnounce = Date.now()
     this.#self.inc++
     this.#notify(this.#self, this.#self.state)
     this.#disseminate([{ k: 'm', m: { ...this.#self } }], new Set([this.did]))
@@ -607,6 +646,7 @@ export class MeshNode implements Startable {
   }
 
   #onStateChange (did: string): void {
+    this.#ringCache = undefined
     const entry = this.#entries.get(did)
     if (entry === undefined) {
       return
@@ -663,9 +703,24 @@ export class MeshNode implements Startable {
       this.#piggyback.set(this.#rumorKey(rumor), { rumor, size, left: transmits })
     }
     const bytes = encode({ t: 'gossip', r: rumors })
-    for (const did of this.#pickTargets(this.#fanout(), exclude)) {
+    for (const did of this.#gossipTargets(exclude)) {
       this.#sendBytes(did, bytes)
     }
+  }
+
+  /**
+   * Where news goes at once: with gossipFanout 'auto', this node's links — its monitored
+   * ring successors and its ring fingers (members 4, 8, 16, … places on), about
+   * log2(n) + 1 members it probes anyway, so no new connection is needed and the news
+   * reaches everyone in about log2(n) hops. With a number: that many random members,
+   * those with a channel first.
+   */
+  #gossipTargets (exclude: Set<string>): string[] {
+    const setting = this.#settings.gossipFanout
+    if (setting !== 'auto') {
+      return this.#pickTargets(setting, exclude)
+    }
+    return [...this.#ring(), ...this.#fingers()].filter((did) => !exclude.has(did))
   }
 
   /** up to `count` alive members not in `exclude`, those with an open channel first */
@@ -758,16 +813,27 @@ export class MeshNode implements Startable {
     if (!this.#started || this.#stopping) {
       return
     }
+    const now = Date.now()
+    const lag = now - this.#expectedTick
+    if (lag > this.#settings.probeIntervalMs / 4) {
+      // acks to probes sent around now will be read late too: hold verdicts a while
+      this.#calmUntil = now + 3 * this.#settings.probeIntervalMs
+    }
     try {
-      this.#probeRound()
+      this.#probeRound(now < this.#calmUntil)
       this.#housekeeping()
     } catch (err) {
       this.#log.error({ err }, 'mesh: probe round failed')
     }
+    this.#expectedTick = Date.now() + this.#settings.probeIntervalMs
     this.#timer = setTimeout(() => { this.#tick() }, this.#settings.probeIntervalMs)
   }
 
-  #ring (): string[] {
+  /** self and the alive/suspect members, ordered by ring hash (cached until membership changes) */
+  #ringOrder (): string[] {
+    if (this.#ringCache !== undefined) {
+      return this.#ringCache
+    }
     const candidates = this.#others()
     candidates.push(this.did)
     const hash = (did: string): number => {
@@ -779,6 +845,14 @@ export class MeshNode implements Startable {
       return h
     }
     candidates.sort((a, b) => hash(a) - hash(b) || (a < b ? -1 : 1))
+    this.#ringCache = candidates
+    this.#fingerCache = undefined
+    return candidates
+  }
+
+  /** the `monitors` ring successors of this node */
+  #ring (): string[] {
+    const candidates = this.#ringOrder()
     const at = candidates.indexOf(this.did)
     const out: string[] = []
     for (let i = 1; i < candidates.length && out.length < this.#settings.monitors; i++) {
@@ -787,7 +861,47 @@ export class MeshNode implements Startable {
     return out
   }
 
-  #probeRound (): void {
+  /**
+   * Ring fingers beyond the monitors, Chord style: the first member at or after
+   * hash + 2^31, + 2^30, … (distinct ones, about log2(n)). Positions in hash space, not
+   * indexes, so a join or a leave changes only the fingers whose interval it falls in.
+   */
+  #fingers (): string[] {
+    const ring = this.#ringOrder()
+    if (this.#fingerCache !== undefined) {
+      return this.#fingerCache
+    }
+    const hashes = ring.map((did) => this.#ringHashes.get(did) ?? ringHash(did))
+    const own = this.#ringHashes.get(this.did) ?? ringHash(this.did)
+    const monitors = new Set(this.#ring())
+    const out: string[] = []
+    for (let bit = 31; bit >= 0; bit--) {
+      const target = (own + 2 ** bit) % 2 ** 32
+      // first member whose hash is >= target (wrapping)
+      let lo = 0
+      let hi = hashes.length
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1
+        if ((hashes[mid] as number) < target) {
+          lo = mid + 1
+        } else {
+          hi = mid
+        }
+      }
+      const did = ring[lo % ring.length] as string
+      if (did === this.did || monitors.has(did)) {
+        break
+      }
+      if (!out.includes(did)) {
+        out.push(did)
+      }
+    }
+    this.#fingerCache = out
+    return out
+  }
+
+  /** `lagging`: this node's timers ran late, so silence may be ours: no verdicts this round */
+  #probeRound (lagging: boolean): void {
     const now = Date.now()
     const s = this.#settings
     const monitored = this.#ring()
@@ -807,19 +921,52 @@ export class MeshNode implements Startable {
           firstHeartbeatEstimateMs: s.probeIntervalMs
         }, now)
         this.#detectors.set(did, detector)
+      } else if (lagging) {
+        // Lifeguard local health: a late timer says nothing about the peer
       } else if (detector.phi(now) > s.phiThreshold && !this.#indirecting.has(did) &&
         this.#entries.get(did)?.record.state === 'alive') {
         background(this.#indirect(did))
       }
       background(this.#ping(did, s.probeIntervalMs * 4))
     }
-    const rest = shuffle(this.#others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did)))
-    for (const did of rest.slice(0, s.randomProbes)) {
+    // one finger per round, in turn: keeps those links warm and checks them SWIM-style
+    const fingers = this.#fingers()
+    const probes: string[] = []
+    if (fingers.length > 0) {
+      probes.push(fingers[this.#fingerCursor++ % fingers.length] as string)
+    }
+    const rest = shuffle(this.#others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
+    probes.push(...rest.slice(0, s.randomProbes))
+    for (const did of probes) {
+      if (this.#indirecting.has(did)) {
+        continue
+      }
       background(this.#ping(did, s.probeTimeoutMs).then(async (ok) => {
         if (!ok && !this.#stopping && this.#entries.get(did)?.record.state === 'alive') {
           await this.#indirect(did)
         }
       }))
+    }
+  }
+
+  /** close membership channels (and then connections) idle for idleCloseMs to members that are not links */
+  #closeIdle (now: number): void {
+    const keep = new Set([...this.#ring(), ...this.#fingers()])
+    for (const [did, channels] of this.#sessions) {
+      const last = this.#activity.get(did) ?? 0
+      if (keep.has(did) || now - last < this.#settings.idleCloseMs) {
+        continue
+      }
+      this.#sessions.delete(did)
+      this.#activity.delete(did)
+      for (const channel of channels) {
+        background(channel.close())
+      }
+      const peer = peerIdOfDid(did)
+      const busy = this.#libp2p.getConnections(peer).some((c) => c.streams.some((st) => st.protocol !== SWIM_PROTOCOL && st.status === 'open'))
+      if (!busy) {
+        background(this.#libp2p.hangUp(peer))
+      }
     }
   }
 
@@ -834,13 +981,16 @@ export class MeshNode implements Startable {
     }
     for (const [did, entry] of this.#entries) {
       if ((entry.record.state === 'dead' || entry.record.state === 'left') && now - entry.changedAt > s.deadRetentionMs) {
+        this.#ringCache = undefined
         this.#entries.delete(did)
         this.#ringHashes.delete(did)
       }
     }
+    this.#closeIdle(now)
     if (now - this.#lastPushPull >= s.pushPullIntervalMs) {
       this.#lastPushPull = now
-      const target = shuffle(this.#others())[0]
+      // a member this node already has a channel to: repair without a new handshake
+      const target = shuffle(this.#others().filter((did) => this.#sessions.has(did)))[0] ?? shuffle(this.#others())[0]
       if (target !== undefined) {
         background(this.#sync(target, true))
       }
@@ -866,6 +1016,18 @@ export class MeshNode implements Startable {
 
   /** direct probe; resolves true on ack within `timeoutMs` */
   async #ping (did: string, timeoutMs: number): Promise<boolean> {
+    return this.#request(did, (s) => {
+      const message: Message = { t: 'ping', s }
+      const rumors = this.#takePiggyback()
+      if (rumors !== undefined) {
+        message.r = rumors
+      }
+      return message
+    }, timeoutMs)
+  }
+
+  /** send a message carrying a fresh sequence number; resolves true when `did` acks it within `timeoutMs` */
+  async #request (did: string, build: (seq: number) => Message, timeoutMs: number): Promise<boolean> {
     const s = ++this.#seq
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
@@ -882,12 +1044,7 @@ export class MeshNode implements Startable {
           resolve(ok)
         }
       })
-      const message: Message = { t: 'ping', s }
-      const rumors = this.#takePiggyback()
-      if (rumors !== undefined) {
-        message.r = rumors
-      }
-      this.#send(did, message).catch(() => {
+      this.#send(did, build(s)).catch(() => {
         this.#pending.get(s)?.done(false)
       })
     })
@@ -902,6 +1059,7 @@ export class MeshNode implements Startable {
     try {
       const s = ++this.#seq
       const helpers = this.#pickTargets(this.#settings.indirectProbes, new Set([this.did, did]))
+      const asked = Date.now()
       const reached = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => {
           this.#indirectWaiters.delete(s)
@@ -923,9 +1081,14 @@ export class MeshNode implements Startable {
           }
         }))
       })
+      const late = Date.now() - asked > 1.5 * this.#settings.indirectTimeoutMs
+      if (late) {
+        // this node's own event loop stalled during the wait (Lifeguard local health)
+        this.#calmUntil = Date.now() + 3 * this.#settings.probeIntervalMs
+      }
       if (reached) {
         this.#detectors.get(did)?.heartbeat(Date.now())
-      } else if (!this.#stopping && this.#entries.get(did)?.record.state === 'alive') {
+      } else if (!late && Date.now() >= this.#calmUntil && !this.#stopping && this.#entries.get(did)?.record.state === 'alive') {
         this.#declare(did, 'suspect')
       }
     } finally {
@@ -936,6 +1099,7 @@ export class MeshNode implements Startable {
   // ---------------------------------------------------------------- messages
 
   #onMessage (from: string, message: Message): void {
+    this.#activity.set(from, Date.now())
     switch (message.t) {
       case 'ping': {
         const reply: Message = { t: 'ack', s: message.s }
@@ -985,10 +1149,17 @@ export class MeshNode implements Startable {
         if (!Array.isArray(message.m)) {
           break
         }
+        // pass on only what is likely news to the mesh too: the sender's own record (a
+        // joiner announcing itself) and changes to members this node already knew (a healed
+        // partition); a joiner learning the whole table must not re-gossip all of it
         const fresh: Rumor[] = []
         for (const raw of message.m) {
           const w = parseWireMember(raw)
-          if (w !== undefined && this.#merge(w)) {
+          if (w === undefined) {
+            continue
+          }
+          const known = this.#entries.has(w.did)
+          if (this.#merge(w) && (known || w.did === from)) {
             fresh.push({ k: 'm', m: w })
           }
         }
@@ -1002,6 +1173,9 @@ export class MeshNode implements Startable {
         break
       }
       case 'gossip':
+        if (typeof message.a === 'number') {
+          background(this.#send(from, { t: 'ack', s: message.a }))
+        }
         this.#receiveRumors(from, message.r)
         break
     }
@@ -1024,11 +1198,13 @@ export class MeshNode implements Startable {
   // ---------------------------------------------------------------- channels
 
   async #send (did: string, message: Message): Promise<void> {
+    this.#activity.set(did, Date.now())
     const channel = await this.#channelTo(did)
     await channel.send(encode(message))
   }
 
   #sendBytes (did: string, bytes: Uint8Array): void {
+    this.#activity.set(did, Date.now())
     this.#channelTo(did).then(async (channel) => { await channel.send(bytes) }).catch((err: unknown) => {
       this.#log.debug({ err, did }, 'mesh: gossip send failed')
     })
@@ -1109,6 +1285,7 @@ export class MeshNode implements Startable {
       this.#sessions.set(did, list)
     }
     list.push(channel)
+    this.#activity.set(did, Date.now())
     background(this.#readSwim(channel, did))
     return channel
   }
