@@ -103,6 +103,7 @@ describe('biome: four nodes, one deployment, no control plane', { timeout: 240_0
   let dir = ''
   const nodes: MeshProcess[] = []
   let deployer = ''
+  let swarm = ''
 
   const PIPELINE = `
 [brane.web]
@@ -139,11 +140,14 @@ edges = [
     dir = await mkdtemp(join(tmpdir(), 'omega-biome-'))
     await copyFixtures(dir, ['http-emit', 'forward', 'state'])
     await writeFile(join(dir, 'omega.toml'), PIPELINE)
-    const first = await startNode(join(dir, 'edge-1'), 'lab/edge-1', [])
+    // a private mesh: only nodes with this swarm key can connect
+    swarm = join(dir, 'swarm.key')
+    assert.equal((await cli(['biome', 'swarm-key', '-o', swarm])).code, 0)
+    const first = await startNode(join(dir, 'edge-1'), 'lab/edge-1', ['--swarm-key', swarm])
     nodes.push(first)
     deployer = (await cli(['id'], first.home)).out.trim()
     for (const name of ['pool-a', 'pool-b', 'store-1']) {
-      nodes.push(await startNode(join(dir, name), `lab/${name}`, ['--bootstrap', first.addr, '--trust', deployer]))
+      nodes.push(await startNode(join(dir, name), `lab/${name}`, ['--bootstrap', first.addr, '--trust', deployer, '--swarm-key', swarm]))
     }
   })
 
@@ -155,6 +159,20 @@ edges = [
   it('finds every node by static bootstrap: all four see all four alive', async () => {
     for (const node of nodes) {
       await eventually(async () => (await peers(node.home)).filter((p) => p.status === 'HEAD').length === 4, 20_000, `${node.name} to see 4 live nodes`)
+    }
+  })
+
+  it('keeps a node without the swarm key out of the private mesh', async () => {
+    const otherKey = join(dir, 'other.key')
+    assert.equal((await cli(['biome', 'swarm-key', '-o', otherKey])).code, 0)
+    const intruder = await startNode(join(dir, 'intruder'), 'lab/intruder', ['--bootstrap', nodes[0]?.addr ?? '', '--swarm-key', otherKey])
+    try {
+      // it keeps redialling its bootstrap peer; give it a few rounds
+      await new Promise((resolve) => setTimeout(resolve, 3_000))
+      assert.deepEqual((await peers(intruder.home)).map((p) => p.name), ['lab/intruder'])
+      assert.ok(!(await peers(nodes[0]?.home ?? '')).some((p) => p.name === 'lab/intruder'))
+    } finally {
+      await stop(intruder)
     }
   })
 
@@ -243,7 +261,7 @@ edges = [
     // events mid had emitted on the dead node wait in its durable queue: they arrive
     // once it is back (at least once); everything else arrives without it
     await eventually(async () => (await listItems(nodes[0]?.home ?? '', 'end', 'seen')).includes(`/e/k${total - 1}`), 60_000, 'the last event to reach end while a node is dead')
-    const restarted = await startNode(victim.home, victim.name, ['--bootstrap', nodes[0]?.addr ?? '', '--trust', deployer])
+    const restarted = await startNode(victim.home, victim.name, ['--bootstrap', nodes[0]?.addr ?? '', '--trust', deployer, '--swarm-key', swarm])
     nodes.splice(nodes.indexOf(victim), 1, restarted)
     for (const home of [nodes[0]?.home ?? '', nodes[3]?.home ?? '']) {
       await eventually(async () => {

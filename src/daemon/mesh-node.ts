@@ -49,6 +49,13 @@ export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRo
    * deployment this node ran before it restarted, if any
    */
   manifest?: string
+  /**
+   * the swarm key of a private mesh (`omega biome swarm-key`): only nodes holding it can
+   * connect. Without one the mesh is open: any node that reaches the listen address can
+   * join, forward events and requests to this node's branes and exchange their state
+   * (deployments and revocations still need a trusted signature)
+   */
+  swarmKey?: Uint8Array
 }
 
 /** One row of `omega biome peers` */
@@ -169,6 +176,7 @@ export class OmegaMeshNode {
       ...(discovery === undefined ? {} : { discovery }),
       ...(init.membership === undefined ? {} : { membership: init.membership }),
       channels: { maxFrameBytes: MESH_FRAME_BYTES },
+      ...(init.swarmKey === undefined ? {} : { swarmKey: init.swarmKey }),
       logger: init.logging.forComponent('mesh')
     }, options)
     const node = new OmegaMeshNode(init, key, registry, mesh, revocations)
@@ -253,7 +261,10 @@ export class OmegaMeshNode {
     await this.#serially(async () => this.#reconcile())
     this.#timers.push(setInterval(() => { this.#antiEntropy().catch(() => {}) }, ANTI_ENTROPY_MS).unref())
     this.#timers.push(setInterval(() => { this.#advertiseBacklog() }, BACKLOG_MS).unref())
-    this.#log.info({ did: this.did, name: this.#init.name, addrs: this.mesh.addrs, gateway: this.#local.url }, 'mesh node up')
+    if (this.#init.swarmKey === undefined) {
+      this.#log.warn({}, 'open mesh: any node that reaches this node\'s listen addresses can join it; give every node the same --swarm-key to make it private')
+    }
+    this.#log.info({ did: this.did, name: this.#init.name, addrs: this.mesh.addrs, gateway: this.#local.url, private: this.#init.swarmKey !== undefined }, 'mesh node up')
   }
 
   get url (): string {

@@ -14,6 +14,7 @@ import { identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
+import { preSharedKey } from '@libp2p/pnet'
 import { yamux } from '@libp2p/yamux'
 import { generateKeyPairFromSeed, publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey, peerIdFromPublicKey } from '@libp2p/peer-id'
@@ -59,6 +60,12 @@ export interface MeshInit {
   channels?: Partial<FrameChannelSettings>
   /** small key/values advertised from the start */
   meta?: Record<string, string>
+  /**
+   * a private swarm: only nodes holding the same pre-shared key (libp2p pnet, the
+   * `/key/swarm/psk/1.0.0/` format) can connect at all. TCP only: QUIC listen addresses
+   * are refused with a key
+   */
+  swarmKey?: Uint8Array
   logger: Logger
 }
 
@@ -220,6 +227,9 @@ export class MeshNode implements Startable {
       throw new MeshError('Cannot create mesh node: the libp2p key derived from the node key does not match its did')
     }
     const listen = init.listen ?? ['/ip4/127.0.0.1/tcp/0']
+    if (init.swarmKey !== undefined && listen.some((a) => a.includes('/quic'))) {
+      throw new MeshError('Cannot create mesh node: a private swarm (swarm key) runs over TCP only; QUIC connections cannot carry the pre-shared key protection: drop the /quic-v1 listen addresses')
+    }
     const transports: Array<ReturnType<typeof tcp>> = [tcp()]
     if (listen.some((a) => a.includes('/quic'))) {
       const { quic } = await import('@chainsafe/libp2p-quic')
@@ -240,6 +250,7 @@ export class MeshNode implements Startable {
       addresses: { listen },
       transports,
       connectionEncrypters: [noise()],
+      ...(init.swarmKey === undefined ? {} : { connectionProtector: preSharedKey({ psk: init.swarmKey }) }),
       // a paused stream (slow reader) receives at most one window more: keep the window
       // (auto-tuned up to 16 MiB by default) below the read buffer limit that resets it
       streamMuxers: [yamux({

@@ -7,6 +7,7 @@ import { HybridClock, prepareDeployment } from '../../biome/index.ts'
 import type { TraceEndRecord } from '../../dispatch/index.ts'
 import { loadOrCreateNodeKey, readNodeKeyFile } from '../../identity/index.ts'
 import { createLogging } from '../../observe/index.ts'
+import { generateKey } from '@libp2p/pnet'
 import { UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
@@ -23,6 +24,7 @@ interface NodeOptions {
   trust: string[]
   mdns?: boolean
   manifest?: string
+  swarmKey?: string
   tailscale?: string
   netbird?: string
   port: string
@@ -46,6 +48,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--bootstrap <multiaddr>', 'a node to join through, with /p2p/ID (repeatable)', collect, [])
     .option('--trust <did>', 'accept deployments signed by this did:key (repeatable; this node\'s own key is always trusted)', collect, [])
     .option('--manifest <file>', 'apply this manifest\'s [brane.X.network] and [brane.X.discovery] settings to this node (default: those of the deployment it ran before)')
+    .option('--swarm-key <file>', 'a private mesh: only nodes with this key (from "omega biome swarm-key") can connect')
     .option('--mdns', 'find peers by mDNS on the local network')
     .option('--tailscale <glob>', 'find peers in `tailscale status --json` whose names match GLOB')
     .option('--netbird <glob>', 'find peers in `netbird status --json` whose names match GLOB')
@@ -74,6 +77,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         bootstrap: opts.bootstrap,
         trust: opts.trust,
         ...(opts.manifest === undefined ? {} : { manifest: resolve(ctx.cwd, opts.manifest) }),
+        ...(opts.swarmKey === undefined ? {} : { swarmKey: await readSwarmKey(resolve(ctx.cwd, opts.swarmKey)) }),
         ...(Object.keys(discovery).length === 0 ? {} : { discovery }),
         host: opts.host,
         port,
@@ -158,6 +162,18 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
       ctx.stdout.write(opts.json === true ? JSON.stringify(record, null, 2) + '\n' : renderTrace(record))
     })
 
+  biome.command('swarm-key')
+    .description('Make a swarm key for a private mesh (give the same file to every node with --swarm-key)')
+    .requiredOption('-o, --output <file>', 'where to write it (mode 0600)')
+    .action(async (opts: { output: string }) => {
+      const key = new Uint8Array(95)
+      generateKey(key)
+      await writeFile(resolve(ctx.cwd, opts.output), key, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'EEXIST' ? new UsageError(`${opts.output} exists: a swarm key is never overwritten (move it away first)`) : err
+      })
+      ctx.stdout.write(`wrote a swarm key to ${opts.output}: start every node of the mesh with --swarm-key ${opts.output}\n`)
+    })
+
   biome.command('isolate')
     .description('Cut this node off from some peers (for partition drills); no peers heals')
     .argument('[peers...]', 'peer names or did:keys')
@@ -187,4 +203,15 @@ async function readTokenArgument (value: string, cwd: string): Promise<string> {
   } catch (err) {
     throw new UsageError(`Invalid --token "${value.slice(0, 40)}": neither a token nor a readable file: ${(err as Error).message}`)
   }
+}
+
+/** A swarm key file (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits) */
+async function readSwarmKey (file: string): Promise<Uint8Array> {
+  const bytes = await readFile(file).catch((err: unknown) => {
+    throw new UsageError(`Cannot read --swarm-key ${file}: ${(err as Error).message}`)
+  })
+  if (!/^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}\s*$/.test(bytes.toString('utf8'))) {
+    throw new UsageError(`--swarm-key ${file} is not a swarm key (expected /key/swarm/psk/1.0.0/, /base16/ and 64 hex digits, as "omega biome swarm-key" writes)`)
+  }
+  return new Uint8Array(bytes)
 }
