@@ -16,11 +16,11 @@ describe('Rpc over the mesh', () => {
   let release: (() => void) | undefined
 
   before(async () => {
-    nodes = await startMesh(2, { channels: { maxFrameBytes: 8 * MiB } })
+    nodes = await startMesh(2, { channels: { maxFrameBytes: 17 * MiB } })
     await waitFor(() => nodes.every((n) => n.members().filter((m) => m.state === 'alive').length === 2), 10_000, 'both nodes alive')
     const logger = silentLogging().forComponent('rpc')
-    a = new Rpc(nodes[0] as MeshNode, { logger, maxFrameBytes: 8 * MiB, timeoutMs: 2_000 })
-    b = new Rpc(nodes[1] as MeshNode, { logger, maxFrameBytes: 8 * MiB, maxConcurrent: 2 })
+    a = new Rpc(nodes[0] as MeshNode, { logger, maxFrameBytes: 17 * MiB, timeoutMs: 10_000 })
+    b = new Rpc(nodes[1] as MeshNode, { logger, maxFrameBytes: 17 * MiB, maxConcurrent: 2 })
     b.register('echo', async ({ params, body, from }) => ({ result: { params, from, size: body.byteLength }, body }))
     b.register('fail', async () => {
       const err = new OmegaError('the handler refused')
@@ -48,11 +48,11 @@ describe('Rpc over the mesh', () => {
     assert.deepEqual(replies.map((r) => (r.result as { params: number }).params), Array.from({ length: 50 }, (_, i) => i))
   })
 
-  it('carries a 6 MiB body, and refuses one over the frame limit without harming the channel', async () => {
-    const big = new Uint8Array(6 * MiB).fill(7)
+  it('carries a 16 MiB body, and refuses one over the frame limit without harming the channel', async () => {
+    const big = new Uint8Array(16 * MiB).fill(7)
     const reply = await a.call(nodes[1]?.did ?? '', 'echo', null, big)
-    assert.equal(reply.body.byteLength, 6 * MiB)
-    await assert.rejects(a.call(nodes[1]?.did ?? '', 'echo', null, new Uint8Array(9 * MiB)), { name: 'FrameTooLargeError' })
+    assert.equal(reply.body.byteLength, 16 * MiB)
+    await assert.rejects(a.call(nodes[1]?.did ?? '', 'echo', null, new Uint8Array(18 * MiB)), { name: 'FrameTooLargeError' })
     assert.equal((await a.call(nodes[1]?.did ?? '', 'echo', 'after')).result !== undefined, true)
   })
 
