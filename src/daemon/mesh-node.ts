@@ -138,6 +138,8 @@ export class OmegaMeshNode {
   #reconcileTimer: NodeJS.Timeout | undefined
   #timers: NodeJS.Timeout[] = []
   #stopping = false
+  /** the peers that say they are still catching up (HEAL) */
+  readonly #healingPeers = new Set<string>()
   /** requests forwarded so far (spreads them over the replicas) */
   #requests = 0
   /** when each peer whose deployment differs was last asked for it (ms) */
@@ -247,6 +249,16 @@ export class OmegaMeshNode {
       }
     })
     this.mesh.onMembers((member, previous) => {
+      // placement depends on each member's state and on whether it is still catching up
+      const healing = member.meta.heal === '1'
+      if (member.did !== this.did && this.#healingPeers.has(member.did) !== healing) {
+        if (healing) {
+          this.#healingPeers.add(member.did)
+        } else {
+          this.#healingPeers.delete(member.did)
+        }
+        this.#scheduleReconcile()
+      }
       if (member.did !== this.did && member.state !== previous) {
         this.#scheduleReconcile()
         if (member.state === 'alive' && previous !== undefined) {
@@ -431,7 +443,9 @@ export class OmegaMeshNode {
 
   #place (plan: Plan): Map<string, BranePlacement> {
     const backlog = this.#backlogs()
-    return place(plan, this.mesh.members(), {
+    // a node still catching up (HEAL) takes a brane only when no node in step can
+    const members = this.mesh.members().map((m) => m.did !== this.did && m.state === 'alive' && m.meta.heal === '1' ? { ...m, state: 'suspect' as const } : m)
+    return place(plan, members, {
       auto: (brane) => brane.replicas.kind === 'auto' ? brane.replicas.min + Math.floor((backlog.get(brane.name) ?? 0) / AUTO_EVENTS_PER_REPLICA) : 1
     })
   }
@@ -837,6 +851,17 @@ export class OmegaMeshNode {
     return new Map<string, AdminRoute>([
       ['/v1/deploy', { action: 'deploy', handle: async (_q, body, options) => this.deploy(body as DeployRequest, options) }],
       ['/v1/biome/peers', { action: 'ps', handle: async (q) => this.peers(q.get('brane') ?? undefined) }],
+      // a deployer stamps its deployment later than anything this node has seen
+      ['/v1/biome/clock', {
+        action: 'deploy',
+        handle: async () => {
+          const running = this.#registry.get(DEPLOYMENT)
+          if (running !== undefined) {
+            this.#clock.observe(running.time)
+          }
+          return this.#clock.now()
+        }
+      }],
       ['/v1/biome/placement', {
         action: 'ps',
         handle: async () => ({ deployment: this.#current?.id ?? null, placement: [...this.#applied.values()].map((p) => ({ ...p, names: p.nodes.map((d) => this.mesh.member(d)?.name ?? d) })) })

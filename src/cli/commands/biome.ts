@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { adminJson, OmegaMeshNode, type DeployReport, type PeerRow } from '../../daemon/index.ts'
-import { HybridClock, prepareDeployment } from '../../biome/index.ts'
+import { HybridClock, prepareDeployment, type HlcTime } from '../../biome/index.ts'
 import type { TraceEndRecord } from '../../dispatch/index.ts'
 import { loadOrCreateNodeKey, readNodeKeyFile } from '../../identity/index.ts'
 import { createLogging } from '../../observe/index.ts'
@@ -101,7 +101,10 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
       const home = ctx.home(homeOption(command))
       const key = opts.key === undefined ? await loadOrCreateNodeKey(home, signal) : await readNodeKeyFile(resolve(ctx.cwd, opts.key))
       const token = opts.token === undefined ? undefined : await readTokenArgument(opts.token, ctx.cwd)
-      const { document, blobs } = await prepareDeployment(resolve(ctx.cwd, file), key, { home, time: new HybridClock(key.did).now(), ...(token === undefined ? {} : { token }), ...signal })
+      // later than what the node has seen, even when this machine's clock is behind
+      const clock = new HybridClock(key.did)
+      clock.observe(await adminJson<HlcTime>(home, '/v1/biome/clock', signal))
+      const { document, blobs } = await prepareDeployment(resolve(ctx.cwd, file), key, { home, time: clock.now(), ...(token === undefined ? {} : { token }), ...signal })
       const encoded: Record<string, string> = {}
       for (const [hash, path] of blobs) {
         encoded[hash] = (await readFile(path)).toString('base64')
