@@ -10,7 +10,7 @@ import { checkManifest } from '../manifest/index.ts'
 import { compareHlc, HybridClock, MAX_CLOCK_SKEW_MS } from './hlc.ts'
 import { materialise, prepareDeployment, verifyDeployment, type DeploymentDocument } from './deployment.ts'
 import { Registry } from './registry.ts'
-import { place, type Candidate } from './placement.ts'
+import { place, wantedReplicas, type Candidate } from './placement.ts'
 import { StateStore } from './state.ts'
 import { meshSettingsFor } from './network.ts'
 
@@ -182,6 +182,21 @@ hosts = ["lab/home-1"]
       assert.deepEqual(now.slice(0, kept.length), kept, `${brane}: surviving replicas stay where they were`)
       assert.ok(!now.includes(victim))
     }
+  })
+
+  it('scales replicas = "auto" within its bounds', () => {
+    const auto = checkManifest('[brane.t]\nsubstrate = "biome"\nreplicas = "auto"\n', 'omega.toml').plan
+    const bounded = checkManifest('[brane.t]\nsubstrate = "biome"\nreplicas = { min = 2, max = 3 }\n', 'omega.toml').plan
+    const t = auto.branes[0]
+    const b = bounded.branes[0]
+    assert.ok(t !== undefined && b !== undefined)
+    assert.equal(wantedReplicas(t), 1)
+    assert.equal(wantedReplicas(t, { auto: () => 4 }), 4)
+    assert.equal(wantedReplicas(t, { auto: () => 1_000 }), 8, 'the default maximum')
+    assert.equal(wantedReplicas(b), 2)
+    assert.equal(wantedReplicas(b, { auto: () => 9 }), 3)
+    assert.equal(wantedReplicas(b, { auto: () => Number.NaN }), 2, 'a nonsense figure falls back to the minimum')
+    assert.equal(place(auto, members, { auto: () => 3 }).get('t')?.nodes.length, 3)
   })
 
   it('says why a brane runs nowhere', () => {

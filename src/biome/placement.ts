@@ -74,7 +74,7 @@ export function wantedReplicas (brane: BranePlan, options: PlaceOptions = {}): n
     return rule.count
   }
   const asked = options.auto?.(brane) ?? rule.min
-  return Math.min(rule.max, Math.max(rule.min, Math.round(asked)))
+  return Number.isFinite(asked) ? Math.min(rule.max, Math.max(rule.min, Math.round(asked))) : rule.min
 }
 
 /** The placement of every brane of `plan` over `members` */
