@@ -149,8 +149,8 @@ function joinCase (size: number): BenchCase {
     description: `a new node joins a steady ${size}-node mesh (one process): start() until every node lists it alive`,
     metrics: ['p50', 'p99'],
     budget: { rounds: 3, roundMs: 2500, warmupMs: 300 },
-    // settled past idleCloseMs: the connections opened while the mesh formed are closed
-    setup: async () => { mesh = await steadyMesh(size, 12_000) },
+    // settled (see measureSteady): indirect probes and connection closing after formation are over
+    setup: async () => { mesh = await steadyMesh(size, 25_000) },
     teardown: async () => { await stopAll(mesh?.nodes ?? []) },
     subject: { label: `mesh join, ${size} nodes`, round: async (budget) => joinRound(mesh as SteadyMesh, budget) },
     baseline: { label: 'start + dial + stream + 1 echo (floor)', round: async (budget) => dialRound(mesh as SteadyMesh, budget) }
