@@ -48,7 +48,7 @@ export interface Member {
  * links (about log2(n) + 1 members, always connected). News (membership changes and
  * broadcasts) is pushed at once along the links, each node passing on what was new to
  * it, so it reaches everyone in about log2(n) hops without new handshakes; it also rides
- * on probes and acks (`retransmitMult` × log2(n) times) and a periodic full-state
+ * on probes and acks (`retransmitMult` × log10(n + 1) times, up to 2 KiB per message) and a periodic full-state
  * push-pull repairs the rest. Connections to members that are not links are closed after
  * `idleCloseMs` without mesh traffic.
  */
@@ -79,7 +79,7 @@ export interface MembershipSettings {
   gossipFanout: number | 'auto'
   /** close connections that carried no mesh frame and no other stream for this long (except to links) @default 10000 */
   idleCloseMs: number
-  /** each rumor also rides on this many × ceil(log2(n + 1)) probe messages @default 3 */
+  /** each rumor also rides on this many × ceil(log10(n + 1)) probe messages (memberlist's rule) @default 4 */
   retransmitMult: number
   /** full-state exchange with one random member, to repair what gossip missed @default 30000 */
   pushPullIntervalMs: number
@@ -107,7 +107,7 @@ export const DEFAULT_MEMBERSHIP: Readonly<MembershipSettings> = Object.freeze({
   suspectTimeoutMs: 3000,
   gossipFanout: 'auto',
   idleCloseMs: 10_000,
-  retransmitMult: 3,
+  retransmitMult: 4,
   pushPullIntervalMs: 30_000,
   reconnectIntervalMs: 2000,
   deadRetentionMs: 300_000,

@@ -96,7 +96,7 @@ interface Piggy {
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
-const MAX_PIGGYBACK_BYTES = 8 * 1024
+const MAX_PIGGYBACK_BYTES = 2 * 1024
 const SEEN_TTL_MS = 120_000
 const SEEN_MAX = 20_000
 /** setMeta/setLoad changes are gossiped at most this often (each bumps the incarnation) */
@@ -708,7 +708,7 @@ export class MeshNode implements Startable {
     if (rumors.length === 0 || !this.#started) {
       return
     }
-    const transmits = this.#settings.retransmitMult * Math.ceil(Math.log2(this.#entries.size + 1))
+    const transmits = this.#settings.retransmitMult * Math.ceil(Math.log10(this.#entries.size + 1))
     for (const rumor of rumors) {
       const size = JSON.stringify(rumor).length
       this.#piggyback.set(this.#rumorKey(rumor), { rumor, size, left: transmits })
