@@ -60,6 +60,12 @@ async function stop (node: MeshProcess, signal: NodeJS.Signals = 'SIGINT'): Prom
   await exited
 }
 
+/** Run the CLI and insist on success, showing what it printed otherwise */
+async function ok (args: string[], home?: string): Promise<void> {
+  const run = await cli(args, home)
+  assert.equal(run.code, 0, `omega ${args.join(' ')} exited ${run.code}: ${run.err}${run.out}`)
+}
+
 async function json<T> (args: string[], home: string): Promise<T> {
   const run = await cli([...args, '--json'], home)
   assert.equal(run.code, 0, `omega ${args.join(' ')}: ${run.err}`)
@@ -189,7 +195,7 @@ edges = [
     await cli(['id'], stranger)
     const outsiderDid = (await cli(['id'], outsider)).out.trim()
     const foreign = join(dir, 'foreign.token')
-    assert.equal((await cli(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', foreign], stranger)).code, 0)
+    await ok(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', foreign], stranger)
     const withForeign = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key'), '--token', foreign], nodes[1]?.home ?? '')
     assert.equal(withForeign.code, 16, withForeign.err)
     assert.match(withForeign.err, /its token does not allow deploy on brane\/web/)
@@ -202,16 +208,16 @@ edges = [
     const outsiderDid = (await cli(['id'], outsider)).out.trim()
     const token = join(dir, 'deploy.token')
     // edge-1 (trusted by every node) grants deploy on every brane to the outsider
-    assert.equal((await cli(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', token], nodes[0]?.home ?? '')).code, 0)
+    await ok(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', token], nodes[0]?.home ?? '')
     const narrow = join(dir, 'narrow.token')
-    assert.equal((await cli(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/web', '-o', narrow], nodes[0]?.home ?? '')).code, 0)
+    await ok(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/web', '-o', narrow], nodes[0]?.home ?? '')
     const tooNarrow = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key'), '--token', narrow], nodes[2]?.home ?? '')
     assert.equal(tooNarrow.code, 16, tooNarrow.err)
     assert.match(tooNarrow.err, /does not allow deploy on brane\/mid/)
     // a revocation made on one node reaches the others by gossip
     const revoked = join(dir, 'revoked.token')
-    assert.equal((await cli(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', revoked], nodes[0]?.home ?? '')).code, 0)
-    assert.equal((await cli(['token', 'revoke', revoked], nodes[0]?.home ?? '')).code, 0)
+    await ok(['token', 'issue', '--to', outsiderDid, '--cap', 'deploy:brane/*', '-o', revoked], nodes[0]?.home ?? '')
+    await ok(['token', 'revoke', revoked], nodes[0]?.home ?? '')
     await eventually(async () => {
       const run = await cli(['deploy', join(dir, 'omega.toml'), '--key', join(outsider, 'node.key'), '--token', revoked], nodes[3]?.home ?? '')
       return run.code === 16 && /revoked/.test(run.err)
@@ -287,7 +293,7 @@ edges = [
     }, 20_000, 'both hops of the trace')
     assert.deepEqual(record.hops.map((h) => `${h.from}>${h.to}`), ['web>mid', 'mid>end'])
     const file = join(dir, 'trace.json')
-    assert.equal((await cli(['biome', 'trace', id, '-o', file], home)).code, 0)
+    await ok(['biome', 'trace', id, '-o', file], home)
     assert.equal((await cli(['trace', 'verify', file])).code, 0)
   })
 
@@ -297,16 +303,16 @@ edges = [
     // the newest deployment wins everywhere: no more peers globs, and every node gets a replica of end
     const open = PIPELINE.replace(/^peers = .*$/gm, '').replace('replicas = 2', 'replicas = 4')
     await writeFile(join(dir, 'omega.toml'), open)
-    assert.equal((await cli(['deploy', join(dir, 'omega.toml')], edge.home)).code, 0)
+    await ok(['deploy', join(dir, 'omega.toml')], edge.home)
     await eventually(async () => {
       const views = await Promise.all(nodes.map(async (n) => json<Placement>(['biome', 'placement'], n.home)))
       return views.every((v) => v.placement.find((p) => p.brane === 'end')?.names.length === 4)
     }, 20_000, 'end on all four nodes')
     // cut store-1 off from everyone
     const others = nodes.filter((n) => n !== store).map((n) => n.name)
-    assert.equal((await cli(['biome', 'isolate', ...others], store.home)).code, 0)
+    await ok(['biome', 'isolate', ...others], store.home)
     for (const node of nodes.filter((n) => n !== store)) {
-      assert.equal((await cli(['biome', 'isolate', store.name], node.home)).code, 0)
+      await ok(['biome', 'isolate', store.name], node.home)
     }
     await eventually(async () => (await peers(store.home)).filter((p) => p.status === 'DEAD').length === 3, 30_000, 'store-1 to see the others dead')
     await eventually(async () => (await peers(edge.home)).find((p) => p.name === store.name)?.status === 'DEAD', 30_000, 'edge-1 to see store-1 dead')
@@ -328,11 +334,11 @@ edges = [
     assert.ok(!(await listItems(edge.home, 'end', 'seen')).includes('/e/minority-9'), 'no state crossed the partition')
     // meanwhile the majority deploys again: the newest must win on store-1 after healing
     await writeFile(join(dir, 'omega.toml'), open + '\n# v3\n')
-    assert.equal((await cli(['deploy', join(dir, 'omega.toml')], edge.home)).code, 0)
+    await ok(['deploy', join(dir, 'omega.toml')], edge.home)
     // heal
-    assert.equal((await cli(['biome', 'isolate'], store.home)).code, 0)
+    await ok(['biome', 'isolate'], store.home)
     for (const node of nodes.filter((n) => n !== store)) {
-      assert.equal((await cli(['biome', 'isolate'], node.home)).code, 0)
+      await ok(['biome', 'isolate'], node.home)
     }
     await eventually(async () => {
       const views = await Promise.all(nodes.map(async (n) => json<Placement>(['biome', 'placement'], n.home)))
