@@ -322,8 +322,8 @@ edges = [
       return view.placement.every((p) => p.names.length > 0 && p.names.every((n) => n === store.name))
     }, 20_000, 'store-1 to place everything on itself')
     await eventually(async () => {
-      const view = await json<Placement>(['biome', 'placement'], edge.home)
-      return view.placement.every((p) => p.names.length > 0 && !p.names.includes(store.name))
+      const views = await Promise.all(nodes.filter((n) => n !== store).map(async (n) => json<Placement>(['biome', 'placement'], n.home)))
+      return views.every((view) => view.placement.every((p) => p.names.length > 0 && !p.names.includes(store.name)))
     }, 20_000, 'the majority to place everything on its side')
     for (let i = 0; i < 10; i++) {
       assert.equal(await post(edge.gateway, `/e/majority-${i}`), 200)

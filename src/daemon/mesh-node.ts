@@ -108,6 +108,8 @@ const AUTO_EVENTS_PER_REPLICA = 500
 const MESH_FRAME_BYTES = 17 * 1024 * 1024
 /** How long a forwarded delivery may take beyond the target brane's own deadline (ms) */
 const DELIVERY_GRACE_MS = 10_000
+/** How long a call waits for a brane that the placement just moved to this node (ms) */
+const ARRIVAL_WAIT_MS = 10_000
 /** Most revoked ids one message may carry */
 const MAX_REVOCATIONS_PER_MESSAGE = 1024
 
@@ -542,6 +544,28 @@ export class OmegaMeshNode {
     return pool.length === 0 ? undefined : pool[createHash('sha256').update(key).digest().readUInt32BE(0) % pool.length]
   }
 
+  /**
+   * The local handler of `brane`; when the placement just moved it here and it is still
+   * starting, wait for that (at most ARRIVAL_WAIT_MS) instead of turning the call away
+   */
+  async #arriving<T> (brane: string, find: (local: LocalNode) => T | undefined, options: AbortOptions): Promise<T | undefined> {
+    const local = this.#local
+    if (local === undefined) {
+      return undefined
+    }
+    const found = find(local)
+    if (found !== undefined || this.#placement.get(brane)?.nodes.includes(this.did) !== true) {
+      return found
+    }
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      this.#chain,
+      new Promise((resolve) => { timer = setTimeout(resolve, ARRIVAL_WAIT_MS) }),
+      ...(options.signal === undefined ? [] : [new Promise((resolve) => { options.signal?.addEventListener('abort', resolve, { once: true }) })])
+    ]).finally(() => { clearTimeout(timer) })
+    return find(local)
+  }
+
   #remoteEvents (brane: string): EventTarget | undefined {
     if (!this.#placement.has(brane)) {
       return undefined
@@ -550,6 +574,12 @@ export class OmegaMeshNode {
       deliver: async (event: BraneEvent, options: AbortOptions = {}) => {
         const target = this.#pick(brane, `${event.id}:${event.attempt}`)
         if (target === undefined) {
+          // placed here now, and still starting
+          const here = await this.#arriving(brane, (local) => local.localEvents(brane), options)
+          if (here !== undefined) {
+            await here.deliver(event, options)
+            return
+          }
           throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
         }
         const { payload, ...meta } = event
@@ -572,6 +602,10 @@ export class OmegaMeshNode {
       handle: async (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> => {
         const target = this.#pick(brane, `${++this.#requests}`)
         if (target === undefined) {
+          const here = await this.#arriving(brane, (local) => local.localHttp(brane), options)
+          if (here !== undefined) {
+            return here.handle(request, options)
+          }
           throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
         }
         const { body, ...meta } = request
@@ -589,7 +623,7 @@ export class OmegaMeshNode {
   #registerRpc (): void {
     this.#rpc.register('deliver', async ({ params, body }, options) => {
       const { brane, event } = params as { brane: string, event: Omit<BraneEvent, 'payload'> }
-      const target = this.#local?.localEvents(brane)
+      const target = await this.#arriving(brane, (local) => local.localEvents(brane), options)
       if (target === undefined) {
         throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
       }
@@ -598,7 +632,7 @@ export class OmegaMeshNode {
     })
     this.#rpc.register('http', async ({ params, body }, options) => {
       const { brane, request } = params as { brane: string, request: Omit<BraneHttpRequest, 'body'> }
-      const handler = this.#local?.localHttp(brane)
+      const handler = await this.#arriving(brane, (local) => local.localHttp(brane), options)
       if (handler === undefined) {
         throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
       }
