@@ -227,19 +227,28 @@ export class OmegaMeshNode {
     if (doc !== undefined) {
       await this.#prepare(doc, undefined, options)
     }
-    const admin = this.#adminRoutes()
-    this.#local = await LocalNode.start(this.#current?.file, {
+    const localInit = {
       ...this.#init,
       placement: {
-        runsHere: (brane) => this.#placement.get(brane.name)?.nodes.includes(this.did) ?? false,
-        elsewhere: (brane) => this.#describe(brane),
-        events: (brane) => this.#remoteEvents(brane),
-        http: (brane) => this.#remoteHttp(brane)
+        runsHere: (brane: BranePlan) => this.#placement.get(brane.name)?.nodes.includes(this.did) ?? false,
+        elsewhere: (brane: BranePlan) => this.#describe(brane),
+        events: (brane: string) => this.#remoteEvents(brane),
+        http: (brane: string) => this.#remoteHttp(brane)
       },
-      adminRoutes: admin,
+      adminRoutes: this.#adminRoutes(),
       trustedRoots: [...this.#trust],
       deployerOf: () => this.#current?.doc.deployer ?? this.did
-    }, options)
+    }
+    try {
+      this.#local = await LocalNode.start(this.#current?.file, localInit, options)
+    } catch (err) {
+      if (this.#current === undefined || (err as Error).name === 'AbortError') {
+        throw err
+      }
+      // serve the mesh anyway; the deployment is tried again (and says why) until it runs
+      this.#log.error({ deployment: this.#current.id, err: (err as Error).message }, 'cannot run the deployment this node had; starting without it and retrying')
+      this.#local = await LocalNode.start(undefined, localInit, options)
+    }
     // the node's own list from now on; revocations made here reach every node
     this.#revocations = this.#local.revocations ?? this.#revocations
     this.#revocations.onRevoked((id) => {
