@@ -59,6 +59,11 @@ export interface BenchCase {
   description?: string
   /** figures shown in the table (all figures go to the JSON) */
   metrics: readonly Metric[]
+  /**
+   * for cases that report a plain figure through the ops/s column (KiB, µs of CPU…): its
+   * unit and direction, shown instead of "ops/s (higher is better)"
+   */
+  figure?: string
   subject: Side
   baseline: Side
   /** bytes processed per operation, to report MiB/s */
@@ -117,6 +122,7 @@ export interface CaseResult {
   name: string
   description?: string
   metrics: readonly Metric[]
+  figure?: string
   subject: SideFigures
   baseline: SideFigures
   /** subject ÷ baseline for every metric both sides have */
@@ -266,7 +272,7 @@ export async function runCase (bench: BenchCase, options: RunCaseOptions = {}): 
       ratios[metric] = sv / bv
     }
   }
-  const result: CaseResult = { name: bench.name, metrics: bench.metrics, subject: s, baseline: b, ratios, budget }
+  const result: CaseResult = { name: bench.name, metrics: bench.metrics, ...(bench.figure === undefined ? {} : { figure: bench.figure }), subject: s, baseline: b, ratios, budget }
   if (bench.description !== undefined) {
     result.description = bench.description
   }

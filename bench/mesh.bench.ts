@@ -398,6 +398,7 @@ async function measureSteady (): Promise<SteadyFigures> {
 function rssCase (): BenchCase {
   return {
     name: 'rss-per-node-64',
+    figure: 'KiB RSS (lower is better)',
     description: 'RSS added per mesh node with 64 in one process, beside a whole process running one node (figures are KiB, in the ops/s column)',
     metrics: ['ops/s'],
     budget: { rounds: 1, roundMs: 1, warmupMs: 0 },
@@ -410,6 +411,7 @@ function rssCase (): BenchCase {
 function cpuCase (): BenchCase {
   return {
     name: 'cpu-per-node-64',
+    figure: 'µs CPU/s per node (lower is better)',
     description: 'CPU per node in a steady mesh, 64 nodes beside 16 (figures are µs CPU per second per node, in the ops/s column; default settings: 3 monitored + 1 random probe per 500 ms; ratio ≈ 1 = no all-to-all growth)',
     metrics: ['ops/s'],
     budget: { rounds: 1, roundMs: 1, warmupMs: 0 },

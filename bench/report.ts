@@ -92,7 +92,7 @@ export function formatTable (results: readonly CaseResult[]): string {
       const ratio = result.ratios[metric]
       const ratioCell = ratio === undefined ? '-' : `${ratio.toFixed(2)}x`
       if (HIGHER_IS_BETTER.has(metric)) {
-        rows.push([result.name, formatNumber(s), formatNumber(b), ratioCell, `${metric} (higher is better)`])
+        rows.push([result.name, formatNumber(s), formatNumber(b), ratioCell, metric === 'ops/s' && result.figure !== undefined ? result.figure : `${metric} (higher is better)`])
       } else {
         const [sc, bc, unit] = latencyCells(s, b)
         rows.push([result.name, sc, bc, ratioCell, `${unit} ${metric} (lower is better)`])
