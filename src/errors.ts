@@ -317,3 +317,24 @@ export class SettlementVerificationError extends OmegaError {
     this.name = 'SettlementVerificationError'
   }
 }
+
+/** An error the remote handler threw, under its own name */
+export class RemoteError extends OmegaError {
+  static override name = 'RemoteError'
+  /** the name of the error on the remote node */
+  readonly remoteName: string
+  constructor (remoteName: string, message: string) {
+    super(message)
+    this.name = 'RemoteError'
+    this.remoteName = remoteName
+  }
+}
+
+/** A call or answer larger than the channel carries */
+export class FrameTooLargeError extends OmegaError {
+  static override name = 'FrameTooLargeError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'FrameTooLargeError'
+  }
+}

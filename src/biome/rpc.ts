@@ -3,8 +3,10 @@
  * and direction, many calls in flight on it, answers matched by id. Each frame is a
  * 4-byte big-endian header length, the header (JSON), then the body bytes.
  */
-import { DeadlineExceededError, OmegaError, PeerUnavailableError } from '../errors.ts'
+import { DeadlineExceededError, FrameTooLargeError, OmegaError, PeerUnavailableError, RemoteError } from '../errors.ts'
 import type { AbortOptions, Logger } from '../interfaces/index.ts'
+
+export { FrameTooLargeError, RemoteError }
 
 export const RPC_PROTOCOL = '/omega/rpc/1'
 
@@ -37,18 +39,6 @@ export interface RpcRequest {
 
 export type RpcHandler = (request: RpcRequest, options: AbortOptions) => Promise<RpcReply>
 
-/** An error the remote handler threw, under its own name */
-export class RemoteError extends OmegaError {
-  static override name = 'RemoteError'
-  /** the name of the error on the remote node */
-  readonly remoteName: string
-  constructor (remoteName: string, message: string) {
-    super(message)
-    this.name = 'RemoteError'
-    this.remoteName = remoteName
-  }
-}
-
 export interface RpcInit {
   logger: Logger
   /** a call with no answer after this long fails. @default 30_000 */
@@ -62,15 +52,6 @@ export interface RpcInit {
 export interface CallOptions extends AbortOptions {
   /** this call's timeout instead of the default */
   timeoutMs?: number
-}
-
-/** A call or answer larger than the channel carries */
-export class FrameTooLargeError extends OmegaError {
-  static override name = 'FrameTooLargeError'
-  constructor (message: string) {
-    super(message)
-    this.name = 'FrameTooLargeError'
-  }
 }
 
 interface Header {
