@@ -11,10 +11,10 @@ import { HybridClock, prepareDeployment } from '../src/biome/index.ts'
 import { LocalNode, OmegaMeshNode } from '../src/daemon/index.ts'
 import { loadOrCreateNodeKey } from '../src/identity/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import type { BenchCase, RoundBudget, RoundSample } from './harness.ts'
+import { chainRound } from './events.bench.ts'
+import type { BenchCase } from './harness.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const PAYLOAD = Buffer.alloc(100, 0x61)
 const BATCH = 200
 
 const CHAIN = (mid: string, ends: string): string => `
@@ -45,30 +45,10 @@ let a: OmegaMeshNode | undefined
 let b: OmegaMeshNode | undefined
 let single: LocalNode | undefined
 
-async function chainRound (budget: RoundBudget, emit: () => Promise<unknown>, done: () => number): Promise<RoundSample> {
-  const start = performance.now()
-  let ops = 0
-  while (performance.now() - start < budget.durationMs && ops < budget.maxOps) {
-    const target = done() + 2 * BATCH
-    for (let i = 0; i < BATCH; i++) {
-      await emit()
-    }
-    const deadline = Date.now() + 60_000
-    while (done() < target) {
-      if (Date.now() > deadline) {
-        throw new Error('the chain did not drain within 60 s')
-      }
-      await new Promise((resolve) => setTimeout(resolve, 1))
-    }
-    ops += BATCH
-  }
-  return { ops, elapsedMs: performance.now() - start }
-}
-
 export const cases: BenchCase[] = [
   {
     name: 'chain-across-2-nodes',
-    description: `Events/s through web → mid → end with mid on a second mesh node (two mesh hops per event; both nodes in this process, libp2p TCP + Noise + yamux on 127.0.0.1), ${PAYLOAD.length}-byte payloads in batches of ${BATCH}, vs the same chain on one node`,
+    description: `Events/s through web → mid → end with mid on a second mesh node (two mesh hops per event; both nodes in this process, libp2p TCP + Noise + yamux on 127.0.0.1), 100-byte payloads (as events/chain-2-edges) in batches of ${BATCH}, vs the same chain on one node`,
     metrics: ['ops/s'],
     budget: { rounds: 3, roundMs: 2000, warmupMs: 500 },
     setup: async () => {
@@ -105,12 +85,12 @@ export const cases: BenchCase[] = [
     },
     subject: {
       label: 'omega: mid on another node (2 mesh hops)',
-      round: async (budget) => chainRound(budget, async () => a?.local.emit('web', 'hits', PAYLOAD),
-        () => (a?.local.queueCounts().done ?? 0) + (b?.local.queueCounts().done ?? 0))
+      round: async (budget) => chainRound(budget, async (payload) => a?.local.emit('web', 'hits', payload),
+        () => (a?.local.queueCounts().done ?? 0) + (b?.local.queueCounts().done ?? 0), BATCH)
     },
     baseline: {
       label: 'the same chain on one node',
-      round: async (budget) => chainRound(budget, async () => single?.emit('web', 'hits', PAYLOAD), () => single?.queueCounts().done ?? 0)
+      round: async (budget) => chainRound(budget, async (payload) => single?.emit('web', 'hits', payload), () => single?.queueCounts().done ?? 0, BATCH)
     }
   }
 ]

@@ -29,13 +29,16 @@ async function cleanup (): Promise<void> {
   }
 }
 
-/** Emit batches and wait for each to drain; events/s = delivered to the end of the chain */
-async function chainRound (budget: RoundBudget, emit: (payload: Uint8Array) => Promise<unknown>, done: () => number): Promise<RoundSample> {
+/**
+ * Emit batches of `batch` events and wait for each to drain through a 2-edge chain
+ * (`done()` counts finished deliveries: 2 per event); events/s = delivered to the end
+ */
+export async function chainRound (budget: RoundBudget, emit: (payload: Uint8Array) => Promise<unknown>, done: () => number, batch = BATCH): Promise<RoundSample> {
   const start = performance.now()
   let ops = 0
   while (performance.now() - start < budget.durationMs && ops < budget.maxOps) {
-    const target = done() + 2 * BATCH
-    for (let i = 0; i < BATCH; i++) {
+    const target = done() + 2 * batch
+    for (let i = 0; i < batch; i++) {
       await emit(PAYLOAD)
     }
     const deadline = Date.now() + 60_000
@@ -45,7 +48,7 @@ async function chainRound (budget: RoundBudget, emit: (payload: Uint8Array) => P
       }
       await new Promise((resolve) => setImmediate(resolve))
     }
-    ops += BATCH
+    ops += batch
   }
   return { ops, elapsedMs: performance.now() - start }
 }
