@@ -319,13 +319,7 @@ export class OmegaMeshNode {
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     const peers = this.#peers().filter((m) => m.state === 'alive').slice(0, 3)
-    await Promise.allSettled(peers.map(async (peer) => {
-      const { result } = await this.#rpc.call(peer.did, 'deployments', {}, undefined, options)
-      for (const raw of Array.isArray(result) ? result as unknown[] : []) {
-        const doc = verifyDeployment(raw)
-        await this.#serially(async () => this.#accept(doc, peer.did, { reconcile: false }))
-      }
-    }))
+    await Promise.all(peers.map(async (peer) => { await this.#pullDeployments(peer.did, { reconcile: false, options }) }))
   }
 
   /**
@@ -782,13 +776,13 @@ export class OmegaMeshNode {
     }
   }
 
-  /** Take the deployments `peer` has that are newer than ours */
-  async #pullDeployments (peer: string): Promise<void> {
+  /** Take the deployments `peer` has that are newer than ours (and run them, unless `reconcile` is false) */
+  async #pullDeployments (peer: string, settings: { reconcile?: boolean, options?: AbortOptions } = {}): Promise<void> {
     try {
-      const { result } = await this.#rpc.call(peer, 'deployments', {})
+      const { result } = await this.#rpc.call(peer, 'deployments', {}, undefined, settings.options)
       for (const raw of Array.isArray(result) ? result.slice(0, 16) as unknown[] : []) {
         const doc = verifyDeployment(raw)
-        await this.#serially(async () => this.#accept(doc, peer))
+        await this.#serially(async () => this.#accept(doc, peer, settings))
       }
     } catch (err) {
       this.#log.debug({ peer, err: (err as Error).message }, 'could not take the deployments of a peer')
