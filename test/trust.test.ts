@@ -104,6 +104,50 @@ trigger = { http = "/secret/*" }
     await assert.rejects(adminJson(home, '/v1/reload', { token: parent, method: 'POST', body: {} }), { status: 403, message: /does not allow "deploy"/ })
   })
 
+  it('admin API: a token for one brane reaches that brane only, on every brane route (D1, D2)', async () => {
+    const hello = issueCapability(nodeKey, {
+      subject: alice.did,
+      capabilities: caps('logs:brane/hello', 'profile:brane/hello', 'snapshot:brane/hello', 'restore:brane/hello', 'deploy:brane/hello')
+    })
+    // D2: ?name= is no brane parameter; without ?brane= the call reads every brane's logs
+    await assert.rejects(logs(home, '/v1/logs?name=hello', hello), { status: 403, message: /"logs" on "brane\/\*"/ })
+    await assert.rejects(logs(home, '/v1/logs?brane=secret', hello), { status: 403, message: /"logs" on "brane\/secret"/ })
+    assert.equal(typeof await logs(home, '/v1/logs?brane=hello', hello), 'string')
+    // every other route that acts on one brane, asked for another brane
+    await assert.rejects(adminJson(home, '/v1/profile?brane=secret', { token: hello }), { status: 403, message: /"profile" on "brane\/secret"/ })
+    await assert.rejects(adminJson(home, '/v1/profile/cpu?brane=secret&seconds=0.1', { token: hello, method: 'POST' }), { status: 403, message: /"profile" on "brane\/secret"/ })
+    await assert.rejects(adminJson(home, '/v1/snapshot?brane=secret', { token: hello, method: 'POST' }), { status: 403, message: /"snapshot" on "brane\/secret"/ })
+    await assert.rejects(adminJson(home, '/v1/restore?brane=secret', { token: hello, body: {} }), { status: 403, message: /"restore" on "brane\/secret"/ })
+    await assert.rejects(adminJson(home, '/v1/reload?brane=secret', { token: hello, body: {} }), { status: 403, message: /"deploy" on "brane\/secret"/ })
+    await assert.rejects(adminJson(home, '/v1/reload', { token: hello, body: {} }), { status: 403, message: /"deploy" on "brane\/\*"/ })
+    assert.equal((await fetch(`${node.url}/secret/x`)).status, 401)
+
+    // D1: a reload confined to hello may not touch secret (here: drop its auth)
+    const text = await readFile(join(dir, 'omega.toml'), 'utf8')
+    const open = join(dir, 'open.toml')
+    await writeFile(open, text.replace('auth = "token"\n', ''))
+    await assert.rejects(adminJson(home, '/v1/reload?brane=hello', { token: hello, body: { file: open } }),
+      { status: 403, message: /may change only that brane, but this manifest changes brane "secret"/ })
+    const added = join(dir, 'added.toml')
+    await writeFile(added, `${text}\n[brane.extra]\nimage = "hello.wasm"\n`)
+    await assert.rejects(adminJson(home, '/v1/reload?brane=hello', { token: hello, body: { file: added } }), { status: 403, message: /adds brane "extra"/ })
+    assert.equal((await fetch(`${node.url}/secret/x`)).status, 401, 'secret still needs a token')
+    assert.equal((await fetch(`${node.url}/extra/x`)).status, 404)
+    // what the token allows: hello changes, secret runs on untouched
+    const changed = join(dir, 'changed.toml')
+    await writeFile(changed, text.replace('[brane.hello]\n', '[brane.hello]\nlimits = { deadline = "20s" }\n'))
+    const report = await adminJson<{ changed: string[], unchanged: string[] }>(home, '/v1/reload?brane=hello', { token: hello, body: { file: changed } })
+    assert.deepEqual(report.changed, ['hello'])
+    assert.deepEqual(report.unchanged, ['secret'])
+    assert.equal((await fetch(`${node.url}/open/x`)).status, 200)
+    assert.equal((await fetch(`${node.url}/secret/x`)).status, 401)
+  })
+
+  it('admin API: a reload body is bounded (413) and the daemon serves on', async () => {
+    await assert.rejects(adminJson(home, '/v1/reload', { body: { file: 'x'.repeat(100_000) } }), { status: 413, message: /at most 65536 bytes/ })
+    assert.equal((await adminJson<{ did: string }>(home, '/v1/status')).did, node.did)
+  })
+
   it('admin API: refuses escalation, expired tokens, wrong signatures, broken chains and revoked tokens', async () => {
     const parent = issueCapability(nodeKey, { subject: alice.did, capabilities: caps('logs:brane/*') })
     const child = delegateCapability(parent, { roots: [node.did], subject: bob.did, capabilities: caps('logs:brane/hello') })

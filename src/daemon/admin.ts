@@ -8,7 +8,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import { connect } from 'node:net'
 import { chmod, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { OmegaError } from '../errors.ts'
+import { CapabilityTokenError, OmegaError } from '../errors.ts'
 import { issueAdminToken, loadOrCreateNodeKey, verifyAdminToken, verifyCapability, type NodeKey } from '../identity/index.ts'
 import type { AbortOptions, Logger, Startable } from '../interfaces/index.ts'
 import type { LogBook, LogRecord } from '../observe/index.ts'
@@ -57,8 +57,11 @@ export interface AdminComponents {
   readonly logBook: LogBook
   readonly observer: { profile: (brane: string) => unknown, metrics: { render: () => string } }
   readonly status: () => AdminStatus
-  /** hot reload from a manifest file (default: the one running) */
-  readonly reload: (file?: string) => Promise<unknown>
+  /**
+   * hot reload from a manifest file (default: the one running); with `brane`, only that
+   * brane may change (anything else is refused with a CapabilityTokenError, nothing changed)
+   */
+  readonly reload: (file: string | undefined, scope: { brane?: string }) => Promise<unknown>
   /** signed snapshots of pinned branes (the routes answer 404 without) */
   readonly snapshots?: {
     /** the signed snapshot document of `brane` */
@@ -101,6 +104,43 @@ export interface AdminInit {
 
 /** Admin actions on one brane (`?brane=NAME`): a capability token needs them on `brane/NAME`, else on `brane/*` */
 const BRANE_ACTIONS = new Set(['logs', 'profile', 'deploy', 'snapshot', 'restore'])
+
+/** Most bytes of a `POST /v1/reload` body (`{"file": PATH}`) */
+export const MAX_RELOAD_BODY_BYTES = 64 * 2 ** 10
+
+/**
+ * An admin request parsed once: the authorisation and the handler read this same object,
+ * so that what a token is checked against is exactly what the handler acts on
+ */
+export interface AdminCall {
+  readonly path: string
+  /** what a token must allow */
+  readonly action: string
+  /**
+   * the one brane the call acts on (`?brane=NAME` of a built-in brane route); undefined:
+   * every brane, or the node, and a capability token needs the action on `brane/*`
+   */
+  readonly brane: string | undefined
+  readonly query: URLSearchParams
+}
+
+/** The call a request makes, or undefined when no route has its path */
+export function parseAdminCall (url: URL, routes?: ReadonlyMap<string, AdminRoute>): AdminCall | undefined {
+  const builtIn = ACTIONS[url.pathname]
+  const action = builtIn ?? routes?.get(url.pathname)?.action
+  if (action === undefined) {
+    return undefined
+  }
+  // only the built-in routes act on `?brane=` alone; an extra route is authorised node-wide
+  const named = url.searchParams.get('brane')
+  const brane = builtIn !== undefined && BRANE_ACTIONS.has(action) && named !== null && named !== '' ? named : undefined
+  return { path: url.pathname, action, brane, query: url.searchParams }
+}
+
+/** The resource a capability token must allow `call.action` on */
+export function adminResource (call: AdminCall): string {
+  return BRANE_ACTIONS.has(call.action) ? `brane/${call.brane ?? '*'}` : 'node'
+}
 
 /** Route → the action a token must allow */
 const ACTIONS: Readonly<Record<string, string>> = {
@@ -170,8 +210,8 @@ export class AdminServer implements Startable {
   #serve (req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://omega')
     const extra = this.#components.routes?.get(url.pathname)
-    const action = ACTIONS[url.pathname] ?? extra?.action
-    if (action === undefined) {
+    const call = parseAdminCall(url, this.#components.routes)
+    if (call === undefined) {
       send(res, 404, { error: 'NotFound', message: `No admin route ${url.pathname}` })
       return
     }
@@ -183,20 +223,18 @@ export class AdminServer implements Startable {
     }
     try {
       if (token.includes('.')) {
-        verifyAdminToken(token, { audience: this.#components.did, issuers: this.#issuers, action })
+        verifyAdminToken(token, { audience: this.#components.did, issuers: this.#issuers, action: call.action })
       } else {
-        // a capability token (Biscuit, base64url without dots): `action` on the brane or the node
-        const brane = url.searchParams.get('brane') ?? url.searchParams.get('name')
-        const resource = BRANE_ACTIONS.has(action) ? `brane/${brane ?? '*'}` : 'node'
+        // a capability token (Biscuit, base64url without dots): the action on the brane or the node
         const revoked = this.#revocations
-        verifyCapability(token, { ability: action, resource, roots: this.#roots, ...(revoked === undefined ? {} : { revoked }) })
+        verifyCapability(token, { ability: call.action, resource: adminResource(call), roots: this.#roots, ...(revoked === undefined ? {} : { revoked }) })
       }
     } catch (err) {
       this.#components.logger.warn({ path: url.pathname, reason: (err as Error).message }, 'admin request refused')
       send(res, 403, { error: 'Forbidden', message: (err as Error).message })
       return
     }
-    if (extra !== undefined) {
+    if (extra !== undefined && ACTIONS[url.pathname] === undefined) {
       this.#extra(extra, url, req, res)
       return
     }
@@ -213,11 +251,11 @@ export class AdminServer implements Startable {
         return
       }
       case '/v1/reload':
-        this.#reload(req, res)
+        this.#reload(call, req, res)
         return
       case '/v1/snapshot':
       case '/v1/restore':
-        this.#snapshot(url, req, res)
+        this.#snapshot(call, req, res)
         return
       case '/v1/status':
         send(res, 200, this.#components.status())
@@ -241,8 +279,8 @@ export class AdminServer implements Startable {
         return
       }
       case '/v1/profile': {
-        const brane = url.searchParams.get('brane')
-        if (brane === null) {
+        const brane = call.brane
+        if (brane === undefined) {
           send(res, 400, { error: 'BadRequest', message: 'Missing ?brane=NAME' })
           return
         }
@@ -250,7 +288,7 @@ export class AdminServer implements Startable {
         return
       }
       case '/v1/profile/cpu':
-        this.#cpuProfile(req, url, res)
+        this.#cpuProfile(call, req, res)
         return
       case '/v1/metrics': {
         const text = this.#components.observer.metrics.render()
@@ -259,7 +297,7 @@ export class AdminServer implements Startable {
         return
       }
       default:
-        this.#logs(url, res)
+        this.#logs(call, res)
     }
   }
 
@@ -286,14 +324,14 @@ export class AdminServer implements Startable {
   }
 
   /** POST /v1/profile/cpu?brane=NAME&seconds=N: answers once the profile is taken */
-  #cpuProfile (req: IncomingMessage, url: URL, res: ServerResponse): void {
+  #cpuProfile (call: AdminCall, req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== 'POST') {
       send(res, 405, { error: 'MethodNotAllowed', message: 'POST /v1/profile/cpu?brane=NAME&seconds=N' })
       return
     }
-    const brane = url.searchParams.get('brane')
-    const seconds = Number(url.searchParams.get('seconds') ?? 5)
-    if (brane === null || !Number.isFinite(seconds)) {
+    const brane = call.brane
+    const seconds = Number(call.query.get('seconds') ?? 5)
+    if (brane === undefined || !Number.isFinite(seconds)) {
       send(res, 400, { error: 'BadRequest', message: 'Expected ?brane=NAME and optionally &seconds=N' })
       return
     }
@@ -309,43 +347,51 @@ export class AdminServer implements Startable {
     })
   }
 
-  #reload (req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * `POST /v1/reload[?brane=NAME]` with `{"file": PATH}` or no body (the running manifest).
+   * With a brane, only that brane may change: a token for `deploy` on `brane/NAME` is
+   * checked against the same brane that confines the reload.
+   */
+  #reload (call: AdminCall, req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== 'POST') {
+      req.resume()
       send(res, 405, { error: 'MethodNotAllowed', message: 'POST /v1/reload' })
       return
     }
-    const chunks: Buffer[] = []
-    req.on('data', (chunk: Buffer) => { chunks.push(chunk) })
-    req.on('end', () => {
+    readBody(req, MAX_RELOAD_BODY_BYTES).then(async (body) => {
+      if (body === undefined) {
+        send(res, 413, { error: 'PayloadTooLarge', message: `A reload request body may hold at most ${MAX_RELOAD_BODY_BYTES} bytes: send {"file": PATH}, not the manifest` }, { close: true })
+        return
+      }
       let file: string | undefined
       try {
-        const body = chunks.length === 0 ? {} : JSON.parse(Buffer.concat(chunks).toString()) as { file?: unknown }
-        file = typeof body.file === 'string' ? body.file : undefined
+        const parsed = body.byteLength === 0 ? {} : JSON.parse(body.toString('utf8')) as { file?: unknown } | null
+        file = typeof parsed?.file === 'string' ? parsed.file : undefined
       } catch {
         send(res, 400, { error: 'BadRequest', message: 'Expected a JSON body like {"file": "/path/to/manifest.toml"}' })
         return
       }
-      this.#components.reload(file).then((report) => { send(res, 200, report) }, (err: unknown) => {
-        const e = err instanceof Error ? err : new Error(String(err))
-        const issues = (e as Error & { issues?: unknown }).issues
-        send(res, 422, { error: e.name, message: e.message, ...(issues === undefined ? {} : { issues }) })
-      })
+      send(res, 200, await this.#components.reload(file, call.brane === undefined ? {} : { brane: call.brane }))
+    }).catch((err: unknown) => {
+      const e = err instanceof Error ? err : new Error(String(err))
+      const issues = (e as Error & { issues?: unknown }).issues
+      send(res, e instanceof CapabilityTokenError ? 403 : 422, { error: e.name, message: e.message, ...(issues === undefined ? {} : { issues }) })
     })
   }
 
   /** `POST /v1/snapshot?brane=NAME` answers the document; `POST /v1/restore?brane=NAME` takes it */
-  #snapshot (url: URL, req: IncomingMessage, res: ServerResponse): void {
+  #snapshot (call: AdminCall, req: IncomingMessage, res: ServerResponse): void {
     const snapshots = this.#components.snapshots
-    const brane = url.searchParams.get('brane')
+    const brane = call.brane
     if (req.method !== 'POST') {
-      send(res, 405, { error: 'MethodNotAllowed', message: `POST ${url.pathname}?brane=NAME` })
+      send(res, 405, { error: 'MethodNotAllowed', message: `POST ${call.path}?brane=NAME` })
       return
     }
     if (snapshots === undefined) {
       send(res, 404, { error: 'NotFound', message: 'This node takes no snapshots' })
       return
     }
-    if (brane === null || brane === '') {
+    if (brane === undefined) {
       send(res, 400, { error: 'BadRequest', message: 'Missing ?brane=NAME' })
       return
     }
@@ -353,7 +399,7 @@ export class AdminServer implements Startable {
       const e = err instanceof Error ? err : new Error(String(err))
       send(res, 422, { error: e.name, message: e.message })
     }
-    if (url.pathname === '/v1/snapshot') {
+    if (call.path === '/v1/snapshot') {
       req.resume()
       snapshots.take(brane).then((doc) => { send(res, 200, doc) }, refused)
       return
@@ -374,11 +420,12 @@ export class AdminServer implements Startable {
     }, refused)
   }
 
-  #logs (url: URL, res: ServerResponse): void {
-    const brane = url.searchParams.get('brane') ?? undefined
-    const since = Number(url.searchParams.get('since') ?? 0)
-    const limit = Number(url.searchParams.get('limit') ?? 1000)
-    const follow = url.searchParams.get('follow') === '1'
+  /** `GET /v1/logs[?brane=NAME]`: one brane's logs, or every brane's (which needs `logs` on `brane/*`) */
+  #logs (call: AdminCall, res: ServerResponse): void {
+    const brane = call.brane
+    const since = Number(call.query.get('since') ?? 0)
+    const limit = Number(call.query.get('limit') ?? 1000)
+    const follow = call.query.get('follow') === '1'
     const records = this.#components.logBook.query({ ...(brane === undefined ? {} : { brane }), since, limit })
     res.writeHead(200, { 'content-type': 'application/x-ndjson' })
     for (const record of records) {

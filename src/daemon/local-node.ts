@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BraneNotFoundError, OmegaError, PlacementError, SnapshotError, UnsupportedError } from '../errors.ts'
+import { BraneNotFoundError, CapabilityTokenError, OmegaError, PlacementError, SnapshotError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, parseDuration, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, RevocationList, verifyCapability, type NodeKey } from '../identity/index.ts'
@@ -125,6 +125,11 @@ interface Generation {
   /** the event handlers of the branes that take events */
   readonly events: ReadonlyMap<string, EventTarget>
   readonly skipped: readonly BraneStatus[]
+}
+
+export interface ReloadOptions extends AbortOptions {
+  /** only this brane may change: a manifest that changes anything else is refused, nothing changed */
+  brane?: string
 }
 
 export interface ReloadReport {
@@ -262,7 +267,7 @@ export class LocalNode {
           logBook: observer.logBook,
           observer,
           status: () => node.status(),
-          reload: async (file?: string) => node.reload(file),
+          reload: async (file: string | undefined, scope: { brane?: string }) => node.reload(file, scope),
           cpuProfile: async (brane: string, durationMs: number, opts: AbortOptions) => node.cpuProfile(brane, durationMs, opts),
           snapshots: {
             take: async (brane: string) => node.snapshot(brane),
@@ -377,13 +382,13 @@ export class LocalNode {
    * step, then let the replaced branes finish what they were doing and close. Branes
    * whose plan and component did not change keep running untouched.
    */
-  async reload (file: string = this.#generation.file, options: AbortOptions = {}): Promise<ReloadReport> {
+  async reload (file: string = this.#generation.file, options: ReloadOptions = {}): Promise<ReloadReport> {
     const run = this.#reloading.then(async () => this.#reload(file, options))
     this.#reloading = run.catch(() => {})
     return run
   }
 
-  async #reload (file: string, options: AbortOptions): Promise<ReloadReport> {
+  async #reload (file: string, options: ReloadOptions): Promise<ReloadReport> {
     if (file === '') {
       throw new OmegaError('This node runs no manifest yet: give one to reload, or deploy one to the mesh with "omega deploy FILE"')
     }
@@ -392,7 +397,9 @@ export class LocalNode {
       this.#log.warn({ path: w.path, line: w.line }, w.message)
     }
     const old = this.#generation
-    const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.#context, options)
+    // a reload confined to one brane keeps every other one exactly as it runs
+    const keep = options.brane === undefined ? new Set<string>() : confineReload(old.plan, plan, options.brane)
+    const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.#context, options, keep)
     this.#generation = generation
     this.#route()
     // events follow the new edges from now on; deliveries already running finish
@@ -601,7 +608,43 @@ export class LocalNode {
  * same. On any failure, close what this call started (never what it reused) and throw
  * every failure at once.
  */
-async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<string, RunningBrane>, init: LocalNodeInit, context: BraneContext, options: AbortOptions): Promise<{ generation: Generation, reused: Set<string> }> {
+/**
+ * The branes a reload confined to `brane` keeps running as they are (all the others).
+ * @throws {CapabilityTokenError} `denied` when `next` adds, removes or changes another
+ * brane (its edges included) or the graph's resolvers or name
+ */
+export function confineReload (old: Plan, next: Plan, brane: string): Set<string> {
+  if (!old.branes.some((b) => b.name === brane) && !next.branes.some((b) => b.name === brane)) {
+    throw new BraneNotFoundError(`Neither the running manifest nor the new one has a brane "${brane}"`)
+  }
+  const before = new Map(old.branes.map((b) => [b.name, b]))
+  const after = new Map(next.branes.map((b) => [b.name, b]))
+  const others = [...new Set([...before.keys(), ...after.keys()])].filter((name) => name !== brane)
+  const changes: string[] = []
+  for (const name of others) {
+    const a = before.get(name)
+    const b = after.get(name)
+    if (a === undefined) {
+      changes.push(`adds brane "${name}"`)
+    } else if (b === undefined) {
+      changes.push(`removes brane "${name}"`)
+    } else if (JSON.stringify(a) !== JSON.stringify(b)) {
+      changes.push(`changes brane "${name}"`)
+    }
+  }
+  if (JSON.stringify(old.resolvers) !== JSON.stringify(next.resolvers)) {
+    changes.push('changes the resolvers')
+  }
+  if (old.name !== next.name) {
+    changes.push('renames the graph')
+  }
+  if (changes.length > 0) {
+    throw new CapabilityTokenError(`A reload confined to brane "${brane}" may change only that brane, but this manifest ${changes.join(', ')}: nothing changed (that needs deploy on brane/*)`, 'denied')
+  }
+  return new Set(others)
+}
+
+async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<string, RunningBrane>, init: LocalNodeInit, context: BraneContext, options: AbortOptions, keep: ReadonlySet<string> = new Set()): Promise<{ generation: Generation, reused: Set<string> }> {
   const running = new Map<string, RunningBrane>()
   const reused = new Set<string>()
   const skipped: BraneStatus[] = []
@@ -609,7 +652,8 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
   for (const brane of plan.branes) {
     options.signal?.throwIfAborted()
     try {
-      const started = await startBrane(brane, file, init, context, current.get(brane.name), options)
+      const kept = keep.has(brane.name) ? current.get(brane.name) : undefined
+      const started = kept ?? await startBrane(brane, file, init, context, current.get(brane.name), options)
       if ('reason' in started) {
         skipped.push(started)
         if (started.state === 'skipped') {

@@ -90,10 +90,12 @@ export function reloadCommand (program: Command, ctx: CliContext): void {
   program.command('reload')
     .description('Hot-reload the running daemon: validate the manifest, warm new and changed branes beside the old, switch atomically, drain the old')
     .argument('[file]', 'manifest to load (default: the one running)')
-    .action(async (file: string | undefined, _opts: unknown, command: Command) => {
+    .option('--brane <name>', 'change only this brane (refused if the manifest changes any other); what a token for deploy on brane/NAME allows')
+    .action(async (file: string | undefined, opts: { brane?: string }, command: Command) => {
       let report: ReloadReport
       try {
-        report = await adminJson<ReloadReport>(ctx.home(homeOption(command)), '/v1/reload', {
+        const query = opts.brane === undefined ? '' : `?brane=${encodeURIComponent(opts.brane)}`
+        report = await adminJson<ReloadReport>(ctx.home(homeOption(command)), `/v1/reload${query}`, {
           body: file === undefined ? {} : { file: resolve(ctx.cwd, file) },
           ...(ctx.signal === undefined ? {} : { signal: ctx.signal })
         })
