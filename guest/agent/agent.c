@@ -1,10 +1,14 @@
 /*
  * Omega guest agent: PID 1 of a frontier (microVM) guest.
  *
- * It mounts /dev, /proc, /sys and /tmp, loads the virtio modules listed in
- * /lib/modules/omega/order, finds the virtio-serial port named "omega.agent" (or, when
- * the VMM offers no virtio-serial, listens on vsock port 1024) and serves framed
- * requests from the host, one at a time, by running the workload /app/run.
+ * It mounts /dev, /proc, /sys and /tmp, loads the modules listed in
+ * /lib/modules/omega/order (dependencies first, as the host resolved them from the
+ * kernel's modules.dep), opens the transport the VMM gives it (kernel command line
+ * omega.transport=virtio-serial: the port named "omega.agent"; omega.transport=vsock:
+ * vsock port 1024) and serves framed requests from the host, one at a time, by running
+ * the workload /app/run. When it cannot open that transport it says why on the console
+ * and exits: PID 1 exiting panics the kernel, the VMM stops (panic=-1, no reboot), and
+ * the host reports the console at once instead of waiting for a ping.
  *
  * Frame: a 12-byte header (u32 payload length, u8 type, 3 zero bytes, u32 request id;
  * big-endian) and the payload. Types:
@@ -160,9 +164,24 @@ static int send_frame (int fd, unsigned char type, uint32_t id, const unsigned c
   return 0;
 }
 
+/* What a finit_module errno most likely means here */
+static const char *module_hint (int err) {
+  switch (err) {
+    case ENOENT: return " (unknown symbols: a module it depends on is not loaded before it)";
+    case ENOEXEC: return " (not a module for this kernel: another release, or still compressed)";
+    case EKEYREJECTED: return " (its signature was refused)";
+    case ENOMEM: return " (the guest is out of memory)";
+    default: return "";
+  }
+}
+
+static int loaded_modules = 0;
+static int failed_modules = 0;
+
 static void load_modules (void) {
   FILE *order = fopen("/lib/modules/omega/order", "r");
   if (order == NULL) {
+    log_console("no /lib/modules/omega/order: loading no modules");
     return;
   }
   char line[256];
@@ -173,14 +192,21 @@ static void load_modules (void) {
     }
     char path[512];
     snprintf(path, sizeof path, "/lib/modules/omega/%s", line);
+    char msg[700];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
+      snprintf(msg, sizeof msg, "cannot open module %s: %s", line, strerror(errno));
+      log_console(msg);
+      failed_modules++;
       continue;
     }
     if (syscall(SYS_finit_module, fd, "", 0) != 0 && errno != EEXIST) {
-      char msg[600];
-      snprintf(msg, sizeof msg, "cannot load module %s: %s", line, strerror(errno));
+      int err = errno;
+      snprintf(msg, sizeof msg, "cannot load module %s: %s%s", line, strerror(err), module_hint(err));
       log_console(msg);
+      failed_modules++;
+    } else {
+      loaded_modules++;
     }
     close(fd);
   }
@@ -236,6 +262,41 @@ static int listen_vsock (void) {
     return -1;
   }
   return s;
+}
+
+/* The value of omega.transport= on the kernel command line, or "" when none is given */
+static void cmdline_transport (char *out, size_t size) {
+  out[0] = 0;
+  char line[4096] = { 0 };
+  int fd = open("/proc/cmdline", O_RDONLY);
+  if (fd < 0) {
+    return;
+  }
+  ssize_t n = read(fd, line, sizeof line - 1);
+  close(fd);
+  if (n <= 0) {
+    return;
+  }
+  const char *at = strstr(line, "omega.transport=");
+  if (at == NULL) {
+    return;
+  }
+  at += strlen("omega.transport=");
+  size_t len = strcspn(at, " \n");
+  if (len >= size) {
+    len = size - 1;
+  }
+  memcpy(out, at, len);
+  out[len] = 0;
+}
+
+/* Says why the agent cannot serve, and exits (as PID 1 this stops the VM) */
+static void fail_transport (const char *what) {
+  char msg[600];
+  snprintf(msg, sizeof msg, "FATAL: %s (modules: %d loaded, %d failed); exiting", what, loaded_modules, failed_modules);
+  log_console(msg);
+  sync();
+  exit(1);
 }
 
 static void reap_orphans (void) {
@@ -420,8 +481,13 @@ int main (void) {
     load_modules();
   }
   signal(SIGPIPE, SIG_IGN);
+  char transport[32];
+  cmdline_transport(transport, sizeof transport);
+  int want_serial = strcmp(transport, "vsock") != 0;
+  int want_vsock = strcmp(transport, "virtio-serial") != 0;
   int port = -1;
-  for (int i = 0; i < 1000 && port < 0; i++) {
+  /* the port appears once virtio_console has probed the device: wait up to 5 s */
+  for (int i = 0; want_serial && i < 1000 && port < 0; i++) {
     port = open_port();
     if (port < 0) {
       sleep_ms(5);
@@ -438,12 +504,14 @@ int main (void) {
       sleep_ms(2);
     }
   }
+  if (!want_vsock) {
+    fail_transport("the VMM gave a virtio-serial port but none named " PORT_NAME " appeared within 5 s (is virtio_console loaded?)");
+  }
   int listener = listen_vsock();
   if (listener < 0) {
-    log_console("no virtio-serial port named " PORT_NAME " and no vsock: cannot serve");
-    for (;;) {
-      pause();
-    }
+    char what[200];
+    snprintf(what, sizeof what, "cannot listen on vsock port 1024: %s%s", strerror(errno), want_serial ? " (and no virtio-serial port named " PORT_NAME ")" : "");
+    fail_transport(what);
   }
   log_console("serving on vsock port 1024");
   for (;;) {

@@ -86,8 +86,11 @@ describe('the initramfs archive', () => {
 
 describe('the guest kernel command line', () => {
   it('passes the host TSC frequency so the guest skips calibration', () => {
-    const line = kernelCmdline(2_596_096)
+    const line = kernelCmdline(2_596_096, 'virtio-serial')
     assert.match(line, /tsc_early_khz=2596096 tsc=reliable lpj=10384384 no_timer_check/)
     assert.match(line, /rdinit=\/init/)
+    // the agent opens the transport it is told, and exits (panic=-1: the VM stops) when it cannot
+    assert.match(line, /panic=-1 .*omega\.transport=virtio-serial/)
+    assert.match(kernelCmdline(2_596_096, 'vsock'), /omega\.transport=vsock/)
   })
 })

@@ -22,7 +22,7 @@ import { VmmError } from '../../errors.ts'
 import { AgentConnection, openUnix } from './agent.ts'
 import type { VmConfig, VmExit, VmHandle, VmmDriver } from './driver.ts'
 import { killAndWait, spawnVmm } from './processes.ts'
-import { hostKhz, kernelCmdline } from './qemu.ts'
+import { consoleTail, hostKhz, kernelCmdline } from './qemu.ts'
 
 const exec = promisify(execFile)
 
@@ -94,7 +94,7 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async bootArgs (config: VmConfig): Promise<string> {
-    return kernelCmdline(await hostKhz(), config.cmdline)
+    return kernelCmdline(await hostKhz(), 'vsock', config.cmdline)
   }
 
   async identity (config: VmConfig, options: AbortOptions = {}): Promise<string> {
@@ -226,7 +226,7 @@ class FirecrackerVm implements VmHandle {
     const out = this.#output().trim()
     let log = ''
     try {
-      log = (await readFile(join(this.#config.dir, 'console.log'), 'utf8')).trim().split('\n').slice(-8).join('\n')
+      log = consoleTail(await readFile(join(this.#config.dir, 'console.log'), 'utf8'))
     } catch {
       // the console goes to Firecracker's stdout
     }

@@ -5,9 +5,10 @@
  *
  * The initramfs holds the guest agent as `/init` (guest/agent/agent.c, compiled
  * statically with the host's gcc and cached by source hash), busybox with its applets
- * under `/bin`, the virtio modules the agent loads (`/lib/modules/omega/`), and the
- * workload's files under `/app`. `/app/run` must exist and be executable: the agent runs
- * it once per request or event (see README, "Frontier").
+ * under `/bin`, the virtio modules the agent loads and their dependencies, in load
+ * order (`/lib/modules/omega/`, see modules.ts), and the workload's files under `/app`.
+ * `/app/run` must exist and be executable: the agent runs it once per request or event
+ * (see README, "Frontier").
  *
  * Reproducible: entries are sorted, every mtime, uid and gid is 0, inode numbers are
  * assigned in order, and the archive is gzipped without a name or time.
@@ -22,19 +23,9 @@ import { gzipSync } from 'node:zlib'
 import { blake3Hex } from '../../identity/index.ts'
 import type { AbortOptions } from '../../interfaces/index.ts'
 import { GuestImageError, GuestImageNotFoundError } from '../../errors.ts'
+import { agentModules } from './modules.ts'
 
 const exec = promisify(execFile)
-
-/** Kernel modules the agent loads, in order (virtio-mmio and virtio-serial; vsock for VMMs without virtio-serial) */
-export const GUEST_MODULES = [
-  'kernel/drivers/virtio/virtio.ko',
-  'kernel/drivers/virtio/virtio_ring.ko',
-  'kernel/drivers/virtio/virtio_mmio.ko',
-  'kernel/drivers/char/virtio_console.ko',
-  'kernel/net/vmw_vsock/vsock.ko',
-  'kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko',
-  'kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko'
-] as const
 
 /** A built guest image */
 export interface GuestImage {
@@ -252,17 +243,11 @@ export async function buildGuest (options: BuildGuestOptions): Promise<GuestImag
     ...await busyboxEntries(options.busybox ?? '/bin/busybox', options),
     ...await workloadEntries(from)
   ]
+  // the agent's modules and their dependencies, in load order, decompressed
   const order: string[] = []
-  for (const mod of GUEST_MODULES) {
-    const file = join(modules, mod)
-    if (!existsSync(file)) {
-      if (mod.includes('vsock')) {
-        continue // vsock is only for VMMs without virtio-serial
-      }
-      throw new GuestImageError(`Cannot build guest "${name}": kernel module ${file} is missing (the kernel ${kernel} needs its modules in ${modules}, or pass --modules DIR)`)
-    }
-    entries.push({ path: `lib/modules/omega/${basename(mod)}`, mode: S_IFREG | 0o644, data: await readFile(file) })
-    order.push(basename(mod))
+  for (const mod of await agentModules(modules, options)) {
+    entries.push({ path: `lib/modules/omega/${mod.name}`, mode: S_IFREG | 0o644, data: mod.data })
+    order.push(mod.name)
   }
   entries.push({ path: 'lib/modules/omega/order', mode: S_IFREG | 0o644, data: Buffer.from(order.join('\n') + '\n') })
 

@@ -46,14 +46,29 @@ export async function hostKhz (): Promise<number> {
   return mhz === undefined ? 2_000_000 : Math.round(Number(mhz) * 1000)
 }
 
-/** The guest kernel's command line: quiet, PID 1 is the agent, TSC calibration skipped */
-export function kernelCmdline (khz: number, extra?: string): string {
+/**
+ * The guest kernel's command line: quiet, PID 1 is the agent (told which transport the
+ * VMM gives it), TSC calibration skipped; a panic (the agent exiting) stops the VM
+ */
+export function kernelCmdline (khz: number, transport: 'virtio-serial' | 'vsock', extra?: string): string {
   // lpj at HZ=250 (Debian's): loops per jiffy ~ khz * 1000 / 250
   return [
-    'console=ttyS0', 'quiet', 'loglevel=3', 'panic=-1', 'rdinit=/init',
+    'console=ttyS0', 'quiet', 'loglevel=3', 'panic=-1', 'rdinit=/init', `omega.transport=${transport}`,
     `tsc_early_khz=${khz}`, 'tsc=reliable', `lpj=${khz * 4}`, 'no_timer_check', 'random.trust_cpu=on',
     ...(extra === undefined || extra === '' ? [] : [extra])
   ].join(' ')
+}
+
+/**
+ * What of a guest console explains a failure: every line the agent wrote (the last 20),
+ * the kernel's panic line, and the last 2 lines, in console order without repeats
+ */
+export function consoleTail (text: string): string {
+  const lines = text.replaceAll('\r', '').trim().split('\n')
+  const agent = lines.flatMap((line, i) => line.includes('omega-agent:') ? [i] : []).slice(-20)
+  const panic = lines.flatMap((line, i) => /Kernel panic|VFS: Unable to mount/.test(line) ? [i] : []).slice(0, 1)
+  const last = lines.map((_, i) => i).slice(-2)
+  return [...new Set([...agent, ...panic, ...last])].sort((a, b) => a - b).map((i) => lines[i]).join('\n')
 }
 
 export class QemuDriver implements VmmDriver {
@@ -97,7 +112,7 @@ export class QemuDriver implements VmmDriver {
       '-smp', String(config.vcpus), '-m', mem,
       '-object', `memory-backend-file,id=mem,size=${mem},mem-path=${paths === undefined ? 'RAM' : config.ramFile},share=${config.ramShared ? 'on' : 'off'}`,
       '-kernel', config.kernel, '-initrd', config.initrd,
-      '-append', kernelCmdline(this.#khz, config.cmdline),
+      '-append', kernelCmdline(this.#khz, 'virtio-serial', config.cmdline),
       '-serial', `file:${p.console}`,
       '-device', 'virtio-serial-device,max_ports=2',
       '-chardev', `socket,id=agent,path=${p.agent},server=on,wait=off`,
@@ -288,7 +303,7 @@ class QemuVm implements VmHandle {
   async diagnostics (): Promise<string> {
     let consoleLog = ''
     try {
-      consoleLog = (await readFile(this.#paths.console, 'utf8')).trim().split('\n').slice(-8).join('\n')
+      consoleLog = consoleTail(await readFile(this.#paths.console, 'utf8'))
     } catch {
       // no console output yet
     }

@@ -16,7 +16,8 @@ import { join } from 'node:path'
 import { blake3Hex, createBlake3, verify } from '../../identity/index.ts'
 import type { AbortOptions, Logger } from '../../interfaces/index.ts'
 import { VmmError } from '../../errors.ts'
-import type { VmConfig, VmmDriver } from './driver.ts'
+import type { AgentConnection } from './agent.ts'
+import type { VmConfig, VmHandle, VmmDriver } from './driver.ts'
 import type { GuestImage } from './image.ts'
 import { combineSignals } from './signals.ts'
 
@@ -138,13 +139,14 @@ export async function ensureGolden (init: GoldenInit, options: AbortOptions = {}
   const combined = combineSignals([AbortSignal.timeout(init.bootTimeoutMs ?? 120_000), options.signal])
   try {
     const signal = combined.signal
-    const agent = await connectWithRetry(vm, signal)
+    let agent: AgentConnection | undefined
     try {
+      agent = await connectWithRetry(vm, signal)
       await agent.ready({ signal })
     } catch (err) {
-      throw new VmmError(`The guest "${init.image.name}" did not answer its first ping within ${init.bootTimeoutMs ?? 120_000} ms${vm.dead ? ' (the VMM exited)' : ''}\n${await vm.diagnostics()}`, { cause: err })
+      throw await bootFailure(init.image.name, vm, init.bootTimeoutMs ?? 120_000, options, err)
     } finally {
-      agent.close()
+      agent?.close()
     }
     // the agent sees EOF before the snapshot: restored clones start waiting for a host
     await new Promise((resolve) => setTimeout(resolve, 20))
@@ -183,7 +185,47 @@ export async function ensureGolden (init: GoldenInit, options: AbortOptions = {}
   return { ...made, madeInMs }
 }
 
-async function connectWithRetry (vm: { connectAgent: (o?: AbortOptions) => Promise<import('./agent.ts').AgentConnection>, dead: boolean }, signal: AbortSignal): Promise<import('./agent.ts').AgentConnection> {
+/**
+ * Why a first boot failed, with the console tail. A VMM that exits while booting (the
+ * agent exits when it cannot open its transport, and the kernel then stops the VM) is
+ * reported at once with the likely cause; only a guest that stays up silent waits for
+ * the boot timeout.
+ */
+async function bootFailure (name: string, vm: VmHandle, timeoutMs: number, options: AbortOptions, cause: unknown): Promise<Error> {
+  if (options.signal?.aborted === true) {
+    return cause instanceof Error ? cause : new VmmError(String(cause))
+  }
+  // the agent's connection may close a moment before the VMM's exit is seen
+  const exit = await Promise.race([vm.exited, new Promise<undefined>((resolve) => setTimeout(resolve, 1000, undefined).unref())])
+  const diagnostics = await vm.diagnostics()
+  if (exit === undefined) {
+    return new VmmError(`The guest "${name}" did not answer its first ping within ${timeoutMs} ms\n${diagnostics}`, { cause })
+  }
+  const how = exit.signal === null ? `with code ${String(exit.code)}` : `on ${exit.signal}`
+  return new VmmError(`The guest "${name}" stopped while booting (its VMM exited ${how}) before its agent answered; likely cause: ${likelyBootCause(diagnostics)}\n${diagnostics}`, { cause })
+}
+
+/** The likely cause of a failed boot, read from the guest console and the VMM's stderr */
+export function likelyBootCause (diagnostics: string): string {
+  if (/cannot (load|open) module/.test(diagnostics)) {
+    return 'the guest kernel\'s modules did not load (the image was built for another kernel, or its modules are incomplete: rebuild it with "omega guest build", or pass --kernel and --modules of one release)'
+  }
+  if (/FATAL: .*(virtio-serial|vsock)/.test(diagnostics)) {
+    return 'the agent could not open the transport the VMM gave it (the kernel lacks virtio-serial or vsock support, or the VMM did not attach the device)'
+  }
+  if (/omega-agent:/.test(diagnostics)) {
+    return 'the agent stopped (see the console below)'
+  }
+  if (/Kernel panic|VFS: Unable to mount/.test(diagnostics)) {
+    return 'the kernel stopped before the agent ran (a kernel that cannot run under this VMM, or a damaged initramfs)'
+  }
+  if (/QEMU:|Firecracker:/.test(diagnostics)) {
+    return 'the VMM refused to run the guest (its message is below)'
+  }
+  return 'unknown: the guest printed nothing (a kernel that cannot boot under this VMM?)'
+}
+
+async function connectWithRetry (vm: VmHandle, signal: AbortSignal): Promise<AgentConnection> {
   for (;;) {
     signal.throwIfAborted()
     try {
