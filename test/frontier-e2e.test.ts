@@ -6,13 +6,13 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LocalNode } from '../src/daemon/index.ts'
 import { exitCodeFor } from '../src/cli/main.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { liveVmms, probeFrontier, runDirFor, snapshotRootFor } from '../src/runtime/microvm/index.ts'
+import { liveVmms, probeFrontier, removeGuest, runDirFor, snapshotRootFor } from '../src/runtime/microvm/index.ts'
 import { cli, copyFixtures, ROOT, until } from './helpers.ts'
 
 const probe = await probeFrontier()
@@ -118,6 +118,51 @@ describe('a frontier brane between two WASM branes', { skip }, () => {
       await node.stop()
     }
     assert.equal(ourQemus(runDirFor(home)), '', 'stopping the node stops its microVMs')
+  })
+
+  it('a guest that cannot boot fails within seconds with its console; the WASM branes serve and omega ps shows it failed', async () => {
+    // a kernel "without its modules": the modules the image carries are not ELF, so none loads
+    const modules = join(dir, 'bad-modules')
+    await mkdir(join(modules, 'kernel'), { recursive: true })
+    await writeFile(join(modules, 'modules.dep'), 'kernel/virtio_mmio.ko:\nkernel/virtio_console.ko:\n')
+    await writeFile(join(modules, 'kernel/virtio_mmio.ko'), 'not a module\n')
+    await writeFile(join(modules, 'kernel/virtio_console.ko'), 'not a module\n')
+    const built = await cli(['guest', 'build', 'broken', '--from', join(ROOT, 'examples/frontier/upper'), '--modules', modules], home)
+    assert.equal(built.code, 0, built.err)
+    await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'hello.wasm'))
+    await writeFile(join(dir, 'broken.toml'), `
+[brane.hello]
+image = "hello.wasm"
+trigger = { http = "/hi/*" }
+
+[brane.vm]
+capability = "frontier"
+guest = "broken"
+lifecycle = "pooled"
+limits = { mem_max = "128 MiB" }
+`)
+    const node = await LocalNode.start(join(dir, 'broken.toml'), { home, port: 0, logging: silentLogging() })
+    try {
+      const vm = node.branes.find((b) => b.name === 'vm')
+      assert.equal(vm?.state, 'failed')
+      // the agent said why on the console and exited; the host saw the VMM stop (no 120 s wait)
+      assert.match(vm.reason ?? '', /The guest "broken" stopped while booting \(its VMM exited with code \d+\) before its agent answered; likely cause: the guest kernel's modules did not load/)
+      assert.match(vm.reason ?? '', /guest console:[\s\S]*cannot load module virtio_mmio\.ko: Exec format error \(not a module for this kernel/)
+      assert.match(vm.reason ?? '', /FATAL: the VMM gave a virtio-serial port but none named omega\.agent appeared/)
+      const hello = await fetch(`${node.url}/hi/there`)
+      assert.equal(hello.status, 200)
+      assert.equal(await hello.text(), 'hello from omega: /hi/there\n')
+      const ps = await cli(['ps'], home)
+      assert.equal(ps.code, 0, ps.err)
+      assert.match(ps.out, /^hello +running /m)
+      assert.match(ps.out, /^vm +failed .*The guest "broken" stopped while booting.* \(attempt 1, next \S+\)$/m)
+      const json = JSON.parse((await cli(['ps', '--json'], home)).out) as { branes: Array<{ name: string, state: string, reason?: string }> }
+      assert.match(json.branes.find((b) => b.name === 'vm')?.reason ?? '', /guest console:/)
+    } finally {
+      await node.stop()
+      await removeGuest(home, 'broken')
+    }
+    assert.equal(ourQemus(runDirFor(home)), '', 'no QEMU of the failed brane is left running')
   })
 
   it('refuses gpu = "passthrough" at placement on a host without VFIO, with the reason and exit code 7', async (t) => {

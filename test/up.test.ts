@@ -141,6 +141,31 @@ describe('LocalNode', () => {
     })
   })
 
+  it('starts what it can: a brane that cannot start is shown failed, retried, and serves once it can', async () => {
+    const dir = await mkdtemp(join(home, 'partial-'))
+    await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'hello.wasm'))
+    const manifest = join(dir, 'omega.toml')
+    await writeFile(manifest, '[brane.hello]\nimage = "hello.wasm"\n[brane.late]\nimage = "late.wasm"\n')
+    const node = await LocalNode.start(manifest, { home: join(dir, 'home'), port: 0, logging: silentLogging(), admin: false })
+    try {
+      assert.equal((await fetch(`${node.url}/hello/x`)).status, 200)
+      const late = node.branes.find((b) => b.name === 'late')
+      assert.equal(late?.state, 'failed')
+      assert.match(late.reason ?? '', /image "late\.wasm" not found/)
+      assert.equal(late.attempts, 1)
+      assert.equal((await fetch(`${node.url}/late/x`)).status, 404)
+      // the image appears: the next attempt (1 s back-off) starts it beside the running brane
+      await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'late.wasm'))
+      await until(() => node.branes.find((b) => b.name === 'late')?.state === 'running', 20_000, 'the failed brane to start on a retry')
+      const res = await fetch(`${node.url}/late/x`)
+      assert.equal(res.status, 200)
+      assert.equal(await res.text(), 'hello from omega: /late/x\n')
+      assert.equal((await fetch(`${node.url}/hello/x`)).status, 200)
+    } finally {
+      await node.stop()
+    }
+  })
+
   it('lists every brane that cannot start', async () => {
     const dir = await mkdtemp(join(home, 'many-'))
     const manifest = join(dir, 'omega.toml')

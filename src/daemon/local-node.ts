@@ -73,9 +73,12 @@ const DEFAULT_STATE_GC_MS = 60_000
 
 export interface BraneStatus {
   readonly name: string
-  readonly state: 'running' | 'skipped' | 'remote'
+  readonly state: 'running' | 'skipped' | 'remote' | 'failed'
   /** why a brane is not running */
   readonly reason?: string
+  /** a failed brane: how many starts failed, and when the next one is (ISO time) */
+  readonly attempts?: number
+  readonly retryAt?: string
   /** the component's content address */
   readonly id?: string
   readonly source?: string
@@ -121,10 +124,27 @@ interface BraneContext {
 interface Generation {
   readonly file: string
   readonly plan: Plan
-  readonly running: ReadonlyMap<string, RunningBrane>
+  /** grows when a failed brane starts on a retry */
+  readonly running: Map<string, RunningBrane>
   /** the event handlers of the branes that take events */
-  readonly events: ReadonlyMap<string, EventTarget>
+  readonly events: Map<string, EventTarget>
   readonly skipped: readonly BraneStatus[]
+  /** branes that could not start when the node started, retried with back-off */
+  readonly failed: Map<string, FailedBrane>
+}
+
+/** A brane that could not start, and when it is tried again */
+interface FailedBrane {
+  readonly plan: BranePlan
+  readonly error: Error
+  readonly attempts: number
+  /** ms since the epoch */
+  readonly retryAt: number
+}
+
+/** Back-off between start attempts of a failed brane: 1 s, doubling, at most 5 min */
+export function retryDelayMs (attempts: number): number {
+  return Math.min(1000 * 2 ** Math.min(attempts - 1, 20), 300_000)
 }
 
 export interface ReloadOptions extends AbortOptions {
@@ -158,8 +178,11 @@ export class LocalNode {
   #settlement: Settlement | undefined
   #revocations: RevocationList | undefined
   #generation: Generation
-  /** reloads run one after another */
+  /** reloads (and retries of failed branes) run one after another */
   #reloading: Promise<unknown> = Promise.resolve()
+  readonly #retryTimers = new Map<string, NodeJS.Timeout>()
+  /** aborted by stop(): ends a retry that is still starting its brane */
+  readonly #stopping = new AbortController()
   readonly #log: Logger
   readonly #startedAt = new Date()
   /** compacts replicated state at the shortest `gc_interval` of the running branes */
@@ -230,7 +253,8 @@ export class LocalNode {
     }
     let generation: Generation
     try {
-      ({ generation } = await loadGeneration(manifestFile ?? '', plan, new Map(), init, context, options))
+      // a brane that cannot start does not stop the others: it is retried (start fails when none can)
+      ({ generation } = await loadGeneration(manifestFile ?? '', plan, new Map(), init, context, options, { tolerate: () => true }))
     } catch (err) {
       state.close()
       throw err
@@ -316,6 +340,9 @@ export class LocalNode {
       throw err
     }
     log.info({ did: key.did, url: gateway.url, branes: generation.running.size }, init.placement === undefined ? 'node up (one-node mode: every substrate maps to this node)' : 'node up (mesh mode: this node runs its share of each deployment)')
+    for (const name of generation.failed.keys()) {
+      node.#scheduleRetry(name)
+    }
     return node
   }
 
@@ -352,7 +379,59 @@ export class LocalNode {
   }
 
   get branes (): readonly BraneStatus[] {
-    return [...[...this.#generation.running.values()].map((r) => r.status), ...this.#generation.skipped]
+    const failed = [...this.#generation.failed.values()].map((f): BraneStatus => ({
+      name: f.plan.name, state: 'failed', reason: f.error.message, attempts: f.attempts, retryAt: new Date(f.retryAt).toISOString(), routes: []
+    }))
+    return [...[...this.#generation.running.values()].map((r) => r.status), ...this.#generation.skipped, ...failed]
+  }
+
+  /** Try a failed brane again after its back-off; on success it joins the running generation */
+  #scheduleRetry (name: string): void {
+    const failure = this.#generation.failed.get(name)
+    if (failure === undefined || this.#stopping.signal.aborted) {
+      return
+    }
+    const delay = retryDelayMs(failure.attempts)
+    this.#generation.failed.set(name, { ...failure, retryAt: Date.now() + delay })
+    const timer = setTimeout(() => {
+      this.#retryTimers.delete(name)
+      const run = this.#reloading.then(async () => this.#retry(name))
+      this.#reloading = run.catch(() => {})
+    }, delay)
+    timer.unref()
+    this.#retryTimers.set(name, timer)
+  }
+
+  async #retry (name: string): Promise<void> {
+    const generation = this.#generation
+    const failure = generation.failed.get(name)
+    if (failure === undefined || this.#stopping.signal.aborted) {
+      return
+    }
+    let started: Awaited<ReturnType<typeof startBrane>>
+    try {
+      started = await startBrane(failure.plan, generation.file, this.#init, this.#context, undefined, { signal: this.#stopping.signal })
+    } catch (err) {
+      generation.failed.set(name, { ...failure, error: err as Error, attempts: failure.attempts + 1 })
+      this.#log.warn({ brane: name, attempts: failure.attempts + 1, error: (err as Error).name }, `brane ${name} still cannot start: ${(err as Error).message}`)
+      this.#scheduleRetry(name)
+      return
+    }
+    if ('reason' in started || this.#stopping.signal.aborted || this.#generation !== generation) {
+      // placed elsewhere now, or the node moved on while it started
+      if (!('reason' in started)) {
+        await started.close()
+      }
+      return
+    }
+    generation.failed.delete(name)
+    generation.running.set(name, started)
+    if (started.events !== undefined) {
+      generation.events.set(name, started.events)
+    }
+    this.#route()
+    this.#dispatcher.kick()
+    this.#log.info({ brane: name, attempts: failure.attempts + 1 }, `brane ${name} started after ${failure.attempts} failed attempts`)
   }
 
   /** What `omega ps` shows */
@@ -399,9 +478,13 @@ export class LocalNode {
     const old = this.#generation
     // a reload confined to one brane keeps every other one exactly as it runs
     const keep = options.brane === undefined ? new Set<string>() : confineReload(old.plan, plan, options.brane)
-    const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.#context, options, keep)
+    // a brane that could not start before may still fail: that alone does not refuse the reload
+    const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.#context, options, { keep, tolerate: (name) => old.failed.has(name) })
     this.#generation = generation
     this.#route()
+    for (const name of generation.failed.keys()) {
+      this.#scheduleRetry(name)
+    }
     // events follow the new edges from now on; deliveries already running finish
     this.#dispatcher.stop()
     this.#dispatcher = this.#newDispatcher(generation)
@@ -584,6 +667,11 @@ export class LocalNode {
 
   /** Stop accepting requests, then close every brane */
   async stop (): Promise<void> {
+    this.#stopping.abort(new OmegaError('The node is stopping'))
+    for (const timer of this.#retryTimers.values()) {
+      clearTimeout(timer)
+    }
+    await this.#reloading
     await this.#resolvers?.stop()
     await this.#metrics?.stop()
     await this.#admin?.stop()
@@ -603,11 +691,6 @@ export class LocalNode {
   }
 }
 
-/**
- * Load every brane of `plan`, reusing a running brane whose plan and component are the
- * same. On any failure, close what this call started (never what it reused) and throw
- * every failure at once.
- */
 /**
  * The branes a reload confined to `brane` keeps running as they are (all the others).
  * @throws {CapabilityTokenError} `denied` when `next` adds, removes or changes another
@@ -644,11 +727,20 @@ export function confineReload (old: Plan, next: Plan, brane: string): Set<string
   return new Set(others)
 }
 
-async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<string, RunningBrane>, init: LocalNodeInit, context: BraneContext, options: AbortOptions, keep: ReadonlySet<string> = new Set()): Promise<{ generation: Generation, reused: Set<string> }> {
+/**
+ * Load every brane of `plan`, reusing a running brane whose plan and component are the
+ * same, and keeping those in `keep` as they run. On any failure, close what this call
+ * started (never what it reused) and throw every failure at once. Failures of branes
+ * that `tolerate` names do not count, unless no brane could start at all: those are
+ * returned in `failed`, to be retried.
+ */
+async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<string, RunningBrane>, init: LocalNodeInit, context: BraneContext, options: AbortOptions, settings: { keep?: ReadonlySet<string>, tolerate?: (brane: string) => boolean } = {}): Promise<{ generation: Generation, reused: Set<string> }> {
+  const keep = settings.keep ?? new Set<string>()
   const running = new Map<string, RunningBrane>()
   const reused = new Set<string>()
   const skipped: BraneStatus[] = []
   const failures: Error[] = []
+  const failed = new Map<string, FailedBrane>()
   for (const brane of plan.branes) {
     options.signal?.throwIfAborted()
     try {
@@ -667,9 +759,15 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
       }
     } catch (err) {
       failures.push(err as Error)
+      failed.set(brane.name, { plan: brane, error: err as Error, attempts: 1, retryAt: 0 })
     }
   }
-  if (failures.length > 0) {
+  const tolerated = failures.length > 0 && running.size > 0 && [...failed.keys()].every((name) => settings.tolerate?.(name) === true)
+  if (tolerated) {
+    for (const f of failed.values()) {
+      init.logging.forComponent('node').error({ brane: f.plan.name, error: f.error.name }, `brane ${f.plan.name} cannot start; the others serve and it is retried: ${f.error.message}`)
+    }
+  } else if (failures.length > 0) {
     await Promise.allSettled([...running.values()].filter((r) => !reused.has(r.plan.name)).map(async (r) => { await r.close() }))
     const first = failures[0] as Error
     if (failures.length === 1) {
@@ -680,7 +778,7 @@ async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<st
     throw err
   }
   const events = new Map([...running.values()].flatMap((r) => r.events === undefined ? [] : [[r.plan.name, r.events] as const]))
-  return { generation: { file, plan, running, events, skipped }, reused }
+  return { generation: { file, plan, running, events, skipped, failed }, reused }
 }
 
 async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, context: BraneContext, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {

@@ -7,7 +7,7 @@ import { parseDuration } from '../../manifest/index.ts'
 import { decodePprof, type LogRecord } from '../../observe/index.ts'
 import { OmegaError, UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
-import { table } from '../table.ts'
+import { firstLine, table } from '../table.ts'
 
 /** Commands that talk to a running daemon through its admin API */
 export function opsCommands (program: Command, ctx: CliContext): void {
@@ -26,7 +26,9 @@ export function opsCommands (program: Command, ctx: CliContext): void {
       ctx.stdout.write(table(['brane', 'state', 'substrate', 'profile', 'lifecycle', 'routes', 'image'], status.branes.map((b) => [
         String(b.name), String(b.state), String(b.substrate ?? ''), String(b.profile ?? ''), String(b.lifecycle ?? ''),
         Array.isArray(b.routes) ? b.routes.join(' ') || '—' : '—',
-        b.state === 'running' ? String(b.source ?? '') : String(b.reason ?? '')
+        b.state === 'running'
+          ? String(b.source ?? '')
+          : `${firstLine(typeof b.reason === 'string' ? b.reason : undefined)}${b.state === 'failed' ? ` (attempt ${String(b.attempts)}, next ${String(b.retryAt)})` : ''}`
       ])))
       const resolvers = (status.resolvers ?? []) as Array<Record<string, unknown>>
       if (resolvers.length > 0) {

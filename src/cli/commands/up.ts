@@ -7,7 +7,7 @@ import { UsageError } from '../../errors.ts'
 import { parseDuration } from '../../manifest/index.ts'
 import { isRootDid } from '../../identity/index.ts'
 import { homeOption, type CliContext } from '../context.ts'
-import { table } from '../table.ts'
+import { firstLine, table } from '../table.ts'
 
 interface UpOptions {
   watch?: boolean
@@ -61,8 +61,11 @@ export function upCommand (program: Command, ctx: CliContext): void {
       }, signal)
       ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
-        b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : b.reason ?? ''
+        b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : firstLine(b.reason)
       ])))
+      for (const b of node.branes.filter((b) => b.state === 'failed')) {
+        ctx.stderr.write(`omega: brane ${b.name} cannot start (the others serve; retried with back-off, see "omega ps"): ${b.reason ?? ''}\n`)
+      }
       for (const r of node.resolvers) {
         ctx.stdout.write(`omega: resolver ${r.name} (${r.mode}) ${r.host}${r.brane === undefined ? '' : ` → ${r.brane}`}\n`)
       }
