@@ -120,6 +120,35 @@ describe('HttpBrane limits and lifecycles', () => {
     await waitFor(() => spin.stats.workers === 1 && spin.stats.spareReady)
   })
 
+  it('pipelines jobs in a worker: each runs once, in order, and all answer', async () => {
+    // one worker, no spare: every request beyond the first waits inside that worker
+    const counter = await brane('build/fixtures/counter.wasm', { name: 'piped', lifecycle: 'pinned', spare: false, pipeline: 4 })
+    const answers = await Promise.all(Array.from({ length: 40 }, async (_, i) => counter.handle(get(`/${i}`))))
+    // the instance counts its calls: 40 distinct counts, in the order sent
+    assert.deepEqual(answers.map((r) => Number(text(r.body).split(' ')[0])), Array.from({ length: 40 }, (_, i) => i + 1))
+    assert.ok(answers.some((r) => r.timing.queueMs > 0))
+  })
+
+  it('pipelining keeps each job\'s deadline: a job queued behind a spinning guest gets its own, and none fails for another', async () => {
+    const spin = await brane('build/fixtures/spin.wasm', { name: 'piped-spin', deadlineMs: 300, maxWorkers: 1, spare: false, pipeline: 4 })
+    const started = Date.now()
+    const calls = ['/a', '/b', '/c'].map(async (path) => {
+      try {
+        await spin.handle(get(path))
+        return { path, ms: Date.now() - started, name: 'ok' }
+      } catch (err) {
+        return { path, ms: Date.now() - started, name: (err as Error).name }
+      }
+    })
+    await waitFor(() => spin.stats.busy === 1)
+    const outcomes = await Promise.all(calls)
+    // one worker: each spun for its own full deadline, one after another
+    assert.deepEqual(outcomes.map((o) => o.name), ['DeadlineExceededError', 'DeadlineExceededError', 'DeadlineExceededError'])
+    assert.equal(spin.stats.deadlineKills, 3, 'each job was stopped at its own deadline')
+    const [a, b, c] = outcomes.map((o) => o.ms) as [number, number, number]
+    assert.ok(b - a >= 250 && c - b >= 250, `each ran its own 300 ms (ended at ${a}, ${b}, ${c} ms)`)
+  })
+
   it('contains an infinite loop: DeadlineExceededError, a warm replacement, a healthy neighbour', async () => {
     const spin = await brane('build/fixtures/spin.wasm', { name: 'loop', deadlineMs: 300 })
     await waitFor(() => spin.stats.spareReady)

@@ -139,6 +139,15 @@ export interface BraneOptions {
    */
   readonly spare?: boolean
   /**
+   * Jobs each worker may hold: the running one and those sent to wait behind it, so
+   * that a busy worker starts its next job without a round trip to the main thread. A
+   * job is only queued behind one that started less than 20 ms ago; jobs waiting in a
+   * worker that hits the deadline or dies go back to the brane's queue (they never ran).
+   * 1 sends a job only to an idle worker. The deadline of each job counts from its start.
+   * @default 4
+   */
+  readonly pipeline?: number
+  /**
    * Most bytes of stdout + stderr one request may log; the rest is dropped and one
    * marker line says so.
    * @default 1048576
@@ -237,12 +246,17 @@ interface Slot {
   role: 'active' | 'spare'
   ready: boolean
   gone: boolean
-  job: Job | undefined
+  /** jobs sent to the worker and not answered, in order: the first is running, the others wait there */
+  readonly jobs: Job[]
+  /** messages of jobs dispatched to it, sent at the end of the event-loop turn */
+  outbox: ToWorker[]
   idleSince: number
   failure: unknown
 }
 
 const WORKER_URL = new URL('./worker.js', import.meta.url)
+/** a job is queued behind a running one only while that has run less than this */
+const PIPELINE_MAX_AGE_MS = 20
 /** worker start-ups that may fail in a row before the brane stops trying */
 const MAX_START_FAILURES = 3
 
@@ -275,6 +289,7 @@ export abstract class WorkerBrane {
   readonly #maxWorkers: number
   readonly #idleMs: number
   readonly #useSpare: boolean
+  readonly #pipeline: number
   readonly #throttle: CpuThrottle | undefined
   readonly #queue: Job[] = []
   readonly #active = new Set<Slot>()
@@ -289,6 +304,7 @@ export abstract class WorkerBrane {
   #nextId = 1
   #closing = false
   #drained: (() => void) | undefined
+  #flushing = false
   readonly #onEmit: OnEmit | undefined
   readonly #onState: OnState | undefined
 
@@ -304,6 +320,7 @@ export abstract class WorkerBrane {
     this.#minWorkers = Math.min(this.#maxWorkers, Math.max(1, options.minWorkers ?? 1))
     this.#idleMs = positive(options.idleWorkerMs ?? 30_000, 'idleWorkerMs')
     this.#useSpare = options.spare ?? true
+    this.#pipeline = Math.max(1, Math.floor(options.pipeline ?? 4))
     const quota = options.cpuQuota ?? Infinity
     this.#throttle = quota === Infinity ? undefined : new CpuThrottle({ quota, ...(options.cpuWindowMs === undefined ? {} : { windowMs: options.cpuWindowMs }) })
     this.#init = {
@@ -359,8 +376,8 @@ export abstract class WorkerBrane {
     let busy = 0
     let idle = 0
     for (const slot of this.#active) {
-      busy += slot.job === undefined ? 0 : 1
-      idle += slot.ready && slot.job === undefined ? 1 : 0
+      busy += slot.jobs.length === 0 ? 0 : 1
+      idle += slot.ready && slot.jobs.length === 0 ? 1 : 0
     }
     return {
       lifecycle: this.#init.lifecycle,
@@ -515,11 +532,10 @@ export abstract class WorkerBrane {
     this.#active.clear()
     this.#spare = undefined
     await Promise.all(slots.map(async (slot) => {
-      const job = this.#takeJob(slot)
-      if (job !== undefined) {
+      slot.gone = true
+      for (let job = this.#takeJob(slot); job !== undefined; job = this.#takeJob(slot)) {
         this.#settle(job, undefined, closed)
       }
-      slot.gone = true
       await slot.worker.terminate()
     }))
   }
@@ -556,7 +572,7 @@ export abstract class WorkerBrane {
       // a backstop for host-side JS memory (linear memory is capped by mem_max)
       resourceLimits: { maxOldGenerationSizeMb: 512 }
     })
-    const slot: Slot = { worker, hostCalls, role, ready: false, gone: false, job: undefined, idleSince: performance.now(), failure: undefined }
+    const slot: Slot = { worker, hostCalls, role, ready: false, gone: false, jobs: [], outbox: [], idleSince: performance.now(), failure: undefined }
     if (role === 'spare') {
       this.#spare = slot
     } else {
@@ -608,7 +624,7 @@ export abstract class WorkerBrane {
         break
       case 'response':
       case 'error': {
-        if (slot.job?.id !== message.id) {
+        if (slot.jobs[0]?.id !== message.id) {
           return
         }
         const job = this.#takeJob(slot) as Job
@@ -647,6 +663,7 @@ export abstract class WorkerBrane {
       }
     }
     const job = this.#takeJob(slot)
+    this.#requeue(slot)
     if (job !== undefined) {
       this.#throttle?.charge(performance.now() - job.startedAt)
       this.#settle(job, undefined, new GuestError(`Brane "${this.name}" stopped while it tried to ${job.what}: ${reason}`, { cause: failure }))
@@ -655,14 +672,15 @@ export abstract class WorkerBrane {
   }
 
   #onDeadline (slot: Slot, job: Job): void {
-    if (slot.job !== job) {
+    if (slot.jobs[0] !== job) {
       return
     }
+    this.#remove(slot)
     this.#takeJob(slot)
+    this.#requeue(slot)
     this.#deadlineKills++
     this.#throttle?.charge(this.#deadline)
     this.#settle(job, undefined, new DeadlineExceededError(`Brane "${this.name}" did not ${job.what} within its ${this.#deadline} ms deadline: the call was stopped`))
-    this.#remove(slot)
     slot.worker.terminate().catch(ignore)
     this.#pump()
   }
@@ -677,7 +695,7 @@ export abstract class WorkerBrane {
 
   #busy (): boolean {
     for (const slot of this.#active) {
-      if (slot.job !== undefined) {
+      if (slot.jobs.length > 0) {
         return true
       }
     }
@@ -697,7 +715,7 @@ export abstract class WorkerBrane {
         }
         break
       }
-      const slot = this.#idleSlot() ?? this.#grow()
+      const slot = this.#idleSlot() ?? this.#grow() ?? this.#pipelineSlot()
       if (slot === undefined) {
         break
       }
@@ -722,11 +740,30 @@ export abstract class WorkerBrane {
 
   #idleSlot (): Slot | undefined {
     for (const slot of this.#active) {
-      if (slot.ready && slot.job === undefined) {
+      if (slot.ready && slot.jobs.length === 0) {
         return slot
       }
     }
     return undefined
+  }
+
+  /**
+   * A busy worker that may take one more job behind its running one, so that it never
+   * waits for the main thread between jobs: the least loaded whose queue is below the
+   * pipeline depth and whose running job is young (a job queued behind a spinning guest
+   * waits for the deadline, then goes back to the brane's queue: keep that rare)
+   */
+  #pipelineSlot (): Slot | undefined {
+    let best: Slot | undefined
+    const now = performance.now()
+    for (const slot of this.#active) {
+      const head = slot.jobs[0]
+      if (slot.ready && head !== undefined && slot.jobs.length < this.#pipeline && now - head.startedAt < PIPELINE_MAX_AGE_MS &&
+        (best === undefined || slot.jobs.length < best.jobs.length)) {
+        best = slot
+      }
+    }
+    return best
   }
 
   /** A ready worker for a waiting request: the spare if warm; else starts one (undefined: wait) */
@@ -777,7 +814,7 @@ export abstract class WorkerBrane {
       if (this.#active.size <= this.#minWorkers) {
         return
       }
-      if (slot.ready && slot.job === undefined && now - slot.idleSince > this.#idleMs) {
+      if (slot.ready && slot.jobs.length === 0 && now - slot.idleSince > this.#idleMs) {
         this.#remove(slot)
         slot.worker.terminate().catch(ignore)
       }
@@ -785,10 +822,10 @@ export abstract class WorkerBrane {
   }
 
   #dispatch (slot: Slot, job: Job): void {
-    slot.job = job
-    job.startedAt = performance.now()
-    job.queueMs = job.startedAt - job.enqueuedAt
-    job.timer = setTimeout(() => { this.#onDeadline(slot, job) }, this.#deadline)
+    slot.jobs.push(job)
+    if (slot.jobs.length === 1) {
+      this.#begin(slot, job)
+    }
     const work = job.work
     const message: ToWorker = work.type === 'request'
       ? { type: 'request', id: job.id, request: work.request }
@@ -797,18 +834,58 @@ export abstract class WorkerBrane {
         : work.type === 'snapshot'
           ? { type: 'snapshot', id: job.id }
           : { type: 'restore', id: job.id, state: work.state }
-    slot.worker.postMessage(message)
+    slot.outbox.push(message)
+    if (!this.#flushing) {
+      this.#flushing = true
+      setImmediate(() => { this.#flush() })
+    }
   }
 
-  /** The running job leaves its worker (answered, late, or the worker died) */
+  /**
+   * Sends each worker the jobs dispatched to it since the last flush, in one message: a
+   * message to an idle thread costs a wake-up, so the jobs of one event-loop turn share it
+   */
+  #flush (): void {
+    this.#flushing = false
+    for (const slot of this.#active) {
+      if (slot.outbox.length > 0 && !slot.gone) {
+        slot.worker.postMessage(slot.outbox.length === 1 ? slot.outbox[0] : slot.outbox)
+        slot.outbox = []
+      }
+    }
+  }
+
+  /**
+   * `job` starts running in its worker (the worker starts the next job as soon as it has
+   * answered the one before): its deadline counts from now
+   */
+  #begin (slot: Slot, job: Job): void {
+    job.startedAt = performance.now()
+    job.queueMs = job.startedAt - job.enqueuedAt
+    job.timer = setTimeout(() => { this.#onDeadline(slot, job) }, this.#deadline)
+  }
+
+  /** The running job leaves its worker (answered, late, or the worker died); the next one there starts */
   #takeJob (slot: Slot): Job | undefined {
-    const job = slot.job
-    slot.job = undefined
+    const job = slot.jobs.shift()
     slot.idleSince = performance.now()
     clearTimeout(job?.timer)
     // nothing waits for its host calls any more
     job?.calls?.abort(new BraneClosedError(`Brane "${this.name}" no longer waits: its call to ${job.what} ended`))
+    const next = slot.jobs[0]
+    if (next !== undefined && !slot.gone) {
+      this.#begin(slot, next)
+    }
     return job
+  }
+
+  /** The jobs waiting in a worker that stops never started there: they go back to the front of the queue */
+  #requeue (slot: Slot): void {
+    const waiting = slot.jobs.splice(0)
+    for (const job of waiting) {
+      clearTimeout(job.timer)
+    }
+    this.#queue.unshift(...waiting.filter((job) => !job.settled))
   }
 
   /**
@@ -818,7 +895,7 @@ export abstract class WorkerBrane {
    */
   #onHostCall (slot: Slot, message: HostCallMessage): void {
     const answer = (value: HostCallAnswer): void => { answerHostCall(slot.hostCalls, message.seq, value) }
-    const job = slot.job
+    const job = slot.jobs[0]
     if (job === undefined || job.id !== message.job) {
       answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" made a host call outside of its job` } })
       return

@@ -1,7 +1,8 @@
 /**
  * Worker thread entry of a brane (HTTP or event): imports the transpiled component,
  * keeps a pool of instances by the brane's lifecycle (pre-warmed before `ready` is
- * posted, refilled in the background after each job), and runs one job at a time:
+ * posted, refilled in the background after each job), and runs its jobs one at a time
+ * in the order they came (the main thread keeps a few queued here):
  * acquire an instance, call its `wasi:http/incoming-handler` (a request) or
  * `omega:brane/handler` (an event), post the outcome with its accounting. A guest
  * that spins blocks only this thread, and the main thread terminates it at the
@@ -221,16 +222,36 @@ function crash (err: unknown): never {
   process.exit(1)
 }
 
+/** Jobs sent and not yet answered; the first is running */
+const jobs: ToWorker[] = []
+
+async function drain (): Promise<void> {
+  while (jobs.length > 0) {
+    await serve(jobs[0] as ToWorker)
+    jobs.shift()
+  }
+}
+
 // CPU profiling (cpu-profile.ts) runs beside the jobs: V8 samples from its own thread
 const profiler = new WorkerProfiler((message) => { port?.postMessage(message) })
-port.on('message', (message: ToWorker | ToProfiler) => {
-  if (WorkerProfiler.accepts(message)) {
-    profiler.handle(message)
+port.on('message', (message: ToWorker | readonly ToWorker[] | ToProfiler) => {
+  if (!Array.isArray(message) && WorkerProfiler.accepts(message as ToWorker | ToProfiler)) {
+    profiler.handle(message as ToProfiler)
     return
   }
-  // handled one at a time: the main thread sends the next job after the answer
-  serve(message).catch(crash)
+  // the main thread keeps a few jobs queued here (several in one message) so that this
+  // thread never waits for the next one: they run one at a time, in the order sent
+  const idle = jobs.length === 0
+  if (Array.isArray(message)) {
+    jobs.push(...message as readonly ToWorker[])
+  } else {
+    jobs.push(message as ToWorker)
+  }
+  if (idle) {
+    drain().catch(crash)
+  }
 })
+
 // a spare is only useful warm: fill before announcing readiness. A component that
 // cannot be instantiated at all still starts, and each request reports why.
 try {
