@@ -7,13 +7,14 @@
  * const { plan, warnings } = await loadManifest('examples/hello/omega.toml')
  * ```
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { ManifestError, type ManifestIssue } from '../errors.ts'
 import { parseManifestText, type ManifestFormat } from './parse.ts'
 import { validateManifest, formatKeyPath } from './validate.ts'
 import { compilePlan, type Plan } from './plan.ts'
 import type { Manifest } from './schema.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
+import { MANIFEST_LIMITS } from './limits.ts'
 
 export { manifestJsonSchema, CAPABILITY_KEYS, SUBSTRATES, PROFILES, LIFECYCLES, RESOLVER_MODES, AUTH_MODES } from './schema.ts'
 export type { Manifest, BraneSpec, CapabilityKey, Substrate, Profile, Lifecycle } from './schema.ts'
@@ -22,6 +23,7 @@ export type { Plan, BranePlan, Grants, Limits, HttpRoute, Edge, ReplicaRule, Res
 export { parseSize, parseDuration, parseCpuQuota, formatSize, formatDuration } from './quantity.ts'
 export { formatOf, type ManifestFormat } from './parse.ts'
 export { formatKeyPath }
+export { MANIFEST_LIMITS, checkManifestBounds } from './limits.ts'
 
 export interface LoadedManifest {
   readonly manifest: Manifest
@@ -56,8 +58,17 @@ export function checkManifest (text: string, file: string, options: CheckOptions
 export async function loadManifest (file: string, options: CheckOptions & AbortOptions = {}): Promise<LoadedManifest> {
   let text: string
   try {
+    // a file far past the bound is refused before it is read whole
+    const { size } = await stat(file)
+    if (size > MANIFEST_LIMITS.maxBytes) {
+      const why = `the file holds ${size} bytes, more than a manifest may (${MANIFEST_LIMITS.maxBytes})`
+      throw new ManifestError(`Cannot read manifest ${file}: ${why}`, [{ file, path: '', message: why, severity: 'error' }])
+    }
     text = await readFile(file, { encoding: 'utf8', ...(options.signal === undefined ? {} : { signal: options.signal }) })
   } catch (err) {
+    if (err instanceof ManifestError) {
+      throw err
+    }
     const code = (err as NodeJS.ErrnoException).code
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'it is a directory' : code === 'EACCES' ? 'permission denied' : String(err)
     throw new ManifestError(`Cannot read manifest ${file}: ${why}`, [{ file, path: '', message: why, severity: 'error' }], { cause: err })

@@ -186,6 +186,51 @@ describe('manifest validation', () => {
   })
 })
 
+describe('manifest bounds (hostile input)', () => {
+  /** The one error `text` gives, as `file:line:col: error: …` */
+  const refusal = (text: string, file: string): string => {
+    let issues: string[] = []
+    assert.throws(() => checkManifest(text, file), (err) => { issues = errorsOf(err, file); return true })
+    assert.equal(issues.length, 1, issues.join('\n'))
+    return issues[0] as string
+  }
+  const chain = (n: number, cycle = false): string => [
+    ...Array.from({ length: n }, (_, i) => `[brane.b${i}]\nimage = "x.wasm"\n`),
+    '[graph]\nedges = [\n',
+    ...Array.from({ length: n - 1 }, (_, i) => `  { from = "b${i}", to = "b${i + 1}", on = "t" },\n`),
+    cycle ? `  { from = "b${n - 1}", to = "b0", on = "t" },\n` : '',
+    ']\n'
+  ].join('')
+
+  it('refuses deep nesting, long key paths and long strings with file:line, before parsing', () => {
+    assert.equal(refusal(`x = ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`, 'deep.toml'), 'deep.toml:1:37: error: arrays and tables are nested more than 32 deep')
+    assert.equal(refusal(`{"brane": ${'['.repeat(10_000)}${']'.repeat(10_000)}}`, 'deep.json'), 'deep.json:1:42: error: arrays and tables are nested more than 32 deep')
+    assert.equal(refusal(`a:\n  b: ${'['.repeat(10_000)}\n`, 'deep.yaml'), 'deep.yaml:2:38: error: arrays and tables are nested more than 32 deep')
+    // D3: a 200 KB table header of 100 000 dotted parts once ran the parser out of memory
+    assert.equal(refusal(`[${Array.from({ length: 100_000 }, () => 'a').join('.')}]\n`, 'dotted.toml'), 'dotted.toml:1:33: error: a key path of more than 16 dotted parts')
+    assert.equal(refusal(`[brane.a]\nimage = "${'a'.repeat(300_000)}"\n`, 'long.toml'), 'long.toml:2:9: error: a string of more than 65536 characters (a manifest names files; it does not hold them)')
+    assert.match(refusal('# x\n'.repeat(300_000), 'big.toml'), /^big\.toml:1:1: error: the file holds 1200000 bytes, more than a manifest may \(1048576\)$/)
+    // what is within the bounds still reads: dotted keys, floats, times, apostrophes in YAML
+    checkManifest('[brane.a]\nimage = "x.wasm"\nlimits.cpu_quota = 0.5\n', 'ok.toml')
+    checkManifest('brane:\n  a:\n    image: "x.wasm" # it\'s fine\n', 'ok.yaml')
+  })
+
+  it('refuses a YAML alias bomb at the first alias', () => {
+    const levels = Array.from({ length: 8 }, (_, i) => {
+      const prev = String.fromCharCode(97 + i)
+      return `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array.from({ length: 9 }, () => `*${prev}`).join(',')}]`
+    })
+    const text = ['a: &a ["x","x","x","x","x","x","x","x","x"]', ...levels, ''].join('\n')
+    assert.equal(refusal(text, 'bomb.yaml'), 'bomb.yaml:2:8: error: aliases expand to more than 100 nodes (a "billion laughs" document)')
+  })
+
+  it('bounds branes and edges, and checks a long chain of edges without recursion', () => {
+    assert.equal(refusal(chain(1001), 'many.toml'), 'many.toml:1:2: error: brane: 1001 branes, more than a manifest may hold (1000): split the application into several manifests')
+    assert.equal(checkManifest(chain(1000), 'chain.toml').plan.edges.length, 999)
+    assert.equal(refusal(chain(1000, true), 'loop.toml'), 'loop.toml:2003:3: error: graph.edges[0]: the event graph has a cycle: b0 → b1 → b2 → b3 → … → b998 → b999 → b0 (1000 branes) (set [graph] allow_cycles = true if it is intended)')
+  })
+})
+
 describe('plan', () => {
   it('resolves defaults, grants, limits and edges', async () => {
     const { plan } = await loadManifest(join(SEEDS, 'gaia-fetch.toml'))

@@ -5,6 +5,7 @@
 import { parseTOML, getStaticTOMLValue, ParseError as TomlParseError, type AST } from 'toml-eslint-parser'
 import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node as YamlNode } from 'yaml'
 import { ManifestError, type ManifestIssue } from '../errors.ts'
+import { checkManifestBounds, MANIFEST_LIMITS } from './limits.ts'
 
 export type ManifestFormat = 'toml' | 'json' | 'yaml'
 export type KeyPath = ReadonlyArray<string | number>
@@ -41,10 +42,19 @@ export function formatOf (file: string): ManifestFormat {
  * the line and column.
  */
 export function parseManifestText (text: string, file: string, format: ManifestFormat = formatOf(file)): ParsedManifest {
-  switch (format) {
-    case 'toml': return parseToml(text, file)
-    case 'json': return parseJson(text, file)
-    case 'yaml': return parseYaml(text, file)
+  checkManifestBounds(text, file, format)
+  try {
+    switch (format) {
+      case 'toml': return parseToml(text, file)
+      case 'json': return parseJson(text, file)
+      case 'yaml': return parseYaml(text, file)
+    }
+  } catch (err) {
+    // a backstop behind the bounds: whatever still exhausts a parser is the manifest's fault
+    if (err instanceof RangeError) {
+      throw syntaxError(file, format.toUpperCase(), `the document is too deeply nested or too large to read (${err.message})`, undefined, err)
+    }
+    throw err
   }
 }
 
@@ -181,7 +191,18 @@ function parseYaml (text: string, file: string): ParsedManifest {
     const message = first.message.split('\n')[0] ?? first.message
     return throwing(syntaxError(file, 'YAML', message.charAt(0).toLowerCase() + message.slice(1), { line: pos.line, column: pos.col }, first))
   }
-  return { file, format: 'yaml', data: doc.toJS({ maxAliasCount: 100 }), locate }
+  let data: unknown
+  try {
+    data = doc.toJS({ maxAliasCount: MANIFEST_LIMITS.maxYamlAliases })
+  } catch (err) {
+    if (err instanceof ReferenceError && /alias count/i.test(err.message)) {
+      const alias = /(^|[\s,[{:-])\*[^\s,\]}]/m.exec(text)
+      const position = alias === null ? undefined : positionOfOffset(text, alias.index + alias[1]!.length)
+      throw syntaxError(file, 'YAML', `aliases expand to more than ${MANIFEST_LIMITS.maxYamlAliases} nodes (a "billion laughs" document)`, position, err)
+    }
+    throw err
+  }
+  return { file, format: 'yaml', data, locate }
 }
 
 function yamlLocator (text: string): { doc: ReturnType<typeof parseDocument>, lineCounter: LineCounter, locate: (path: KeyPath) => SourcePosition } {

@@ -9,6 +9,7 @@ import type { ManifestIssue } from '../errors.ts'
 import type { KeyPath, ParsedManifest } from './parse.ts'
 import { CAPABILITY_KEYS, manifestJsonSchema, type Manifest } from './schema.ts'
 import { parseCpuQuota, parseDuration, parseSize } from './quantity.ts'
+import { MANIFEST_LIMITS } from './limits.ts'
 
 interface JsonSchema {
   type?: string
@@ -298,6 +299,14 @@ function checkObject (list: IssueList, schema: JsonSchema, value: Record<string,
 function checkMeaning (list: IssueList, manifest: Partial<Manifest>): void {
   const branes = isObject(manifest.brane) ? manifest.brane : {}
   const names = Object.keys(branes)
+  const edges = isObject(manifest.graph) && Array.isArray(manifest.graph.edges) ? manifest.graph.edges.length : 0
+  if (names.length > MANIFEST_LIMITS.maxBranes || edges > MANIFEST_LIMITS.maxEdges) {
+    const [path, what] = names.length > MANIFEST_LIMITS.maxBranes
+      ? [['brane'], `${names.length} branes, more than a manifest may hold (${MANIFEST_LIMITS.maxBranes})`]
+      : [['graph', 'edges'], `${edges} edges, more than a manifest may hold (${MANIFEST_LIMITS.maxEdges})`]
+    list.error(path, `${what}: split the application into several manifests`)
+    return
+  }
   const routes = new Map<string, string>()
   for (const [name, brane] of Object.entries(branes)) {
     if (!isObject(brane)) {
@@ -502,32 +511,50 @@ function checkGraph (list: IssueList, manifest: Partial<Manifest>, names: readon
     const first = cycle[0] ?? ''
     const second = cycle[1] ?? first
     const index = graph.edges.findIndex((e) => isObject(e) && e.from === first && e.to === second)
-    list.error(['graph', 'edges', Math.max(index, 0)], `the event graph has a cycle: ${[...cycle, first].join(' → ')} (set [graph] allow_cycles = true if it is intended)`)
+    list.error(['graph', 'edges', Math.max(index, 0)], `the event graph has a cycle: ${showCycle(cycle)} (set [graph] allow_cycles = true if it is intended)`)
   }
 }
 
-/** Each elementary cycle found by a depth-first search, reported once per strongly connected loop */
+/** `a → b → c → a`; a long cycle shows its ends and how many branes it passes */
+function showCycle (cycle: readonly string[]): string {
+  const loop = [...cycle, cycle[0] ?? '']
+  return loop.length <= 10 ? loop.join(' → ') : `${loop.slice(0, 4).join(' → ')} → … → ${loop.slice(-3).join(' → ')} (${cycle.length} branes)`
+}
+
+/**
+ * Each elementary cycle found by a depth-first search, reported once per strongly
+ * connected loop. Iterative: a chain of thousands of branes must not exhaust the stack.
+ */
 function findCycles (adjacency: ReadonlyMap<string, ReadonlySet<string>>): string[][] {
   const cycles: string[][] = []
   const state = new Map<string, 'visiting' | 'done'>()
   const stack: string[] = []
-  const visit = (node: string): void => {
-    state.set(node, 'visiting')
-    stack.push(node)
-    for (const next of adjacency.get(node) ?? []) {
+  for (const root of [...adjacency.keys()].sort()) {
+    if (state.has(root)) {
+      continue
+    }
+    // each frame: a node and what is left of its successors
+    const frames: Array<{ node: string, next: Iterator<string> }> = [{ node: root, next: (adjacency.get(root) ?? new Set<string>()).values() }]
+    state.set(root, 'visiting')
+    stack.push(root)
+    while (frames.length > 0) {
+      const frame = frames[frames.length - 1] as { node: string, next: Iterator<string> }
+      const step = frame.next.next()
+      if (step.done === true) {
+        frames.pop()
+        stack.pop()
+        state.set(frame.node, 'done')
+        continue
+      }
+      const next = step.value
       const mark = state.get(next)
       if (mark === 'visiting') {
         cycles.push(stack.slice(stack.indexOf(next)))
       } else if (mark === undefined) {
-        visit(next)
+        state.set(next, 'visiting')
+        stack.push(next)
+        frames.push({ node: next, next: (adjacency.get(next) ?? new Set<string>()).values() })
       }
-    }
-    stack.pop()
-    state.set(node, 'done')
-  }
-  for (const node of [...adjacency.keys()].sort()) {
-    if (!state.has(node)) {
-      visit(node)
     }
   }
   return cycles
