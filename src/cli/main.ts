@@ -13,7 +13,7 @@ import { imageCommands } from './commands/image.ts'
 import { biomeCommands } from './commands/biome.ts'
 import { upCommand } from './commands/up.ts'
 import { opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
-import { eventCommands } from './commands/events.ts'
+import { eventCommands, queueCommands } from './commands/events.ts'
 import { snapshotCommands } from './commands/snapshot.ts'
 import { guestCommands } from './commands/guest.ts'
 import { tokenCommands } from './commands/token.ts'
@@ -41,6 +41,7 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   TraceVerificationError: 12,
   SnapshotError: 13,
   DeploymentError: 16,
+  QueueError: 17,
   PlacementError: 7,
   GuestImageNotFoundError: 4,
   GuestImageError: 6,
@@ -104,14 +105,15 @@ export async function main (argv: readonly string[], options: MainOptions = {}):
   program.addHelpText('after', `
 Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image not found, 5 capability denied,
 6 component load failure, 7 unsupported on this node, 10 no daemon running, 11 admin request refused, 12 trace record invalid,
-13 snapshot refused, 14 capability token refused, 15 settlement receipts invalid, 16 deployment refused, 130 interrupted.
+13 snapshot refused, 14 capability token refused, 15 settlement receipts invalid, 16 deployment refused,
+17 event queue damaged, 130 interrupted.
 
 Examples:
   $ omega validate examples/seeds/*.toml
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
+  for (const register of [validateCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, queueCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
     register(program, ctx)
   }
 

@@ -240,7 +240,15 @@ export class LocalNode {
     const observer = new RequestObserver(new LogBook({ logger: init.logging.forComponent('brane') }))
     // branes emit through whichever dispatcher is current (it is replaced on reload)
     const holder: { node?: LocalNode } = {}
-    const state = new StateStore({ path: join(init.home, 'state.db'), logger: init.logging.forComponent('state') })
+    // the stores first: a damaged one refuses the start before anything runs
+    const queue = new EventQueue({ path: join(init.home, 'queue.db') })
+    let state: StateStore
+    try {
+      state = new StateStore({ path: join(init.home, 'state.db'), logger: init.logging.forComponent('state') })
+    } catch (err) {
+      queue.close()
+      throw err
+    }
     const context: BraneContext = {
       observer,
       state,
@@ -251,17 +259,20 @@ export class LocalNode {
         return holder.node.emit(brane, topic, payload, opts)
       }
     }
-    let generation: Generation
+    let generation: Generation | undefined
+    let revocations: RevocationList
     try {
       // a brane that cannot start does not stop the others: it is retried (start fails when none can)
       ({ generation } = await loadGeneration(manifestFile ?? '', plan, new Map(), init, context, options, { tolerate: () => true }))
+      revocations = await new RevocationList(init.home).load()
     } catch (err) {
+      await Promise.allSettled([...generation?.running.values() ?? []].map(async (r) => { await r.close() }))
       state.close()
+      queue.close()
       throw err
     }
     // capability tokens: the node's key and the configured roots; revocations persist in the home
     const roots = [key.did, ...(init.trustedRoots ?? [])]
-    const revocations = await new RevocationList(init.home).load()
     const gateway = new Gateway({
       logger: init.logging.forComponent('gateway'),
       authorize: (brane, token) => verifyCapability(token, { ability: 'invoke', resource: `brane/${brane}`, roots, revoked: revocations })
@@ -269,7 +280,6 @@ export class LocalNode {
       ...(init.host === undefined ? {} : { host: init.host }),
       ...(init.port === undefined ? {} : { port: init.port })
     })
-    const queue = new EventQueue({ path: join(init.home, 'queue.db') })
     const node = new LocalNode(key, init, generation, context, gateway, queue)
     holder.node = node
     node.#revocations = revocations

@@ -11,6 +11,7 @@
  * is in the OS before the call returns) but not a power cut; set `durability: 'full'`
  * for that.
  */
+import { statSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import { OmegaError } from '../errors.ts'
 
@@ -101,7 +102,7 @@ interface DeliveryRow {
   created_at: number
 }
 
-const SCHEMA = `
+export const SCHEMA = `
 CREATE TABLE IF NOT EXISTS events (
   id TEXT PRIMARY KEY,
   topic TEXT NOT NULL,
@@ -152,6 +153,30 @@ export class QueueError extends OmegaError {
   }
 }
 
+const DAMAGED_HINT = 'the node refuses to start over it so that no stored event is lost; "omega queue check" says what is wrong, "omega queue salvage" copies every readable event into a new queue and keeps the damaged file beside it'
+
+/** SQLite's quick_check of `db`: its problems, none when it is sound */
+export function quickCheck (db: Database.Database): string[] {
+  const rows = db.pragma('quick_check(20)') as Array<{ quick_check: string }>
+  const found = rows.flatMap((row) => row.quick_check.split('\n')).map((line) => line.trim()).filter((line) => line !== '' && !line.startsWith('*** in database'))
+  return found.length === 1 && found[0] === 'ok' ? [] : found
+}
+
+/**
+ * A queue file that exists with no bytes was truncated (SQLite writes its header when
+ * it creates one): starting over it would silently drop every stored event
+ */
+function refuseEmptyQueue (path: string): void {
+  if (path === ':memory:') {
+    return
+  }
+  const main = statSync(path, { throwIfNoEntry: false })
+  const wal = statSync(`${path}-wal`, { throwIfNoEntry: false })
+  if (main?.isFile() === true && main.size === 0 && (wal === undefined || wal.size === 0)) {
+    throw new QueueError(`The event queue ${path} exists but is empty (0 bytes): it was truncated, and its events are gone unless a backup has them. Remove the file to start with an empty queue`)
+  }
+}
+
 export class EventQueue {
   readonly #db: Database.Database
   readonly #maxAttempts: number
@@ -167,7 +192,13 @@ export class EventQueue {
   readonly #release: Database.Statement
   readonly #enqueueTx: (event: QueuedEvent, targets: readonly DeliveryTarget[]) => number
 
+  /**
+   * Opens (or creates) the queue. One that exists but is empty, cannot be read, or fails
+   * SQLite's quick_check is refused with a QueueError saying what to do: nothing is
+   * started over a queue that may have lost events.
+   */
   constructor (init: QueueInit) {
+    refuseEmptyQueue(init.path)
     try {
       this.#db = new Database(init.path)
     } catch (err) {
@@ -176,10 +207,22 @@ export class EventQueue {
     this.#maxAttempts = init.maxAttempts ?? 5
     this.#baseBackoff = init.baseBackoffMs ?? 100
     this.#maxBackoff = init.maxBackoffMs ?? 30_000
-    this.#db.pragma('journal_mode = WAL')
-    this.#db.pragma(`synchronous = ${init.durability === 'full' ? 'FULL' : 'NORMAL'}`)
-    this.#db.pragma('busy_timeout = 5000')
-    this.#db.exec(SCHEMA)
+    try {
+      this.#db.pragma('busy_timeout = 5000')
+      const problems = quickCheck(this.#db)
+      if (problems.length > 0) {
+        throw new QueueError(`The event queue ${init.path} is damaged (SQLite's quick_check: ${problems.slice(0, 3).join('; ')}): ${DAMAGED_HINT}`)
+      }
+      this.#db.pragma('journal_mode = WAL')
+      this.#db.pragma(`synchronous = ${init.durability === 'full' ? 'FULL' : 'NORMAL'}`)
+      this.#db.exec(SCHEMA)
+    } catch (err) {
+      this.#db.close()
+      if (err instanceof QueueError) {
+        throw err
+      }
+      throw new QueueError(`Cannot open the event queue ${init.path}: ${(err as Error).message}: ${DAMAGED_HINT}`, { cause: err })
+    }
     // a crash leaves claimed deliveries in flight: they go out again (at least once)
     this.#db.prepare("UPDATE deliveries SET state = 'pending' WHERE state = 'inflight'").run()
     this.#insertEvent = this.#db.prepare('INSERT OR IGNORE INTO events (id, topic, source, payload, trace_id, hops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')

@@ -1,8 +1,8 @@
 import type { Command } from 'commander'
 import { readFile, writeFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { adminJson } from '../../daemon/index.ts'
-import { verifyTrace, type DeadLetter, type TraceEndRecord } from '../../dispatch/index.ts'
+import { checkQueue, QueueError, salvageQueue, verifyTrace, type DeadLetter, type TraceEndRecord } from '../../dispatch/index.ts'
 import { OmegaError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
@@ -91,4 +91,37 @@ export function renderTrace (record: TraceEndRecord): string {
   ]))
   out += `\nend record signed by ${record.node} at ${record.signedAt}: ${problems.length === 0 ? 'signature ok' : `INVALID (${problems.join('; ')})`}\n`
   return out
+}
+
+/** `omega queue check` and `omega queue salvage`: the node's event queue file, with no daemon running */
+export function queueCommands (program: Command, ctx: CliContext): void {
+  const queue = program.command('queue')
+    .description('Look after the node\'s durable event queue ($OMEGA_HOME/queue.db)')
+  const pathOf = (command: Command): string => join(ctx.home(homeOption(command)), 'queue.db')
+
+  queue.command('check')
+    .description('Check the queue with SQLite\'s quick_check (exit 17 when it is damaged)')
+    .action(async (_opts: unknown, command: Command) => {
+      const report = checkQueue(pathOf(command))
+      if (report.problems.length === 0) {
+        ctx.stdout.write(`${report.path}: ok (${report.bytes} bytes)\n`)
+        return
+      }
+      throw new QueueError(`${report.path} is damaged:\n${report.problems.map((p) => `  ${p}`).join('\n')}\nRun "omega queue salvage" (with the node stopped) to copy every readable event into a new queue`)
+    })
+
+  queue.command('salvage')
+    .description('Copy every readable event and delivery into a new queue, keep the damaged file beside it (the node must be stopped)')
+    .action(async (_opts: unknown, command: Command) => {
+      const home = ctx.home(homeOption(command))
+      if (await adminJson(home, '/v1/status', signalOf(ctx)).then(() => true, () => false)) {
+        throw new QueueError('A node is running with this home: stop it before salvaging its queue')
+      }
+      const report = salvageQueue(pathOf(command))
+      ctx.stdout.write(`salvaged ${report.events} events and ${report.deliveries} deliveries into ${pathOf(command)}; ${report.lost} rows could not be read; the damaged file is ${report.damaged}\n`)
+    })
+}
+
+function signalOf (ctx: CliContext): { signal?: AbortSignal } {
+  return ctx.signal === undefined ? {} : { signal: ctx.signal }
 }
