@@ -86,11 +86,11 @@ export const cases: BenchCase[] = [
     subject: {
       label: 'omega: mid on another node (2 mesh hops)',
       round: async (budget) => chainRound(budget, async (payload) => a?.local.emit('web', 'hits', payload),
-        () => (a?.local.queueCounts().done ?? 0) + (b?.local.queueCounts().done ?? 0), BATCH)
+        () => (a?.local.acked ?? 0) + (b?.local.acked ?? 0), BATCH)
     },
     baseline: {
       label: 'the same chain on one node',
-      round: async (budget) => chainRound(budget, async (payload) => single?.emit('web', 'hits', payload), () => single?.queueCounts().done ?? 0, BATCH)
+      round: async (budget) => chainRound(budget, async (payload) => single?.emit('web', 'hits', payload), () => single?.acked ?? 0, BATCH)
     }
   }
 ]

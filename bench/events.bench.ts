@@ -140,7 +140,7 @@ export const cases: BenchCase[] = [
     subject: {
       label: 'omega: dispatcher + queue + 2 WASI branes',
       round: async (budget) => {
-        const counts = (): number => node?.queueCounts().done ?? 0
+        const counts = (): number => node?.acked ?? 0
         return chainRound(budget, async (payload) => node?.emit('web', 'hits', payload), counts)
       }
     },

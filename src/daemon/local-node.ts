@@ -563,6 +563,11 @@ export class LocalNode {
     return this.#queue.counts()
   }
 
+  /** Deliveries acknowledged since the node started (a counter, cheap to poll) */
+  get acked (): number {
+    return this.#queue.acked
+  }
+
   /** The dead-letter queue */
   deadLetters (): DeadLetter[] {
     return this.#queue.deadLetters()

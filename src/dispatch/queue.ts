@@ -191,6 +191,10 @@ export class EventQueue {
   readonly #kill: Database.Statement
   readonly #release: Database.Statement
   readonly #enqueueTx: (event: QueuedEvent, targets: readonly DeliveryTarget[]) => number
+  readonly #edgeDepth: Database.Statement
+  readonly #nextDue: Database.Statement
+  readonly #insertHop: Database.Statement
+  #acked = 0
 
   /**
    * Opens (or creates) the queue. One that exists but is empty, cannot be read, or fails
@@ -237,6 +241,9 @@ export class EventQueue {
     this.#retry = this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = attempts + 1, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#release = this.#db.prepare("UPDATE deliveries SET state = 'pending', next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#kill = this.#db.prepare("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?")
+    this.#edgeDepth = this.#db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE edge = ? AND state IN ('pending', 'inflight')")
+    this.#nextDue = this.#db.prepare("SELECT next_at AS t FROM deliveries WHERE edge = ? AND state = 'pending' ORDER BY id LIMIT 1")
+    this.#insertHop = this.#db.prepare('INSERT INTO hops (trace_id, event_id, source, target, topic, bytes, compressed, attempt, started_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
     this.#enqueueTx = this.#db.transaction((event: QueuedEvent, targets: readonly DeliveryTarget[]) => {
       this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, JSON.stringify(event.hops), event.createdAt)
       let added = 0
@@ -287,7 +294,12 @@ export class EventQueue {
 
   /** The delivery succeeded */
   ack (id: number, now = Date.now()): void {
-    this.#markDone.run(now, id)
+    this.#acked += this.#markDone.run(now, id).changes
+  }
+
+  /** Deliveries acknowledged since this queue was opened: a counter, not a query */
+  get acked (): number {
+    return this.#acked
   }
 
   /**
@@ -322,13 +334,13 @@ export class EventQueue {
 
   /** Pending and in-flight deliveries of one edge */
   edgeDepth (edge: string): number {
-    const row = this.#db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE edge = ? AND state IN ('pending', 'inflight')").get(edge) as { n: number }
+    const row = this.#edgeDepth.get(edge) as { n: number }
     return row.n
   }
 
   /** When the head of `edge` is due (ms since the epoch), if it has pending deliveries */
   nextDue (edge: string): number | undefined {
-    const row = this.#db.prepare("SELECT next_at AS t FROM deliveries WHERE edge = ? AND state = 'pending' ORDER BY id LIMIT 1").get(edge) as { t: number } | undefined
+    const row = this.#nextDue.get(edge) as { t: number } | undefined
     return row?.t
   }
 
@@ -349,8 +361,7 @@ export class EventQueue {
 
   /** Record one hop of a trace */
   recordHop (hop: Hop): void {
-    this.#db.prepare('INSERT INTO hops (trace_id, event_id, source, target, topic, bytes, compressed, attempt, started_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(hop.traceId, hop.eventId, hop.from, hop.to, hop.topic, hop.bytes, hop.compressed ? 1 : 0, hop.attempt, hop.startedAt, hop.endedAt, hop.outcome)
+    this.#insertHop.run(hop.traceId, hop.eventId, hop.from, hop.to, hop.topic, hop.bytes, hop.compressed ? 1 : 0, hop.attempt, hop.startedAt, hop.endedAt, hop.outcome)
   }
 
   /**
