@@ -443,8 +443,26 @@ export abstract class WorkerBrane {
         job.cleanup = () => { signal.removeEventListener('abort', onAbort) }
       }
       this.#queue.push(job)
+      this.#waitAtMost(job, this.#deadline)
       this.#pump()
     })
+  }
+
+  /**
+   * Admission control: a job still waiting for a worker (or for CPU quota) after `ms`
+   * is answered at once, so that callers queued behind a spinning or overloaded brane
+   * are not held for longer than its deadline
+   */
+  #waitAtMost (job: Job, ms: number): void {
+    clearTimeout(job.timer)
+    job.timer = setTimeout(() => {
+      const queued = this.#queue.indexOf(job)
+      if (queued === -1) {
+        return // a worker has it
+      }
+      this.#queue.splice(queued, 1)
+      this.#settle(job, undefined, new DeadlineExceededError(`Brane "${this.name}" could not ${job.what}: it waited ${Math.round(performance.now() - job.enqueuedAt)} ms for a worker, past its ${this.#deadline} ms deadline (the brane is overloaded or its workers are stuck)`))
+    }, Math.max(0, ms))
   }
 
   /**
@@ -822,6 +840,7 @@ export abstract class WorkerBrane {
   }
 
   #dispatch (slot: Slot, job: Job): void {
+    clearTimeout(job.timer)
     slot.jobs.push(job)
     if (slot.jobs.length === 1) {
       this.#begin(slot, job)
@@ -881,11 +900,12 @@ export abstract class WorkerBrane {
 
   /** The jobs waiting in a worker that stops never started there: they go back to the front of the queue */
   #requeue (slot: Slot): void {
-    const waiting = slot.jobs.splice(0)
+    const waiting = slot.jobs.splice(0).filter((job) => !job.settled)
+    this.#queue.unshift(...waiting)
     for (const job of waiting) {
-      clearTimeout(job.timer)
+      // what is left of its deadline, counted from when it was queued
+      this.#waitAtMost(job, this.#deadline - (performance.now() - job.enqueuedAt))
     }
-    this.#queue.unshift(...waiting.filter((job) => !job.settled))
   }
 
   /**
