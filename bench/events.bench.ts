@@ -134,7 +134,7 @@ export const cases: BenchCase[] = [
     teardown: async () => {
       await node?.stop()
       baseline?.close()
-      await rm(baseline?.path ?? '', { force: true })
+      await Promise.all(['', '-wal', '-shm'].map(async (suffix) => rm(`${baseline?.path ?? ''}${suffix}`, { force: true })))
       await cleanup()
     },
     subject: {
@@ -170,7 +170,7 @@ export const cases: BenchCase[] = [
       dispatcher?.stop()
       queue?.close()
       baseline?.close()
-      await rm(baseline?.path ?? '', { force: true })
+      await Promise.all(['', '-wal', '-shm'].map(async (suffix) => rm(`${baseline?.path ?? ''}${suffix}`, { force: true })))
       await cleanup()
     },
     subject: {

@@ -7,7 +7,7 @@
  * brane worker reports with each response (`timing.acquireMs`, …), so they include
  * nothing of the message round trip; "round trip" cases time `HttpBrane.handle()`.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, rmSync } from 'node:fs'
 import { mkdtemp, readFile } from 'node:fs/promises'
 import { freemem, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -41,9 +41,12 @@ function repoRoot (): string {
 
 let loading: Promise<LoadedComponent> | undefined
 async function hello (): Promise<LoadedComponent> {
-  loading ??= (async () => loadComponent(await readFile(join(repoRoot(), 'examples/hello/hello.wasm')), {
-    cacheDir: await mkdtemp(join(tmpdir(), 'omega-bench-'))
-  }))()
+  loading ??= (async () => {
+    const cacheDir = await mkdtemp(join(tmpdir(), 'omega-bench-'))
+    // shared by every case of this file: removed when the bench process ends
+    process.once('exit', () => { rmSync(cacheDir, { recursive: true, force: true }) })
+    return loadComponent(await readFile(join(repoRoot(), 'examples/hello/hello.wasm')), { cacheDir })
+  })()
   return loading
 }
 

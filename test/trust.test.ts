@@ -224,5 +224,12 @@ trigger = { http = "/secret/*" }
     assert.equal(escalation.code, 14)
     assert.match(escalation.err, /Cannot delegate logs:brane\/fetch: the parent token allows only deploy:brane\/fetch/)
     assert.equal((await cli(['token', 'issue', '--to', 'did:web:x', '--cap', 'deploy:brane/*'], home)).code, 2)
+    // --key takes an Ed25519 key only, checked as the node key is
+    const rsa = join(home, 'rsa.pem')
+    const { generateKeyPairSync } = await import('node:crypto')
+    await writeFile(rsa, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }))
+    const notEd25519 = await cli(['token', 'issue', '--to', alice.did, '--cap', 'ps:node', '--key', rsa], home)
+    assert.equal(notEd25519.code, 8, notEd25519.err)
+    assert.match(notEd25519.err, /expected an Ed25519 private key, got rsa/)
   })
 })

@@ -177,3 +177,16 @@ describe('LocalNode', () => {
     })
   })
 })
+
+describe('omega as a process', () => {
+  it('ends quietly with 0 when its reader stops early (omega --help | head -1)', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), '--help'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let err = ''
+    child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
+    // the reader is gone before omega writes (as when head has had its lines)
+    child.stdout.destroy()
+    const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve) })
+    assert.equal(code, 0, err)
+    assert.doesNotMatch(err, /EPIPE/)
+  })
+})

@@ -15,6 +15,13 @@ function onSignal (signal: NodeJS.Signals): void {
 }
 process.on('SIGINT', onSignal)
 process.on('SIGTERM', onSignal)
+// a reader that stops early (`omega --help | head`) is no error: end quietly
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') {
+    throw err
+  }
+  process.exit(process.exitCode ?? 0)
+})
 
 main(process.argv.slice(2), {
   signal: controller.signal,

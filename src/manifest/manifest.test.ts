@@ -215,6 +215,11 @@ describe('manifest bounds (hostile input)', () => {
     checkManifest('brane:\n  a:\n    image: "x.wasm" # it\'s fine\n', 'ok.yaml')
   })
 
+  it('refuses numbers with no sane meaning: cpu_quota = 7.5e9, a deadline of years', () => {
+    assert.equal(refusal('[brane.a]\nimage = "x.wasm"\nlimits = { cpu_quota = 7.5e9 }\n', 'cpu.toml'), 'cpu.toml:3:12: error: brane.a.limits.cpu_quota: expected at most 1024 cores, got 7500000000')
+    assert.equal(refusal('[brane.a]\nimage = "x.wasm"\nlimits = { deadline = "1000d" }\n', 'late.toml'), 'late.toml:3:12: error: brane.a.limits.deadline: expected at most "24h" (a call that may run longer is a job for a queue), got "1000d"')
+  })
+
   it('refuses a YAML alias bomb at the first alias', () => {
     const levels = Array.from({ length: 8 }, (_, i) => {
       const prev = String.fromCharCode(97 + i)

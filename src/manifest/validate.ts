@@ -416,6 +416,10 @@ function checkGlob (list: IssueList, path: KeyPath, glob: string): void {
   }
 }
 
+/** Most cores a cpu_quota may name, and the longest deadline (timers cannot wait past 24.8 days) */
+const MAX_CPU_QUOTA = 1024
+const MAX_DEADLINE_MS = 24 * 3600 * 1000
+
 function checkLimits (list: IssueList, brane: Record<string, unknown>, at: (...rest: KeyPath) => KeyPath, profile: string): void {
   const limits = brane.limits
   if (!isObject(limits)) {
@@ -435,12 +439,16 @@ function checkLimits (list: IssueList, brane: Record<string, unknown>, at: (...r
     const ms = parseDuration(limits.deadline)
     if (ms === 0) {
       list.error(at('limits', 'deadline'), 'expected a duration greater than 0')
+    } else if (ms !== undefined && ms > MAX_DEADLINE_MS) {
+      list.error(at('limits', 'deadline'), `expected at most "24h" (a call that may run longer is a job for a queue), got ${show(limits.deadline)}`)
     }
   }
   if (typeof limits.cpu_quota === 'string' || typeof limits.cpu_quota === 'number') {
     const share = parseCpuQuota(limits.cpu_quota)
     if (share === undefined || share <= 0) {
       list.error(at('limits', 'cpu_quota'), `expected a share of a core greater than 0, got ${show(limits.cpu_quota)}`)
+    } else if (share > MAX_CPU_QUOTA) {
+      list.error(at('limits', 'cpu_quota'), `expected at most ${MAX_CPU_QUOTA} cores, got ${show(limits.cpu_quota)}`)
     }
   }
 }

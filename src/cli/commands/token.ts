@@ -1,10 +1,8 @@
 import type { Command } from 'commander'
 import { readFile, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { createPrivateKey } from 'node:crypto'
 import { adminJson } from '../../daemon/index.ts'
 import {
-  NodeKey,
   RevocationList,
   delegateCapability,
   inspectCapability,
@@ -12,6 +10,7 @@ import {
   issueCapability,
   loadOrCreateNodeKey,
   parseCapability,
+  readNodeKeyFile,
   verifyCapability,
   type Capability
 } from '../../identity/index.ts'
@@ -101,7 +100,7 @@ export function tokenCommands (program: Command, ctx: CliContext): void {
     .action(async (opts: GrantOptions & { key?: string }, command: Command) => {
       const key = opts.key === undefined
         ? await loadOrCreateNodeKey(ctx.home(homeOption(command)))
-        : new NodeKey(createPrivateKey(await readFile(resolve(ctx.cwd, opts.key), 'utf8')))
+        : await readNodeKeyFile(resolve(ctx.cwd, opts.key))
       await output(ctx, issueCapability(key, { subject: subject(opts.to), capabilities: capabilities(opts.cap), ttlSeconds: ttlSeconds(opts.ttl) }), opts.output)
     })
 
