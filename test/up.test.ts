@@ -166,6 +166,21 @@ describe('LocalNode', () => {
     }
   })
 
+  it('serves with $OMEGA_HOME under a package.json that says "type": "commonjs"', async () => {
+    const dir = await mkdtemp(join(home, 'cjs-'))
+    await writeFile(join(dir, 'package.json'), '{ "type": "commonjs" }\n')
+    await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'hello.wasm'))
+    await writeFile(join(dir, 'omega.toml'), '[brane.hello]\nimage = "hello.wasm"\n')
+    const node = await LocalNode.start(join(dir, 'omega.toml'), { home: join(dir, 'home'), port: 0, logging: silentLogging(), admin: false })
+    try {
+      const res = await fetch(`${node.url}/hello/cjs`)
+      assert.equal(res.status, 200)
+      assert.equal(await res.text(), 'hello from omega: /hello/cjs\n')
+    } finally {
+      await node.stop()
+    }
+  })
+
   it('lists every brane that cannot start', async () => {
     const dir = await mkdtemp(join(home, 'many-'))
     const manifest = join(dir, 'omega.toml')

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { blake3Hex, toHex } from '../../identity/index.ts'
@@ -58,6 +59,7 @@ interface CacheMeta {
 
 const META_FILE = 'meta.json'
 const ENTRY_FILE = 'component.js'
+const MODULE_PACKAGE = '{ "type": "module" }\n'
 const COMPONENT_PREAMBLE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00)
 const CORE_PREAMBLE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00)
 
@@ -92,6 +94,11 @@ export async function loadComponent (bytes: Uint8Array, options: LoadComponentOp
     options.signal?.throwIfAborted()
     cache = 'miss'
     meta = await transpileToCache(bytes, hash, options.cacheDir, version)
+  }
+  // the glue is an ES module written as .js: say so beside it, whatever package.json
+  // (e.g. "type": "commonjs") sits above $OMEGA_HOME (entries cached before this lack it)
+  if (!existsSync(join(dir, 'package.json'))) {
+    await writeFile(join(dir, 'package.json'), MODULE_PACKAGE)
   }
   const memMaxBytes = options.memMaxBytes ?? DEFAULT_MEM_MAX_BYTES
   const modules = await compileModules(hash, dir, meta.modules, { fromCache: cache === 'hit', memMaxBytes })
@@ -211,6 +218,7 @@ async function transpileToCache (bytes: Uint8Array, hash: string, cacheDir: stri
       await writeFile(join(tmp, name), data)
     }
     await writeFile(join(tmp, META_FILE), JSON.stringify(meta, null, 2) + '\n')
+    await writeFile(join(tmp, 'package.json'), MODULE_PACKAGE)
     try {
       await rename(tmp, dir)
     } catch (err) {
