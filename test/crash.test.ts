@@ -9,7 +9,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { CHAIN, copyFixtures, startDaemon, stopDaemon, until } from './helpers.ts'
+import { spawn } from 'node:child_process'
+import { pathToFileURL } from 'node:url'
+import { EventQueue } from '../src/dispatch/index.ts'
+import { CHAIN, ROOT, copyFixtures, startDaemon, stopDaemon, until } from './helpers.ts'
 
 describe('a killed daemon', () => {
   let dir = ''
@@ -67,5 +70,47 @@ describe('a killed daemon', () => {
     const duplicates = [...counts.values()].filter((n) => n > 1).length
     assert.ok(duplicates <= 8, `${duplicates} duplicates, more than the deliveries that can be in flight`)
     process.stdout.write(`# ${acknowledged.length} acknowledged, ${atKill} deliveries open at the kill, ${duplicates} duplicates after restart\n`)
+  })
+
+  it('dead-letters an event that kills its node on every delivery, after 5 attempts (no crash loop)', async () => {
+    const path = join(dir, 'crash-loop.db')
+    const queue = new EventQueue({ path })
+    queue.enqueue({ id: 'boom:1', topic: 'boom', source: 'a', payload: Buffer.from('x'), traceId: 't1', hops: [], createdAt: Date.now() }, [{ edge: 'a>b:boom', to: 'b', priority: 5 }])
+    queue.close()
+    // a node whose consumer dies (SIGKILL) on the event; it exits 0 once nothing is left to deliver
+    const node = join(dir, 'crash-loop.mjs')
+    await writeFile(node, `
+      import { Dispatcher, EventQueue } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/src/dispatch/index.js')).href)}
+      const queue = new EventQueue({ path: process.argv[2] })
+      const quiet = { debug () {}, info () {}, warn () {}, error () {} }
+      const dispatcher = new Dispatcher({ queue, logger: quiet, target: () => ({ deliver: async () => { process.kill(process.pid, 'SIGKILL') } }) },
+        { edges: [{ from: 'a', to: 'b', on: 'boom', priority: 5 }] })
+      dispatcher.start()
+      setInterval(() => {
+        const c = queue.counts()
+        if (c.pending === 0 && c.inflight === 0) { dispatcher.stop(); queue.close(); process.exit(0) }
+      }, 20)
+    `)
+    const runs: Array<string | number | null> = []
+    for (let i = 0; i < 10 && runs.at(-1) !== 0; i++) {
+      const child = spawn(process.execPath, [node, path], { stdio: ['ignore', 'ignore', 'pipe'] })
+      let err = ''
+      child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
+      const timer = setTimeout(() => { child.kill('SIGKILL') }, 30_000)
+      runs.push(await new Promise<string | number | null>((resolve) => { child.once('exit', (code, signal) => { resolve(signal ?? code) }) }))
+      clearTimeout(timer)
+      assert.equal(err, '')
+    }
+    assert.deepEqual(runs, ['SIGKILL', 'SIGKILL', 'SIGKILL', 'SIGKILL', 'SIGKILL', 0])
+    const after = new EventQueue({ path })
+    try {
+      const [dead] = after.deadLetters()
+      assert.equal(after.deadLetters().length, 1)
+      assert.equal(dead?.eventId, 'boom:1')
+      assert.equal(dead?.attempts, 5)
+      assert.match(dead?.lastError ?? '', /the node stopped while delivering it/)
+    } finally {
+      after.close()
+    }
   })
 })

@@ -3,7 +3,8 @@
  * and one delivery per matching edge are written in one transaction before `enqueue`
  * returns, so an acknowledged emit survives a killed process. Deliveries are claimed,
  * then acknowledged (done) or failed (retried with back-off and jitter, dead-lettered
- * after `maxAttempts`). On open, deliveries left in flight by a crash go back to pending:
+ * after `maxAttempts`). On open, deliveries left in flight by a crash go back to pending,
+ * counted as an attempt (so an event that crashes the node ends dead-lettered):
  * delivery is at least once, and a consumer sees a duplicate only for an event whose
  * delivery had started when the process died.
  *
@@ -228,7 +229,10 @@ export class EventQueue {
       throw new QueueError(`Cannot open the event queue ${init.path}: ${(err as Error).message}: ${DAMAGED_HINT}`, { cause: err })
     }
     // a crash leaves claimed deliveries in flight: they go out again (at least once)
-    this.#db.prepare("UPDATE deliveries SET state = 'pending' WHERE state = 'inflight'").run()
+    // a delivery that was running counts as an attempt: an event that kills the node on
+    // every delivery ends in the dead-letter queue instead of a crash loop
+    this.#db.prepare(`UPDATE deliveries SET state = CASE WHEN attempts + 1 >= ? THEN 'dead' ELSE 'pending' END, attempts = attempts + 1,
+      last_error = 'the node stopped while delivering it (a crash, a kill, or the event itself)', updated_at = ? WHERE state = 'inflight'`).run(this.#maxAttempts, Date.now())
     this.#insertEvent = this.#db.prepare('INSERT OR IGNORE INTO events (id, topic, source, payload, trace_id, hops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
     this.#insertDelivery = this.#db.prepare("INSERT OR IGNORE INTO deliveries (event_id, edge, target, priority, state, next_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
     this.#due = this.#db.prepare(`
