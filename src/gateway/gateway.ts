@@ -35,6 +35,15 @@ export class UnauthorizedError extends OmegaError {
   }
 }
 
+/** The gateway holds as many request bytes as it may: try again shortly (503, Retry-After) */
+export class OverloadedError extends OmegaError {
+  static override name = 'OverloadedError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'OverloadedError'
+  }
+}
+
 export class PayloadTooLargeError extends OmegaError {
   static override name = 'PayloadTooLargeError'
   constructor (message: string) {
@@ -50,6 +59,12 @@ export interface GatewayInit {
   port?: number
   /** largest request body accepted. @default 16 MiB */
   maxBodyBytes?: number
+  /**
+   * most request-body bytes held at once, all connections together (read, or waiting
+   * for their brane); a request that would pass it is answered 503 with Retry-After.
+   * @default 256 MiB
+   */
+  maxBufferedBytes?: number
 }
 
 export interface GatewayComponents {
@@ -72,6 +87,9 @@ export class Gateway implements Startable {
   readonly #host: string
   readonly #port: number
   readonly #maxBodyBytes: number
+  readonly #maxBufferedBytes: number
+  /** request-body bytes held now */
+  #buffered = 0
   #server: Server | undefined
   #routes: GatewayRoutes = { router: new Router([]), handlers: new Map() }
 
@@ -81,6 +99,7 @@ export class Gateway implements Startable {
     this.#host = init.host ?? '127.0.0.1'
     this.#port = init.port ?? 8080
     this.#maxBodyBytes = init.maxBodyBytes ?? 16 * 2 ** 20
+    this.#maxBufferedBytes = init.maxBufferedBytes ?? 256 * 2 ** 20
   }
 
   /** Swap the whole routing table at once (used at start and on reload) */
@@ -163,17 +182,28 @@ export class Gateway implements Startable {
         throw err
       }
     }
-    const body = await this.#readBody(req)
-    const headers: Array<[string, string]> = []
-    for (let i = 0; i < req.rawHeaders.length; i += 2) {
-      headers.push([(req.rawHeaders[i] ?? '').toLowerCase(), req.rawHeaders[i + 1] ?? ''])
+    const held = { bytes: 0 }
+    try {
+      const body = await this.#readBody(req, held)
+      const headers: Array<[string, string]> = []
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        headers.push([(req.rawHeaders[i] ?? '').toLowerCase(), req.rawHeaders[i + 1] ?? ''])
+      }
+      const response = await handler.handle({ method, pathWithQuery: target, scheme: 'http', authority, headers, body }, { signal })
+      for (const [name, value] of response.headers) {
+        res.appendHeader(name, value)
+      }
+      res.statusCode = response.status
+      res.end(response.body)
+    } finally {
+      // the body is let go once the brane has answered (or the request failed)
+      this.#buffered -= held.bytes
     }
-    const response = await handler.handle({ method, pathWithQuery: target, scheme: 'http', authority, headers, body }, { signal })
-    for (const [name, value] of response.headers) {
-      res.appendHeader(name, value)
-    }
-    res.statusCode = response.status
-    res.end(response.body)
+  }
+
+  /** Request-body bytes the gateway holds now, all connections together */
+  get bufferedBytes (): number {
+    return this.#buffered
   }
 
   /**
@@ -198,11 +228,19 @@ export class Gateway implements Startable {
     this.#components.authorize(brane, token)
   }
 
-  async #readBody (req: IncomingMessage): Promise<Uint8Array> {
+  /** The body, counted in `held` (and in the gateway's total) as it arrives */
+  async #readBody (req: IncomingMessage, held: { bytes: number }): Promise<Uint8Array> {
     const declared = Number(req.headers['content-length'] ?? 0)
     if (declared > this.#maxBodyBytes) {
       req.resume()
       throw new PayloadTooLargeError(`Request body of ${declared} bytes is over the limit of ${this.#maxBodyBytes}`)
+    }
+    const overloaded = (): OverloadedError => {
+      req.resume()
+      return new OverloadedError(`The gateway holds ${this.#buffered} bytes of request bodies, its limit is ${this.#maxBufferedBytes}: try again shortly`)
+    }
+    if (declared > 0 && this.#buffered + declared > this.#maxBufferedBytes) {
+      throw overloaded()
     }
     const chunks: Buffer[] = []
     let size = 0
@@ -212,6 +250,11 @@ export class Gateway implements Startable {
         req.resume()
         throw new PayloadTooLargeError(`Request body is over the limit of ${this.#maxBodyBytes} bytes`)
       }
+      if (this.#buffered + chunk.length > this.#maxBufferedBytes) {
+        throw overloaded()
+      }
+      this.#buffered += chunk.length
+      held.bytes += chunk.length
       chunks.push(chunk)
     }
     return chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks)
@@ -239,7 +282,8 @@ export class Gateway implements Startable {
     res.writeHead(status, {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(text),
-      ...(status === 401 ? { 'www-authenticate': 'Bearer realm="omega"' } : {})
+      ...(status === 401 ? { 'www-authenticate': 'Bearer realm="omega"' } : {}),
+      ...(status === 503 ? { 'retry-after': '1' } : {})
     })
     res.end(text)
   }

@@ -1,7 +1,7 @@
 /**
  * The HTTP ingress of a node: one server, routes by host and path to HTTP branes.
  */
-export { Gateway, STATUS_BY_ERROR, PayloadTooLargeError, UnauthorizedError, type GatewayInit, type GatewayComponents } from './gateway.ts'
+export { Gateway, STATUS_BY_ERROR, OverloadedError, PayloadTooLargeError, UnauthorizedError, type GatewayInit, type GatewayComponents } from './gateway.ts'
 export { Router, type RouteEntry, type RouteMatch } from './router.ts'
 
 import { Gateway, type GatewayComponents, type GatewayInit } from './gateway.ts'
