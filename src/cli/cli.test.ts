@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Ajv } from 'ajv'
 import { parse as parseToml } from 'smol-toml'
-import { main } from './main.ts'
+import { EXIT_CODES, exitCodeFor, main } from './main.ts'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const SEEDS = join(ROOT, 'examples/seeds')
@@ -155,5 +155,37 @@ describe('omega CLI', () => {
     const { code, err } = await run(['plan', 'nope.toml'])
     assert.equal(code, 3)
     assert.match(err, /Cannot read manifest .*nope\.toml: no such file/)
+  })
+})
+
+describe('exit codes', () => {
+  /** Every `class NameError extends OmegaError` (or one of its kind) in the sources, not tests */
+  async function errorNames (dir: string): Promise<string[]> {
+    const names: string[] = []
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name)
+      if (entry.isDirectory()) {
+        names.push(...await errorNames(path))
+      } else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
+        for (const match of (await readFile(path, 'utf8')).matchAll(/class (\w+Error) extends (?!Error\b)\w+Error\b/g)) {
+          names.push(match[1] as string)
+        }
+      }
+    }
+    return names
+  }
+
+  it('maps every error Omega defines to a code, and documents every code in --help and the README', async () => {
+    const names = [...new Set(await errorNames(join(ROOT, 'src')))].sort()
+    assert.ok(names.length > 30, `found ${names.length} error classes`)
+    assert.deepEqual(names.filter((name) => EXIT_CODES[name] === undefined), [], 'errors without an exit code (they would exit 70, undocumented)')
+    const help = (await run(['--help'])).out
+    const readme = (await readFile(join(ROOT, 'README.md'), 'utf8')).replace(/\s+/g, ' ')
+    for (const code of new Set(Object.values(EXIT_CODES))) {
+      assert.match(help, new RegExp(`(?:^|[\\s,])${code} [a-z]`, 'm'), `--help documents exit code ${code}`)
+      assert.match(readme, new RegExp(`[ ,]${code} [a-z]`), `the README documents exit code ${code}`)
+    }
+    // the daemon's error decides the code of a refused admin request
+    assert.equal(exitCodeFor(Object.assign(new Error('x'), { name: 'AdminRequestError', status: 422, remoteName: 'QueueError' })), 17)
   })
 })

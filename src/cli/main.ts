@@ -45,6 +45,27 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   PlacementError: 7,
   GuestImageNotFoundError: 4,
   GuestImageError: 6,
+  BraneNotFoundError: 4,
+  // the mesh: a peer, a dial, a channel or discovery failed
+  MeshError: 18,
+  MeshDialError: 18,
+  MeshChannelError: 18,
+  DiscoveryError: 18,
+  PeerUnavailableError: 18,
+  TargetUnavailableError: 18,
+  FrameTooLargeError: 18,
+  RemoteError: 18,
+  // what a brane's caller gets (HTTP statuses, event retries): plain errors if they reach here
+  GuestError: 1,
+  DeadlineExceededError: 1,
+  RetryableEventError: 1,
+  RejectedEventError: 1,
+  BraneClosedError: 1,
+  RouteNotFoundError: 1,
+  UnknownTopicError: 1,
+  OverloadedError: 1,
+  PayloadTooLargeError: 1,
+  UnauthorizedError: 1,
   VmmError: 1,
   OmegaError: 1,
   AbortError: 130
@@ -103,10 +124,10 @@ export async function main (argv: readonly string[], options: MainOptions = {}):
     .showHelpAfterError('(run with --help for usage)')
     .option('--home <dir>', 'Omega data directory: keys, images, cache (default: $OMEGA_HOME or ~/.omega)')
   program.addHelpText('after', `
-Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image not found, 5 capability denied,
-6 component load failure, 7 unsupported on this node, 10 no daemon running, 11 admin request refused, 12 trace record invalid,
-13 snapshot refused, 14 capability token refused, 15 settlement receipts invalid, 16 deployment refused,
-17 event queue damaged, 130 interrupted.
+Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image, guest image or brane not found, 5 capability denied,
+6 component load failure, 7 unsupported on this node, 8 node key unusable, 9 image store failure, 10 no daemon running,
+11 admin request refused, 12 trace record invalid, 13 snapshot refused, 14 capability token refused,
+15 settlement receipts invalid, 16 deployment refused, 17 event queue damaged, 18 mesh or peer unavailable, 130 interrupted.
 
 Examples:
   $ omega validate examples/seeds/*.toml
