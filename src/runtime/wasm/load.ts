@@ -1,8 +1,10 @@
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { blake3Hex, toHex } from '../../identity/index.ts'
 import { ComponentLoadError } from '../../errors.ts'
+import { stripCalls } from './glue.ts'
 import { unversioned } from './link.ts'
 import { capMemoryMax } from './memory-cap.ts'
 import { wasm, type CoreModule } from './wasm-api.ts'
@@ -151,12 +153,32 @@ function startsWith (bytes: Uint8Array, prefix: Uint8Array): boolean {
   return prefix.every((b, i) => bytes[i] === b)
 }
 
+/**
+ * Replaces the glue at `file` with its debug-log calls removed (glue.ts), once the lean
+ * version is shown to load as a module here; otherwise keeps jco's text
+ */
+async function leanGlue (file: string, original: Uint8Array): Promise<void> {
+  const text = new TextDecoder().decode(original)
+  const lean = stripCalls(text)
+  if (lean === text) {
+    return
+  }
+  await writeFile(file, lean)
+  try {
+    // 'async' instantiation: importing the glue defines functions and runs nothing
+    await import(`${pathToFileURL(file).href}?check`)
+  } catch {
+    await writeFile(file, original)
+  }
+}
+
 async function getTranspilerVersion (): Promise<string> {
   transpilerVersion ??= (async () => {
     // the package's exports map hides package.json: find it beside the entry point
     const entry = new URL(import.meta.resolve('@bytecodealliance/jco-transpile'))
     const pkg = JSON.parse(await readFile(new URL('../package.json', entry), 'utf8')) as { version: string }
-    return `jco-transpile@${pkg.version}`
+    // `+glue1`: the glue is post-processed (glue.ts); entries made before are made again
+    return `jco-transpile@${pkg.version}+glue1`
   })()
   return transpilerVersion
 }
@@ -214,11 +236,12 @@ async function transpileToCache (bytes: Uint8Array, hash: string, cacheDir: stri
   const tmp = join(cacheDir, `.tmp-${hash}-${process.pid}-${Math.random().toString(36).slice(2)}`)
   await mkdir(tmp)
   try {
+    await writeFile(join(tmp, 'package.json'), MODULE_PACKAGE)
     for (const [name, data] of Object.entries(result.files)) {
       await writeFile(join(tmp, name), data)
     }
+    await leanGlue(join(tmp, ENTRY_FILE), result.files[ENTRY_FILE])
     await writeFile(join(tmp, META_FILE), JSON.stringify(meta, null, 2) + '\n')
-    await writeFile(join(tmp, 'package.json'), MODULE_PACKAGE)
     try {
       await rename(tmp, dir)
     } catch (err) {
