@@ -211,6 +211,10 @@ export class AdminServer implements Startable {
     const url = new URL(req.url ?? '/', 'http://omega')
     const extra = this.#components.routes?.get(url.pathname)
     const call = parseAdminCall(url, this.#components.routes)
+    // a body nobody reads is drained, so that the client can finish sending it
+    if (call === undefined || (call.path !== '/v1/reload' && call.path !== '/v1/restore' && extra === undefined)) {
+      req.resume()
+    }
     if (call === undefined) {
       send(res, 404, { error: 'NotFound', message: `No admin route ${url.pathname}` })
       return
@@ -218,6 +222,7 @@ export class AdminServer implements Startable {
     const header = req.headers.authorization ?? ''
     const token = header.startsWith('Bearer ') ? header.slice(7) : ''
     if (token === '') {
+      req.resume()
       send(res, 401, { error: 'Unauthorized', message: 'A signed admin token is required (Authorization: Bearer TOKEN)' })
       return
     }
@@ -231,6 +236,7 @@ export class AdminServer implements Startable {
       }
     } catch (err) {
       this.#components.logger.warn({ path: url.pathname, reason: (err as Error).message }, 'admin request refused')
+      req.resume()
       send(res, 403, { error: 'Forbidden', message: (err as Error).message })
       return
     }

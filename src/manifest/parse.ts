@@ -195,12 +195,13 @@ function parseYaml (text: string, file: string): ParsedManifest {
   try {
     data = doc.toJS({ maxAliasCount: MANIFEST_LIMITS.maxYamlAliases })
   } catch (err) {
-    if (err instanceof ReferenceError && /alias count/i.test(err.message)) {
-      const alias = /(^|[\s,[{:-])\*[^\s,\]}]/m.exec(text)
-      const position = alias === null ? undefined : positionOfOffset(text, alias.index + alias[1]!.length)
-      throw syntaxError(file, 'YAML', `aliases expand to more than ${MANIFEST_LIMITS.maxYamlAliases} nodes (a "billion laughs" document)`, position, err)
-    }
-    throw err
+    // the document parsed, but building its value failed: too many or unresolved aliases
+    const alias = /(^|[\s,[{:-])\*[^\s,\]}]/m.exec(text)
+    const position = alias === null ? undefined : positionOfOffset(text, alias.index + alias[1]!.length)
+    const message = err instanceof Error && /alias count/i.test(err.message)
+      ? `aliases expand to more than ${MANIFEST_LIMITS.maxYamlAliases} nodes (a "billion laughs" document)`
+      : `cannot build the document: ${err instanceof Error ? err.message.charAt(0).toLowerCase() + err.message.slice(1) : String(err)}`
+    throw syntaxError(file, 'YAML', message, position, err)
   }
   return { file, format: 'yaml', data, locate }
 }
