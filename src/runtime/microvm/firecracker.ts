@@ -13,6 +13,7 @@
  */
 import { execFile, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { connect } from 'node:net'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { join } from 'node:path'
@@ -133,7 +134,8 @@ export class FirecrackerDriver implements VmmDriver {
     }
     const vm = new FirecrackerVm(child, config, apiSocket, () => output)
     const deadline = Date.now() + this.#startTimeoutMs
-    while (!existsSync(apiSocket)) {
+    // the socket file appears at bind(), a moment before listen(): wait until it answers
+    while (!existsSync(apiSocket) || !await accepts(apiSocket)) {
       if (vm.dead || Date.now() > deadline) {
         await vm.stop()
         throw new VmmError(`Firecracker did not open its API socket within ${this.#startTimeoutMs} ms: ${output.trim().slice(-300)}`)
@@ -232,4 +234,13 @@ class FirecrackerVm implements VmHandle {
     }
     return [out === '' ? '' : `Firecracker: ${out}`, log].filter((s) => s !== '').join('\n')
   }
+}
+
+/** Whether a Unix socket accepts a connection now */
+async function accepts (path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path)
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => { resolve(false) })
+  })
 }
