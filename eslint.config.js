@@ -20,9 +20,11 @@ export default [
       '@typescript-eslint/explicit-function-return-type': ['error', { allowExpressions: true, allowTypedFunctionExpressions: true }],
       curly: ['error', 'all'],
       'no-console': 'error',
+      // a module is imported through its index.ts, or through its lite.ts: the part of its
+      // API that loads nothing heavy (no wasm, no mesh), for commands that must start fast
       'no-restricted-imports': ['error', {
         patterns: [
-          { regex: '^\\.\\./(?:\\.\\./)*(?!runtime/)[a-z-]+/(?!index\\.ts$).+', message: 'Import another module through its index.ts' },
+          { regex: '^\\.\\./(?:\\.\\./)*(?!runtime/)[a-z-]+/(?!index\\.ts$|lite\\.ts$).+', message: 'Import another module through its index.ts (or its lite.ts)' },
           { regex: '^\\.\\./(?:\\.\\./)*runtime/[a-z-]+/(?!index\\.ts$).+', message: 'Import a runtime through its index.ts' }
         ]
       }]

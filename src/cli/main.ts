@@ -4,7 +4,7 @@
  */
 import { Command, CommanderError } from 'commander'
 import type { AbortOptions } from '../interfaces/index.ts'
-import { defaultHome } from '../identity/index.ts'
+import { defaultHome } from '../identity/lite.ts'
 import { validateCommand } from './commands/validate.ts'
 import { planCommand } from './commands/plan.ts'
 import { schemaCommand } from './commands/schema.ts'

@@ -2,12 +2,10 @@ import type { Command } from 'commander'
 import { readFile, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
-import { adminJson, OmegaMeshNode, type DeployReport, type PeerRow } from '../../daemon/index.ts'
-import { HybridClock, prepareDeployment, type HlcTime } from '../../biome/index.ts'
+import { adminJson } from '../../daemon/lite.ts'
+import type { DeployReport, PeerRow } from '../../daemon/index.ts'
+import type { HlcTime } from '../../biome/index.ts'
 import type { TraceEndRecord } from '../../dispatch/index.ts'
-import { loadOrCreateNodeKey, readNodeKeyFile } from '../../identity/index.ts'
-import { createLogging } from '../../observe/index.ts'
-import { generateKey } from '@libp2p/pnet'
 import { UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
@@ -58,6 +56,8 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--log-format <format>', 'json or pretty', 'pretty')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .action(async (opts: NodeOptions, command: Command) => {
+      const { createLogging } = await import('../../observe/index.ts')
+      const { OmegaMeshNode } = await import('../../daemon/index.ts')
       if (!(SUBSTRATES as readonly string[]).includes(opts.substrate)) {
         throw new UsageError(`Invalid --substrate "${opts.substrate}": expected one of ${SUBSTRATES.join(', ')}`)
       }
@@ -98,6 +98,8 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--token <token>', 'a capability token (or a file holding one) granting deploy on the manifest\'s branes to the signing key, from a key the nodes trust')
     .option('--json', 'print the report as JSON')
     .action(async (file: string, opts: { json?: boolean, key?: string, token?: string }, command: Command) => {
+      const { loadOrCreateNodeKey, readNodeKeyFile } = await import('../../identity/index.ts')
+      const { HybridClock, prepareDeployment } = await import('../../biome/index.ts')
       const home = ctx.home(homeOption(command))
       const key = opts.key === undefined ? await loadOrCreateNodeKey(home, signal) : await readNodeKeyFile(resolve(ctx.cwd, opts.key))
       const token = opts.token === undefined ? undefined : await readTokenArgument(opts.token, ctx.cwd)
@@ -162,13 +164,14 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
       if (opts.output !== undefined) {
         await writeFile(resolve(ctx.cwd, opts.output), JSON.stringify(record, null, 2) + '\n')
       }
-      ctx.stdout.write(opts.json === true ? JSON.stringify(record, null, 2) + '\n' : renderTrace(record))
+      ctx.stdout.write(opts.json === true ? JSON.stringify(record, null, 2) + '\n' : await renderTrace(record))
     })
 
   biome.command('swarm-key')
     .description('Make a swarm key for a private mesh (give the same file to every node with --swarm-key)')
     .requiredOption('-o, --output <file>', 'where to write it (mode 0600)')
     .action(async (opts: { output: string }) => {
+      const { generateKey } = await import('@libp2p/pnet')
       const key = new Uint8Array(95)
       generateKey(key)
       await writeFile(resolve(ctx.cwd, opts.output), key, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {

@@ -1,8 +1,8 @@
 import type { Command } from 'commander'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { adminJson } from '../../daemon/index.ts'
-import { checkQueue, QueueError, salvageQueue, verifyTrace, type DeadLetter, type TraceEndRecord } from '../../dispatch/index.ts'
+import { adminJson } from '../../daemon/lite.ts'
+import type { DeadLetter, TraceEndRecord } from '../../dispatch/index.ts'
 import { OmegaError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
@@ -33,13 +33,14 @@ export function eventCommands (program: Command, ctx: CliContext): void {
         ctx.stdout.write(JSON.stringify(record, null, 2) + '\n')
         return
       }
-      ctx.stdout.write(renderTrace(record))
+      ctx.stdout.write(await renderTrace(record))
     })
 
   trace.command('verify')
     .description('Check a signed trace end record offline: the hops match their digest and the node\'s signature verifies')
     .argument('<file>', 'a record written by "omega trace ID -o FILE"')
     .action(async (file: string) => {
+      const { verifyTrace } = await import('../../dispatch/index.ts')
       let record: TraceEndRecord
       try {
         record = JSON.parse(await readFile(resolve(ctx.cwd, file), 'utf8')) as TraceEndRecord
@@ -79,7 +80,8 @@ export function eventCommands (program: Command, ctx: CliContext): void {
     })
 }
 
-export function renderTrace (record: TraceEndRecord): string {
+export async function renderTrace (record: TraceEndRecord): Promise<string> {
+  const { verifyTrace } = await import('../../dispatch/index.ts')
   const problems = verifyTrace(record)
   const ms = (v: number): string => `${v.toFixed(2)}ms`
   let out = `trace ${record.traceId}: ${record.count} hops, ${record.bytes} B, ${ms(record.endedAt - record.startedAt)}\n\n`
@@ -102,6 +104,7 @@ export function queueCommands (program: Command, ctx: CliContext): void {
   queue.command('check')
     .description('Check the queue with SQLite\'s quick_check (exit 17 when it is damaged)')
     .action(async (_opts: unknown, command: Command) => {
+      const { checkQueue, QueueError } = await import('../../dispatch/index.ts')
       const report = checkQueue(pathOf(command))
       if (report.problems.length === 0) {
         ctx.stdout.write(`${report.path}: ok (${report.bytes} bytes)\n`)
@@ -113,6 +116,7 @@ export function queueCommands (program: Command, ctx: CliContext): void {
   queue.command('salvage')
     .description('Copy every readable event and delivery into a new queue, keep the damaged file beside it (the node must be stopped)')
     .action(async (_opts: unknown, command: Command) => {
+      const { salvageQueue, QueueError } = await import('../../dispatch/index.ts')
       const home = ctx.home(homeOption(command))
       if (await adminJson(home, '/v1/status', signalOf(ctx)).then(() => true, () => false)) {
         throw new QueueError('A node is running with this home: stop it before salvaging its queue')

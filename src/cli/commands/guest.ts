@@ -1,7 +1,6 @@
 import type { Command } from 'commander'
 import { resolve } from 'node:path'
-import { buildGuest, listGuests, probeFrontier, removeGuest } from '../../runtime/microvm/index.ts'
-import { formatSize } from '../../manifest/index.ts'
+import { formatSize } from '../../manifest/lite.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
 
@@ -19,6 +18,7 @@ export function guestCommands (program: Command, ctx: CliContext): void {
     .option('--busybox <file>', 'a static busybox (default: /bin/busybox)')
     .option('--json', 'print as JSON')
     .action(async (name: string, opts: { from: string, kernel?: string, modules?: string, busybox?: string, json?: boolean }, command: Command) => {
+      const { buildGuest } = await import('../../runtime/microvm/index.ts')
       const image = await buildGuest({
         home: ctx.home(homeOption(command)),
         name,
@@ -39,6 +39,7 @@ export function guestCommands (program: Command, ctx: CliContext): void {
     .description('List the guest images built on this node')
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }, command: Command) => {
+      const { listGuests } = await import('../../runtime/microvm/index.ts')
       const images = await listGuests(ctx.home(homeOption(command)))
       if (opts.json === true) {
         ctx.stdout.write(JSON.stringify(images, null, 2) + '\n')
@@ -53,6 +54,7 @@ export function guestCommands (program: Command, ctx: CliContext): void {
     .description('Remove a guest image name (its files go with the last name)')
     .argument('<name>')
     .action(async (name: string, _opts: unknown, command: Command) => {
+      const { removeGuest } = await import('../../runtime/microvm/index.ts')
       await removeGuest(ctx.home(homeOption(command)), name)
       ctx.stdout.write(`removed ${name}\n`)
     })
@@ -61,6 +63,7 @@ export function guestCommands (program: Command, ctx: CliContext): void {
     .description('What this host can run: the VMM, KVM or TCG, VFIO (what `omega node` advertises as frontier)')
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }) => {
+      const { probeFrontier } = await import('../../runtime/microvm/index.ts')
       const probe = await probeFrontier()
       if (opts.json === true) {
         ctx.stdout.write(JSON.stringify(probe, null, 2) + '\n')

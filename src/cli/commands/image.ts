@@ -1,8 +1,7 @@
 import type { Command } from 'commander'
 import { open } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { imageStore } from '../../store/index.ts'
-import { formatSize } from '../../manifest/index.ts'
+import { formatSize } from '../../manifest/lite.ts'
 import { ComponentLoadError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
@@ -16,6 +15,7 @@ export function imageCommands (program: Command, ctx: CliContext): void {
     .argument('<file>', 'a .wasm component')
     .argument('<ref>', 'NAME:TAG (TAG defaults to "latest")')
     .action(async (file: string, ref: string, _opts: unknown, command: Command) => {
+      const { imageStore } = await import('../../store/index.ts')
       const path = resolve(ctx.cwd, file)
       await checkComponentFile(path)
       const store = imageStore({ home: ctx.home(homeOption(command)) })
@@ -27,6 +27,7 @@ export function imageCommands (program: Command, ctx: CliContext): void {
     .description('List the images in the store')
     .option('--json', 'print as JSON')
     .action(async (opts: { json?: boolean }, command: Command) => {
+      const { imageStore } = await import('../../store/index.ts')
       const store = imageStore({ home: ctx.home(homeOption(command)) })
       const entries = await store.list(signal)
       if (opts.json === true) {
@@ -42,6 +43,7 @@ export function imageCommands (program: Command, ctx: CliContext): void {
     .description('Remove a tag (and its bytes when no other tag uses them)')
     .argument('<ref>', 'NAME:TAG')
     .action(async (ref: string, _opts: unknown, command: Command) => {
+      const { imageStore } = await import('../../store/index.ts')
       const store = imageStore({ home: ctx.home(homeOption(command)) })
       const removed = await store.remove(ref, signal)
       ctx.stdout.write(`removed ${removed.ref} ${removed.hash}\n`)

@@ -1,10 +1,10 @@
 import type { Command } from 'commander'
 import { writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { adminBytes, adminJson, adminStream, AdminRequestError, type AdminStatus, type BraneProfile, type ReloadReport } from '../../daemon/index.ts'
-import { formatSize } from '../../manifest/index.ts'
-import { parseDuration } from '../../manifest/index.ts'
-import { decodePprof, type LogRecord } from '../../observe/index.ts'
+import { adminBytes, adminJson, adminStream, AdminRequestError } from '../../daemon/lite.ts'
+import type { AdminStatus, BraneProfile, ReloadReport } from '../../daemon/index.ts'
+import { formatSize, parseDuration } from '../../manifest/lite.ts'
+import type { LogRecord } from '../../observe/index.ts'
 import { OmegaError, UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { firstLine, table } from '../table.ts'
@@ -168,6 +168,7 @@ async function cpuProfile (ctx: CliContext, home: string, opts: { brane: string,
     ctx.stderr.write('\n')
   }
   await writeFile(file, bytes)
+  const { decodePprof } = await import('../../observe/index.ts')
   const profile = await decodePprof(bytes)
   const samples = profile.sample.length
   const cpuMs = profile.sample.reduce((sum, s) => sum + Number(s.value[1] ?? 0), 0) / 1e6

@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { resolve } from 'node:path'
-import { formatDuration, formatIssue, formatSize, loadManifest, type BranePlan, type Grants, type Plan } from '../../manifest/index.ts'
+import type { BranePlan, Grants, Plan } from '../../manifest/index.ts'
+import { formatDuration, formatSize } from '../../manifest/lite.ts'
 import type { CliContext } from '../context.ts'
 import { table } from '../table.ts'
 import { plural } from './validate.ts'
@@ -11,6 +12,7 @@ export function planCommand (program: Command, ctx: CliContext): void {
     .argument('<file>', 'manifest file')
     .option('--json', 'print the plan as JSON')
     .action(async (file: string, opts: { json?: boolean }) => {
+      const { formatIssue, loadManifest } = await import('../../manifest/index.ts')
       const { plan, warnings } = await loadManifest(resolve(ctx.cwd, file), ctx.signal === undefined ? {} : { signal: ctx.signal })
       for (const warning of warnings) {
         ctx.stderr.write(formatIssue({ ...warning, file }) + '\n')

@@ -1,10 +1,8 @@
 import type { Command } from 'commander'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { loadOrCreateNodeKey } from '../../identity/index.ts'
-import { exportReceipts, ReceiptStore, SETTLE_DB, verifyExport } from '../../settle/index.ts'
 import { UsageError } from '../../errors.ts'
-import { parseDuration } from '../../manifest/index.ts'
+import { parseDuration } from '../../manifest/lite.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
 
@@ -33,9 +31,11 @@ export function settleCommands (program: Command, ctx: CliContext): void {
     .option('--since <time>', 'receipts whose period ends at or after this ISO time, or this long ago (e.g. 24h)')
     .option('-o, --output <file>', 'write to a file instead of stdout')
     .action(async (opts: { since?: string, output?: string }, command: Command) => {
+      const { exportReceipts, ReceiptStore, SETTLE_DB } = await import('../../settle/index.ts')
+      const { loadOrCreateNodeKey } = await import('../../identity/index.ts')
       const home = ctx.home(homeOption(command))
       const key = await loadOrCreateNodeKey(home)
-      let store: ReceiptStore
+      let store: InstanceType<typeof ReceiptStore>
       try {
         store = new ReceiptStore(join(home, SETTLE_DB), { readonly: true })
       } catch (err) {
@@ -64,6 +64,7 @@ export function settleCommands (program: Command, ctx: CliContext): void {
     .option('--node <did>', 'require the receipts to be signed by this node')
     .option('--json', 'print the report as JSON')
     .action(async (file: string, opts: { node?: string, json?: boolean }) => {
+      const { verifyExport } = await import('../../settle/index.ts')
       const report = verifyExport(await readFile(resolve(ctx.cwd, file), 'utf8'), opts.node === undefined ? {} : { node: opts.node })
       if (opts.json === true) {
         ctx.stdout.write(JSON.stringify(report, null, 2) + '\n')

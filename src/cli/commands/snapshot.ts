@@ -1,8 +1,8 @@
 import type { Command } from 'commander'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { adminJson, adminStream, AdminRequestError, MAX_RESTORE_BODY_BYTES, type RestoreReport, type SnapshotDocument } from '../../daemon/index.ts'
-import { contentAddress } from '../../identity/index.ts'
+import { adminJson, adminStream, AdminRequestError, MAX_RESTORE_BODY_BYTES } from '../../daemon/lite.ts'
+import type { RestoreReport, SnapshotDocument } from '../../daemon/index.ts'
 import { SnapshotError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 
@@ -16,6 +16,7 @@ export function snapshotCommands (program: Command, ctx: CliContext): void {
     .argument('<brane>', 'the brane (its lifecycle must be "pinned")')
     .requiredOption('-o, --output <file>', 'where to write the snapshot (JSON)')
     .action(async (brane: string, opts: { output: string }, command: Command) => {
+      const { contentAddress } = await import('../../identity/index.ts')
       const file = resolve(ctx.cwd, opts.output)
       let text = ''
       let next = PROGRESS_STEP_BYTES

@@ -1,21 +1,10 @@
 import type { Command } from 'commander'
 import { readFile, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { adminJson } from '../../daemon/index.ts'
-import {
-  RevocationList,
-  delegateCapability,
-  inspectCapability,
-  isRootDid,
-  issueCapability,
-  loadOrCreateNodeKey,
-  parseCapability,
-  readNodeKeyFile,
-  verifyCapability,
-  type Capability
-} from '../../identity/index.ts'
+import { adminJson } from '../../daemon/lite.ts'
+import type { Capability } from '../../identity/index.ts'
 import { UsageError } from '../../errors.ts'
-import { parseDuration } from '../../manifest/index.ts'
+import { parseDuration } from '../../manifest/lite.ts'
 import { homeOption, type CliContext } from '../context.ts'
 
 interface GrantOptions {
@@ -29,7 +18,8 @@ function collect (value: string, all: string[]): string[] {
   return [...all, value]
 }
 
-function capabilities (texts: readonly string[]): Capability[] {
+async function capabilities (texts: readonly string[]): Promise<Capability[]> {
+  const { parseCapability } = await import('../../identity/index.ts')
   if (texts.length === 0) {
     throw new UsageError('Give at least one --cap ABILITY:RESOURCE, e.g. --cap deploy:brane/* or --cap invoke:brane/hello')
   }
@@ -48,7 +38,8 @@ function ttlSeconds (text: string): number {
   return Math.floor(ms / 1000)
 }
 
-function subject (did: string): string {
+async function subject (did: string): Promise<string> {
+  const { isRootDid } = await import('../../identity/index.ts')
   if (!isRootDid(did)) {
     throw new UsageError(`Invalid --to "${did}": expected an Ed25519 did:key (see "omega id")`)
   }
@@ -68,6 +59,7 @@ async function readToken (ctx: CliContext, text: string): Promise<string> {
 }
 
 async function roots (ctx: CliContext, command: Command, extra: readonly string[]): Promise<string[]> {
+  const { isRootDid, loadOrCreateNodeKey } = await import('../../identity/index.ts')
   for (const did of extra) {
     if (!isRootDid(did)) {
       throw new UsageError(`Invalid --root "${did}": expected an Ed25519 did:key`)
@@ -98,10 +90,11 @@ export function tokenCommands (program: Command, ctx: CliContext): void {
     .option('--key <file>', 'sign with this Ed25519 PEM key (another root) instead of the node key')
     .option('-o, --output <file>', 'write the token to a file (mode 0600)')
     .action(async (opts: GrantOptions & { key?: string }, command: Command) => {
+      const { issueCapability, loadOrCreateNodeKey, readNodeKeyFile } = await import('../../identity/index.ts')
       const key = opts.key === undefined
         ? await loadOrCreateNodeKey(ctx.home(homeOption(command)))
         : await readNodeKeyFile(resolve(ctx.cwd, opts.key))
-      await output(ctx, issueCapability(key, { subject: subject(opts.to), capabilities: capabilities(opts.cap), ttlSeconds: ttlSeconds(opts.ttl) }), opts.output)
+      await output(ctx, issueCapability(key, { subject: await subject(opts.to), capabilities: await capabilities(opts.cap), ttlSeconds: ttlSeconds(opts.ttl) }), opts.output)
     })
 
   token.command('delegate')
@@ -113,9 +106,10 @@ export function tokenCommands (program: Command, ctx: CliContext): void {
     .option('--root <did>', 'a trusted root besides this node (repeatable)', collect, [])
     .option('-o, --output <file>', 'write the token to a file (mode 0600)')
     .action(async (text: string, opts: GrantOptions & { root: string[] }, command: Command) => {
+      const { delegateCapability } = await import('../../identity/index.ts')
       const parent = await readToken(ctx, text)
       const child = delegateCapability(parent, {
-        roots: await roots(ctx, command, opts.root), subject: subject(opts.to), capabilities: capabilities(opts.cap), ttlSeconds: ttlSeconds(opts.ttl)
+        roots: await roots(ctx, command, opts.root), subject: await subject(opts.to), capabilities: await capabilities(opts.cap), ttlSeconds: ttlSeconds(opts.ttl)
       })
       await output(ctx, child, opts.output)
     })
@@ -126,6 +120,7 @@ export function tokenCommands (program: Command, ctx: CliContext): void {
     .option('--root <did>', 'a trusted root besides this node (repeatable)', collect, [])
     .option('--json', 'print JSON')
     .action(async (text: string, opts: { root: string[], json?: boolean }, command: Command) => {
+      const { inspectCapability } = await import('../../identity/index.ts')
       const read = inspectCapability(await readToken(ctx, text), { roots: await roots(ctx, command, opts.root) })
       if (opts.json === true) {
         ctx.stdout.write(JSON.stringify({ ...read, links: read.links.map(({ source: _source, ...l }) => l) }, null, 2) + '\n')
@@ -143,8 +138,9 @@ export function tokenCommands (program: Command, ctx: CliContext): void {
     .requiredOption('--cap <ability:resource>', 'what to check, e.g. deploy:brane/fetch')
     .option('--root <did>', 'a trusted root besides this node (repeatable)', collect, [])
     .action(async (text: string, opts: { cap: string, root: string[] }, command: Command) => {
+      const { RevocationList, verifyCapability } = await import('../../identity/index.ts')
       const home = ctx.home(homeOption(command))
-      const wanted = capabilities([opts.cap])[0] as Capability
+      const wanted = (await capabilities([opts.cap]))[0] as Capability
       const revoked = await new RevocationList(home).load()
       const ok = verifyCapability(await readToken(ctx, text), { ...wanted, roots: await roots(ctx, command, opts.root), revoked })
       ctx.stdout.write(`ok: ${ok.subject} may ${wanted.ability} on ${wanted.resource} (root ${ok.root}, ${ok.lineage.length} link${ok.lineage.length === 1 ? '' : 's'})\n`)
@@ -155,6 +151,7 @@ export function tokenCommands (program: Command, ctx: CliContext): void {
     .argument('<id-or-token>', 'a 128-hex-digit id from "omega token inspect", a token, or a file holding one')
     .option('--root <did>', 'a trusted root besides this node (repeatable)', collect, [])
     .action(async (text: string, opts: { root: string[] }, command: Command) => {
+      const { RevocationList, inspectCapability } = await import('../../identity/index.ts')
       const home = ctx.home(homeOption(command))
       const id = /^[0-9a-f]{128}$/.test(text) ? text : inspectCapability(await readToken(ctx, text), { roots: await roots(ctx, command, opts.root) }).id
       try {

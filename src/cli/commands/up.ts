@@ -1,11 +1,8 @@
 import type { Command } from 'commander'
 import { watch } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
-import { LocalNode } from '../../daemon/index.ts'
-import { createLogging } from '../../observe/index.ts'
+import type { LocalNode } from '../../daemon/index.ts'
 import { UsageError } from '../../errors.ts'
-import { parseDuration } from '../../manifest/index.ts'
-import { isRootDid } from '../../identity/index.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { firstLine, table } from '../table.ts'
 
@@ -33,6 +30,10 @@ export function upCommand (program: Command, ctx: CliContext): void {
     .option('--trust-root <did>', 'also accept capability tokens rooted at this did:key (repeatable)', (did: string, all: string[]) => [...all, did], [])
     .option('--settle-interval <duration>', 'time between settlement receipts, e.g. 60s or 5m', '60s')
     .action(async (file: string, opts: UpOptions, command: Command) => {
+      const { isRootDid } = await import('../../identity/index.ts')
+      const { parseDuration } = await import('../../manifest/index.ts')
+      const { createLogging } = await import('../../observe/index.ts')
+      const { LocalNode } = await import('../../daemon/index.ts')
       const port = portOption('--port', opts.port)
       const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
       if (opts.logFormat !== 'json' && opts.logFormat !== 'pretty') {

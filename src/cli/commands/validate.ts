@@ -1,8 +1,6 @@
 import type { Command } from 'commander'
 import { resolve } from 'node:path'
-import { formatIssue, loadManifest } from '../../manifest/index.ts'
 import type { ManifestIssue } from '../../errors.ts'
-import { linkCheck } from '../../daemon/index.ts'
 import { homeOption, type CliContext } from '../context.ts'
 
 export function validateCommand (program: Command, ctx: CliContext): void {
@@ -12,6 +10,8 @@ export function validateCommand (program: Command, ctx: CliContext): void {
     .option('--json', 'print the result as JSON')
     .option('--link', 'also load each standard brane\'s component and check its imports against its grants')
     .action(async (files: string[], opts: { json?: boolean, link?: boolean }, command: Command) => {
+      const { formatIssue, loadManifest } = await import('../../manifest/index.ts')
+      const { linkCheck } = await import('../../daemon/index.ts')
       const results: Array<{ file: string, ok: boolean, branes?: number, edges?: number, issues: readonly ManifestIssue[] }> = []
       for (const file of files) {
         try {
