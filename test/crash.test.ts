@@ -1,7 +1,8 @@
 /**
  * kill -9 of the daemon in the middle of a stream of events, then a restart: no
  * acknowledged event is lost. Duplicates may only come from deliveries that were in
- * flight when the daemon died (at least once: the docs say so).
+ * flight (handed over, not yet acknowledged) when the daemon died (at least once: the
+ * docs say so).
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
@@ -66,9 +67,10 @@ describe('a killed daemon', () => {
     const counts = new Map(reached.map((r) => [r.trace_id, r.n]))
     const lost = acknowledged.filter((id) => !counts.has(id))
     assert.deepEqual(lost, [], `${lost.length} of ${acknowledged.length} acknowledged events were lost`)
-    // at least once: an event whose delivery to "end" was running at the kill may arrive twice
+    // at least once: an event handed to "end" but not yet acknowledged at the kill may
+    // arrive twice: at most one batch (16 deliveries) of its one edge
     const duplicates = [...counts.values()].filter((n) => n > 1).length
-    assert.ok(duplicates <= 8, `${duplicates} duplicates, more than the deliveries that can be in flight`)
+    assert.ok(duplicates <= 16, `${duplicates} duplicates, more than the deliveries that can be in flight`)
     process.stdout.write(`# ${acknowledged.length} acknowledged, ${atKill} deliveries open at the kill, ${duplicates} duplicates after restart\n`)
   })
 

@@ -63,6 +63,7 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   BraneClosedError: 1,
   RouteNotFoundError: 1,
   UnknownTopicError: 1,
+  SkippedEventError: 1,
   OverloadedError: 1,
   PayloadTooLargeError: 1,
   UnauthorizedError: 1,

@@ -8,6 +8,7 @@ import type { BraneEvent, EventTarget } from '../dispatch/index.ts'
 
 interface EventRuntime {
   deliver: (event: BraneEvent, options?: AbortOptions) => Promise<{ timing?: object }>
+  deliverBatch?: (events: readonly BraneEvent[]) => Promise<Array<PromiseSettledResult<{ timing?: object }>>>
 }
 
 interface Runtime {
@@ -94,32 +95,67 @@ export class RequestObserver {
     }
   }
 
-  /** An event target for `brane` that delivers through `runtime` and records every delivery */
+  /**
+   * An event target for `brane` that delivers through `runtime` and records every
+   * delivery; batches too when the runtime takes them (a skipped event is not recorded:
+   * it was never started and comes again)
+   */
   wrapEvents (brane: string, runtime: EventRuntime): EventTarget {
+    const deliverBatch = runtime.deliverBatch
     return {
       deliver: async (event: BraneEvent, options: AbortOptions = {}): Promise<void> => {
         const start = performance.now()
-        const what = `EVT ${event.topic} ${event.id.slice(event.topic.length + 1, event.topic.length + 16)}… ${event.source} → ${brane}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`
         try {
           const { timing = {} } = await runtime.deliver(event, options)
-          const totalMs = performance.now() - start
-          const fields: Record<string, unknown> = { ...timing }
-          this.#events.inc({ brane, outcome: 'ok' })
-          this.#record(brane, undefined, totalMs, fields)
-          this.meter?.(usage(brane, 'event', totalMs, fields, event.payload.byteLength, 0, true))
-          const exec = typeof fields.execMs === 'number' ? ` exec=${ms(fields.execMs)}` : ''
-          this.logBook.append({ brane, kind: 'request', level: 'info', message: `${what} OK ${event.payload.byteLength}B${exec} total=${ms(totalMs)}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, totalMs: round(totalMs), ...fields } })
+          this.#delivered(brane, event, start, timing)
         } catch (err) {
-          const name = err instanceof Error ? err.name : 'Error'
-          const message = err instanceof Error ? err.message : String(err)
-          this.#events.inc({ brane, outcome: name })
-          this.meter?.(usage(brane, 'event', performance.now() - start, {}, event.payload.byteLength, 0, false))
-          this.#tick(brane)
-          this.logBook.append({ brane, kind: 'request', level: 'error', message: `${what} ERR ${name}: ${message}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, error: name } })
+          this.#failed(brane, event, start, err)
           throw err
         }
-      }
+      },
+      ...(deliverBatch === undefined
+        ? {}
+        : {
+            deliverBatch: async (events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> => {
+              const start = performance.now()
+              const results = await deliverBatch.call(runtime, events)
+              return results.map((result, i) => {
+                const event = events[i] as BraneEvent
+                if (result.status === 'fulfilled') {
+                  this.#delivered(brane, event, start, result.value.timing ?? {})
+                  return { status: 'fulfilled', value: undefined }
+                }
+                if (!(result.reason instanceof Error && result.reason.name === 'SkippedEventError')) {
+                  this.#failed(brane, event, start, result.reason)
+                }
+                return result
+              })
+            }
+          })
     }
+  }
+
+  #eventLine (brane: string, event: BraneEvent): string {
+    return `EVT ${event.topic} ${event.id.slice(event.topic.length + 1, event.topic.length + 16)}… ${event.source} → ${brane}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`
+  }
+
+  #delivered (brane: string, event: BraneEvent, start: number, timing: object): void {
+    const totalMs = performance.now() - start
+    const fields: Record<string, unknown> = { ...timing }
+    this.#events.inc({ brane, outcome: 'ok' })
+    this.#record(brane, undefined, totalMs, fields)
+    this.meter?.(usage(brane, 'event', totalMs, fields, event.payload.byteLength, 0, true))
+    const exec = typeof fields.execMs === 'number' ? ` exec=${ms(fields.execMs)}` : ''
+    this.logBook.append({ brane, kind: 'request', level: 'info', message: `${this.#eventLine(brane, event)} OK ${event.payload.byteLength}B${exec} total=${ms(totalMs)}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, totalMs: round(totalMs), ...fields } })
+  }
+
+  #failed (brane: string, event: BraneEvent, start: number, err: unknown): void {
+    const name = err instanceof Error ? err.name : 'Error'
+    const message = err instanceof Error ? err.message : String(err)
+    this.#events.inc({ brane, outcome: name })
+    this.meter?.(usage(brane, 'event', performance.now() - start, {}, event.payload.byteLength, 0, false))
+    this.#tick(brane)
+    this.logBook.append({ brane, kind: 'request', level: 'error', message: `${this.#eventLine(brane, event)} ERR ${name}: ${message}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, error: name } })
   }
 
   /** P50/P99 of cold, exec, cpu, mem and the request rate of one brane */

@@ -90,6 +90,57 @@ describe('dispatcher', () => {
     assert.ok(failedOnce.size > 20)
   })
 
+  it('keeps per-edge order with batches: a failure stops its batch, the rest come again unstarted and uncharged', async () => {
+    const received: string[] = []
+    const attempts = new Map<string, number[]>()
+    const failedOnce = new Set<string>()
+    let batches = 0
+    const handle = (event: BraneEvent): void => {
+      attempts.set(text(event), [...attempts.get(text(event)) ?? [], event.attempt])
+      const n = Number(text(event))
+      if (n % 7 === 3 && !failedOnce.has(event.id)) {
+        failedOnce.add(event.id)
+        throw new Error('transient')
+      }
+      received.push(text(event))
+    }
+    // a batching target as a brane's worker is: in order, stop at the first failure
+    const target: EventTarget = {
+      deliver: async (event) => { handle(event) },
+      deliverBatch: async (events) => {
+        batches++
+        const results: Array<PromiseSettledResult<void>> = []
+        for (const event of events) {
+          if (results.some((r) => r.status === 'rejected')) {
+            results.push({ status: 'rejected', reason: Object.assign(new Error('skipped'), { name: 'SkippedEventError' }) })
+            continue
+          }
+          try {
+            handle(event)
+            results.push({ status: 'fulfilled', value: undefined })
+          } catch (err) {
+            results.push({ status: 'rejected', reason: err })
+          }
+        }
+        return results
+      }
+    }
+    const { dispatcher, queue } = await setup([edge('a', 'b', 'x')], { b: target })
+    dispatcher.stop() // queue them all first, so that deliveries go out in batches
+    for (let i = 0; i < 200; i++) {
+      await dispatcher.emit('a', 'x', Buffer.from(String(i)))
+    }
+    dispatcher.start()
+    await until(() => received.length >= 200)
+    assert.deepEqual(received, Array.from({ length: 200 }, (_, i) => String(i)), 'every event once, in emit order')
+    assert.ok(batches < 100, `${batches} batches for 200 events`)
+    // an event is charged an attempt only when it was started: skipped ones come again as attempt 1
+    for (const [n, seen] of attempts) {
+      assert.deepEqual(seen, Number(n) % 7 === 3 ? [1, 2] : [1], `attempts of event ${n}`)
+    }
+    assert.equal(queue.acked, 200)
+  })
+
   it('dead-letters a delivery after the last attempt, and replays it', async () => {
     let healthy = false
     const attempts: number[] = []

@@ -19,13 +19,19 @@ import { createBlake3 } from '../identity/index.ts'
 import { OmegaError } from '../errors.ts'
 import type { AbortOptions, BraneEvent, Logger, Startable } from '../interfaces/index.ts'
 import type { Edge } from '../manifest/index.ts'
-import type { Delivery, EventQueue } from './queue.ts'
+import type { Delivery, EventQueue, Hop } from './queue.ts'
 
 export type { BraneEvent }
 
 /** Something that handles events for one brane */
 export interface EventTarget {
   deliver: (event: BraneEvent, options?: AbortOptions) => Promise<void>
+  /**
+   * Delivers several events of one edge in order, in one round trip; once one fails the
+   * rest are not started and fail with an error named `SkippedEventError`. One result per
+   * event, in order. Optional: targets without it get one event at a time.
+   */
+  deliverBatch?: (events: readonly BraneEvent[]) => Promise<Array<PromiseSettledResult<void>>>
 }
 
 export interface DispatcherComponents {
@@ -39,6 +45,11 @@ export interface DispatcherInit {
   readonly edges: readonly Edge[]
   /** deliveries running at once per target brane. @default 4 */
   slotsPerTarget?: number
+  /**
+   * Most deliveries of one edge handed over in one round trip, to a target that takes
+   * batches (handled in order, the rest not started once one fails). @default 16
+   */
+  batch?: number
   /** undelivered events on a brane's outgoing edges before its emits wait. @default 10_000 */
   highWatermark?: number
   /** emits resume below this. @default highWatermark / 2 */
@@ -86,6 +97,7 @@ export class Dispatcher implements Startable {
   readonly #target: (brane: string) => EventTarget | undefined
   readonly #log: Logger
   readonly #slots: number
+  readonly #batch: number
   readonly #high: number
   readonly #low: number
   readonly #bySource = new Map<string, EdgeState[]>()
@@ -99,6 +111,7 @@ export class Dispatcher implements Startable {
     this.#target = components.target
     this.#log = components.logger
     this.#slots = init.slotsPerTarget ?? 4
+    this.#batch = Math.max(1, init.batch ?? 16)
     this.#high = init.highWatermark ?? 10_000
     this.#low = init.lowWatermark ?? Math.floor(this.#high / 2)
     for (const edge of init.edges) {
@@ -220,7 +233,8 @@ export class Dispatcher implements Startable {
         .sort((a, b) => b.edge.priority - a.edge.priority || a.lastServed - b.lastServed)
       let started = false
       for (const state of candidates) {
-        const [delivery] = this.#queue.claim(state.key, 1, now)
+        const claimed = this.#queue.claim(state.key, handler.deliverBatch === undefined ? 1 : this.#batch, now)
+        const delivery = claimed[0]
         if (delivery === undefined) {
           const due = this.#queue.nextDue(state.key)
           if (due !== undefined) {
@@ -232,7 +246,11 @@ export class Dispatcher implements Startable {
         state.lastServed = ++this.#served
         target.busy++
         started = true
-        this.#deliver(target, state, handler, delivery)
+        if (claimed.length > 1 && handler.deliverBatch !== undefined) {
+          this.#deliverBatch(target, state, handler.deliverBatch.bind(handler), claimed)
+        } else {
+          this.#deliver(target, state, handler, delivery)
+        }
         break
       }
       if (!started) {
@@ -248,56 +266,85 @@ export class Dispatcher implements Startable {
   }
 
   #deliver (target: TargetState, state: EdgeState, handler: EventTarget, delivery: Delivery): void {
-    const event: BraneEvent = {
-      id: delivery.event.id,
-      topic: delivery.event.topic,
-      payload: delivery.event.payload,
-      source: delivery.event.source,
-      traceId: delivery.event.traceId,
-      attempt: delivery.attempts + 1
-    }
+    const event = eventOf(delivery)
     const startedAt = performance.timeOrigin + performance.now()
-    const hop = (outcome: string): void => {
-      this.#queue.recordHop({
-        traceId: event.traceId,
-        eventId: event.id,
-        from: event.source,
-        to: target.brane,
-        topic: event.topic,
-        bytes: event.payload.byteLength,
-        compressed: false,
-        attempt: event.attempt,
-        startedAt,
-        endedAt: performance.timeOrigin + performance.now(),
-        outcome
-      })
-    }
     handler.deliver(event).then(() => {
-      hop('ok')
-      this.#queue.ack(delivery.id)
+      this.#queue.complete([{ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') }])
     }, (err: unknown) => {
-      const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
-      if (err instanceof Error && err.name === 'TargetUnavailableError') {
-        // nobody could take it (e.g. its node just died): no attempt is spent
-        this.#queue.release(delivery, message, UNAVAILABLE_RETRY_MS)
-        this.#log.debug({ event: event.id, edge: state.key, error: message }, 'target unavailable, will retry')
-        return
-      }
-      hop(message)
-      // a consumer that rejects an event will reject it again: no retries
-      const outcome = this.#queue.fail(delivery, message, { final: err instanceof Error && err.name === 'RejectedEventError' })
-      this.#log[outcome === 'dead' ? 'error' : 'warn']({ event: event.id, edge: state.key, attempt: event.attempt, error: message },
-        outcome === 'dead' ? 'delivery dead-lettered' : 'delivery failed, will retry')
+      this.#failed(target, state, delivery, event, startedAt, err)
     }).finally(() => {
-      state.inFlight = false
-      target.busy--
-      for (const wake of this.#waiters) {
-        wake()
-      }
-      this.#pump(target)
+      this.#settled(target, state)
     }).catch((err: unknown) => {
       this.#log.error({ err }, 'dispatcher bookkeeping failed')
     })
+  }
+
+  /**
+   * Several deliveries of one edge in one round trip, in order: the successful ones are
+   * acknowledged together, the first failure is a failure as alone, and those after it
+   * (never started) go back to the queue without spending an attempt
+   */
+  #deliverBatch (target: TargetState, state: EdgeState, deliverBatch: NonNullable<EventTarget['deliverBatch']>, deliveries: readonly Delivery[]): void {
+    const events = deliveries.map(eventOf)
+    const startedAt = performance.timeOrigin + performance.now()
+    deliverBatch(events).then((results) => {
+      const done: Array<{ id: number, hop: Hop }> = []
+      let failedAt = -1
+      results.forEach((result, i) => {
+        const delivery = deliveries[i] as Delivery
+        const event = events[i] as BraneEvent
+        if (failedAt !== -1) {
+          return
+        }
+        if (result.status === 'fulfilled') {
+          done.push({ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') })
+        } else {
+          failedAt = i
+          this.#failed(target, state, delivery, event, startedAt, result.reason)
+        }
+      })
+      this.#queue.complete(done)
+      const skipped = failedAt === -1 ? deliveries.slice(results.length) : deliveries.slice(failedAt + 1)
+      for (const delivery of skipped) {
+        this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
+      }
+    }, (err: unknown) => {
+      // the batch as a whole failed: the first delivery fails, the others were not started
+      this.#failed(target, state, deliveries[0] as Delivery, events[0] as BraneEvent, startedAt, err)
+      for (const delivery of deliveries.slice(1)) {
+        this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
+      }
+    }).finally(() => {
+      this.#settled(target, state)
+    }).catch((err: unknown) => {
+      this.#log.error({ err }, 'dispatcher bookkeeping failed')
+    })
+  }
+
+  /** A delivery failed: retried, dead-lettered, or (no node could take it) put back as it was */
+  #failed (target: TargetState, state: EdgeState, delivery: Delivery, event: BraneEvent, startedAt: number, err: unknown): void {
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+    if (err instanceof Error && err.name === 'TargetUnavailableError') {
+      // nobody could take it (e.g. its node just died): no attempt is spent
+      this.#queue.release(delivery, message, UNAVAILABLE_RETRY_MS)
+      this.#log.debug({ event: event.id, edge: state.key, error: message }, 'target unavailable, will retry')
+      return
+    }
+    this.#queue.recordHop(hopOf(event, target.brane, startedAt, message))
+    // a consumer that rejects an event will reject it again: no retries
+    const outcome = this.#queue.fail(delivery, message, { final: err instanceof Error && err.name === 'RejectedEventError' })
+    this.#log[outcome === 'dead' ? 'error' : 'warn']({ event: event.id, edge: state.key, attempt: event.attempt, error: message },
+      outcome === 'dead' ? 'delivery dead-lettered' : 'delivery failed, will retry')
+  }
+
+  /** The edge's delivery (or batch) is over: the edge and the target's slot are free again */
+  #settled (target: TargetState, state: EdgeState): void {
+    state.inFlight = false
+    target.busy--
+    for (const wake of this.#waiters) {
+      wake()
+    }
+    this.#pump(target)
   }
 }
 
@@ -307,4 +354,33 @@ function eventId (source: string, topic: string, payload: Uint8Array): string {
   hasher.update(Buffer.from(`${source}\u0000${topic}\u0000${process.pid}\u0000${Date.now()}\u0000${++sequence}\u0000${Math.random()}\u0000`))
   hasher.update(payload)
   return `${topic}:b3:${hasher.digestHex().slice(0, 32)}`
+}
+
+/** The event a delivery carries, as its target receives it */
+function eventOf (delivery: Delivery): BraneEvent {
+  return {
+    id: delivery.event.id,
+    topic: delivery.event.topic,
+    payload: delivery.event.payload,
+    source: delivery.event.source,
+    traceId: delivery.event.traceId,
+    attempt: delivery.attempts + 1
+  }
+}
+
+/** The hop a delivery of `event` to `to` made, ending now */
+function hopOf (event: BraneEvent, to: string, startedAt: number, outcome: string): Hop {
+  return {
+    traceId: event.traceId,
+    eventId: event.id,
+    from: event.source,
+    to,
+    topic: event.topic,
+    bytes: event.payload.byteLength,
+    compressed: false,
+    attempt: event.attempt,
+    startedAt,
+    endedAt: performance.timeOrigin + performance.now(),
+    outcome
+  }
 }

@@ -196,6 +196,7 @@ export class EventQueue {
   readonly #nextDue: Database.Statement
   readonly #insertHop: Database.Statement
   #acked = 0
+  readonly #completeTx: (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => void
 
   /**
    * Opens (or creates) the queue. One that exists but is empty, cannot be read, or fails
@@ -248,6 +249,12 @@ export class EventQueue {
     this.#edgeDepth = this.#db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE edge = ? AND state IN ('pending', 'inflight')")
     this.#nextDue = this.#db.prepare("SELECT next_at AS t FROM deliveries WHERE edge = ? AND state = 'pending' ORDER BY id LIMIT 1")
     this.#insertHop = this.#db.prepare('INSERT INTO hops (trace_id, event_id, source, target, topic, bytes, compressed, attempt, started_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    this.#completeTx = this.#db.transaction((done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => {
+      for (const { id, hop } of done) {
+        this.recordHop(hop)
+        this.#acked += this.#markDone.run(now, id).changes
+      }
+    })
     this.#enqueueTx = this.#db.transaction((event: QueuedEvent, targets: readonly DeliveryTarget[]) => {
       this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, JSON.stringify(event.hops), event.createdAt)
       let added = 0
@@ -299,6 +306,11 @@ export class EventQueue {
   /** The delivery succeeded */
   ack (id: number, now = Date.now()): void {
     this.#acked += this.#markDone.run(now, id).changes
+  }
+
+  /** Several deliveries succeeded: their hops and acknowledgements, in one transaction */
+  complete (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now = Date.now()): void {
+    this.#completeTx(done, now)
   }
 
   /** Deliveries acknowledged since this queue was opened: a counter, not a query */

@@ -108,6 +108,18 @@ describe('EventBrane', () => {
     })
   })
 
+  it('delivers a batch in one worker, in order, and starts none after a failure', async () => {
+    const { brane, lines } = await startBrane('sink', { lifecycle: 'pooled' })
+    const batch = ['a', 'b', 'c', 'd'].map((payload, i) => ({ ...event(payload), id: `raw.batch:b3:000${i}` }))
+    const done = await brane.deliverBatch(batch)
+    assert.deepEqual(done.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'])
+    assert.deepEqual(lines.filter(([, , level]) => level === 'info').map(([, line]) => line), ['a', 'b', 'c', 'd'])
+    // flaky asks to retry every event: the first fails, the others are not started
+    const flaky = (await startBrane('flaky', { lifecycle: 'pooled' })).brane
+    const results = await flaky.deliverBatch(batch)
+    assert.deepEqual(results.map((r) => r.status === 'rejected' ? (r.reason as Error).name : 'ok'), ['RetryableEventError', 'SkippedEventError', 'SkippedEventError', 'SkippedEventError'])
+  })
+
   it('fails a trapping handler with GuestError and keeps delivering', async () => {
     const { brane, lines } = await startBrane('sink', { lifecycle: 'pooled' })
     await assert.rejects(brane.deliver(event('trap')), { name: 'GuestError', message: /^Brane "sink" trapped: .*unreachable/ })

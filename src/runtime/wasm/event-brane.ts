@@ -67,6 +67,20 @@ export class EventBrane extends WorkerBrane {
    * @throws DeadlineExceededError when it runs past the deadline
    * @throws BraneClosedError when the brane is closing
    */
+  /**
+   * Delivers `events` (of one edge, in order) in one worker, sent together: each is
+   * handled as `deliver` would, and once one fails the rest are not started (they fail
+   * with SkippedEventError). One result per event, in order.
+   */
+  async deliverBatch (events: readonly BraneEventInput[]): Promise<Array<PromiseSettledResult<Delivered>>> {
+    const results = await this.runBatch(events.map((event) => ({
+      work: { type: 'event' as const, event },
+      what: `handle event "${event.id}" on "${event.topic}"`,
+      traceId: event.traceId
+    })))
+    return results.map((r) => r.status === 'fulfilled' ? { status: 'fulfilled', value: { timing: r.value.timing } } : r)
+  }
+
   async deliver (event: BraneEventInput, options: DeliverOptions = {}): Promise<Delivered> {
     const result = await this.run({ type: 'event', event }, {
       what: `handle event "${event.id}" on "${event.topic}"`,

@@ -95,7 +95,8 @@ export interface WorkerInit {
 
 export type ToWorker =
   | { readonly type: 'request', readonly id: number, readonly request: HttpRequest }
-  | { readonly type: 'event', readonly id: number, readonly event: BraneEventInput }
+  /** `group`: events of one batch, in order: once one fails, the worker skips the rest */
+  | { readonly type: 'event', readonly id: number, readonly event: BraneEventInput, readonly group?: number }
   /** copy the state of the instance the next request would get (answered by `response` with `state`) */
   | { readonly type: 'snapshot', readonly id: number }
   /** replace that instance with a fresh one holding `state` (answered by `response`) */
@@ -122,7 +123,7 @@ export interface GlobalState {
 }
 
 /** Error names a worker may report; the brane rebuilds the matching OmegaError */
-export type WorkerErrorName = 'GuestError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError' | 'SnapshotError'
+export type WorkerErrorName = 'GuestError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError' | 'SnapshotError' | 'SkippedEventError'
 
 /** A log line of the running request or event; `level` is set for omega:brane/log records */
 export type LogLine = readonly [LogStream, string] | readonly [LogStream, string, GuestLogLevel]

@@ -11,7 +11,7 @@ import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
 import { answerHostCall, encodeStateValue, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
 import type { GuestLogLevel, StateCall, StateResult } from './host/brane.ts'
 import { ComponentLoadError, DeadlineExceededError, GuestError, RejectedEventError, RetryableEventError, SnapshotError } from '../../errors.ts'
-import { BraneClosedError } from './errors.ts'
+import { BraneClosedError, SkippedEventError } from './errors.ts'
 import { CpuThrottle } from './limits.ts'
 import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cpu-profile.ts'
 import { checkImports, findUnprovided, unversioned } from './link.ts'
@@ -237,6 +237,8 @@ interface Job {
   cleanup?: () => void
   /** made when the job makes its first host call; aborted when the job leaves its worker */
   calls?: AbortController
+  /** a job of an ordered batch (see runBatch): once one fails, the rest are not started */
+  readonly group?: { readonly id: number, failed: boolean }
 }
 
 interface Slot {
@@ -463,6 +465,52 @@ export abstract class WorkerBrane {
       this.#queue.splice(queued, 1)
       this.#settle(job, undefined, new DeadlineExceededError(`Brane "${this.name}" could not ${job.what}: it waited ${Math.round(performance.now() - job.enqueuedAt)} ms for a worker, past its ${this.#deadline} ms deadline (the brane is overloaded or its workers are stuck)`))
     }, Math.max(0, ms))
+  }
+
+  /**
+   * Runs `works` in order in one worker, sent together: each is a job of its own (its own
+   * deadline, from its own start), and once one fails the worker starts none of the
+   * rest, which fail with SkippedEventError. What a failing job reports is what `run`
+   * would. Used to deliver several events of one edge per round trip.
+   */
+  protected async runBatch (works: ReadonlyArray<{ work: Work, what: string, traceId?: string }>): Promise<Array<PromiseSettledResult<JobResult>>> {
+    if (this.#closing) {
+      throw new BraneClosedError(`Brane "${this.name}" is closed`)
+    }
+    // over its CPU quota, a brane admits jobs one by one as its budget allows
+    const throttled = (this.#throttle?.waitMs() ?? 0) > 0
+    const slot = throttled ? undefined : this.#idleSlot() ?? this.#grow() ?? this.#leastLoaded()
+    if (slot === undefined) {
+      // no worker is ready (or no quota): one at a time, stopping at the first failure
+      const results: Array<PromiseSettledResult<JobResult>> = []
+      for (const { work, what, traceId } of works) {
+        if (results.some((r) => r.status === 'rejected')) {
+          results.push({ status: 'rejected', reason: new SkippedEventError(`Brane "${this.name}" did not ${what}: an earlier event of its batch failed`) })
+          continue
+        }
+        results.push(await this.run(work, { what, ...(traceId === undefined ? {} : { traceId }) }).then(
+          (value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason })))
+      }
+      return results
+    }
+    const group = { id: this.#nextId, failed: false }
+    const promises = works.map(async ({ work, what, traceId }) => new Promise<JobResult>((resolve, reject) => {
+      const job: Job = { id: this.#nextId++, work, what, traceId, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false, group }
+      this.#dispatch(slot, job)
+    }))
+    this.#pump()
+    return Promise.allSettled(promises)
+  }
+
+  /** The ready worker with the fewest jobs, busy or not */
+  #leastLoaded (): Slot | undefined {
+    let best: Slot | undefined
+    for (const slot of this.#active) {
+      if (slot.ready && (best === undefined || slot.jobs.length < best.jobs.length)) {
+        best = slot
+      }
+    }
+    return best
   }
 
   /**
@@ -849,7 +897,7 @@ export abstract class WorkerBrane {
     const message: ToWorker = work.type === 'request'
       ? { type: 'request', id: job.id, request: work.request }
       : work.type === 'event'
-        ? { type: 'event', id: job.id, event: work.event }
+        ? { type: 'event', id: job.id, event: work.event, ...(job.group === undefined ? {} : { group: job.group.id }) }
         : work.type === 'snapshot'
           ? { type: 'snapshot', id: job.id }
           : { type: 'restore', id: job.id, state: work.state }
@@ -901,6 +949,11 @@ export abstract class WorkerBrane {
   /** The jobs waiting in a worker that stops never started there: they go back to the front of the queue */
   #requeue (slot: Slot): void {
     const waiting = slot.jobs.splice(0).filter((job) => !job.settled)
+    for (const job of waiting.filter((j) => j.group !== undefined)) {
+      clearTimeout(job.timer)
+      this.#settle(job, undefined, new SkippedEventError(`Brane "${this.name}" did not ${job.what}: the worker of its batch stopped before it started`))
+    }
+    waiting.splice(0, waiting.length, ...waiting.filter((j) => j.group === undefined))
     this.#queue.unshift(...waiting)
     for (const job of waiting) {
       // what is left of its deadline, counted from when it was queued
@@ -973,6 +1026,9 @@ export abstract class WorkerBrane {
     }
     job.settled = true
     job.cleanup?.()
+    if (result === undefined && job.group !== undefined) {
+      job.group.failed = true
+    }
     if (result !== undefined) {
       job.resolve(result)
     } else {
@@ -999,7 +1055,8 @@ const ERRORS: Readonly<Record<WorkerErrorName, new (message: string) => Error>> 
   ComponentLoadError,
   RetryableEventError,
   RejectedEventError,
-  SnapshotError
+  SnapshotError,
+  SkippedEventError
 }
 
 /** Throws a RangeError unless `value` is above 0 */

@@ -117,6 +117,12 @@ function state (call: StateCall): StateResult {
 
 async function serve (message: ToWorker): Promise<void> {
   const id = message.id
+  const group = message.type === 'event' ? message.group : undefined
+  if (group !== undefined && failedGroups.has(group)) {
+    // an earlier event of its batch failed: this one is not started (order holds)
+    post({ type: 'error', id, name: 'SkippedEventError', message: `Brane "${init.brane}" did not start event "${message.type === 'event' ? message.event.id : ''}": an earlier event of its batch failed`, timing: { cold: false, pooled: false, acquireMs: 0, instantiateMs: 0, execMs: 0, cpuMs: 0, memBytes: 0 } })
+    return
+  }
   const start = performance.now()
   current = { id, deadline: start + init.deadlineMs }
   caller?.takeBlockedMs()
@@ -185,6 +191,9 @@ async function serve (message: ToWorker): Promise<void> {
     }
   }
   current = undefined
+  if (group !== undefined && outcome.type === 'error') {
+    failedGroups.add(group)
+  }
   // the instance is done: its last log lines go out before its answer
   output.end()
   flushLog()
@@ -224,12 +233,15 @@ function crash (err: unknown): never {
 
 /** Jobs sent and not yet answered; the first is running */
 const jobs: ToWorker[] = []
+/** batches (event groups) one of whose events failed; a batch arrives whole, so this empties with the queue */
+const failedGroups = new Set<number>()
 
 async function drain (): Promise<void> {
   while (jobs.length > 0) {
     await serve(jobs[0] as ToWorker)
     jobs.shift()
   }
+  failedGroups.clear()
 }
 
 // CPU profiling (cpu-profile.ts) runs beside the jobs: V8 samples from its own thread
