@@ -573,7 +573,7 @@ export class OmegaMeshNode {
     if (!this.#placement.has(brane)) {
       return undefined
     }
-    return {
+    const remote: EventTarget = {
       deliver: async (event: BraneEvent, options: AbortOptions = {}) => {
         const target = this.#pick(brane, `${event.id}:${event.attempt}`)
         if (target === undefined) {
@@ -593,8 +593,42 @@ export class OmegaMeshNode {
         } catch (err) {
           throw asLocalError(err, `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`)
         }
+      },
+      // several events of one edge in one frame, to one node, which handles them in order
+      deliverBatch: async (events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> => {
+        if (events.reduce((sum, e) => sum + e.payload.byteLength, 0) > MAX_BATCH_FRAME_BYTES) {
+          // large payloads: one frame each, as single deliveries
+          return deliverInOrder({ deliver: remote.deliver }, events)
+        }
+        const first = events[0] as BraneEvent
+        const target = this.#pick(brane, `${first.id}:${first.attempt}`)
+        if (target === undefined) {
+          const here = await this.#arriving(brane, (local) => local.localEvents(brane), {})
+          if (here !== undefined) {
+            return deliverInOrder(here, events)
+          }
+          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
+        }
+        const where = `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`
+        const deadlineMs = this.#current?.plan.branes.find((b) => b.name === brane)?.limits.deadlineMs ?? 30_000
+        const metas = events.map(({ payload, ...meta }) => ({ ...meta, bytes: payload.byteLength }))
+        let reply: { result: unknown }
+        try {
+          reply = await this.#rpc.call(target, 'deliverBatch', { brane, events: metas }, Buffer.concat(events.map((e) => e.payload)),
+            { timeoutMs: deadlineMs * events.length + DELIVERY_GRACE_MS })
+        } catch (err) {
+          throw asLocalError(err, where)
+        }
+        const outcomes = (reply.result as { outcomes?: unknown }).outcomes
+        if (!Array.isArray(outcomes) || outcomes.length !== events.length) {
+          throw new OmegaError(`${where} answered a batch of ${events.length} events with ${Array.isArray(outcomes) ? outcomes.length : 'no'} outcomes`)
+        }
+        return outcomes.map((o: { error?: string, message?: string }) => o.error === undefined
+          ? { status: 'fulfilled' as const, value: undefined }
+          : { status: 'rejected' as const, reason: asLocalError(new RemoteError(o.error ?? 'Error', o.message ?? ''), where) })
       }
     }
+    return remote
   }
 
   #remoteHttp (brane: string): HttpHandler | undefined {
@@ -632,6 +666,24 @@ export class OmegaMeshNode {
       }
       await target.deliver({ ...event, payload: body }, options)
       return {}
+    })
+    this.#rpc.register('deliverBatch', async ({ params, body }, options) => {
+      const { brane, events } = params as { brane: string, events: Array<Omit<BraneEvent, 'payload'> & { bytes: number }> }
+      const target = await this.#arriving(brane, (local) => local.localEvents(brane), options)
+      if (target === undefined) {
+        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
+      }
+      let at = 0
+      const whole = events.map(({ bytes, ...event }) => {
+        if (!Number.isSafeInteger(bytes) || bytes < 0 || at + bytes > body.byteLength) {
+          throw new RangeError('deliverBatch: the payload sizes do not match the frame')
+        }
+        const payload = body.subarray(at, at + bytes)
+        at += bytes
+        return { ...event, payload }
+      })
+      const results = await deliverInOrder(target, whole)
+      return { result: { outcomes: results.map((r) => r.status === 'fulfilled' ? {} : { error: errorName(r.reason), message: errorMessage(r.reason) }) } }
     })
     this.#rpc.register('http', async ({ params, body }, options) => {
       const { brane, request } = params as { brane: string, request: Omit<BraneHttpRequest, 'body'> }
@@ -1011,6 +1063,35 @@ async function meshOptions (init: MeshNodeInit, previous: DeploymentDocument | u
  * "unavailable" (the event waits, the request gets 503), and the remote handler's own
  * error keeps its name (retry, reject, deadline, …)
  */
+/** `events` delivered in order by `target`, in one batch when it takes batches; none after a failure */
+async function deliverInOrder (target: EventTarget, events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> {
+  if (target.deliverBatch !== undefined) {
+    return target.deliverBatch(events)
+  }
+  const results: Array<PromiseSettledResult<void>> = []
+  for (const event of events) {
+    if (results.some((r) => r.status === 'rejected')) {
+      const skipped = new OmegaError(`Event "${event.id}" was not started: an earlier event of its batch failed`)
+      skipped.name = 'SkippedEventError'
+      results.push({ status: 'rejected', reason: skipped })
+      continue
+    }
+    results.push(await target.deliver(event).then(() => ({ status: 'fulfilled' as const, value: undefined }), (reason: unknown) => ({ status: 'rejected' as const, reason })))
+  }
+  return results
+}
+
+/** Most payload bytes of one batch frame; a larger batch goes as single deliveries */
+const MAX_BATCH_FRAME_BYTES = 4 * 2 ** 20
+
+function errorName (err: unknown): string {
+  return err instanceof Error ? err.name : 'Error'
+}
+
+function errorMessage (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
 function asLocalError (err: unknown, where: string): Error {
   if (err instanceof PeerUnavailableError) {
     return new TargetUnavailableError(`Cannot reach ${where}: ${err.message}`, { cause: err })
