@@ -197,6 +197,7 @@ export class EventQueue {
   readonly #insertHop: Database.Statement
   #acked = 0
   readonly #completeTx: (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => void
+  readonly #claimTx: (edge: string, limit: number, now: number) => DeliveryRow[]
 
   /**
    * Opens (or creates) the queue. One that exists but is empty, cannot be read, or fails
@@ -249,6 +250,16 @@ export class EventQueue {
     this.#edgeDepth = this.#db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE edge = ? AND state IN ('pending', 'inflight')")
     this.#nextDue = this.#db.prepare("SELECT next_at AS t FROM deliveries WHERE edge = ? AND state = 'pending' ORDER BY id LIMIT 1")
     this.#insertHop = this.#db.prepare('INSERT INTO hops (trace_id, event_id, source, target, topic, bytes, compressed, attempt, started_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    // one transaction for the rows a claim marks in flight (not one per row)
+    this.#claimTx = this.#db.transaction((edge: string, limit: number, now: number): DeliveryRow[] => {
+      const pending = this.#due.all(edge, limit) as DeliveryRow[]
+      const firstLater = pending.findIndex((row) => row.next_at > now)
+      const rows = firstLater === -1 ? pending : pending.slice(0, firstLater)
+      for (const row of rows) {
+        this.#markInflight.run(now, row.id)
+      }
+      return rows
+    })
     this.#completeTx = this.#db.transaction((done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => {
       for (const { id, hop } of done) {
         this.recordHop(hop)
@@ -279,12 +290,7 @@ export class EventQueue {
    * Callers keep the order by claiming again only after the previous claim is settled.
    */
   claim (edge: string, limit: number, now = Date.now()): Delivery[] {
-    const pending = this.#due.all(edge, limit) as DeliveryRow[]
-    const firstLater = pending.findIndex((row) => row.next_at > now)
-    const rows = firstLater === -1 ? pending : pending.slice(0, firstLater)
-    for (const row of rows) {
-      this.#markInflight.run(now, row.id)
-    }
+    const rows = this.#claimTx(edge, limit, now)
     return rows.map((row) => ({
       id: row.id,
       edge: row.edge,

@@ -307,6 +307,8 @@ export abstract class WorkerBrane {
   #closing = false
   #drained: (() => void) | undefined
   #flushing = false
+  /** the reason host calls of a finished job are abandoned with */
+  #callEnded: BraneClosedError | undefined
   readonly #onEmit: OnEmit | undefined
   readonly #onState: OnState | undefined
 
@@ -937,8 +939,8 @@ export abstract class WorkerBrane {
     const job = slot.jobs.shift()
     slot.idleSince = performance.now()
     clearTimeout(job?.timer)
-    // nothing waits for its host calls any more
-    job?.calls?.abort(new BraneClosedError(`Brane "${this.name}" no longer waits: its call to ${job.what} ended`))
+    // nothing waits for its host calls any more (one reason for all: no stack per job)
+    job?.calls?.abort(this.#callEnded ??= new BraneClosedError(`Brane "${this.name}" no longer waits: the call that made this host call ended`))
     const next = slot.jobs[0]
     if (next !== undefined && !slot.gone) {
       this.#begin(slot, next)
