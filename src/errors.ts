@@ -338,3 +338,15 @@ export class FrameTooLargeError extends OmegaError {
     this.name = 'FrameTooLargeError'
   }
 }
+
+/**
+ * More work than the node takes at once (request bytes held by the gateway, requests
+ * waiting for a brane): refused at once, try again shortly (HTTP 503 with Retry-After)
+ */
+export class OverloadedError extends OmegaError {
+  static override name = 'OverloadedError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'OverloadedError'
+  }
+}

@@ -6,7 +6,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { HttpHandler, Logger, Startable } from '../interfaces/index.ts'
-import { OmegaError } from '../errors.ts'
+import { OmegaError, OverloadedError } from '../errors.ts'
+
+export { OverloadedError }
 import { Router, type RouteEntry } from './router.ts'
 
 /** Error name → HTTP status; anything else is a 500 */
@@ -32,15 +34,6 @@ export class UnauthorizedError extends OmegaError {
   constructor (message: string) {
     super(message)
     this.name = 'UnauthorizedError'
-  }
-}
-
-/** The gateway holds as many request bytes as it may: try again shortly (503, Retry-After) */
-export class OverloadedError extends OmegaError {
-  static override name = 'OverloadedError'
-  constructor (message: string) {
-    super(message)
-    this.name = 'OverloadedError'
   }
 }
 

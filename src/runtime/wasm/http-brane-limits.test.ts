@@ -151,6 +151,16 @@ describe('HttpBrane limits and lifecycles', () => {
     assert.match(String((late as PromiseRejectedResult).reason), /did not answer GET \/late within its 300 ms deadline/, 'the brane serves (and stops) the next call as usual')
   })
 
+  it('caps the calls waiting for a worker: past the cap a call is refused at once (OverloadedError)', async () => {
+    const spin = await brane('build/fixtures/spin.wasm', { name: 'capped', deadlineMs: 500, maxWorkers: 1, spare: false, pipeline: 1, maxQueued: 3 })
+    const calls = Array.from({ length: 8 }, async (_, i) => spin.handle(get(`/${i}`)).then(() => 'answered', (err: Error) => err.name))
+    const outcomes = await Promise.all(calls)
+    // one runs (and is stopped), three wait (and are turned away at the deadline), four are refused at once
+    assert.deepEqual(outcomes.filter((o) => o === 'OverloadedError').length, 4, outcomes.join(' '))
+    assert.deepEqual(outcomes.filter((o) => o === 'DeadlineExceededError').length, 4, outcomes.join(' '))
+    assert.equal(spin.stats.queued, 0)
+  })
+
   it('contains an infinite loop: DeadlineExceededError, a warm replacement, a healthy neighbour', async () => {
     const spin = await brane('build/fixtures/spin.wasm', { name: 'loop', deadlineMs: 300 })
     await waitFor(() => spin.stats.spareReady)

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads'
 import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
 import { answerHostCall, encodeStateValue, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
 import type { GuestLogLevel, StateCall, StateResult } from './host/brane.ts'
-import { ComponentLoadError, DeadlineExceededError, GuestError, RejectedEventError, RetryableEventError, SnapshotError } from '../../errors.ts'
+import { ComponentLoadError, DeadlineExceededError, GuestError, OverloadedError, RejectedEventError, RetryableEventError, SnapshotError } from '../../errors.ts'
 import { BraneClosedError, SkippedEventError } from './errors.ts'
 import { CpuThrottle } from './limits.ts'
 import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cpu-profile.ts'
@@ -147,6 +147,12 @@ export interface BraneOptions {
    * @default 4
    */
   readonly pipeline?: number
+  /**
+   * Most calls waiting for a worker (or for CPU quota); past it a call is refused at once
+   * with OverloadedError (HTTP 503 with Retry-After).
+   * @default 10000
+   */
+  readonly maxQueued?: number
   /**
    * Most bytes of stdout + stderr one request may log; the rest is dropped and one
    * marker line says so.
@@ -292,6 +298,7 @@ export abstract class WorkerBrane {
   readonly #idleMs: number
   readonly #useSpare: boolean
   readonly #pipeline: number
+  readonly #maxQueued: number
   readonly #throttle: CpuThrottle | undefined
   readonly #queue: Job[] = []
   readonly #active = new Set<Slot>()
@@ -325,6 +332,7 @@ export abstract class WorkerBrane {
     this.#idleMs = positive(options.idleWorkerMs ?? 30_000, 'idleWorkerMs')
     this.#useSpare = options.spare ?? true
     this.#pipeline = Math.max(1, Math.floor(options.pipeline ?? 4))
+    this.#maxQueued = positive(options.maxQueued ?? 10_000, 'maxQueued')
     const quota = options.cpuQuota ?? Infinity
     this.#throttle = quota === Infinity ? undefined : new CpuThrottle({ quota, ...(options.cpuWindowMs === undefined ? {} : { windowMs: options.cpuWindowMs }) })
     this.#init = {
@@ -431,6 +439,9 @@ export abstract class WorkerBrane {
     signal?.throwIfAborted()
     if (this.#closing) {
       throw new BraneClosedError(`Brane "${this.name}" is closed`)
+    }
+    if (this.#queue.length >= this.#maxQueued) {
+      throw new OverloadedError(`Brane "${this.name}" has ${this.#queue.length} calls waiting for a worker, its limit: try again shortly`)
     }
     return new Promise<JobResult>((resolve, reject) => {
       const job: Job = { id: this.#nextId++, work, what: options.what, traceId: options.traceId, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false }
