@@ -45,6 +45,8 @@ export class PayloadTooLargeError extends OmegaError {
   }
 }
 
+const EMPTY_BODY = new Uint8Array(0)
+
 export interface GatewayInit {
   /** @default '127.0.0.1' */
   host?: string
@@ -183,10 +185,12 @@ export class Gateway implements Startable {
         headers.push([(req.rawHeaders[i] ?? '').toLowerCase(), req.rawHeaders[i + 1] ?? ''])
       }
       const response = await handler.handle({ method, pathWithQuery: target, scheme: 'http', authority, headers, body }, { signal })
+      // one flat list of raw header lines: repeated names stay repeated, in order
+      const lines: string[] = []
       for (const [name, value] of response.headers) {
-        res.appendHeader(name, value)
+        lines.push(name, value)
       }
-      res.statusCode = response.status
+      res.writeHead(response.status, lines)
       res.end(response.body)
     } finally {
       // the body is let go once the brane has answered (or the request failed)
@@ -227,6 +231,11 @@ export class Gateway implements Startable {
     if (declared > this.#maxBodyBytes) {
       req.resume()
       throw new PayloadTooLargeError(`Request body of ${declared} bytes is over the limit of ${this.#maxBodyBytes}`)
+    }
+    if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
+      // no body (a GET, most often): nothing to wait for
+      req.resume()
+      return EMPTY_BODY
     }
     const overloaded = (): OverloadedError => {
       req.resume()
