@@ -47,6 +47,7 @@ export class RequestObserver {
   readonly #cpu = this.metrics.histogram('omega_cpu_ms', 'Guest CPU time, ms')
   readonly #mem = this.metrics.histogram('omega_memory_bytes', 'Linear memory after a request, bytes', BYTE_BUCKETS)
   readonly #recent = new Map<string, { times: Float64Array, next: number }>()
+  readonly #labelCache = new Map<string, Readonly<Record<string, string>>>()
   /** Told what every request and event delivery used (settlement metering); off when unset */
   meter: ((usage: Usage) => void) | undefined
 
@@ -190,10 +191,21 @@ export class RequestObserver {
     }
   }
 
+  /** The same frozen label objects every time (the metrics cache their keys by identity) */
+  #labels (brane: string, status?: number): Readonly<Record<string, string>> {
+    const key = status === undefined ? brane : `${brane}\u0000${status}`
+    let labels = this.#labelCache.get(key)
+    if (labels === undefined) {
+      labels = Object.freeze(status === undefined ? { brane } : { brane, status: String(status) })
+      this.#labelCache.set(key, labels)
+    }
+    return labels
+  }
+
   #record (brane: string, status: number | undefined, totalMs: number, timing: Readonly<Record<string, unknown>>): void {
-    const labels = { brane }
+    const labels = this.#labels(brane)
     if (status !== undefined) {
-      this.#requests.inc({ brane, status: String(status) })
+      this.#requests.inc(this.#labels(brane, status))
     }
     this.#total.observe(totalMs, labels)
     const num = (key: string): number | undefined => typeof timing[key] === 'number' ? timing[key] : undefined

@@ -6,8 +6,18 @@
 
 export type Labels = Readonly<Record<string, string>>
 
+/** Keys of label objects seen before: a caller that reuses its labels pays the sort once */
+const KEYS = new WeakMap<Labels, string>()
+
 function labelKey (labels: Labels): string {
-  return Object.keys(labels).sort().map((k) => `${k}=${labels[k] ?? ''}`).join(',')
+  let key = KEYS.get(labels)
+  if (key === undefined) {
+    key = Object.keys(labels).sort().map((k) => `${k}=${labels[k] ?? ''}`).join(',')
+    if (Object.isFrozen(labels)) {
+      KEYS.set(labels, key)
+    }
+  }
+  return key
 }
 
 function renderLabels (labels: Labels, extra: Labels = {}): string {
