@@ -14,11 +14,15 @@ let node: LocalNode | undefined
 let bare: Server | undefined
 let home = ''
 
-/** hello.wasm behind the gateway, with the given lifecycle */
-async function setup (lifecycle: 'ephemeral' | 'pooled'): Promise<void> {
+/** hello.wasm (or the JavaScript hello of examples/js-hello) behind the gateway, with the given lifecycle */
+async function setup (lifecycle: 'ephemeral' | 'pooled', js = false): Promise<void> {
   home = await mkdtemp(join(tmpdir(), 'omega-bench-'))
-  await cp(join(ROOT, 'examples/hello/hello.wasm'), join(home, 'hello.wasm'))
-  await writeFile(join(home, 'omega.toml'), `[brane.hello]\nimage = "hello.wasm"\nlifecycle = "${lifecycle}"\ntrigger = { http = "/..." }\n`)
+  if (js) {
+    await cp(join(ROOT, 'examples/js-hello'), home, { recursive: true })
+  } else {
+    await cp(join(ROOT, 'examples/hello/hello.wasm'), join(home, 'hello.wasm'))
+    await writeFile(join(home, 'omega.toml'), `[brane.hello]\nimage = "hello.wasm"\nlifecycle = "${lifecycle}"\ntrigger = { http = "/..." }\n`)
+  }
   node = await LocalNode.start(join(home, 'omega.toml'), { home, port: 0, logging: silentLogging(), admin: false })
   const body = Buffer.from('hello from omega: /hello\n')
   bare = createServer((_req, res) => {
@@ -53,4 +57,13 @@ function helloCase (lifecycle: 'ephemeral' | 'pooled'): BenchCase {
 }
 
 /** Requests/s through the gateway to the hello component, beside a bare node:http hello server */
-export const cases: BenchCase[] = [helloCase('ephemeral'), helloCase('pooled')]
+export const cases: BenchCase[] = [helloCase('ephemeral'), helloCase('pooled'), {
+  name: 'js-hello-pooled-req-per-s',
+  description: 'GET /hello with 32 connections from a separate autocannon process: omega gateway + examples/js-hello (JavaScript, componentize-js, exporting wasi:http/incoming-handler: instances reused) vs a bare node:http server',
+  metrics: ['ops/s'],
+  setup: async () => { await setup('pooled', true) },
+  teardown,
+  budget: { rounds: 3, roundMs: 3000, warmupMs: 1000 },
+  subject: { label: 'omega gateway → js-hello (pooled)', round: async (budget) => loadRound(`${node?.url ?? ''}/hello`, budget) },
+  baseline: { label: 'bare node:http', round: async (budget) => loadRound(bareUrl(), budget) }
+}]

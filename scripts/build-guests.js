@@ -1,6 +1,7 @@
 // Builds guest components written in JavaScript with componentize-js (StarlingMonkey):
 //   examples/guests/probe/probe.js -> build/fixtures/probe.wasm
 //   examples/pipeline/<brane>.js    -> examples/pipeline/<brane>.wasm (HTTP and event branes)
+//   examples/js-hello/hello.js      -> examples/js-hello/hello.wasm (a reusable HTTP brane)
 // componentize-js takes 11–26 s and ~780 MB, so each output is keyed by a hash of
 // its inputs (sources, WIT, componentize-js version) kept beside it in `<output>.key`:
 // an unchanged key skips the build without loading componentize-js at all. A build
@@ -31,7 +32,9 @@ export const JS_TARGETS = [
   // StarlingMonkey's event loop needs clocks for fetch-event
   pipeline('ingest', ['random', 'stdio']),
   pipeline('transform', ['random', 'clocks', 'stdio', 'http', 'fetch-event']),
-  pipeline('train', ['random', 'clocks', 'stdio', 'http', 'fetch-event'])
+  pipeline('train', ['random', 'clocks', 'stdio', 'http', 'fetch-event']),
+  // an HTTP brane exporting wasi:http/incoming-handler itself: reusable, so pooled
+  { source: 'examples/js-hello/hello.js', wit: 'examples/js-hello/hello.wit', world: 'omega:js-hello/hello', output: 'examples/js-hello/hello.wasm', disableFeatures: ['random', 'clocks', 'stdio', 'fetch-event'] }
 ]
 
 /** A brane of examples/pipeline: `<name>.js` in world `omega:pipeline/<name>` */

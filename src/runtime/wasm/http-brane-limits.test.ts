@@ -151,6 +151,20 @@ describe('HttpBrane limits and lifecycles', () => {
     assert.match(String((late as PromiseRejectedResult).reason), /did not answer GET \/late within its 300 ms deadline/, 'the brane serves (and stops) the next call as usual')
   })
 
+  it('pooled: an instance grown past 3/4 of mem_max is replaced before it reaches the cap', async () => {
+    // counter.wat grows its memory one page (64 KiB) per request and traps when it cannot
+    const counter = await brane('build/fixtures/counter.wasm', { name: 'leaky', lifecycle: 'pooled', maxWorkers: 1, memMaxBytes: 10 * 65_536 })
+    const pages: number[] = []
+    for (let i = 0; i < 30; i++) {
+      const res = await counter.handle(get(`/${i}`))
+      assert.equal(res.status, 200, `request ${i}`)
+      pages.push(Number(text(res.body).split(' ')[1]))
+    }
+    // an instance at 8 pages (512 KiB, past 3/4 of 640 KiB) is not reused: a fresh one takes over
+    assert.equal(Math.max(...pages), 8, pages.join(' '))
+    assert.ok(pages.filter((p) => p === 2).length >= 3, `instances were replaced: ${pages.join(' ')}`)
+  })
+
   it('caps the calls waiting for a worker: past the cap a call is refused at once (OverloadedError)', async () => {
     const spin = await brane('build/fixtures/spin.wasm', { name: 'capped', deadlineMs: 500, maxWorkers: 1, spare: false, pipeline: 1, maxQueued: 3 })
     const calls = Array.from({ length: 8 }, async (_, i) => spin.handle(get(`/${i}`)).then(() => 'answered', (err: Error) => err.name))

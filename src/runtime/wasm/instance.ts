@@ -492,6 +492,12 @@ export interface InstancePoolInit {
   readonly lifecycle: Lifecycle
   /** instances kept ready ahead of need @default 1 */
   readonly prewarm?: number
+  /**
+   * `pooled`: an instance whose linear memory has grown past this many bytes is not
+   * reused but replaced, before a guest that leaks runs into mem_max in a request
+   * @default Infinity
+   */
+  readonly recycleAboveBytes?: number
 }
 
 /**
@@ -506,6 +512,7 @@ export class InstancePool {
   readonly #factory: InstanceFactory
   readonly #reuse: boolean
   readonly #target: number
+  readonly #recycleAbove: number
   readonly #ready: GuestInstance[] = []
   #refilling: Promise<void> | undefined
   #closed = false
@@ -514,6 +521,7 @@ export class InstancePool {
     this.#factory = factory
     this.#reuse = init.lifecycle !== 'ephemeral'
     this.#target = Math.max(0, init.prewarm ?? 1)
+    this.#recycleAbove = init.lifecycle === 'pooled' ? init.recycleAboveBytes ?? Infinity : Infinity
   }
 
   /** instances ready now */
@@ -540,7 +548,7 @@ export class InstancePool {
   release (instance: GuestInstance, ok: boolean): void {
     instance.output = undefined
     instance.host?.endRequest()
-    if (this.#reuse && ok && !this.#closed) {
+    if (this.#reuse && ok && !this.#closed && instance.memBytes <= this.#recycleAbove) {
       this.#ready.push(instance)
     } else {
       discard(instance)

@@ -32,7 +32,9 @@ const caller = init.hostCalls === undefined ? undefined : new HostCaller(init.ho
 /** the job running now, and when its deadline falls (performance.now() time) */
 let current: { readonly id: number, readonly deadline: number } | undefined
 const factory = await InstanceFactory.create(init, { emit, state })
-const pool = new InstancePool(factory, { lifecycle: init.lifecycle, prewarm: init.prewarm })
+// a pooled instance that has grown past 3/4 of mem_max is replaced rather than reused:
+// guests that leak (a JS engine's heap, a forgotten handle) never reach the cap mid-request
+const pool = new InstancePool(factory, { lifecycle: init.lifecycle, prewarm: init.prewarm, recycleAboveBytes: init.memMaxBytes * 0.75 })
 
 // Log lines go out in batches: one message per line would let a chatty guest flood
 // the main thread; a batch leaves at 256 lines or 64 KiB, and before each answer.
