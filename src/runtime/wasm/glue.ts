@@ -7,33 +7,48 @@
  * empty), so each such call is replaced by `void 0`: the same value, nothing built.
  */
 
-/** The index just past the bracket that closes the one at `open`, or -1 if the text ends first */
-function closeParen (src: string, open: number): number {
-  let depth = 0
+/**
+ * Walks the code of `src` from `start`, skipping comments, strings, templates and
+ * regular expressions: `visit` sees the index of each code character and returns where
+ * to go on (the next character when undefined), or -1 to stop
+ */
+function walkCode (src: string, start: number, visit: (i: number) => number | undefined): void {
   let previous = ''
-  let i = open
+  let i = start
   while (i < src.length) {
-    const c = src[i] as string
     const literal = skipLiteral(src, i, previous)
     if (literal !== -1) {
       i = literal
       previous = 'x'
       continue
     }
+    const next = visit(i) ?? i + 1
+    if (next === -1) {
+      return
+    }
+    const last = src[next - 1] as string
+    if (!/\s/.test(last)) {
+      previous = last
+    }
+    i = next
+  }
+}
+
+/** The index just past the bracket that closes the one at `open`, or -1 if the text ends first */
+function closeParen (src: string, open: number): number {
+  let depth = 0
+  let end = -1
+  walkCode(src, open, (i) => {
+    const c = src[i]
     if (c === '(' || c === '{' || c === '[') {
       depth++
-    } else if (c === ')' || c === '}' || c === ']') {
-      depth--
-      if (depth === 0) {
-        return i + 1
-      }
+    } else if ((c === ')' || c === '}' || c === ']') && --depth === 0) {
+      end = i + 1
+      return -1
     }
-    if (!/\s/.test(c)) {
-      previous = c
-    }
-    i++
-  }
-  return -1
+    return undefined
+  })
+  return end
 }
 
 function skipString (src: string, start: number, quote: string): number {
@@ -115,31 +130,19 @@ export function stripCalls (src: string, name = '_debugLog'): string {
   const call = `${name}(`
   let out = ''
   let from = 0
-  let previous = ''
-  let i = 0
-  while (i < src.length) {
-    const c = src[i] as string
-    const literal = skipLiteral(src, i, previous)
-    if (literal !== -1) {
-      i = literal
-      previous = 'x'
-      continue
+  let broken = false
+  walkCode(src, 0, (i) => {
+    if (src[i] !== call[0] || !src.startsWith(call, i) || /[\w$.#]/.test(src[i - 1] ?? '')) {
+      return undefined
     }
-    if (c === call[0] && src.startsWith(call, i) && !/[\w$.#]/.test(src[i - 1] ?? '')) {
-      const end = closeParen(src, i + name.length)
-      if (end === -1) {
-        return src
-      }
-      out += src.slice(from, i) + 'void 0'
-      from = end
-      i = end
-      previous = ')'
-      continue
+    const end = closeParen(src, i + name.length)
+    if (end === -1) {
+      broken = true
+      return -1
     }
-    if (!/\s/.test(c)) {
-      previous = c
-    }
-    i++
-  }
-  return out + src.slice(from)
+    out += src.slice(from, i) + 'void 0'
+    from = end
+    return end
+  })
+  return broken ? src : out + src.slice(from)
 }
