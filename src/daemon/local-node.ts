@@ -403,6 +403,8 @@ export class LocalNode {
     }
     const delay = retryDelayMs(failure.attempts)
     this.#generation.failed.set(name, { ...failure, retryAt: Date.now() + delay })
+    // one pending retry per brane (a reload may schedule it again)
+    clearTimeout(this.#retryTimers.get(name))
     const timer = setTimeout(() => {
       this.#retryTimers.delete(name)
       const run = this.#reloading.then(async () => this.#retry(name))

@@ -142,7 +142,8 @@ export interface BraneOptions {
    * Jobs each worker may hold: the running one and those sent to wait behind it, so
    * that a busy worker starts its next job without a round trip to the main thread. A
    * job is only queued behind one that started less than 20 ms ago; jobs waiting in a
-   * worker that hits the deadline or dies go back to the brane's queue (they never ran).
+   * worker that hits the deadline or dies go back to the brane's queue (they never ran),
+   * each with what is left of its deadline counted from its arrival.
    * 1 sends a job only to an idle worker. The deadline of each job counts from its start.
    * @default 4
    */
@@ -830,7 +831,8 @@ export abstract class WorkerBrane {
    * A busy worker that may take one more job behind its running one, so that it never
    * waits for the main thread between jobs: the least loaded whose queue is below the
    * pipeline depth and whose running job is young (a job queued behind a spinning guest
-   * waits for the deadline, then goes back to the brane's queue: keep that rare)
+   * waits for that guest's deadline, then goes back to the brane's queue with what is
+   * left of its own, often nothing: keep that rare)
    */
   #pipelineSlot (): Slot | undefined {
     let best: Slot | undefined
