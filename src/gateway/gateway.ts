@@ -151,6 +151,9 @@ export class Gateway implements Startable {
       }
     })
     this.#handle(req, res, controller.signal).catch((err: unknown) => {
+      if (controller.signal.aborted) {
+        return // the client went away: nobody to answer, nothing gone wrong here
+      }
       this.#fail(res, err)
     })
   }
