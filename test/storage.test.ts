@@ -95,4 +95,30 @@ describe('damaged event queue', () => {
     const node = await LocalNode.start(manifest, { home, port: 0, logging: silentLogging(), admin: false })
     await node.stop()
   })
+
+  it('a start on a full disk says so and exits 19 (no space left), not 70', async (t) => {
+    // a 2 MiB tmpfs the test mounts and fills: needs root (skipped with the reason otherwise)
+    const mnt = await mkdtemp(join(tmpdir(), 'omega-full-'))
+    const mounted = await new Promise<string | undefined>((resolve) => {
+      const child = spawn('mount', ['-t', 'tmpfs', '-o', 'size=2M', 'tmpfs', mnt], { stdio: ['ignore', 'ignore', 'pipe'] })
+      let err = ''
+      child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
+      child.once('error', (e) => { resolve(e.message) })
+      child.once('exit', (code) => { resolve(code === 0 ? undefined : err.trim() || `mount exited ${String(code)}`) })
+    })
+    if (mounted !== undefined) {
+      t.skip(`cannot mount a tmpfs here: ${mounted}`)
+      await rm(mnt, { recursive: true, force: true })
+      return
+    }
+    try {
+      await writeFile(join(mnt, 'fill'), Buffer.alloc(2 * 2 ** 20)).catch(() => {}) // ENOSPC once full
+      const up = await upExits(mnt, manifest)
+      assert.equal(up.code, 19, up.out)
+      assert.match(up.out, /omega: No space left on the device.*free some space \(or use another --home\)/)
+    } finally {
+      await new Promise((resolve) => { spawn('umount', [mnt]).once('exit', resolve) })
+      await rm(mnt, { recursive: true, force: true })
+    }
+  })
 })

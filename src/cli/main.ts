@@ -42,6 +42,8 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   SnapshotError: 13,
   DeploymentError: 16,
   QueueError: 17,
+  /** not an error class: any write that failed for want of space (ENOSPC, EDQUOT, SQLITE_FULL) */
+  DiskFull: 19,
   PlacementError: 7,
   GuestImageNotFoundError: 4,
   GuestImageError: 6,
@@ -73,6 +75,9 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
 }
 
 export function exitCodeFor (err: unknown): number {
+  if (diskFull(err) !== undefined) {
+    return EXIT_CODES.DiskFull ?? 19
+  }
   const name = err instanceof Error ? err.name : ''
   // the daemon refused the operation itself: exit as its error would here
   const remote = err as { status?: unknown, remoteName?: unknown } | null
@@ -128,7 +133,8 @@ export async function main (argv: readonly string[], options: MainOptions = {}):
 Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image, guest image or brane not found, 5 capability denied,
 6 component load failure, 7 unsupported on this node, 8 node key unusable, 9 image store failure, 10 no daemon running,
 11 admin request refused, 12 trace record invalid, 13 snapshot refused, 14 capability token refused,
-15 settlement receipts invalid, 16 deployment refused, 17 event queue damaged, 18 mesh or peer unavailable, 130 interrupted.
+15 settlement receipts invalid, 16 deployment refused, 17 event queue damaged, 18 mesh or peer unavailable,
+19 no space left on the device, 130 interrupted.
 
 Examples:
   $ omega validate examples/seeds/*.toml
@@ -147,8 +153,21 @@ Examples:
       // --help and --version end here with code 0; usage errors were already printed
       return err.exitCode === 0 ? 0 : EXIT_CODES.UsageError ?? 2
     }
-    const message = err instanceof Error ? err.message : String(err)
+    const full = diskFull(err)
+    const message = full !== undefined ? full : err instanceof Error ? err.message : String(err)
     stderr.write(`omega: ${message}\n`)
     return exitCodeFor(err)
   }
+}
+
+/** What to say of a write that failed for want of space (a file or SQLite), else undefined */
+function diskFull (err: unknown): string | undefined {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) {
+    const code = (e as { code?: unknown }).code
+    if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL') {
+      const path = (e as { path?: unknown }).path
+      return `No space left on the device${typeof path === 'string' ? ` (writing ${path})` : ''}: free some space (or use another --home) and start again; nothing stored was lost (${e.message})`
+    }
+  }
+  return undefined
 }
