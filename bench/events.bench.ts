@@ -2,6 +2,8 @@
  * Events per second through a 2-edge chain (a → b → c), beside the same SQLite writes
  * and reads done directly, without Omega: what the durable queue costs at least.
  */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,6 +13,7 @@ import { LocalNode } from '../src/daemon/index.ts'
 import { Dispatcher, EventQueue } from '../src/dispatch/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
 import type { BenchCase, RoundBudget, RoundSample } from './harness.ts'
+import { loadRound } from './load.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const PAYLOAD = Buffer.alloc(100, 0x61)
@@ -116,6 +119,24 @@ let queue: EventQueue | undefined
 let dispatcher: Dispatcher | undefined
 let jsDone = 0
 
+let bare: Server | undefined
+
+/** web → mid → end on one node, pooled WASI event branes */
+async function startChain (): Promise<void> {
+  const dir = await tempDir()
+  for (const name of ['http-emit', 'forward', 'sink']) {
+    await cp(join(ROOT, `build/fixtures/${name}.wasm`), join(dir, `${name}.wasm`))
+  }
+  await writeFile(join(dir, 'omega.toml'), '[brane.web]\nimage = "http-emit.wasm"\nlifecycle = "pooled"\n\n[brane.mid]\nimage = "forward.wasm"\nlifecycle = "pooled"\n\n[brane.end]\nimage = "sink.wasm"\nlifecycle = "pooled"\n\n[graph]\nedges = [{ from = "web", to = "mid", on = "hits" }, { from = "mid", to = "end", on = "out" }]\n')
+  node = await LocalNode.start(join(dir, 'omega.toml'), { home: join(dir, 'home'), port: 0, logging: silentLogging(), admin: false })
+}
+
+/** events delivered to the end of the chain, per second (each event makes 2 deliveries) */
+const CHAIN_SUBJECT = {
+  label: 'omega: dispatcher + queue + 2 WASI branes',
+  round: async (budget: RoundBudget): Promise<RoundSample> => chainRound(budget, async (payload) => node?.emit('web', 'hits', payload), () => node?.acked ?? 0)
+}
+
 export const cases: BenchCase[] = [
   {
     name: 'chain-2-edges-wasm',
@@ -123,12 +144,7 @@ export const cases: BenchCase[] = [
     metrics: ['ops/s'],
     budget: { rounds: 3, roundMs: 2000, warmupMs: 500 },
     setup: async () => {
-      const dir = await tempDir()
-      for (const name of ['http-emit', 'forward', 'sink']) {
-        await cp(join(ROOT, `build/fixtures/${name}.wasm`), join(dir, `${name}.wasm`))
-      }
-      await writeFile(join(dir, 'omega.toml'), '[brane.web]\nimage = "http-emit.wasm"\nlifecycle = "pooled"\n\n[brane.mid]\nimage = "forward.wasm"\nlifecycle = "pooled"\n\n[brane.end]\nimage = "sink.wasm"\nlifecycle = "pooled"\n\n[graph]\nedges = [{ from = "web", to = "mid", on = "hits" }, { from = "mid", to = "end", on = "out" }]\n')
-      node = await LocalNode.start(join(dir, 'omega.toml'), { home: join(dir, 'home'), port: 0, logging: silentLogging(), admin: false })
+      await startChain()
       baseline = sqliteBaseline()
     },
     teardown: async () => {
@@ -137,14 +153,26 @@ export const cases: BenchCase[] = [
       await Promise.all(['', '-wal', '-shm'].map(async (suffix) => rm(`${baseline?.path ?? ''}${suffix}`, { force: true })))
       await cleanup()
     },
-    subject: {
-      label: 'omega: dispatcher + queue + 2 WASI branes',
-      round: async (budget) => {
-        const counts = (): number => node?.acked ?? 0
-        return chainRound(budget, async (payload) => node?.emit('web', 'hits', payload), counts)
-      }
-    },
+    subject: CHAIN_SUBJECT,
     baseline: { label: 'SQLite alone (same statements)', round: async (budget) => (baseline as ReturnType<typeof sqliteBaseline>).round(budget) }
+  },
+  {
+    name: 'chain-2-edges-wasm-vs-http',
+    description: 'The same chain as events/chain-2-edges-wasm (durable events/s delivered to the end of the chain), beside the requests/s of a bare node:http hello server under 32 connections from autocannon: the ratio the data-path issue sets targets for',
+    metrics: ['ops/s'],
+    budget: { rounds: 3, roundMs: 2000, warmupMs: 500 },
+    setup: async () => {
+      await startChain()
+      bare = createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('hello\n') })
+      await new Promise<void>((resolve) => { bare?.listen(0, '127.0.0.1', resolve) })
+    },
+    teardown: async () => {
+      await node?.stop()
+      await new Promise<void>((resolve) => { bare === undefined ? resolve() : bare.close(() => { resolve() }) })
+      await cleanup()
+    },
+    subject: CHAIN_SUBJECT,
+    baseline: { label: 'bare node:http req/s', round: async (budget) => loadRound(`http://127.0.0.1:${(bare?.address() as AddressInfo).port}/`, budget) }
   },
   {
     name: 'chain-2-edges-dispatch',
