@@ -5,12 +5,12 @@
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { cp, mkdtemp, rm } from 'node:fs/promises'
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
-import { ROOT } from './helpers.ts'
+import { ROOT, cli } from './helpers.ts'
 
 describe('a JavaScript HTTP brane, pooled', () => {
   let dir = ''
@@ -36,5 +36,19 @@ describe('a JavaScript HTTP brane, pooled', () => {
       assert.equal(res.headers.get('content-type'), 'text/plain')
       assert.equal(await res.text(), `hello from a JS brane: ${method} /n/${i}?q=${i} (request ${start + i} of this instance)\n`)
     }
+  })
+
+  it('omega validate --link warns when a fetch-event component is pooled, and not for one that exports the handler', async () => {
+    const manifest = (image: string, lifecycle: string): string => `[brane.web]\nimage = "${image}"\nlifecycle = "${lifecycle}"\n`
+    const home = join(dir, 'validate-home')
+    const check = async (image: string, lifecycle: string): Promise<string> => {
+      const file = join(dir, `${lifecycle}-${image.replaceAll('/', '_')}.toml`)
+      await writeFile(file, manifest(join(ROOT, image), lifecycle))
+      const run = await cli(['validate', '--link', file], home)
+      return run.err + run.out
+    }
+    assert.match(await check('examples/pipeline/ingest.wasm', 'pooled'), /warning: brane\.web\.lifecycle: this looks like a JavaScript component that answers through a fetch event listener/)
+    assert.doesNotMatch(await check('examples/pipeline/ingest.wasm', 'ephemeral'), /fetch event listener/)
+    assert.doesNotMatch(await check('examples/js-hello/hello.wasm', 'pooled'), /fetch event listener/)
   })
 })

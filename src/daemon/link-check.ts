@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { AbortOptions } from '../interfaces/index.ts'
 import type { Plan } from '../manifest/index.ts'
-import { checkImports, loadComponent } from '../runtime/wasm/index.ts'
+import { checkImports, fetchEventReuseWarning, loadComponent } from '../runtime/wasm/index.ts'
 import { resolveImage } from './images.ts'
 
 export interface LinkResult {
@@ -10,6 +10,8 @@ export interface LinkResult {
   /** `skipped` for branes with nothing to link here (frontier, no image) */
   readonly outcome: 'ok' | 'failed' | 'skipped'
   readonly message: string
+  /** something that will go wrong at run time although it links */
+  readonly warning?: string
 }
 
 /**
@@ -24,14 +26,16 @@ export async function linkCheck (plan: Plan, manifestFile: string, home: string,
       results.push({ brane: brane.name, outcome: 'skipped', message: brane.profile !== 'standard' ? 'not a WASI component (frontier)' : 'no image' })
       continue
     }
+    let warning: string | undefined
     try {
       const image = await resolveImage(brane.name, brane.image, manifestFile, home, options)
       const bytes = await readFile(image.path, options.signal === undefined ? {} : { signal: options.signal })
+      warning = fetchEventReuseWarning(bytes, brane.lifecycle)
       const loaded = await loadComponent(bytes, { cacheDir: join(home, 'cache', 'components'), memMaxBytes: brane.limits.memMaxBytes, ...(options.signal === undefined ? {} : { signal: options.signal }) })
       checkImports(loaded.imports, new Set(brane.grantKeys), { brane: brane.name })
-      results.push({ brane: brane.name, outcome: 'ok', message: `${image.source} ${loaded.id}: ${loaded.imports.length} imports, all granted` })
+      results.push({ brane: brane.name, outcome: 'ok', message: `${image.source} ${loaded.id}: ${loaded.imports.length} imports, all granted`, ...(warning === undefined ? {} : { warning }) })
     } catch (err) {
-      results.push({ brane: brane.name, outcome: 'failed', message: err instanceof Error ? err.message : String(err) })
+      results.push({ brane: brane.name, outcome: 'failed', message: err instanceof Error ? err.message : String(err), ...(warning === undefined ? {} : { warning }) })
     }
   }
   return results

@@ -13,7 +13,7 @@ import { Resolvers, type ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
-import { checkImports, EventBrane, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
+import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
 import { createDriver, FrontierBrane, probeFrontier, resolveGuest, runDirFor, snapshotRootFor } from '../runtime/microvm/index.ts'
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
@@ -824,6 +824,10 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     return current
   }
   checkImports(loaded.imports, new Set(brane.grantKeys), { brane: brane.name })
+  const reuse = fetchEventReuseWarning(bytes, brane.lifecycle)
+  if (reuse !== undefined) {
+    log.warn({ brane: brane.name, lifecycle: brane.lifecycle }, `brane ${brane.name}: ${reuse}`)
+  }
   const exports = loaded.exports.map((e) => e.split('@')[0])
   const { observer } = context
   const settings = {

@@ -11,7 +11,6 @@ export function validateCommand (program: Command, ctx: CliContext): void {
     .option('--link', 'also load each standard brane\'s component and check its imports against its grants')
     .action(async (files: string[], opts: { json?: boolean, link?: boolean }, command: Command) => {
       const { formatIssue, loadManifest } = await import('../../manifest/index.ts')
-      const { linkCheck } = await import('../../daemon/index.ts')
       const results: Array<{ file: string, ok: boolean, branes?: number, edges?: number, issues: readonly ManifestIssue[] }> = []
       for (const file of files) {
         try {
@@ -19,9 +18,13 @@ export function validateCommand (program: Command, ctx: CliContext): void {
           const { plan, warnings } = await loadManifest(path, ctx.signal === undefined ? {} : { signal: ctx.signal })
           const issues: ManifestIssue[] = warnings.map((w) => ({ ...w, file }))
           if (opts.link === true) {
+            const { linkCheck } = await import('../../daemon/index.ts')
             for (const result of await linkCheck(plan, path, ctx.home(homeOption(command)), ctx.signal === undefined ? {} : { signal: ctx.signal })) {
               if (result.outcome === 'failed') {
                 issues.push({ file, path: `brane.${result.brane}.image`, message: result.message, severity: 'error' })
+              }
+              if (result.warning !== undefined) {
+                issues.push({ file, path: `brane.${result.brane}.lifecycle`, message: result.warning, severity: 'warning' })
               }
             }
           }

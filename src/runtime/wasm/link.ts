@@ -175,3 +175,20 @@ export function checkImports (imports: readonly string[], grants: ReadonlySet<st
 export function findUnprovided (imports: readonly string[]): string[] {
   return imports.filter((name) => !PROVIDED_INTERFACES.has(unversioned(name)))
 }
+
+/**
+ * A warning when `bytes` look like a componentize-js component that answers HTTP through
+ * a `fetch` event listener and `lifecycle` reuses instances: StarlingMonkey never resets
+ * its fetch event, so such an instance fails every request after its first. The test
+ * is on the JavaScript source componentize-js embeds, so it is a warning, not a refusal.
+ */
+export function fetchEventReuseWarning (bytes: Uint8Array, lifecycle: string): string | undefined {
+  if (lifecycle === 'ephemeral') {
+    return undefined
+  }
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  if (buffer.indexOf("addEventListener('fetch'") === -1 && buffer.indexOf('addEventListener("fetch"') === -1) {
+    return undefined
+  }
+  return `this looks like a JavaScript component that answers through a fetch event listener: StarlingMonkey serves one request per such instance, so a ${lifecycle} instance fails every request after its first. Use lifecycle = "ephemeral", or export wasi:http/incoming-handler itself (see examples/js-hello)`
+}
