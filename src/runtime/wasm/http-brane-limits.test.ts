@@ -144,7 +144,7 @@ describe('HttpBrane limits and lifecycles', () => {
     // whether they waited in the brane's queue or behind a spinning job in a worker
     const ran = outcomes.filter((o) => o === 'DeadlineExceededError').length
     assert.equal(ran + outcomes.filter((o) => o === 'waited').length, 100, outcomes.join(' '))
-    assert.ok(ran >= 1 && ran <= 6, `${ran} calls ran`)
+    assert.ok(ran >= 1 && ran <= 10, `${ran} calls ran (of 100: the others never waited longer than the deadline)`)
     assert.equal(spin.stats.deadlineKills, ran)
     assert.equal(spin.stats.queued, 0)
     const [late] = await Promise.allSettled([spin.handle(get('/late'))])
