@@ -5,12 +5,12 @@
  * forged, expired, revoked or insufficient one is refused before any handler runs.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { connect } from 'node:net'
 import { chmod, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CapabilityTokenError, OmegaError } from '../errors.ts'
 import { verifyAdminToken, verifyCapability } from '../identity/index.ts'
 import { ADMIN_SOCKET, MAX_RESTORE_BODY_BYTES } from './admin-client.ts'
+import { socketAnswers } from '../util/index.ts'
 import type { AbortOptions, Logger, Startable } from '../interfaces/index.ts'
 import type { LogBook, LogRecord } from '../observe/index.ts'
 
@@ -456,15 +456,7 @@ async function readBody (req: IncomingMessage, limit: number): Promise<Buffer | 
 
 /** Take over the socket path: refuse if a live daemon answers there, remove a stale one */
 async function claimSocket (path: string): Promise<void> {
-  const alive = await new Promise<boolean>((resolve) => {
-    const socket = connect(path)
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => { resolve(false) })
-  })
-  if (alive) {
+  if (await socketAnswers(path)) {
     throw new OmegaError(`Another omega daemon is running with this home (its socket ${path} answers): stop it, or use another --home`)
   }
   await unlink(path).catch((err: NodeJS.ErrnoException) => {

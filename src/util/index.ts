@@ -2,6 +2,7 @@
  * Small helpers shared by modules that have nothing else in common.
  */
 import { open } from 'node:fs/promises'
+import { connect } from 'node:net'
 
 /**
  * Make a directory's entries durable (after creating or renaming a file in it). Not
@@ -16,4 +17,16 @@ export async function syncDir (dir: string): Promise<void> {
       await handle.close()
     }
   } catch {}
+}
+
+/** Whether something accepts a connection on the Unix socket at `path` now */
+export async function socketAnswers (path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path)
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => { resolve(false) })
+  })
 }

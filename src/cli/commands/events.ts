@@ -1,7 +1,8 @@
 import type { Command } from 'commander'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { adminJson } from '../../daemon/lite.ts'
+import { ADMIN_SOCKET, adminJson } from '../../daemon/lite.ts'
+import { socketAnswers } from '../../util/index.ts'
 import type { DeadLetter, TraceEndRecord } from '../../dispatch/index.ts'
 import { OmegaError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
@@ -118,14 +119,10 @@ export function queueCommands (program: Command, ctx: CliContext): void {
     .action(async (_opts: unknown, command: Command) => {
       const { salvageQueue, QueueError } = await import('../../dispatch/index.ts')
       const home = ctx.home(homeOption(command))
-      if (await adminJson(home, '/v1/status', signalOf(ctx)).then(() => true, () => false)) {
+      if (await socketAnswers(join(home, ADMIN_SOCKET))) {
         throw new QueueError('A node is running with this home: stop it before salvaging its queue')
       }
       const report = salvageQueue(pathOf(command))
       ctx.stdout.write(`salvaged ${report.events} events and ${report.deliveries} deliveries into ${pathOf(command)}; ${report.lost} rows could not be read; the damaged file is ${report.damaged}\n`)
     })
-}
-
-function signalOf (ctx: CliContext): { signal?: AbortSignal } {
-  return ctx.signal === undefined ? {} : { signal: ctx.signal }
 }

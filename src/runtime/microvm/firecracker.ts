@@ -13,13 +13,13 @@
  */
 import { execFile, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { connect } from 'node:net'
 import { mkdir, readFile, rm } from 'node:fs/promises'
 import { request } from 'node:http'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { AbortOptions } from '../../interfaces/index.ts'
 import { VmmError } from '../../errors.ts'
+import { socketAnswers } from '../../util/index.ts'
 import { AgentConnection, openUnix } from './agent.ts'
 import type { VmConfig, VmExit, VmHandle, VmmDriver } from './driver.ts'
 import { killAndWait, spawnVmm } from './processes.ts'
@@ -135,7 +135,7 @@ export class FirecrackerDriver implements VmmDriver {
     const vm = new FirecrackerVm(child, config, apiSocket, () => output)
     const deadline = Date.now() + this.#startTimeoutMs
     // the socket file appears at bind(), a moment before listen(): wait until it answers
-    while (!existsSync(apiSocket) || !await accepts(apiSocket)) {
+    while (!existsSync(apiSocket) || !await socketAnswers(apiSocket)) {
       if (vm.dead || Date.now() > deadline) {
         await vm.stop()
         throw new VmmError(`Firecracker did not open its API socket within ${this.#startTimeoutMs} ms: ${output.trim().slice(-300)}`)
@@ -234,13 +234,4 @@ class FirecrackerVm implements VmHandle {
     }
     return [out === '' ? '' : `Firecracker: ${out}`, log].filter((s) => s !== '').join('\n')
   }
-}
-
-/** Whether a Unix socket accepts a connection now */
-async function accepts (path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(path)
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => { resolve(false) })
-  })
 }
