@@ -9,7 +9,8 @@
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BraneNotFoundError, DeploymentError, OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, TargetUnavailableError } from '../errors.ts'
+import { BraneNotFoundError, DeploymentError, OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, SkippedEventError, TargetUnavailableError } from '../errors.ts'
+import { untilFirstFailure } from '../util/index.ts'
 import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadOrCreateNodeKey, RevocationList, verify, verifyCapability, type ContentAddress, type NodeKey } from '../identity/index.ts'
 import { checkManifest, loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
@@ -1068,17 +1069,8 @@ async function deliverInOrder (target: EventTarget, events: readonly BraneEvent[
   if (target.deliverBatch !== undefined) {
     return target.deliverBatch(events)
   }
-  const results: Array<PromiseSettledResult<void>> = []
-  for (const event of events) {
-    if (results.some((r) => r.status === 'rejected')) {
-      const skipped = new OmegaError(`Event "${event.id}" was not started: an earlier event of its batch failed`)
-      skipped.name = 'SkippedEventError'
-      results.push({ status: 'rejected', reason: skipped })
-      continue
-    }
-    results.push(await target.deliver(event).then(() => ({ status: 'fulfilled' as const, value: undefined }), (reason: unknown) => ({ status: 'rejected' as const, reason })))
-  }
-  return results
+  return untilFirstFailure(events.length, async (i) => { await target.deliver(events[i] as BraneEvent) },
+    (i) => new SkippedEventError(`Event "${events[i]?.id ?? ''}" was not started: an earlier event of its batch failed`))
 }
 
 /** Most payload bytes of one batch frame; a larger batch goes as single deliveries */

@@ -30,3 +30,25 @@ export async function socketAnswers (path: string): Promise<boolean> {
     socket.once('error', () => { resolve(false) })
   })
 }
+
+/**
+ * Runs `count` steps one after another; once one fails, the rest are not run and get
+ * `skipped(i)` as their reason. One settled result per step, in order.
+ */
+export async function untilFirstFailure<T> (count: number, step: (i: number) => Promise<T>, skipped: (i: number) => Error): Promise<Array<PromiseSettledResult<T>>> {
+  const results: Array<PromiseSettledResult<T>> = []
+  let failed = false
+  for (let i = 0; i < count; i++) {
+    if (failed) {
+      results.push({ status: 'rejected', reason: skipped(i) })
+      continue
+    }
+    try {
+      results.push({ status: 'fulfilled', value: await step(i) })
+    } catch (reason) {
+      failed = true
+      results.push({ status: 'rejected', reason })
+    }
+  }
+  return results
+}

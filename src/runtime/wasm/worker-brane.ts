@@ -10,8 +10,9 @@ import { Worker } from 'node:worker_threads'
 import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
 import { answerHostCall, encodeStateValue, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
 import type { GuestLogLevel, StateCall, StateResult } from './host/brane.ts'
-import { ComponentLoadError, DeadlineExceededError, GuestError, OverloadedError, RejectedEventError, RetryableEventError, SnapshotError } from '../../errors.ts'
-import { BraneClosedError, SkippedEventError } from './errors.ts'
+import { ComponentLoadError, DeadlineExceededError, GuestError, OverloadedError, RejectedEventError, RetryableEventError, SkippedEventError, SnapshotError } from '../../errors.ts'
+import { BraneClosedError } from './errors.ts'
+import { untilFirstFailure } from '../../util/index.ts'
 import { CpuThrottle } from './limits.ts'
 import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cpu-profile.ts'
 import { checkImports, findUnprovided, unversioned } from './link.ts'
@@ -496,16 +497,10 @@ export abstract class WorkerBrane {
     const slot = throttled ? undefined : this.#idleSlot() ?? this.#grow() ?? this.#leastLoaded()
     if (slot === undefined) {
       // no worker is ready (or no quota): one at a time, stopping at the first failure
-      const results: Array<PromiseSettledResult<JobResult>> = []
-      for (const { work, what, traceId } of works) {
-        if (results.some((r) => r.status === 'rejected')) {
-          results.push({ status: 'rejected', reason: new SkippedEventError(`Brane "${this.name}" did not ${what}: an earlier event of its batch failed`) })
-          continue
-        }
-        results.push(await this.run(work, { what, ...(traceId === undefined ? {} : { traceId }) }).then(
-          (value) => ({ status: 'fulfilled' as const, value }), (reason: unknown) => ({ status: 'rejected' as const, reason })))
-      }
-      return results
+      return untilFirstFailure(works.length, async (i) => {
+        const { work, what, traceId } = works[i] as typeof works[number]
+        return this.run(work, { what, ...(traceId === undefined ? {} : { traceId }) })
+      }, (i) => new SkippedEventError(`Brane "${this.name}" did not ${works[i]?.what ?? 'run'}: an earlier event of its batch failed`))
     }
     const group = { id: this.#nextId, failed: false }
     const promises = works.map(async ({ work, what, traceId }) => new Promise<JobResult>((resolve, reject) => {
