@@ -511,11 +511,11 @@ export abstract class WorkerBrane {
     return Promise.allSettled(promises)
   }
 
-  /** The ready worker with the fewest jobs, busy or not */
-  #leastLoaded (): Slot | undefined {
+  /** The ready worker with the fewest jobs (busy or not) among those `accept` takes */
+  #leastLoaded (accept: (slot: Slot) => boolean = () => true): Slot | undefined {
     let best: Slot | undefined
     for (const slot of this.#active) {
-      if (slot.ready && (best === undefined || slot.jobs.length < best.jobs.length)) {
+      if (slot.ready && accept(slot) && (best === undefined || slot.jobs.length < best.jobs.length)) {
         best = slot
       }
     }
@@ -830,16 +830,11 @@ export abstract class WorkerBrane {
    * left of its own, often nothing: keep that rare)
    */
   #pipelineSlot (): Slot | undefined {
-    let best: Slot | undefined
     const now = performance.now()
-    for (const slot of this.#active) {
+    return this.#leastLoaded((slot) => {
       const head = slot.jobs[0]
-      if (slot.ready && head !== undefined && slot.jobs.length < this.#pipeline && now - head.startedAt < PIPELINE_MAX_AGE_MS &&
-        (best === undefined || slot.jobs.length < best.jobs.length)) {
-        best = slot
-      }
-    }
-    return best
+      return head !== undefined && slot.jobs.length < this.#pipeline && now - head.startedAt < PIPELINE_MAX_AGE_MS
+    })
   }
 
   /** A ready worker for a waiting request: the spare if warm; else starts one (undefined: wait) */
@@ -958,12 +953,19 @@ export abstract class WorkerBrane {
 
   /** The jobs waiting in a worker that stops never started there: they go back to the front of the queue */
   #requeue (slot: Slot): void {
-    const waiting = slot.jobs.splice(0).filter((job) => !job.settled)
-    for (const job of waiting.filter((j) => j.group !== undefined)) {
+    const waiting: Job[] = []
+    for (const job of slot.jobs.splice(0)) {
+      if (job.settled) {
+        continue
+      }
+      if (job.group === undefined) {
+        waiting.push(job)
+        continue
+      }
+      // a batch's job: the ones after it must not run before it, so none runs now
       clearTimeout(job.timer)
       this.#settle(job, undefined, new SkippedEventError(`Brane "${this.name}" did not ${job.what}: the worker of its batch stopped before it started`))
     }
-    waiting.splice(0, waiting.length, ...waiting.filter((j) => j.group === undefined))
     this.#queue.unshift(...waiting)
     for (const job of waiting) {
       // what is left of its deadline, counted from when it was queued
