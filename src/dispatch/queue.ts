@@ -309,12 +309,7 @@ export class EventQueue {
     }))
   }
 
-  /** The delivery succeeded */
-  ack (id: number, now = Date.now()): void {
-    this.#acked += this.#markDone.run(now, id).changes
-  }
-
-  /** Several deliveries succeeded: their hops and acknowledgements, in one transaction */
+  /** Deliveries that succeeded: their hops and acknowledgements, in one transaction */
   complete (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now = Date.now()): void {
     this.#completeTx(done, now)
   }
