@@ -146,6 +146,9 @@ CREATE INDEX IF NOT EXISTS hops_trace ON hops (trace_id, id);
 CREATE INDEX IF NOT EXISTS hops_event ON hops (event_id);
 `
 
+/** An event row, written once (an event id seen again adds nothing) */
+export const INSERT_EVENT = 'INSERT OR IGNORE INTO events (id, topic, source, payload, trace_id, hops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'
+
 export class QueueError extends OmegaError {
   static override name = 'QueueError'
   constructor (message: string, options?: ErrorOptions) {
@@ -235,7 +238,7 @@ export class EventQueue {
     // every delivery ends in the dead-letter queue instead of a crash loop
     this.#db.prepare(`UPDATE deliveries SET state = CASE WHEN attempts + 1 >= ? THEN 'dead' ELSE 'pending' END, attempts = attempts + 1,
       last_error = 'the node stopped while delivering it (a crash, a kill, or the event itself)', updated_at = ? WHERE state = 'inflight'`).run(this.#maxAttempts, Date.now())
-    this.#insertEvent = this.#db.prepare('INSERT OR IGNORE INTO events (id, topic, source, payload, trace_id, hops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    this.#insertEvent = this.#db.prepare(INSERT_EVENT)
     this.#insertDelivery = this.#db.prepare("INSERT OR IGNORE INTO deliveries (event_id, edge, target, priority, state, next_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
     this.#due = this.#db.prepare(`
       SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at

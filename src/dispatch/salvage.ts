@@ -5,7 +5,7 @@
  */
 import { existsSync, renameSync, rmSync, statSync } from 'node:fs'
 import Database from 'better-sqlite3'
-import { QueueError, quickCheck, SCHEMA } from './queue.ts'
+import { INSERT_EVENT, QueueError, quickCheck, SCHEMA } from './queue.ts'
 
 export interface QueueCheck {
   readonly path: string
@@ -96,7 +96,7 @@ export function salvageQueue (path: string, now = new Date()): SalvageReport {
   try {
     target.pragma('journal_mode = WAL')
     target.exec(SCHEMA)
-    const insertEvent = target.prepare('INSERT OR IGNORE INTO events (id, topic, source, payload, trace_id, hops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    const insertEvent = target.prepare(INSERT_EVENT)
     const insertDelivery = target.prepare('INSERT OR IGNORE INTO deliveries (id, event_id, edge, target, priority, state, attempts, next_at, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
     const known = new Set<string>()
     target.transaction(() => {
