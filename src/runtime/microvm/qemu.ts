@@ -59,6 +59,9 @@ export function kernelCmdline (khz: number, transport: 'virtio-serial' | 'vsock'
   ].join(' ')
 }
 
+/** A console line that says the guest kernel stopped (a panic, or no root to mount) */
+export const KERNEL_STOPPED = /Kernel panic|VFS: Unable to mount/
+
 /**
  * What of a guest console explains a failure: every line the agent wrote (the last 20),
  * the kernel's panic line, and the last 2 lines, in console order without repeats
@@ -66,7 +69,7 @@ export function kernelCmdline (khz: number, transport: 'virtio-serial' | 'vsock'
 export function consoleTail (text: string): string {
   const lines = text.replaceAll('\r', '').trim().split('\n')
   const agent = lines.flatMap((line, i) => line.includes('omega-agent:') ? [i] : []).slice(-20)
-  const panic = lines.flatMap((line, i) => /Kernel panic|VFS: Unable to mount/.test(line) ? [i] : []).slice(0, 1)
+  const panic = lines.flatMap((line, i) => KERNEL_STOPPED.test(line) ? [i] : []).slice(0, 1)
   const last = lines.map((_, i) => i).slice(-2)
   return [...new Set([...agent, ...panic, ...last])].sort((a, b) => a - b).map((i) => lines[i]).join('\n')
 }

@@ -19,6 +19,7 @@ import { VmmError } from '../../errors.ts'
 import type { AgentConnection } from './agent.ts'
 import type { VmConfig, VmHandle, VmmDriver } from './driver.ts'
 import type { GuestImage } from './image.ts'
+import { KERNEL_STOPPED } from './qemu.ts'
 import { combineSignals } from './signals.ts'
 
 /** Signs snapshot records (the node's key) */
@@ -216,7 +217,7 @@ export function likelyBootCause (diagnostics: string): string {
   if (/omega-agent:/.test(diagnostics)) {
     return 'the agent stopped (see the console below)'
   }
-  if (/Kernel panic|VFS: Unable to mount/.test(diagnostics)) {
+  if (KERNEL_STOPPED.test(diagnostics)) {
     return 'the kernel stopped before the agent ran (a kernel that cannot run under this VMM, or a damaged initramfs)'
   }
   if (/QEMU:|Firecracker:/.test(diagnostics)) {
