@@ -213,6 +213,19 @@ static void load_modules (void) {
   fclose(order);
 }
 
+/* Up to size - 1 bytes of the file at `path`, NUL-terminated: how many were read, or -1 */
+static ssize_t read_text (const char *path, char *buf, size_t size) {
+  buf[0] = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return -1;
+  }
+  ssize_t n = read(fd, buf, size - 1);
+  close(fd);
+  buf[n > 0 ? n : 0] = 0;
+  return n;
+}
+
 /* The device of the virtio-serial port named PORT_NAME, or -1 */
 static int open_port (void) {
   DIR *dir = opendir("/sys/class/virtio-ports");
@@ -226,15 +239,9 @@ static int open_port (void) {
       continue;
     }
     char path[512];
-    char name[128] = { 0 };
+    char name[128];
     snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", entry->d_name);
-    int nfd = open(path, O_RDONLY);
-    if (nfd < 0) {
-      continue;
-    }
-    ssize_t n = read(nfd, name, sizeof name - 1);
-    close(nfd);
-    if (n <= 0) {
+    if (read_text(path, name, sizeof name) <= 0) {
       continue;
     }
     name[strcspn(name, "\r\n")] = 0;
@@ -267,14 +274,8 @@ static int listen_vsock (void) {
 /* The value of omega.transport= on the kernel command line, or "" when none is given */
 static void cmdline_transport (char *out, size_t size) {
   out[0] = 0;
-  char line[4096] = { 0 };
-  int fd = open("/proc/cmdline", O_RDONLY);
-  if (fd < 0) {
-    return;
-  }
-  ssize_t n = read(fd, line, sizeof line - 1);
-  close(fd);
-  if (n <= 0) {
+  char line[4096];
+  if (read_text("/proc/cmdline", line, sizeof line) <= 0) {
     return;
   }
   const char *at = strstr(line, "omega.transport=");
