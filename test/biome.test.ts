@@ -4,106 +4,10 @@
 // lost), and a partition that heals (state converges, the registry agrees).
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cli, copyFixtures, ROOT } from './helpers.ts'
-
-interface MeshProcess {
-  readonly name: string
-  readonly home: string
-  child: ChildProcess
-  gateway: string
-  addr: string
-  output: () => string
-}
-
-/** Start `omega node` as its own process; resolves once it prints its gateway */
-async function startNode (home: string, name: string, args: string[]): Promise<MeshProcess> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'node', '--home', home, '--name', name, '--port', '0', ...args], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let out = ''
-  child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new Error(`omega node ${name} did not start within 30 s:\n${out}`)) }, 30_000)
-    const check = (): void => {
-      if (/^omega: gateway \S+$/m.test(out)) {
-        clearTimeout(timer)
-        resolve()
-      }
-    }
-    child.stdout.on('data', check)
-    child.once('exit', (code) => {
-      clearTimeout(timer)
-      reject(new Error(`omega node ${name} exited with ${String(code)}:\n${out}`))
-    })
-  })
-  return {
-    name,
-    home,
-    child,
-    gateway: /^omega: gateway (\S+)$/m.exec(out)?.[1] ?? '',
-    addr: /^omega: mesh (\S+)$/m.exec(out)?.[1] ?? '',
-    output: () => out
-  }
-}
-
-async function stop (node: MeshProcess, signal: NodeJS.Signals = 'SIGINT'): Promise<void> {
-  if (node.child.exitCode !== null || node.child.signalCode !== null) {
-    return
-  }
-  const exited = new Promise<void>((resolve) => { node.child.once('exit', () => { resolve() }) })
-  node.child.kill(signal)
-  await exited
-}
-
-/** Run the CLI and insist on success, showing what it printed otherwise */
-async function ok (args: string[], home?: string): Promise<void> {
-  const run = await cli(args, home)
-  assert.equal(run.code, 0, `omega ${args.join(' ')} exited ${run.code}: ${run.err}${run.out}`)
-}
-
-async function json<T> (args: string[], home: string): Promise<T> {
-  const run = await cli([...args, '--json'], home)
-  assert.equal(run.code, 0, `omega ${args.join(' ')}: ${run.err}`)
-  return JSON.parse(run.out) as T
-}
-
-interface PeerRow { name: string, status: string, branes: string[] }
-interface Placement { deployment: string | null, placement: Array<{ brane: string, names: string[] }> }
-
-async function peers (home: string): Promise<PeerRow[]> {
-  return json<PeerRow[]>(['biome', 'peers'], home)
-}
-
-async function listItems (home: string, brane: string, list: string): Promise<string[]> {
-  const run = await cli(['state', brane, '--list', list], home)
-  assert.equal(run.code, 0, run.err)
-  return run.out.split('\n').filter((l) => l !== '')
-}
-
-/** Wait for an async condition, polling; fails after `ms` */
-async function eventually (check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await check().catch(() => false)) {
-      return
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`Timed out after ${ms} ms waiting for ${what}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200))
-  }
-}
-
-async function post (base: string, path: string): Promise<number> {
-  const res = await fetch(new URL(path, base), { method: 'POST', body: 'x', signal: AbortSignal.timeout(30_000) })
-  await res.arrayBuffer()
-  return res.status
-}
+import { cli, copyFixtures, eventually, json, listItems, ok, peers, post, startNode, stopDaemon as stop, type MeshProcess, type Placement } from './helpers.ts'
 
 describe('biome: four nodes, one deployment, no control plane', { timeout: 240_000 }, () => {
   let dir = ''
