@@ -12,3 +12,4 @@ export { place, ineligible, wantedReplicas, weight, META_VFIO, type BranePlaceme
 export { StateStore, type StateStoreInit, type UpdateListener, type UpdateOrigin } from './state.ts'
 export { Rpc, RemoteError, RPC_PROTOCOL, type RpcChannel, type RpcTransport, type RpcHandler, type RpcReply, type RpcRequest } from './rpc.ts'
 export { meshSettingsFor, type MeshSettings, type NodeIdentity } from './network.ts'
+export { EventCustody, type CustodyComponents } from './custody.ts'

@@ -11,7 +11,7 @@ import { loadManifest, parseDuration, type BranePlan, type Plan } from '../manif
 import { loadOrCreateNodeKey, RevocationList, verifyCapability, type NodeKey } from '../identity/index.ts'
 import { Resolvers, type ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
-import { Dispatcher, EventQueue, signTrace, type DeadLetter, type EventTarget, type Hop } from '../dispatch/index.ts'
+import { Dispatcher, EventQueue, signTrace, type DeadLetter, type DispatcherComponents, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
 import { createDriver, FrontierBrane, probeFrontier, resolveGuest, runDirFor, snapshotRootFor } from '../runtime/microvm/index.ts'
@@ -63,6 +63,8 @@ export interface PlacementHooks {
   readonly events: (brane: string) => EventTarget | undefined
   /** serves HTTP requests through a replica on another node */
   readonly http: (brane: string) => HttpHandler | undefined
+  /** keeps copies of new deliveries on another node (`[graph] durability = "replicated"`) */
+  readonly replication?: Pick<DispatcherComponents, 'replicate' | 'settled'>
 }
 
 /** A plan with no branes: what a mesh node runs before its first deployment */
@@ -604,11 +606,30 @@ export class LocalNode {
   }
 
   #newDispatcher (generation: Generation): Dispatcher {
+    const replication = generation.plan.durability === 'replicated' ? this.#init.placement?.replication : undefined
+    if (generation.plan.durability === 'replicated' && replication === undefined) {
+      this.#log.warn({}, '[graph] durability = "replicated" needs a mesh (omega node): on this node alone every event is stored here only')
+    }
     return new Dispatcher({
       queue: this.#queue,
       target: (brane) => generation.events.get(brane) ?? this.#init.placement?.events(brane),
-      logger: this.#init.logging.forComponent('dispatch')
+      logger: this.#init.logging.forComponent('dispatch'),
+      ...replication
     }, { edges: generation.plan.edges })
+  }
+
+  /** The node's event queue (a mesh node hands its deliveries over and holds copies of others') */
+  get queue (): EventQueue {
+    return this.#queue
+  }
+
+  /**
+   * Stop taking work before a mesh node leaves: no new requests, no new deliveries, and
+   * (at most `timeoutMs`) the running deliveries settled. Resolves whether they all did.
+   */
+  async quiesce (timeoutMs: number): Promise<boolean> {
+    await this.#gateway.stop()
+    return this.#dispatcher.drain(timeoutMs)
   }
 
   /** Point the gateway at the current generation, in one assignment */
@@ -737,6 +758,9 @@ export function confineReload (old: Plan, next: Plan, brane: string): Set<string
   }
   if (old.name !== next.name) {
     changes.push('renames the graph')
+  }
+  if ((old.durability ?? 'local') !== (next.durability ?? 'local')) {
+    changes.push('changes the graph\'s durability')
   }
   if (changes.length > 0) {
     throw new CapabilityTokenError(`A reload confined to brane "${brane}" may change only that brane, but this manifest ${changes.join(', ')}: nothing changed (that needs deploy on brane/*)`, 'denied')

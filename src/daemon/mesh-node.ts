@@ -14,11 +14,11 @@ import { untilFirstFailure } from '../util/index.ts'
 import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadOrCreateNodeKey, RevocationList, verify, verifyCapability, type ContentAddress, type NodeKey } from '../identity/index.ts'
 import { checkManifest, loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
-import { canonicalJson, signTrace, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
+import { canonicalJson, edgeKey, signTrace, type DeliveryCopy, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
 import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
-  compareHlc, deploymentId, formatHlc, HybridClock, materialise, meshSettingsFor, place, Registry, RemoteError, Rpc, verifyDeployment,
+  compareHlc, deploymentId, EventCustody, formatHlc, HybridClock, materialise, meshSettingsFor, place, Registry, RemoteError, Rpc, verifyDeployment,
   type BranePlacement, type DeploymentDocument
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
@@ -111,6 +111,10 @@ const MESH_FRAME_BYTES = 17 * 1024 * 1024
 const DELIVERY_GRACE_MS = 10_000
 /** How long a call waits for a brane that the placement just moved to this node (ms) */
 const ARRIVAL_WAIT_MS = 10_000
+/** How long a leaving node waits for its running deliveries to settle (ms) */
+const LEAVE_DRAIN_MS = 5_000
+/** How long a leaving node may spend handing its queued events over (ms) */
+const LEAVE_HANDOVER_MS = 15_000
 /** Most revoked ids one message may carry */
 const MAX_REVOCATIONS_PER_MESSAGE = 1024
 
@@ -122,6 +126,8 @@ export class OmegaMeshNode {
   readonly #registry: Registry
   readonly #clock: HybridClock
   readonly #rpc: Rpc
+  /** hands queued events over when leaving; keeps copies elsewhere with durability = "replicated" */
+  readonly #custody: EventCustody
   readonly #log: Logger
   readonly #trust: ReadonlySet<string>
   /** revoked capability tokens: until the local node runs, a list of its own */
@@ -159,6 +165,16 @@ export class OmegaMeshNode {
     this.#log = init.logging.forComponent('biome')
     this.#trust = new Set([key.did, ...(init.trust ?? [])])
     this.#rpc = new Rpc(mesh, { logger: init.logging.forComponent('rpc'), maxFrameBytes: MESH_FRAME_BYTES })
+    this.#custody = new EventCustody({
+      did: key.did,
+      rpc: this.#rpc,
+      members: () => this.mesh.members(),
+      queue: () => this.#stopping ? undefined : this.#local?.queue,
+      deployment: () => this.#current?.id,
+      edges: () => new Set(this.#current?.plan.edges.map(edgeKey) ?? []),
+      kick: () => { this.#local?.kick() },
+      logger: init.logging.forComponent('custody')
+    })
     this.#registerRpc()
   }
 
@@ -234,7 +250,11 @@ export class OmegaMeshNode {
         runsHere: (brane: BranePlan) => this.#placement.get(brane.name)?.nodes.includes(this.did) ?? false,
         elsewhere: (brane: BranePlan) => this.#describe(brane),
         events: (brane: string) => this.#remoteEvents(brane),
-        http: (brane: string) => this.#remoteHttp(brane)
+        http: (brane: string) => this.#remoteHttp(brane),
+        replication: {
+          replicate: async (copies: readonly DeliveryCopy[], opts: AbortOptions) => { await this.#custody.replicate(copies, opts) },
+          settled: (over: ReadonlyArray<{ eventId: string, edge: string }>) => { this.#custody.settled(over) }
+        }
       },
       adminRoutes: this.#adminRoutes(),
       trustedRoots: [...this.#trust],
@@ -261,6 +281,8 @@ export class OmegaMeshNode {
       }
     })
     this.mesh.onMembers((member, previous) => {
+      // a node gone: the copies of its queued events held here become deliveries of this node
+      this.#custody.memberChanged(member, previous)
       // placement depends on each member's state and on whether it is still catching up
       const healing = member.meta.heal === '1'
       if (member.did !== this.did && this.#healingPeers.has(member.did) !== healing) {
@@ -554,7 +576,7 @@ export class OmegaMeshNode {
    */
   async #arriving<T> (brane: string, find: (local: LocalNode) => T | undefined, options: AbortOptions): Promise<T | undefined> {
     const local = this.#local
-    if (local === undefined) {
+    if (local === undefined || this.#stopping) {
       return undefined
     }
     const found = find(local)
@@ -985,12 +1007,27 @@ export class OmegaMeshNode {
   }
 
   async stop (): Promise<void> {
+    if (this.#stopping) {
+      return
+    }
+    // from now on calls from other nodes are turned away (they go to another replica)
     this.#stopping = true
     clearTimeout(this.#reconcileTimer)
     clearTimeout(this.#retryTimer)
     for (const timer of this.#timers) {
       clearInterval(timer)
     }
+    // leave nothing queued behind: take no more work, let running deliveries settle, hand the rest over
+    const local = this.#local
+    if (local !== undefined && this.#current !== undefined) {
+      try {
+        await local.quiesce(LEAVE_DRAIN_MS)
+        await this.#custody.handOver({ timeoutMs: LEAVE_HANDOVER_MS, queue: local.queue })
+      } catch (err) {
+        this.#log.error({ err: (err as Error).message }, 'could not hand queued events over before leaving')
+      }
+    }
+    this.#custody.close()
     // closing the RPC first fails what queued work waits on (fetches, exchanges) at once
     this.#rpc.close()
     await this.#chain.catch(() => {})

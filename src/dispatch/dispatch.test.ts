@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Dispatcher, EventQueue, signTrace, verifyTrace, type BraneEvent, type EventTarget } from './index.ts'
+import { Dispatcher, EventQueue, signTrace, verifyTrace, type BraneEvent, type DeliveryCopy, type EventTarget } from './index.ts'
 import { generateNodeKey } from '../identity/index.ts'
 import { silentLogging } from '../observe/index.ts'
 import type { Edge } from '../manifest/index.ts'
@@ -252,6 +252,61 @@ describe('dispatcher', () => {
     assert.deepEqual(verifyTrace(resigned), [`the signature does not verify against ${resigned.node}`])
   })
 
+  it('acknowledges a replicated emit only once its copy is kept, and reports each delivery that is over', async () => {
+    const kept: string[] = []
+    const over: string[] = []
+    let keep: (() => void) | undefined
+    let refuse = false
+    const dir = await mkdtemp(join(tmpdir(), 'omega-dispatch-'))
+    const queue = new EventQueue({ path: join(dir, 'queue.db') })
+    const seen: string[] = []
+    const dispatcher = new Dispatcher({
+      queue,
+      target: () => ({ deliver: async (event) => { seen.push(text(event)) } }),
+      logger,
+      replicate: async (copies) => {
+        if (refuse) {
+          throw new Error('no holder')
+        }
+        await new Promise<void>((resolve) => { keep = resolve })
+        kept.push(...copies.map((c) => `${Buffer.from(c.event.payload).toString()}@${c.edge}`))
+      },
+      settled: (keys) => { over.push(...keys.map((k) => k.edge)) }
+    }, { edges: [edge('a', 'b', 'x'), edge('a', 'c', 'x')] })
+    dispatcher.start()
+    cleanups.push(async () => {
+      dispatcher.stop()
+      queue.close()
+      await rm(dir, { recursive: true, force: true })
+    })
+    let acknowledged = false
+    const emitted = dispatcher.emit('a', 'x', Buffer.from('one')).then(() => { acknowledged = true })
+    await until(() => keep !== undefined)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    assert.equal(acknowledged, false, 'not acknowledged before the copy is kept')
+    keep?.()
+    await emitted
+    assert.deepEqual(kept.sort(), ['one@a>b:x', 'one@a>c:x'])
+    await until(() => over.length === 2)
+    assert.deepEqual(over.sort(), ['a>b:x', 'a>c:x'])
+    refuse = true
+    await assert.rejects(dispatcher.emit('a', 'x', Buffer.from('two')), /no holder/)
+  })
+
+  it('drains: stops taking deliveries and waits for the running ones to settle', async () => {
+    let finish: (() => void) | undefined
+    const { dispatcher, queue } = await setup([edge('a', 'b', 'x')], {
+      b: { deliver: async () => { await new Promise<void>((resolve) => { finish = resolve }) } }
+    })
+    await dispatcher.emit('a', 'x', Buffer.from('1'))
+    await dispatcher.emit('a', 'x', Buffer.from('2'))
+    await until(() => finish !== undefined)
+    assert.equal(await dispatcher.drain(50), false, 'one delivery still runs')
+    finish?.()
+    assert.equal(await dispatcher.drain(5_000), true)
+    assert.deepEqual(queue.counts(), { pending: 1, inflight: 0, done: 1, dead: 0 })
+  })
+
   it('refuses a topic with no edge, naming the topics the brane has', async () => {
     const { dispatcher } = await setup([edge('a', 'b', 'x')], { b: { deliver: async () => {} } })
     await assert.rejects(dispatcher.emit('a', 'y', new Uint8Array()), {
@@ -277,6 +332,68 @@ describe('event queue', () => {
       assert.equal(second.enqueue({ id: 'e1', topic: 't', source: 'a', payload: Buffer.from('1'), traceId: 'e1', hops: [], createdAt: Date.now() }, [{ edge: 'a>b:t', to: 'b', priority: 5 }]), 0)
       second.close()
     } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('hands deliveries over: the next node adopts them in order with their attempts, the first forgets them', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'omega-queue-'))
+    const from = new EventQueue({ path: join(dir, 'from.db') })
+    const to = new EventQueue({ path: join(dir, 'to.db') })
+    try {
+      for (let i = 0; i < 5; i++) {
+        from.enqueue({ id: `e${i}`, topic: 't', source: 'a', payload: Buffer.from(`p${i}`), traceId: `e${i}`, hops: [], createdAt: 1000 + i },
+          [{ edge: 'a>b:t', to: 'b', priority: 5 }, { edge: 'a>c:t', to: 'c', priority: 7 }])
+      }
+      // one delivery failed once; one is in flight (not handed over while it runs)
+      const [first] = from.claim('a>b:t', 1)
+      assert.ok(first !== undefined)
+      from.fail(first, 'boom')
+      from.claim('a>c:t', 1)
+      const pending = from.undelivered(100)
+      assert.equal(pending.length, 9)
+      assert.equal(from.undelivered(100, 0, { inflight: true }).length, 10)
+      assert.equal(to.adopt(pending), 9)
+      assert.equal(to.adopt(pending), 0, 'adopting twice adds nothing')
+      assert.equal(from.forget(pending.map((d) => d.id)), 9)
+      assert.deepEqual(from.counts(), { pending: 0, inflight: 1, done: 0, dead: 0 })
+      const adopted = to.claim('a>b:t', 10, Date.now() + 60_000)
+      assert.deepEqual(adopted.map((d) => [d.event.id, d.attempts, Buffer.from(d.event.payload).toString()]),
+        [['e0', 1, 'p0'], ['e1', 0, 'p1'], ['e2', 0, 'p2'], ['e3', 0, 'p3'], ['e4', 0, 'p4']])
+      assert.deepEqual(to.claim('a>c:t', 10).map((d) => [d.event.id, d.priority]), [['e1', 7], ['e2', 7], ['e3', 7], ['e4', 7]])
+    } finally {
+      from.close()
+      to.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('holds copies of another node\'s deliveries durably, drops the delivered ones, and promotes the rest when that node is gone', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'omega-queue-'))
+    const path = join(dir, 'holder.db')
+    const copy = (i: number): DeliveryCopy => ({
+      edge: 'a>b:t',
+      to: 'b',
+      priority: 5,
+      attempts: 0,
+      event: { id: `e${i}`, topic: 't', source: 'a', payload: Buffer.from(`p${i}`), traceId: `e${i}`, hops: [], createdAt: 1000 + i }
+    })
+    let holder = new EventQueue({ path })
+    try {
+      assert.equal(holder.holdReplicas('did:key:origin', [0, 1, 2, 3].map(copy)), 4)
+      assert.equal(holder.holdReplicas('did:key:other', [copy(9)]), 1)
+      assert.equal(holder.dropReplicas('did:key:origin', [{ eventId: 'e1', edge: 'a>b:t' }]), 1)
+      assert.deepEqual(holder.counts(), { pending: 0, inflight: 0, done: 0, dead: 0 }, 'copies are not deliveries')
+      // the holder restarts: its copies are still there
+      holder.close()
+      holder = new EventQueue({ path })
+      assert.deepEqual([...holder.replicaCounts()], [['did:key:origin', 3], ['did:key:other', 1]])
+      assert.equal(holder.promoteReplicas('did:key:origin'), 3)
+      assert.deepEqual(holder.claim('a>b:t', 10).map((d) => d.event.id), ['e0', 'e2', 'e3'])
+      assert.deepEqual([...holder.replicaCounts()], [['did:key:other', 1]])
+      assert.equal(holder.dropReplicas('did:key:other', 'all'), 1)
+    } finally {
+      holder.close()
       await rm(dir, { recursive: true, force: true })
     }
   })

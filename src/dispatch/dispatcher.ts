@@ -14,12 +14,16 @@
  * - Back-pressure: when a brane's outgoing edges hold more than `highWatermark`
  *   undelivered events, its emits wait until they drain below `lowWatermark`, so a slow
  *   consumer slows its producers instead of growing anything without bound.
+ * - Replication (`durability = "replicated"` in a mesh): with a `replicate` component an
+ *   emit is acknowledged only once that also holds a copy of each new delivery (on another
+ *   node); `settled` hears of every delivery that is over (acknowledged or dead-lettered),
+ *   so that the copies can go.
  */
 import { createBlake3 } from '../identity/index.ts'
 import { OmegaError } from '../errors.ts'
 import type { AbortOptions, BraneEvent, Logger, Startable } from '../interfaces/index.ts'
 import type { Edge } from '../manifest/index.ts'
-import type { Delivery, EventQueue, Hop } from './queue.ts'
+import type { Delivery, DeliveryCopy, EventQueue, Hop } from './queue.ts'
 
 export type { BraneEvent }
 
@@ -39,6 +43,10 @@ export interface DispatcherComponents {
   /** the handler of a brane, when it runs here */
   readonly target: (brane: string) => EventTarget | undefined
   readonly logger: Logger
+  /** keeps a copy of new deliveries elsewhere; an emit resolves once it has */
+  readonly replicate?: (copies: readonly DeliveryCopy[], options: AbortOptions) => Promise<void>
+  /** deliveries that are over: acknowledged, or dead-lettered */
+  readonly settled?: (over: ReadonlyArray<{ readonly eventId: string, readonly edge: string }>) => void
 }
 
 export interface DispatcherInit {
@@ -96,6 +104,8 @@ export class Dispatcher implements Startable {
   readonly #queue: EventQueue
   readonly #target: (brane: string) => EventTarget | undefined
   readonly #log: Logger
+  readonly #replicate: DispatcherComponents['replicate']
+  readonly #settledHook: DispatcherComponents['settled']
   readonly #slots: number
   readonly #batch: number
   readonly #high: number
@@ -110,6 +120,8 @@ export class Dispatcher implements Startable {
     this.#queue = components.queue
     this.#target = components.target
     this.#log = components.logger
+    this.#replicate = components.replicate
+    this.#settledHook = components.settled
     this.#slots = init.slotsPerTarget ?? 4
     this.#batch = Math.max(1, init.batch ?? 16)
     this.#high = init.highWatermark ?? 10_000
@@ -140,6 +152,20 @@ export class Dispatcher implements Startable {
     for (const target of this.#targets.values()) {
       this.#pump(target)
     }
+  }
+
+  /**
+   * Stop, then wait (at most `timeoutMs`) for the deliveries in flight to settle.
+   * Resolves whether every delivery settled.
+   */
+  async drain (timeoutMs: number): Promise<boolean> {
+    this.stop()
+    const until = Date.now() + timeoutMs
+    const busy = (): boolean => [...this.#targets.values()].some((t) => t.busy > 0)
+    while (busy() && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    return !busy()
   }
 
   stop (): void {
@@ -173,16 +199,28 @@ export class Dispatcher implements Startable {
     }
     await this.#backPressure(edges, options)
     const id = eventId(source, topic, payload)
-    this.#queue.enqueue(
-      { id, topic, source, payload, traceId: options.traceId ?? id, hops: [], createdAt: Date.now() },
-      edges.map((s) => ({ edge: s.key, to: s.edge.to, priority: s.edge.priority })))
+    const event = { id, topic, source, payload, traceId: options.traceId ?? id, hops: [], createdAt: Date.now() }
+    const targets = edges.map((s) => ({ edge: s.key, to: s.edge.to, priority: s.edge.priority }))
+    this.#queue.enqueue(event, targets)
+    if (this.#replicate !== undefined) {
+      // not acknowledged until a copy is elsewhere too; delivery from here starts at once
+      const copies = targets.map((t) => ({ event, edge: t.edge, to: t.to, priority: t.priority, attempts: 0 }))
+      const replicated = this.#replicate(copies, options)
+      this.#wake(edges)
+      await replicated
+      return id
+    }
+    this.#wake(edges)
+    return id
+  }
+
+  #wake (edges: readonly EdgeState[]): void {
     for (const state of edges) {
       const target = this.#targets.get(state.edge.to)
       if (target !== undefined) {
         this.#pump(target)
       }
     }
-    return id
   }
 
   /** Undelivered events per edge */
@@ -270,6 +308,7 @@ export class Dispatcher implements Startable {
     const startedAt = performance.timeOrigin + performance.now()
     handler.deliver(event).then(() => {
       this.#queue.complete([{ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') }])
+      this.#settledHook?.([{ eventId: event.id, edge: delivery.edge }])
     }, (err: unknown) => {
       this.#failed(target, state, delivery, event, startedAt, err)
     }).finally(() => {
@@ -304,6 +343,7 @@ export class Dispatcher implements Startable {
         }
       })
       this.#queue.complete(done)
+      this.#settledHook?.(done.map(({ hop }) => ({ eventId: hop.eventId, edge: state.key })))
       const skipped = failedAt === -1 ? deliveries.slice(results.length) : deliveries.slice(failedAt + 1)
       for (const delivery of skipped) {
         this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
@@ -333,6 +373,9 @@ export class Dispatcher implements Startable {
     this.#queue.recordHop(hopOf(event, target.brane, startedAt, message))
     // a consumer that rejects an event will reject it again: no retries
     const outcome = this.#queue.fail(delivery, message, { final: err instanceof Error && err.name === 'RejectedEventError' })
+    if (outcome === 'dead') {
+      this.#settledHook?.([{ eventId: event.id, edge: delivery.edge }])
+    }
     this.#log[outcome === 'dead' ? 'error' : 'warn']({ event: event.id, edge: state.key, attempt: event.attempt, error: message },
       outcome === 'dead' ? 'delivery dead-lettered' : 'delivery failed, will retry')
   }

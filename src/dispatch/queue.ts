@@ -61,6 +61,12 @@ export interface Delivery {
 }
 
 /** One delivery of an event from one brane to another, as a trace records it */
+/**
+ * An undelivered delivery with its event, as it travels to another node: handed over by
+ * a node that leaves, or held there as a replica (`durability = "replicated"`)
+ */
+export type DeliveryCopy = Omit<Delivery, 'id'>
+
 export interface Hop {
   readonly traceId: string
   readonly eventId: string
@@ -144,6 +150,22 @@ CREATE TABLE IF NOT EXISTS hops (
 );
 CREATE INDEX IF NOT EXISTS hops_trace ON hops (trace_id, id);
 CREATE INDEX IF NOT EXISTS hops_event ON hops (event_id);
+CREATE TABLE IF NOT EXISTS replicas (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  origin TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  edge TEXT NOT NULL,
+  target TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  attempts INTEGER NOT NULL,
+  topic TEXT NOT NULL,
+  source TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  trace_id TEXT NOT NULL,
+  hops TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  UNIQUE (origin, event_id, edge)
+);
 `
 
 /** An event row, written once (an event id seen again adds nothing) */
@@ -198,6 +220,8 @@ export class EventQueue {
   readonly #edgeDepth: Database.Statement
   readonly #nextDue: Database.Statement
   readonly #insertHop: Database.Statement
+  readonly #adoptDelivery: Database.Statement
+  readonly #adoptTx: (copies: readonly DeliveryCopy[], now: number) => number
   #acked = 0
   readonly #completeTx: (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => void
   readonly #claimTx: (edge: string, limit: number, now: number) => DeliveryRow[]
@@ -270,13 +294,26 @@ export class EventQueue {
       }
     })
     this.#enqueueTx = this.#db.transaction((event: QueuedEvent, targets: readonly DeliveryTarget[]) => {
-      this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, JSON.stringify(event.hops), event.createdAt)
+      this.#writeEvent(event)
       let added = 0
       for (const target of targets) {
         added += this.#insertDelivery.run(event.id, target.edge, target.to, target.priority, event.createdAt, event.createdAt).changes
       }
       return added
     })
+    this.#adoptDelivery = this.#db.prepare("INSERT OR IGNORE INTO deliveries (event_id, edge, target, priority, state, attempts, next_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)")
+    this.#adoptTx = this.#db.transaction((copies: readonly DeliveryCopy[], now: number) => {
+      let added = 0
+      for (const copy of copies) {
+        this.#writeEvent(copy.event)
+        added += this.#adoptDelivery.run(copy.event.id, copy.edge, copy.to, copy.priority, copy.attempts, now, now).changes
+      }
+      return added
+    })
+  }
+
+  #writeEvent (event: QueuedEvent): void {
+    this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, JSON.stringify(event.hops), event.createdAt)
   }
 
   /**
@@ -293,23 +330,7 @@ export class EventQueue {
    * Callers keep the order by claiming again only after the previous claim is settled.
    */
   claim (edge: string, limit: number, now = Date.now()): Delivery[] {
-    const rows = this.#claimTx(edge, limit, now)
-    return rows.map((row) => ({
-      id: row.id,
-      edge: row.edge,
-      to: row.target,
-      priority: row.priority,
-      attempts: row.attempts,
-      event: {
-        id: row.event_id,
-        topic: row.topic,
-        source: row.source,
-        payload: new Uint8Array(row.payload.buffer, row.payload.byteOffset, row.payload.byteLength),
-        traceId: row.trace_id,
-        hops: JSON.parse(row.hops) as unknown[],
-        createdAt: row.created_at
-      }
-    }))
+    return this.#claimTx(edge, limit, now).map(deliveryOf)
   }
 
   /** Deliveries that succeeded: their hops and acknowledgements, in one transaction */
@@ -419,8 +440,108 @@ export class EventQueue {
     })()
   }
 
+  /**
+   * Pending deliveries (and in-flight ones with `inflight`) with their events, in queue
+   * order (each edge's order), from the one after `afterId`: what a node that leaves
+   * hands over, or copies to another node
+   */
+  undelivered (limit: number, afterId = 0, options: { inflight?: boolean } = {}): Delivery[] {
+    const rows = this.#db.prepare(`
+      SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at
+      FROM deliveries d JOIN events e ON e.id = d.event_id
+      WHERE d.state IN ('pending', ?) AND d.id > ? ORDER BY d.id LIMIT ?`).all(options.inflight === true ? 'inflight' : 'pending', afterId, limit) as DeliveryRow[]
+    return rows.map(deliveryOf)
+  }
+
+  /**
+   * Remove pending deliveries that another node has taken (and their events once no
+   * delivery needs them), in one transaction. Returns the deliveries removed.
+   */
+  forget (ids: readonly number[]): number {
+    const remove = this.#db.prepare("DELETE FROM deliveries WHERE id = ? AND state = 'pending' RETURNING event_id")
+    const orphan = this.#db.prepare('DELETE FROM events WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?)')
+    return this.#db.transaction(() => {
+      let removed = 0
+      for (const id of ids) {
+        const row = remove.get(id) as { event_id: string } | undefined
+        if (row !== undefined) {
+          removed++
+          orphan.run(row.event_id, row.event_id)
+        }
+      }
+      return removed
+    })()
+  }
+
+  /**
+   * Take deliveries handed over by another node, durably, in one transaction and in the
+   * order given, keeping their attempts; one this queue has already (same event and
+   * edge) adds nothing. Returns the deliveries added.
+   */
+  adopt (copies: readonly DeliveryCopy[], now = Date.now()): number {
+    return this.#adoptTx(copies, now)
+  }
+
+  /**
+   * Hold copies of another node's (`origin`'s) undelivered deliveries, durably: they are
+   * not delivered from here unless {@link promoteReplicas} is called when that node is gone
+   */
+  holdReplicas (origin: string, copies: readonly DeliveryCopy[]): number {
+    const insert = this.#db.prepare(`INSERT OR IGNORE INTO replicas (origin, event_id, edge, target, priority, attempts, topic, source, payload, trace_id, hops, created_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    return this.#db.transaction(() => copies.reduce((n, c) => n + insert.run(origin, c.event.id, c.edge, c.to, c.priority, c.attempts, c.event.topic, c.event.source,
+      Buffer.from(c.event.payload.buffer, c.event.payload.byteOffset, c.event.payload.byteLength), c.event.traceId, JSON.stringify(c.event.hops), c.event.createdAt).changes, 0))()
+  }
+
+  /** Drop held copies of `origin`'s deliveries (delivered there), or all of them. Returns how many */
+  dropReplicas (origin: string, keys: ReadonlyArray<{ readonly eventId: string, readonly edge: string }> | 'all'): number {
+    if (keys === 'all') {
+      return this.#db.prepare('DELETE FROM replicas WHERE origin = ?').run(origin).changes
+    }
+    const drop = this.#db.prepare('DELETE FROM replicas WHERE origin = ? AND event_id = ? AND edge = ?')
+    return this.#db.transaction(() => keys.reduce((n, k) => n + drop.run(origin, k.eventId, k.edge).changes, 0))()
+  }
+
+  /**
+   * `origin` is gone: its held deliveries become this queue's own (pending, in the order
+   * they were held), in one transaction. Returns the deliveries added.
+   */
+  promoteReplicas (origin: string, now = Date.now()): number {
+    const rows = this.#db.prepare('SELECT 0 AS id, edge, target, priority, attempts, 0 AS next_at, event_id, topic, source, payload, trace_id, hops, created_at FROM replicas WHERE origin = ? ORDER BY seq')
+    return this.#db.transaction(() => {
+      const added = this.#adoptTx((rows.all(origin) as DeliveryRow[]).map(deliveryOf), now)
+      this.#db.prepare('DELETE FROM replicas WHERE origin = ?').run(origin)
+      return added
+    })()
+  }
+
+  /** Held copies per origin node */
+  replicaCounts (): Map<string, number> {
+    const rows = this.#db.prepare('SELECT origin, COUNT(*) AS n FROM replicas GROUP BY origin').all() as Array<{ origin: string, n: number }>
+    return new Map(rows.map((r) => [r.origin, r.n]))
+  }
+
   close (): void {
     this.#db.close()
+  }
+}
+
+function deliveryOf (row: DeliveryRow): Delivery {
+  return {
+    id: row.id,
+    edge: row.edge,
+    to: row.target,
+    priority: row.priority,
+    attempts: row.attempts,
+    event: {
+      id: row.event_id,
+      topic: row.topic,
+      source: row.source,
+      payload: new Uint8Array(row.payload.buffer, row.payload.byteOffset, row.payload.byteLength),
+      traceId: row.trace_id,
+      hops: JSON.parse(row.hops) as unknown[],
+      createdAt: row.created_at
+    }
   }
 }
 

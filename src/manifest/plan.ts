@@ -102,6 +102,8 @@ export interface Plan {
   readonly branes: readonly BranePlan[]
   readonly edges: readonly Edge[]
   readonly resolvers: readonly ResolverPlan[]
+  /** where an emit is stored before it is acknowledged ([graph] durability). @default 'local' */
+  readonly durability?: 'local' | 'replicated'
 }
 
 /** Compile a manifest that passed validation (structure and meaning) into a Plan */
@@ -113,7 +115,7 @@ export function compilePlan (manifest: Manifest, file: string): Plan {
   const resolvers = Object.entries(manifest.resolver ?? {}).map(([name, r]) => ({
     name, host: r.host, mode: r.mode, ...(r.brane === undefined ? {} : { brane: r.brane })
   }))
-  return { file, ...(manifest.name === undefined ? {} : { name: manifest.name }), branes, edges, resolvers }
+  return { file, ...(manifest.name === undefined ? {} : { name: manifest.name }), branes, edges, resolvers, durability: manifest.graph?.durability ?? 'local' }
 }
 
 function compileBrane (name: string, spec: BraneSpec, edges: readonly Edge[]): BranePlan {

@@ -25,6 +25,7 @@ export const DISCOVERY_MODES = ['mdns', 'static', 'dns-sd', 'tailscale', 'netbir
 export const CLOCK_RESOLUTIONS = ['ns', 'us', 'ms', 's'] as const
 export const FS_LIFETIMES = ['request', 'instance'] as const
 export const GPU_MODES = ['none', 'passthrough'] as const
+export const DURABILITY_MODES = ['local', 'replicated'] as const
 export const CRDT_TYPES = ['rga', 'map', 'lww'] as const
 /** The capability keys a manifest may grant; anything else is refused */
 export const CAPABILITY_KEYS = ['net.http', 'fs.tmp', 'clock', 'random', 'env', 'state'] as const
@@ -156,7 +157,8 @@ const Edge = Type.Object({
 
 const Graph = Type.Object({
   edges: Type.Optional(Type.Array(Edge)),
-  allow_cycles: Type.Optional(Type.Boolean({ description: 'permit cycles in the event graph' }))
+  allow_cycles: Type.Optional(Type.Boolean({ description: 'permit cycles in the event graph' })),
+  durability: Type.Optional(oneOf(DURABILITY_MODES, 'where an emitted event is stored before the emit is acknowledged: "local" (the emitting node\'s queue, the default) or "replicated" (also on a second node of the mesh)'))
 }, { description: 'event edges between branes' })
 
 const Resolver = Type.Object({
