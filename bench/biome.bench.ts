@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { HybridClock, prepareDeployment } from '../src/biome/index.ts'
-import { LocalNode, OmegaMeshNode } from '../src/daemon/index.ts'
+import { LocalNode, startMeshNode, type OmegaMeshNode } from '../src/daemon/index.ts'
 import { loadOrCreateNodeKey } from '../src/identity/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
 import { chainRound } from './events.bench.ts'
@@ -57,9 +57,9 @@ export const cases: BenchCase[] = [
         await cp(join(ROOT, `build/fixtures/${name}.wasm`), join(dir, `${name}.wasm`))
       }
       const logging = silentLogging()
-      a = await OmegaMeshNode.start({ home: join(dir, 'a'), name: 'bench/a', substrate: 'biome', port: 0, logging, admin: false, frontier: false })
+      a = await startMeshNode({ home: join(dir, 'a'), name: 'bench/a', substrate: 'biome', port: 0, logging, admin: false, frontier: false })
       const key = await loadOrCreateNodeKey(join(dir, 'a'))
-      b = await OmegaMeshNode.start({ home: join(dir, 'b'), name: 'bench/b', substrate: 'biome', port: 0, logging, admin: false, frontier: false, bootstrap: a.mesh.addrs, trust: [a.did] })
+      b = await startMeshNode({ home: join(dir, 'b'), name: 'bench/b', substrate: 'biome', port: 0, logging, admin: false, frontier: false, bootstrap: a.mesh.addrs, trust: [a.did] })
       await writeFile(join(dir, 'mesh.toml'), CHAIN('peers = "bench/b"', 'peers = "bench/a"'))
       const { document, blobs } = await prepareDeployment(join(dir, 'mesh.toml'), key, { home: join(dir, 'a'), time: new HybridClock(key.did).now() })
       const encoded: Record<string, string> = {}

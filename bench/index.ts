@@ -24,6 +24,7 @@ import * as microvm from './microvm.bench.ts'
 import * as trust from './trust.bench.ts'
 import * as mesh from './mesh.bench.ts'
 import * as biome from './biome.bench.ts'
+import * as start from './start.bench.ts'
 
 /** Every suite, by name; a case's full name is `suite/case` */
 const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
@@ -35,7 +36,8 @@ const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
   microvm,
   trust,
   mesh,
-  biome
+  biome,
+  start
 }
 
 const QUICK_BUDGET: Partial<Budget> = { rounds: 3, roundMs: 150, warmupMs: 100 }

@@ -1,6 +1,8 @@
 /**
- * The daemon: where the manifest, the runtime, the gateway and (later) the mesh meet.
+ * The daemon: where the manifest, the runtime, the gateway and the mesh meet.
  */
+import type { AbortOptions } from '../interfaces/index.ts'
+import type { MeshNodeInit, OmegaMeshNode } from './mesh-node.ts'
 export { LocalNode, type LocalNodeInit, type BraneStatus, type ReloadReport, type RestoreReport } from './local-node.ts'
 export { openSnapshot, sealSnapshot, SNAPSHOT_FORMAT, SNAPSHOT_VERSION } from './snapshot.ts'
 export type { OpenedSnapshot, OpenSnapshotOptions, SealSnapshotOptions, SnapshotDocument, SnapshotMemory } from './snapshot.ts'
@@ -9,4 +11,13 @@ export { resolveImage, isImagePath, type ResolvedImageFile } from './images.ts'
 export { AdminServer, adminBytes, adminJson, adminResource, adminStream, parseAdminCall, DaemonNotRunningError, AdminRequestError, ADMIN_SOCKET, MAX_RELOAD_BODY_BYTES, MAX_RESTORE_BODY_BYTES } from './admin.ts'
 export type { AdminCall, AdminStatus, AdminInit, AdminComponents, AdminClientOptions } from './admin.ts'
 export { linkCheck, type LinkResult } from './link-check.ts'
-export { OmegaMeshNode, type MeshNodeInit, type PeerRow, type DeployRequest, type DeployReport } from './mesh-node.ts'
+export type { OmegaMeshNode, MeshNodeInit, PeerRow, DeployRequest, DeployReport } from './mesh-node.ts'
+
+/**
+ * Start a mesh node (`omega node`). The mesh stack (libp2p) loads here, on first use, so
+ * that `omega up` and the other commands never pay for it.
+ */
+export async function startMeshNode (init: MeshNodeInit, options: AbortOptions = {}): Promise<OmegaMeshNode> {
+  const { OmegaMeshNode } = await import('./mesh-node.ts')
+  return OmegaMeshNode.start(init, options)
+}

@@ -57,7 +57,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .action(async (opts: NodeOptions, command: Command) => {
       const { createLogging } = await import('../../observe/index.ts')
-      const { OmegaMeshNode } = await import('../../daemon/index.ts')
+      const { startMeshNode } = await import('../../daemon/index.ts')
       if (!(SUBSTRATES as readonly string[]).includes(opts.substrate)) {
         throw new UsageError(`Invalid --substrate "${opts.substrate}": expected one of ${SUBSTRATES.join(', ')}`)
       }
@@ -69,7 +69,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         ...(opts.tailscale === undefined ? {} : { tailscale: { peers: opts.tailscale } }),
         ...(opts.netbird === undefined ? {} : { netbird: { peers: opts.netbird } })
       }
-      const node = await OmegaMeshNode.start({
+      const node = await startMeshNode({
         home: ctx.home(homeOption(command)),
         name: opts.name,
         substrate: opts.substrate as typeof SUBSTRATES[number],
