@@ -16,7 +16,7 @@ import type { Manifest } from './schema.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
 import { MANIFEST_LIMITS } from './limits.ts'
 
-export { manifestJsonSchema, CAPABILITY_KEYS, SUBSTRATES, PROFILES, LIFECYCLES, RESOLVER_MODES, AUTH_MODES } from './schema.ts'
+export { CAPABILITY_KEYS, SUBSTRATES, PROFILES, LIFECYCLES, RESOLVER_MODES, AUTH_MODES } from './vocabulary.ts'
 export type { Manifest, BraneSpec, CapabilityKey, Substrate, Profile, Lifecycle } from './schema.ts'
 export { compilePlan, DEFAULTS } from './plan.ts'
 export type { Plan, BranePlan, Grants, Limits, HttpRoute, Edge, ReplicaRule, ResolverPlan } from './plan.ts'
@@ -52,6 +52,11 @@ export function checkManifest (text: string, file: string, options: CheckOptions
   }
   const manifest = parsed.data as Manifest
   return { manifest, plan: compilePlan(manifest, file), warnings }
+}
+
+/** The JSON Schema (draft-07) of a manifest, generated from its TypeBox description (loaded now) */
+export async function manifestJsonSchema (): Promise<Record<string, unknown>> {
+  return (await import('./schema.ts')).manifestJsonSchema()
 }
 
 /** Read, validate and compile a manifest file */

@@ -3,7 +3,8 @@
  * column of the source, so every later error can say where it is.
  */
 import { parseTOML, getStaticTOMLValue, ParseError as TomlParseError, type AST } from 'toml-eslint-parser'
-import { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar, type Node as YamlNode } from 'yaml'
+import { createRequire } from 'node:module'
+import type { Document, LineCounter, Node as YamlNode } from 'yaml'
 import { ManifestError, type ManifestIssue } from '../errors.ts'
 import { checkManifestBounds, MANIFEST_LIMITS } from './limits.ts'
 
@@ -206,7 +207,15 @@ function parseYaml (text: string, file: string): ParsedManifest {
   return { file, format: 'yaml', data, locate }
 }
 
-function yamlLocator (text: string): { doc: ReturnType<typeof parseDocument>, lineCounter: LineCounter, locate: (path: KeyPath) => SourcePosition } {
+/** The yaml package, loaded the first time a YAML manifest is read (most are TOML) */
+let yamlModule: typeof import('yaml') | undefined
+function yaml (): typeof import('yaml') {
+  yamlModule ??= createRequire(import.meta.url)('yaml') as typeof import('yaml')
+  return yamlModule
+}
+
+function yamlLocator (text: string): { doc: Document.Parsed, lineCounter: LineCounter, locate: (path: KeyPath) => SourcePosition } {
+  const { LineCounter, parseDocument, isMap, isSeq, isPair, isScalar } = yaml()
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
   const positions = new Map<string, SourcePosition>()

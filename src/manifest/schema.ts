@@ -7,6 +7,10 @@
  * loads. `additionalProperties: false` marks closed objects, where an unknown key is an
  * error: the capability table is closed because a grant Omega does not know must never be
  * silently ignored.
+ *
+ * Only `omega schema` (and its test) loads this file: validation reads the schema it
+ * generates, shipped as `schema/zgraph.schema.json`, so that starting a node does not load
+ * TypeBox.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 
@@ -15,20 +19,10 @@ function oneOf<const T extends readonly string[]> (values: T, description: strin
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], description })
 }
 
-export const SUBSTRATES = ['gaia', 'biome', 'habitat'] as const
-export const PROFILES = ['standard', 'frontier'] as const
-export const LIFECYCLES = ['ephemeral', 'pooled', 'pinned'] as const
-/** `[brane.X] auth`: none (default) or a capability token per request */
-export const AUTH_MODES = ['none', 'token'] as const
-export const RESOLVER_MODES = ['local', 'tailscale-funnel', 'cloudflared', 'netbird', 'ngrok'] as const
-export const DISCOVERY_MODES = ['mdns', 'static', 'dns-sd', 'tailscale', 'netbird'] as const
-export const CLOCK_RESOLUTIONS = ['ns', 'us', 'ms', 's'] as const
-export const FS_LIFETIMES = ['request', 'instance'] as const
-export const GPU_MODES = ['none', 'passthrough'] as const
-export const DURABILITY_MODES = ['local', 'replicated'] as const
-export const CRDT_TYPES = ['rga', 'map', 'lww'] as const
-/** The capability keys a manifest may grant; anything else is refused */
-export const CAPABILITY_KEYS = ['net.http', 'fs.tmp', 'clock', 'random', 'env', 'state'] as const
+import {
+  AUTH_MODES, CLOCK_RESOLUTIONS, CRDT_TYPES, DISCOVERY_MODES, DURABILITY_MODES, FS_LIFETIMES, GPU_MODES, LIFECYCLES, PROFILES,
+  RESOLVER_MODES, SUBSTRATES
+} from './vocabulary.ts'
 
 const SIZE_PATTERN = '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgGtT]i?[bB]|[bB])?\\s*$'
 const DURATION_PATTERN = '^\\s*(\\d+(\\.\\d+)?\\s*(ns|us|µs|ms|s|m|h|d)\\s*)+$'
@@ -180,16 +174,11 @@ export const ManifestSchema = Type.Object({
 
 /** A manifest as written (after parsing and structural validation) */
 export type Manifest = Static<typeof ManifestSchema>
+export type { Substrate, Profile, Lifecycle, CapabilityKey, ResolverMode, AuthMode } from './vocabulary.ts'
 export type BraneSpec = Static<typeof BraneSchema>
 export type CapabilitySpec = Static<typeof Capability>
 export type EdgeSpec = Static<typeof Edge>
 export type ResolverSpec = Static<typeof Resolver>
-export type Substrate = typeof SUBSTRATES[number]
-export type Profile = typeof PROFILES[number]
-export type Lifecycle = typeof LIFECYCLES[number]
-export type CapabilityKey = typeof CAPABILITY_KEYS[number]
-export type ResolverMode = typeof RESOLVER_MODES[number]
-export type AuthMode = typeof AUTH_MODES[number]
 
 /** Brane names: lowercase, digits, `-` and `_`, at most 63 characters */
 export const BRANE_NAME_PATTERN = BRANE_NAME

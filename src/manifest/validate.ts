@@ -1,13 +1,15 @@
 /**
- * Two-pass validation. Pass one walks the JSON Schema (from schema.ts) over the parsed
+ * Two-pass validation. Pass one walks the JSON Schema (generated from schema.ts) over the parsed
  * data; pass two checks meaning: edges name branes, no cycles unless allowed, frontier not
  * on habitat, quantities and globs parse. Every problem becomes one `ManifestIssue`, and
  * all of a file's problems are reported together.
  */
+import { readFileSync } from 'node:fs'
 import picomatch from 'picomatch'
 import type { ManifestIssue } from '../errors.ts'
 import type { KeyPath, ParsedManifest } from './parse.ts'
-import { CAPABILITY_KEYS, manifestJsonSchema, type Manifest } from './schema.ts'
+import type { Manifest } from './schema.ts'
+import { CAPABILITY_KEYS } from './vocabulary.ts'
 import { parseCpuQuota, parseDuration, parseSize } from './quantity.ts'
 import { MANIFEST_LIMITS } from './limits.ts'
 
@@ -76,11 +78,19 @@ class IssueList {
 }
 
 /**
+ * The JSON Schema `omega schema` generates, as shipped in `schema/zgraph.schema.json` (a
+ * test keeps the two equal): read once, instead of loading TypeBox to build it
+ */
+function shippedSchema (): JsonSchema {
+  return JSON.parse(readFileSync(new URL('../../../schema/zgraph.schema.json', import.meta.url), 'utf8')) as JsonSchema
+}
+
+/**
  * Validate parsed manifest data. Returns every issue found (errors and warnings), sorted
  * by position; the manifest is usable when none is an error.
  */
 export function validateManifest (parsed: ParsedManifest): ManifestIssue[] {
-  rootSchema ??= manifestJsonSchema() as JsonSchema
+  rootSchema ??= shippedSchema()
   const list = new IssueList(parsed)
   checkStructure(list, rootSchema, parsed.data, [])
   if (isObject(parsed.data)) {

@@ -9,7 +9,7 @@ export function schemaCommand (program: Command, ctx: CliContext): void {
     .option('-o, --output <file>', 'write to a file instead of stdout')
     .action(async (opts: { output?: string }) => {
       const { manifestJsonSchema } = await import('../../manifest/index.ts')
-      const text = JSON.stringify(manifestJsonSchema(), null, 2) + '\n'
+      const text = JSON.stringify(await manifestJsonSchema(), null, 2) + '\n'
       if (opts.output === undefined) {
         ctx.stdout.write(text)
       } else {
