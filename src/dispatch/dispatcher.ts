@@ -23,7 +23,7 @@ import { createBlake3 } from '../identity/index.ts'
 import { OmegaError } from '../errors.ts'
 import type { AbortOptions, BraneEvent, Logger, Startable } from '../interfaces/index.ts'
 import type { Edge } from '../manifest/index.ts'
-import type { Delivery, DeliveryCopy, EventQueue, Hop } from './queue.ts'
+import type { Delivery, DeliveryCopy, DeliveryTarget, EventQueue, Hop, QueuedEvent } from './queue.ts'
 
 export type { BraneEvent }
 
@@ -113,6 +113,8 @@ export class Dispatcher implements Startable {
   readonly #bySource = new Map<string, EdgeState[]>()
   readonly #targets = new Map<string, TargetState>()
   readonly #waiters = new Set<() => void>()
+  /** emits waiting for this turn's group commit */
+  readonly #unwritten: Array<{ event: QueuedEvent, targets: DeliveryTarget[], edges: readonly EdgeState[], resolve: () => void, reject: (err: Error) => void }> = []
   #running = false
   #served = 0
 
@@ -201,25 +203,63 @@ export class Dispatcher implements Startable {
     const id = eventId(source, topic, payload)
     const event = { id, topic, source, payload, traceId: options.traceId ?? id, hops: [], createdAt: Date.now() }
     const targets = edges.map((s) => ({ edge: s.key, to: s.edge.to, priority: s.edge.priority }))
-    this.#queue.enqueue(event, targets)
-    if (this.#replicate !== undefined) {
-      // not acknowledged until a copy is elsewhere too; delivery from here starts at once
-      const copies = targets.map((t) => ({ event, edge: t.edge, to: t.to, priority: t.priority, attempts: 0 }))
-      const replicated = this.#replicate(copies, options)
-      this.#wake(edges)
-      await replicated
-      return id
-    }
-    this.#wake(edges)
+    await new Promise<void>((resolve, reject) => {
+      this.#unwritten.push({ event, targets, edges, resolve, reject })
+      if (this.#unwritten.length === 1) {
+        setImmediate(() => { this.#write() })
+      }
+    })
     return id
   }
 
-  #wake (edges: readonly EdgeState[]): void {
+  /**
+   * Group commit: the emits of one event-loop turn are written in one transaction, in
+   * the order they were made; each resolves once that transaction (and, when replicated,
+   * the copy elsewhere) is durable
+   */
+  #write (): void {
+    const emits = this.#unwritten.splice(0)
+    try {
+      this.#queue.enqueueMany(emits)
+    } catch (err) {
+      for (const emit of emits) {
+        emit.reject(err as Error)
+      }
+      return
+    }
+    const copies = this.#replicate === undefined
+      ? []
+      : emits.flatMap(({ event, targets }) => targets.map((t) => ({ event, edge: t.edge, to: t.to, priority: t.priority, attempts: 0 })))
+    // delivery from here starts at once; the emit waits for the copy elsewhere, if any
+    const replicated = this.#replicate?.(copies, {})
+    this.#wake(new Set(emits.flatMap((emit) => emit.edges)))
+    if (replicated === undefined) {
+      for (const emit of emits) {
+        emit.resolve()
+      }
+      return
+    }
+    replicated.then(() => {
+      for (const emit of emits) {
+        emit.resolve()
+      }
+    }, (err: unknown) => {
+      for (const emit of emits) {
+        emit.reject(err as Error)
+      }
+    })
+  }
+
+  #wake (edges: Iterable<EdgeState>): void {
+    const targets = new Set<TargetState>()
     for (const state of edges) {
       const target = this.#targets.get(state.edge.to)
       if (target !== undefined) {
-        this.#pump(target)
+        targets.add(target)
       }
+    }
+    for (const target of targets) {
+      this.#pump(target)
     }
   }
 
@@ -307,12 +347,14 @@ export class Dispatcher implements Startable {
     const event = eventOf(delivery)
     const startedAt = performance.timeOrigin + performance.now()
     handler.deliver(event).then(() => {
-      this.#queue.complete([{ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') }])
+      this.#settleWith(target, state, () => {
+        this.#queue.complete([{ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') }])
+      })
       this.#settledHook?.([{ eventId: event.id, edge: delivery.edge }])
     }, (err: unknown) => {
-      this.#failed(target, state, delivery, event, startedAt, err)
-    }).finally(() => {
-      this.#settled(target, state)
+      this.#settleWith(target, state, () => {
+        this.#failed(target, state, delivery, event, startedAt, err)
+      })
     }).catch((err: unknown) => {
       this.#log.error({ err }, 'dispatcher bookkeeping failed')
     })
@@ -328,34 +370,36 @@ export class Dispatcher implements Startable {
     const startedAt = performance.timeOrigin + performance.now()
     deliverBatch(events).then((results) => {
       const done: Array<{ id: number, hop: Hop }> = []
-      let failedAt = -1
-      results.forEach((result, i) => {
-        const delivery = deliveries[i] as Delivery
-        const event = events[i] as BraneEvent
-        if (failedAt !== -1) {
-          return
-        }
-        if (result.status === 'fulfilled') {
-          done.push({ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') })
-        } else {
-          failedAt = i
-          this.#failed(target, state, delivery, event, startedAt, result.reason)
+      this.#settleWith(target, state, () => {
+        let failedAt = -1
+        results.forEach((result, i) => {
+          const delivery = deliveries[i] as Delivery
+          const event = events[i] as BraneEvent
+          if (failedAt !== -1) {
+            return
+          }
+          if (result.status === 'fulfilled') {
+            done.push({ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') })
+          } else {
+            failedAt = i
+            this.#failed(target, state, delivery, event, startedAt, result.reason)
+          }
+        })
+        this.#queue.complete(done)
+        const skipped = failedAt === -1 ? deliveries.slice(results.length) : deliveries.slice(failedAt + 1)
+        for (const delivery of skipped) {
+          this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
         }
       })
-      this.#queue.complete(done)
       this.#settledHook?.(done.map(({ hop }) => ({ eventId: hop.eventId, edge: state.key })))
-      const skipped = failedAt === -1 ? deliveries.slice(results.length) : deliveries.slice(failedAt + 1)
-      for (const delivery of skipped) {
-        this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
-      }
     }, (err: unknown) => {
       // the batch as a whole failed: the first delivery fails, the others were not started
-      this.#failed(target, state, deliveries[0] as Delivery, events[0] as BraneEvent, startedAt, err)
-      for (const delivery of deliveries.slice(1)) {
-        this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
-      }
-    }).finally(() => {
-      this.#settled(target, state)
+      this.#settleWith(target, state, () => {
+        this.#failed(target, state, deliveries[0] as Delivery, events[0] as BraneEvent, startedAt, err)
+        for (const delivery of deliveries.slice(1)) {
+          this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
+        }
+      })
     }).catch((err: unknown) => {
       this.#log.error({ err }, 'dispatcher bookkeeping failed')
     })
@@ -378,6 +422,26 @@ export class Dispatcher implements Startable {
     }
     this.#log[outcome === 'dead' ? 'error' : 'warn']({ event: event.id, edge: state.key, attempt: event.attempt, error: message },
       outcome === 'dead' ? 'delivery dead-lettered' : 'delivery failed, will retry')
+  }
+
+  /**
+   * A delivery (or batch) is over: its outcome written by `bookkeeping` and the edge's
+   * next claim in one transaction (one commit). The edge is settled even when the
+   * writes fail (what they would have written is then done again: at least once).
+   */
+  #settleWith (target: TargetState, state: EdgeState, bookkeeping: () => void): void {
+    let settled = false
+    try {
+      this.#queue.atomically(() => {
+        bookkeeping()
+        settled = true
+        this.#settled(target, state)
+      })
+    } finally {
+      if (!settled) {
+        this.#settled(target, state)
+      }
+    }
   }
 
   /** The edge's delivery (or batch) is over: the edge and the target's slot are free again */

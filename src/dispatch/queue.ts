@@ -217,7 +217,12 @@ export class EventQueue {
   readonly #kill: Database.Statement
   readonly #release: Database.Statement
   readonly #enqueueTx: (event: QueuedEvent, targets: readonly DeliveryTarget[]) => number
-  readonly #edgeDepth: Database.Statement
+  readonly #enqueueManyTx: (items: ReadonlyArray<{ readonly event: QueuedEvent, readonly targets: readonly DeliveryTarget[] }>) => number
+  /** pending and in-flight deliveries per edge, kept beside the table (no COUNT per emit) */
+  #depth = new Map<string, number>()
+  /** changes to #depth made by the transaction running now: applied once it commits */
+  readonly #delta = new Map<string, number>()
+  #writing = false
   readonly #nextDue: Database.Statement
   readonly #insertHop: Database.Statement
   readonly #adoptDelivery: Database.Statement
@@ -270,11 +275,10 @@ export class EventQueue {
       WHERE d.state = 'pending' AND d.edge = ?
       ORDER BY d.id LIMIT ?`)
     this.#markInflight = this.#db.prepare("UPDATE deliveries SET state = 'inflight', updated_at = ? WHERE id = ?")
-    this.#markDone = this.#db.prepare("UPDATE deliveries SET state = 'done', updated_at = ? WHERE id = ? AND state = 'inflight'")
+    this.#markDone = this.#db.prepare("UPDATE deliveries SET state = 'done', updated_at = ? WHERE id = ? AND state = 'inflight' RETURNING edge")
     this.#retry = this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = attempts + 1, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#release = this.#db.prepare("UPDATE deliveries SET state = 'pending', next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#kill = this.#db.prepare("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?")
-    this.#edgeDepth = this.#db.prepare("SELECT COUNT(*) AS n FROM deliveries WHERE edge = ? AND state IN ('pending', 'inflight')")
     this.#nextDue = this.#db.prepare("SELECT next_at AS t FROM deliveries WHERE edge = ? AND state = 'pending' ORDER BY id LIMIT 1")
     this.#insertHop = this.#db.prepare('INSERT INTO hops (trace_id, event_id, source, target, topic, bytes, compressed, attempt, started_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
     // one transaction for the rows a claim marks in flight (not one per row)
@@ -290,26 +294,74 @@ export class EventQueue {
     this.#completeTx = this.#db.transaction((done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => {
       for (const { id, hop } of done) {
         this.recordHop(hop)
-        this.#acked += this.#markDone.run(now, id).changes
+        const row = this.#markDone.get(now, id) as { edge: string } | undefined
+        if (row !== undefined) {
+          this.#acked++
+          this.#count(row.edge, -1)
+        }
       }
     })
     this.#enqueueTx = this.#db.transaction((event: QueuedEvent, targets: readonly DeliveryTarget[]) => {
       this.#writeEvent(event)
       let added = 0
       for (const target of targets) {
-        added += this.#insertDelivery.run(event.id, target.edge, target.to, target.priority, event.createdAt, event.createdAt).changes
+        const changes = this.#insertDelivery.run(event.id, target.edge, target.to, target.priority, event.createdAt, event.createdAt).changes
+        this.#count(target.edge, changes)
+        added += changes
       }
       return added
     })
+    this.#enqueueManyTx = this.#db.transaction((items: ReadonlyArray<{ readonly event: QueuedEvent, readonly targets: readonly DeliveryTarget[] }>) =>
+      items.reduce((added, { event, targets }) => added + this.#enqueueTx(event, targets), 0))
     this.#adoptDelivery = this.#db.prepare("INSERT OR IGNORE INTO deliveries (event_id, edge, target, priority, state, attempts, next_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)")
     this.#adoptTx = this.#db.transaction((copies: readonly DeliveryCopy[], now: number) => {
       let added = 0
       for (const copy of copies) {
         this.#writeEvent(copy.event)
-        added += this.#adoptDelivery.run(copy.event.id, copy.edge, copy.to, copy.priority, copy.attempts, now, now).changes
+        const changes = this.#adoptDelivery.run(copy.event.id, copy.edge, copy.to, copy.priority, copy.attempts, now, now).changes
+        this.#count(copy.edge, changes)
+        added += changes
       }
       return added
     })
+    this.#recount()
+  }
+
+  #count (edge: string, delta: number): void {
+    if (delta !== 0) {
+      this.#delta.set(edge, (this.#delta.get(edge) ?? 0) + delta)
+    }
+  }
+
+  /** Run a write; its changes to the depth per edge count once the outermost write has returned (committed) */
+  #counted<T> (write: () => T): T {
+    if (this.#writing) {
+      return write()
+    }
+    this.#writing = true
+    try {
+      const result = write()
+      for (const [edge, delta] of this.#delta) {
+        this.#depth.set(edge, (this.#depth.get(edge) ?? 0) + delta)
+      }
+      return result
+    } finally {
+      this.#writing = false
+      this.#delta.clear()
+    }
+  }
+
+  /**
+   * Run `work` (calls of this queue) in one transaction: one commit, all or nothing. The
+   * dispatcher acknowledges a delivery and claims the next of its edge in one.
+   */
+  atomically<T> (work: () => T): T {
+    return this.#counted(() => this.#db.transaction(work)())
+  }
+
+  #recount (): void {
+    const rows = this.#db.prepare("SELECT edge, COUNT(*) AS n FROM deliveries WHERE state IN ('pending', 'inflight') GROUP BY edge").all() as Array<{ edge: string, n: number }>
+    this.#depth = new Map(rows.map((r) => [r.edge, r.n]))
   }
 
   #writeEvent (event: QueuedEvent): void {
@@ -321,7 +373,16 @@ export class EventQueue {
    * event id enqueued twice adds nothing the second time. Returns the deliveries added.
    */
   enqueue (event: QueuedEvent, targets: readonly DeliveryTarget[]): number {
-    return this.#enqueueTx(event, targets)
+    return this.#counted(() => this.#enqueueTx(event, targets))
+  }
+
+  /**
+   * Write several events and their deliveries durably, in order, in one transaction
+   * (group commit: one commit for every emit of an event-loop turn). Returns the
+   * deliveries added.
+   */
+  enqueueMany (items: ReadonlyArray<{ readonly event: QueuedEvent, readonly targets: readonly DeliveryTarget[] }>): number {
+    return this.#counted(() => this.#enqueueManyTx(items))
   }
 
   /**
@@ -335,7 +396,7 @@ export class EventQueue {
 
   /** Deliveries that succeeded: their hops and acknowledgements, in one transaction */
   complete (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now = Date.now()): void {
-    this.#completeTx(done, now)
+    this.#counted(() => { this.#completeTx(done, now) })
   }
 
   /** Deliveries acknowledged since this queue was opened: a counter, not a query */
@@ -350,7 +411,9 @@ export class EventQueue {
   fail (delivery: Delivery, error: string, options: { final?: boolean, now?: number } = {}): 'retry' | 'dead' {
     const now = options.now ?? Date.now()
     if (options.final === true || delivery.attempts + 1 >= this.#maxAttempts) {
-      this.#kill.run(error, now, delivery.id)
+      if (this.#kill.run(error, now, delivery.id).changes > 0) {
+        this.#depth.set(delivery.edge, (this.#depth.get(delivery.edge) ?? 1) - 1)
+      }
       return 'dead'
     }
     const backoff = Math.min(this.#maxBackoff, this.#baseBackoff * 2 ** delivery.attempts)
@@ -369,14 +432,12 @@ export class EventQueue {
 
   /** Pending and in-flight deliveries per edge */
   depth (): Map<string, number> {
-    const rows = this.#db.prepare("SELECT edge, COUNT(*) AS n FROM deliveries WHERE state IN ('pending', 'inflight') GROUP BY edge").all() as Array<{ edge: string, n: number }>
-    return new Map(rows.map((r) => [r.edge, r.n]))
+    return new Map([...this.#depth].filter(([, n]) => n > 0))
   }
 
   /** Pending and in-flight deliveries of one edge */
   edgeDepth (edge: string): number {
-    const row = this.#edgeDepth.get(edge) as { n: number }
-    return row.n
+    return this.#depth.get(edge) ?? 0
   }
 
   /** When the head of `edge` is due (ms since the epoch), if it has pending deliveries */
@@ -393,11 +454,15 @@ export class EventQueue {
 
   /** Put dead deliveries back in the queue (all, or the given ids); returns how many */
   replay (ids?: readonly number[], now = Date.now()): number {
-    if (ids === undefined) {
-      return this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?, updated_at = ? WHERE state = 'dead'").run(now, now).changes
+    try {
+      if (ids === undefined) {
+        return this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?, updated_at = ? WHERE state = 'dead'").run(now, now).changes
+      }
+      const stmt = this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?, updated_at = ? WHERE state = 'dead' AND id = ?")
+      return this.#db.transaction(() => ids.reduce((n, id) => n + stmt.run(now, now, id).changes, 0))()
+    } finally {
+      this.#recount()
     }
-    const stmt = this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = 0, next_at = ?, updated_at = ? WHERE state = 'dead' AND id = ?")
-    return this.#db.transaction(() => ids.reduce((n, id) => n + stmt.run(now, now, id).changes, 0))()
   }
 
   /** Record one hop of a trace */
@@ -458,19 +523,20 @@ export class EventQueue {
    * delivery needs them), in one transaction. Returns the deliveries removed.
    */
   forget (ids: readonly number[]): number {
-    const remove = this.#db.prepare("DELETE FROM deliveries WHERE id = ? AND state = 'pending' RETURNING event_id")
+    const remove = this.#db.prepare("DELETE FROM deliveries WHERE id = ? AND state = 'pending' RETURNING event_id, edge")
     const orphan = this.#db.prepare('DELETE FROM events WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?)')
-    return this.#db.transaction(() => {
+    return this.#counted(() => this.#db.transaction(() => {
       let removed = 0
       for (const id of ids) {
-        const row = remove.get(id) as { event_id: string } | undefined
+        const row = remove.get(id) as { event_id: string, edge: string } | undefined
         if (row !== undefined) {
           removed++
+          this.#count(row.edge, -1)
           orphan.run(row.event_id, row.event_id)
         }
       }
       return removed
-    })()
+    })())
   }
 
   /**
@@ -479,7 +545,7 @@ export class EventQueue {
    * edge) adds nothing. Returns the deliveries added.
    */
   adopt (copies: readonly DeliveryCopy[], now = Date.now()): number {
-    return this.#adoptTx(copies, now)
+    return this.#counted(() => this.#adoptTx(copies, now))
   }
 
   /**
@@ -508,11 +574,11 @@ export class EventQueue {
    */
   promoteReplicas (origin: string, now = Date.now()): number {
     const rows = this.#db.prepare('SELECT 0 AS id, edge, target, priority, attempts, 0 AS next_at, event_id, topic, source, payload, trace_id, hops, created_at FROM replicas WHERE origin = ? ORDER BY seq')
-    return this.#db.transaction(() => {
+    return this.#counted(() => this.#db.transaction(() => {
       const added = this.#adoptTx((rows.all(origin) as DeliveryRow[]).map(deliveryOf), now)
       this.#db.prepare('DELETE FROM replicas WHERE origin = ?').run(origin)
       return added
-    })()
+    })())
   }
 
   /** Held copies per origin node */
