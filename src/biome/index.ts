@@ -13,3 +13,4 @@ export { StateStore, type StateStoreInit, type UpdateListener, type UpdateOrigin
 export { Rpc, RemoteError, RPC_PROTOCOL, type RpcChannel, type RpcTransport, type RpcHandler, type RpcReply, type RpcRequest } from './rpc.ts'
 export { meshSettingsFor, type MeshSettings, type NodeIdentity } from './network.ts'
 export { EventCustody, type CustodyComponents } from './custody.ts'
+export { deliverInOrder, sendEventBatch, serveEventBatches, DELIVER_BATCH, MAX_BATCH_EVENTS, MAX_BATCH_FRAME_BYTES } from './forward.ts'

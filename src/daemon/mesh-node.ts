@@ -9,8 +9,7 @@
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BraneNotFoundError, DeploymentError, OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, SkippedEventError, TargetUnavailableError } from '../errors.ts'
-import { untilFirstFailure } from '../util/index.ts'
+import { BraneNotFoundError, DeploymentError, OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, TargetUnavailableError } from '../errors.ts'
 import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadOrCreateNodeKey, RevocationList, verify, verifyCapability, type ContentAddress, type NodeKey } from '../identity/index.ts'
 import { checkManifest, loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
@@ -18,7 +17,7 @@ import { canonicalJson, edgeKey, signTrace, type DeliveryCopy, type EventTarget,
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
 import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
-  compareHlc, deploymentId, EventCustody, formatHlc, HybridClock, materialise, meshSettingsFor, place, Registry, RemoteError, Rpc, verifyDeployment,
+  compareHlc, deliverInOrder, deploymentId, EventCustody, formatHlc, MAX_BATCH_EVENTS, MAX_BATCH_FRAME_BYTES, sendEventBatch, serveEventBatches, HybridClock, materialise, meshSettingsFor, place, Registry, RemoteError, Rpc, verifyDeployment,
   type BranePlacement, type DeploymentDocument
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
@@ -618,6 +617,7 @@ export class OmegaMeshNode {
         }
       },
       // several events of one edge in one frame, to one node, which handles them in order
+      maxBatch: MAX_BATCH_EVENTS,
       deliverBatch: async (events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> => {
         if (events.reduce((sum, e) => sum + e.payload.byteLength, 0) > MAX_BATCH_FRAME_BYTES) {
           // large payloads: one frame each, as single deliveries
@@ -634,21 +634,12 @@ export class OmegaMeshNode {
         }
         const where = `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`
         const deadlineMs = this.#current?.plan.branes.find((b) => b.name === brane)?.limits.deadlineMs ?? 30_000
-        const metas = events.map(({ payload, ...meta }) => ({ ...meta, bytes: payload.byteLength }))
-        let reply: { result: unknown }
         try {
-          reply = await this.#rpc.call(target, 'deliverBatch', { brane, events: metas }, Buffer.concat(events.map((e) => e.payload)),
-            { timeoutMs: deadlineMs * events.length + DELIVERY_GRACE_MS })
+          const outcomes = await sendEventBatch(this.#rpc, target, brane, events, { timeoutMs: deadlineMs * events.length + DELIVERY_GRACE_MS })
+          return outcomes.map((o) => o.status === 'fulfilled' ? o : { status: 'rejected' as const, reason: asLocalError(o.reason, where) })
         } catch (err) {
           throw asLocalError(err, where)
         }
-        const outcomes = (reply.result as { outcomes?: unknown }).outcomes
-        if (!Array.isArray(outcomes) || outcomes.length !== events.length) {
-          throw new OmegaError(`${where} answered a batch of ${events.length} events with ${Array.isArray(outcomes) ? outcomes.length : 'no'} outcomes`)
-        }
-        return outcomes.map((o: { error?: string, message?: string }) => o.error === undefined
-          ? { status: 'fulfilled' as const, value: undefined }
-          : { status: 'rejected' as const, reason: asLocalError(new RemoteError(o.error ?? 'Error', o.message ?? ''), where) })
       }
     }
     return remote
@@ -690,23 +681,12 @@ export class OmegaMeshNode {
       await target.deliver({ ...event, payload: body }, options)
       return {}
     })
-    this.#rpc.register('deliverBatch', async ({ params, body }, options) => {
-      const { brane, events } = params as { brane: string, events: Array<Omit<BraneEvent, 'payload'> & { bytes: number }> }
+    serveEventBatches(this.#rpc, async (brane, options) => {
       const target = await this.#arriving(brane, (local) => local.localEvents(brane), options)
       if (target === undefined) {
         throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
       }
-      let at = 0
-      const whole = events.map(({ bytes, ...event }) => {
-        if (!Number.isSafeInteger(bytes) || bytes < 0 || at + bytes > body.byteLength) {
-          throw new RangeError('deliverBatch: the payload sizes do not match the frame')
-        }
-        const payload = body.subarray(at, at + bytes)
-        at += bytes
-        return { ...event, payload }
-      })
-      const results = await deliverInOrder(target, whole)
-      return { result: { outcomes: results.map((r) => r.status === 'fulfilled' ? {} : { error: errorName(r.reason), message: errorMessage(r.reason) }) } }
+      return target
     })
     this.#rpc.register('http', async ({ params, body }, options) => {
       const { brane, request } = params as { brane: string, request: Omit<BraneHttpRequest, 'body'> }
@@ -1101,25 +1081,6 @@ async function meshOptions (init: MeshNodeInit, previous: DeploymentDocument | u
  * "unavailable" (the event waits, the request gets 503), and the remote handler's own
  * error keeps its name (retry, reject, deadline, …)
  */
-/** `events` delivered in order by `target`, in one batch when it takes batches; none after a failure */
-async function deliverInOrder (target: EventTarget, events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> {
-  if (target.deliverBatch !== undefined) {
-    return target.deliverBatch(events)
-  }
-  return untilFirstFailure(events.length, async (i) => { await target.deliver(events[i] as BraneEvent) },
-    (i) => new SkippedEventError(`Event "${events[i]?.id ?? ''}" was not started: an earlier event of its batch failed`))
-}
-
-/** Most payload bytes of one batch frame; a larger batch goes as single deliveries */
-const MAX_BATCH_FRAME_BYTES = 4 * 2 ** 20
-
-function errorName (err: unknown): string {
-  return err instanceof Error ? err.name : 'Error'
-}
-
-function errorMessage (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
-}
 
 function asLocalError (err: unknown, where: string): Error {
   if (err instanceof PeerUnavailableError) {

@@ -36,6 +36,8 @@ export interface EventTarget {
    * event, in order. Optional: targets without it get one event at a time.
    */
   deliverBatch?: (events: readonly BraneEvent[]) => Promise<Array<PromiseSettledResult<void>>>
+  /** most events per `deliverBatch` call (e.g. more to another node than to a local worker). @default the dispatcher's `batch` */
+  maxBatch?: number
 }
 
 export interface DispatcherComponents {
@@ -311,7 +313,7 @@ export class Dispatcher implements Startable {
         .sort((a, b) => b.edge.priority - a.edge.priority || a.lastServed - b.lastServed)
       let started = false
       for (const state of candidates) {
-        const claimed = this.#queue.claim(state.key, handler.deliverBatch === undefined ? 1 : this.#batch, now)
+        const claimed = this.#queue.claim(state.key, handler.deliverBatch === undefined ? 1 : Math.max(1, handler.maxBatch ?? this.#batch), now)
         const delivery = claimed[0]
         if (delivery === undefined) {
           const due = this.#queue.nextDue(state.key)
