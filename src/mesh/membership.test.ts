@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { PhiAccrualDetector } from './phi.ts'
-import { parseWireMember, supersedes } from './membership.ts'
+import { MemberVerifier, parseWireMember, signMember, supersedes, verifyMember } from './membership.ts'
+import { generateNodeKey } from '../identity/index.ts'
+import { peerIdOfDid } from './node.ts'
 import type { WireMember } from './membership.ts'
 
 const SETTINGS = { window: 100, minStdDevMs: 100, acceptablePauseMs: 0, firstHeartbeatEstimateMs: 500 }
@@ -65,5 +67,73 @@ describe('member records', () => {
     assert.equal(parseWireMember({ ...base, substrate: 'mars' }), undefined)
     assert.equal(parseWireMember({ ...base, addrs: [1] }), undefined)
     assert.equal(parseWireMember(null), undefined)
+  })
+})
+
+describe('member signatures', () => {
+  const key = generateNodeKey()
+  const peerId = peerIdOfDid(key.did).toString()
+  const claim: WireMember = {
+    did: key.did,
+    peerId,
+    name: 'lab.lan/a',
+    substrate: 'biome',
+    frontier: false,
+    addrs: [`/ip4/127.0.0.1/tcp/4001/p2p/${peerId}`],
+    state: 'alive',
+    inc: 1_700_000_000_000,
+    load: 0.25,
+    meta: { zone: 'a', role: 'worker' }
+  }
+  const signed = signMember(claim, key)
+
+  it('verifies a record signed by its own did, and still after a state change or a JSON round trip', () => {
+    assert.equal(verifyMember(signed), true)
+    for (const state of ['suspect', 'dead', 'left'] as const) {
+      assert.equal(verifyMember({ ...signed, state }), true, `state ${state} is not part of the claim`)
+    }
+    const wire = parseWireMember(JSON.parse(JSON.stringify(signed)))
+    assert.ok(wire !== undefined)
+    assert.equal(verifyMember(wire), true)
+    assert.equal(verifyMember({ ...signed, meta: { role: 'worker', zone: 'a' } }), true, 'meta is signed in key order')
+  })
+
+  it('rejects a tampered, unsigned or foreign-signed record', () => {
+    const other = generateNodeKey()
+    const tampered: Array<[string, WireMember]> = [
+      ['name', { ...signed, name: 'lab.lan/b' }],
+      ['substrate', { ...signed, substrate: 'gaia' }],
+      ['frontier', { ...signed, frontier: true }],
+      ['addrs', { ...signed, addrs: [] }],
+      ['inc', { ...signed, inc: signed.inc + 1 }],
+      ['load', { ...signed, load: 0.5 }],
+      ['load dropped', { ...signed, load: undefined } as unknown as WireMember],
+      ['meta added', { ...signed, meta: { ...signed.meta, vfio: '1' } }],
+      ['meta changed', { ...signed, meta: { ...signed.meta, zone: 'b' } }],
+      ['did', { ...signed, did: other.did }],
+      ['peerId', { ...signed, peerId: peerIdOfDid(other.did).toString() }],
+      ['unsigned', { ...claim }],
+      ['garbage sig', { ...signed, sig: 'x'.repeat(86) }],
+      ['signed by another key', { ...signMember(claim, other) }],
+      ['another did\'s record signed by its own key but naming a foreign peer id', signMember({ ...claim, did: other.did }, other)],
+      ['an address of another peer', signMember({ ...claim, addrs: [`/ip4/127.0.0.1/tcp/1/p2p/${peerIdOfDid(other.did).toString()}`] }, key)],
+      ['a malformed did', { ...signed, did: 'did:key:nope' }]
+    ]
+    for (const [what, record] of tampered) {
+      assert.equal(verifyMember(record), false, what)
+    }
+  })
+
+  it('caches verified claims by signature, and a cached signature does not vouch for another claim', () => {
+    const verifier = new MemberVerifier(2)
+    assert.equal(verifier.verify(signed), true)
+    assert.equal(verifier.verify({ ...signed, state: 'dead' }), true)
+    assert.equal(verifier.verify({ ...signed, meta: { vfio: '1' } }), false, 'same sig, other claim')
+    assert.equal(verifier.verify({ ...claim }), false)
+    const more = [1, 2, 3].map((i) => signMember({ ...claim, inc: claim.inc + i }, key))
+    for (const record of more) {
+      assert.equal(verifier.verify(record), true)
+    }
+    assert.equal(verifier.verify(signed), true, 'an evicted signature is verified again')
   })
 })

@@ -30,7 +30,7 @@ import { discoverDnsSd, discoverOverlay } from './discovery/index.ts'
 import type { DiscoveryInit } from './discovery/index.ts'
 import { StreamFrameChannel } from './frames.ts'
 import type { FrameChannel, FrameChannelSettings } from './frames.ts'
-import { DEFAULT_MEMBERSHIP, parseWireMember, supersedes } from './membership.ts'
+import { DEFAULT_MEMBERSHIP, MemberVerifier, memberClaim, parseWireMember, signMember, supersedes } from './membership.ts'
 import type { Member, MemberState, MembershipSettings, Substrate, WireMember } from './membership.ts'
 import { PhiAccrualDetector } from './phi.ts'
 import { combineSignals } from './signals.ts'
@@ -66,6 +66,12 @@ export interface MeshInit {
    * are refused with a key
    */
   swarmKey?: Uint8Array
+  /**
+   * did:keys of the nodes this node admits (itself always): libp2p's connection gater
+   * refuses connections to and from any other peer, and member records of other dids are
+   * dropped even when an admitted peer passes them on. @default any node (an open mesh)
+   */
+  admit?: readonly string[]
   logger: Logger
 }
 
@@ -101,6 +107,9 @@ const SEEN_TTL_MS = 120_000
 const SEEN_MAX = 20_000
 /** setMeta/setLoad changes are gossiped at most this often (each bumps the incarnation) */
 const ANNOUNCE_INTERVAL_MS = 1000
+/** a refused member record is logged once per did and reason in this interval */
+const REFUSAL_LOG_INTERVAL_MS = 60_000
+const REFUSAL_LOG_MAX = 1024
 
 function encode (message: Message): Uint8Array {
   return encoder.encode(JSON.stringify(message))
@@ -147,6 +156,18 @@ function ringHash (did: string): number {
 /**
  * One Omega node in the mesh.
  *
+ * Trust. Every member record a node makes about itself is signed with its node key (see
+ * {@link memberClaim}: all it claims, not its state); a record is believed only when its
+ * signature verifies with the key of its did and its peerId is that key's, wherever it
+ * comes from (sync, gossip, piggy-backed on probes). Others may still assert `suspect`
+ * or `dead` about a member at its signed incarnation (SWIM); the member refutes with a
+ * newly signed, higher one. Names: a name belongs to the first did this node believed
+ * claiming it, for as long as that member is alive or suspect here; a record of another
+ * did claiming it meanwhile is refused, and once the holder is dead, has left or is
+ * forgotten, the next claim takes it (so nodes may disagree while two live nodes claim
+ * one name). With {@link MeshInit.admit}, only the listed dids connect or are believed.
+ * Refused records are logged at warn, once a minute per did and reason.
+ *
  * @example
  * ```ts
  * const node = await MeshNode.create({ key, name: 'lab.lan/a', substrate: 'biome', bootstrap: [addr], logger })
@@ -180,6 +201,10 @@ export class MeshNode implements Startable {
   readonly #syncWaiters = new Map<string, () => void>()
   readonly #isolated = new Set<string>()
   readonly #isolatedPeers: Set<string>
+  readonly #verifier = new MemberVerifier()
+  readonly #admit: ReadonlySet<string> | undefined
+  readonly #refusals = new Map<string, number>()
+  #signedSelf: { claim: string, record: WireMember } | undefined
   #seq = 0
   #fingerCursor = 0
   readonly #activity = new Map<string, number>()
@@ -204,6 +229,7 @@ export class MeshNode implements Startable {
     this.#init = init
     this.#log = init.logger
     this.#settings = { ...DEFAULT_MEMBERSHIP, ...init.membership }
+    this.#admit = init.admit === undefined ? undefined : new Set([...init.admit, init.key.did])
     this.did = init.key.did
     this.peerId = libp2p.peerId.toString()
     this.#self = {
@@ -236,7 +262,22 @@ export class MeshNode implements Startable {
       transports.push(quic() as unknown as ReturnType<typeof tcp>)
     }
     const isolatedPeers = new Set<string>()
-    const isolated = (peer: PeerId): boolean => isolatedPeers.has(peer.toString())
+    let admitted: Set<string> | undefined
+    if (init.admit !== undefined) {
+      admitted = new Set([peerIdOfDid(init.key.did).toString()])
+      for (const did of init.admit) {
+        try {
+          admitted.add(peerIdOfDid(did).toString())
+        } catch (err) {
+          throw new TypeError(`Cannot create mesh node: admit: "${did}" is not an Ed25519 did:key: ${(err as Error).message}`, { cause: err })
+        }
+      }
+    }
+    // a refused peer cannot connect either way (isolate() for drills, admit for good)
+    const isolated = (peer: PeerId): boolean => {
+      const id = peer.toString()
+      return isolatedPeers.has(id) || (admitted !== undefined && !admitted.has(id))
+    }
     const services: Record<string, (components: any) => unknown> = {
       identify: identify(),
       ping: ping()
@@ -361,7 +402,7 @@ export class MeshNode implements Startable {
     // announce the leave: straight to every member we have a channel to, plus a fanout
     this.#self.inc++
     this.#self.state = 'left'
-    const rumor: Rumor = { k: 'm', m: { ...this.#self } }
+    const rumor: Rumor = { k: 'm', m: this.#selfRecord() }
     const targets = new Set<string>(this.#sessions.keys())
     for (const did of this.#gossipTargets(new Set())) {
       targets.add(did)
@@ -611,7 +652,55 @@ export class MeshNode implements Startable {
     this.#lastAnnounce = Date.now()
     this.#self.inc++
     this.#notify(this.#self, this.#self.state)
-    this.#disseminate([{ k: 'm', m: { ...this.#self } }], new Set([this.did]))
+    this.#disseminate([{ k: 'm', m: this.#selfRecord() }], new Set([this.did]))
+  }
+
+  /**
+   * This node's record as it goes on the wire: a copy signed with the node key (signed
+   * again only when what it claims changed: incarnation, meta, load, addrs)
+   */
+  #selfRecord (): WireMember {
+    const claim = memberClaim(this.#self)
+    if (this.#signedSelf?.claim !== claim) {
+      this.#signedSelf = { claim, record: signMember(this.#self, this.#init.key) }
+    }
+    return { ...this.#signedSelf.record, state: this.#self.state }
+  }
+
+  /** log a refused member record, at most once per REFUSAL_LOG_INTERVAL_MS per did and reason */
+  #refuse (w: WireMember, reason: string): false {
+    const key = `${reason}\n${w.did}`
+    const now = Date.now()
+    const last = this.#refusals.get(key)
+    if (last === undefined || now - last >= REFUSAL_LOG_INTERVAL_MS) {
+      if (this.#refusals.size >= REFUSAL_LOG_MAX) {
+        this.#refusals.clear()
+      }
+      this.#refusals.set(key, now)
+      this.#log.warn({ did: w.did, name: w.name, inc: w.inc, reason }, `mesh: refused a member record: ${reason}`)
+    }
+    return false
+  }
+
+  /** whether `w` may be believed: signed by its did, admitted, and its name not held by another live member */
+  #believable (w: WireMember, current: WireMember | undefined): boolean {
+    if (this.#admit !== undefined && !this.#admit.has(w.did)) {
+      return this.#refuse(w, 'not admitted')
+    }
+    if (!this.#verifier.verify(w)) {
+      return this.#refuse(w, w.sig === undefined ? 'unsigned' : 'bad signature')
+    }
+    if (current !== undefined && current.name === w.name && (current.state === 'alive' || current.state === 'suspect')) {
+      // the name is already this member's
+      return true
+    }
+    for (const [did, entry] of this.#entries) {
+      const r = entry.record
+      if (did !== w.did && r.name === w.name && (r.state === 'alive' || r.state === 'suspect')) {
+        return this.#refuse(w, `name "${w.name}" belongs to ${did}`)
+      }
+    }
+    return true
   }
 
   /**
@@ -620,11 +709,12 @@ export class MeshNode implements Startable {
    */
   #merge (w: WireMember): boolean {
     if (w.did === this.did) {
-      if (w.state !== 'alive' && w.inc >= this.#self.inc && !this.#stopping) {
+      // a rumor about this node counts only if it carries a claim this node signed
+      if (w.state !== 'alive' && w.inc >= this.#self.inc && !this.#stopping && this.#believable(w, undefined)) {
         // refute: we are alive, at a higher incarnation than the rumor
         this.#self.inc = w.inc + 1
         this.#log.debug({ state: w.state, inc: w.inc }, 'mesh: refuting a rumor about this node')
-        queueMicrotask(() => { this.#disseminate([{ k: 'm', m: { ...this.#self } }], new Set([this.did])) })
+        queueMicrotask(() => { this.#disseminate([{ k: 'm', m: this.#selfRecord() }], new Set([this.did])) })
       }
       return false
     }
@@ -634,7 +724,7 @@ export class MeshNode implements Startable {
     const now = Date.now()
     const entry = this.#entries.get(w.did)
     if (entry === undefined) {
-      if (w.state === 'dead' || w.state === 'left') {
+      if (w.state === 'dead' || w.state === 'left' || !this.#believable(w, undefined)) {
         return false
       }
       const record = { ...w, addrs: [...w.addrs], meta: { ...w.meta } }
@@ -643,7 +733,7 @@ export class MeshNode implements Startable {
       this.#notify(record, undefined)
       return true
     }
-    if (!supersedes(w, entry.record)) {
+    if (!supersedes(w, entry.record) || !this.#believable(w, entry.record)) {
       return false
     }
     const previous = entry.record.state
@@ -1195,7 +1285,9 @@ export class MeshNode implements Startable {
   #table (): WireMember[] {
     const out: WireMember[] = []
     for (const entry of this.#entries.values()) {
-      if (!this.#isolated.has(entry.record.did)) {
+      if (entry.record === this.#self) {
+        out.push(this.#selfRecord())
+      } else if (!this.#isolated.has(entry.record.did)) {
         out.push(entry.record)
       }
     }
@@ -1281,7 +1373,7 @@ export class MeshNode implements Startable {
       stream.abort(err as Error)
       return
     }
-    if (this.#isolated.has(did) || this.#stopping) {
+    if (this.#isolated.has(did) || this.#stopping || (this.#admit !== undefined && !this.#admit.has(did))) {
       stream.abort(new MeshDialError('refused'))
       return
     }

@@ -4,9 +4,10 @@
  */
 import { generateNodeKey } from '../identity/index.ts'
 import { silentLogging } from '../observe/index.ts'
-import { MeshNode } from './node.ts'
+import { StreamFrameChannel } from './frames.ts'
+import { MeshNode, SWIM_PROTOCOL, peerIdOfDid } from './node.ts'
 import type { MeshInit } from './node.ts'
-import type { MembershipSettings } from './membership.ts'
+import type { Member, MembershipSettings, WireMember } from './membership.ts'
 
 /** Fast settings for loopback tests: failures noticed in about a second */
 export const FAST_MEMBERSHIP: Partial<MembershipSettings> = {
@@ -77,4 +78,40 @@ export async function waitFor (check: () => boolean, ms: number, what: string): 
 /** whether every node sees `did` in `state` */
 export function allSee (nodes: readonly MeshNode[], did: string, state: string): boolean {
   return nodes.every((n) => n.did === did || n.member(did)?.state === state)
+}
+
+/**
+ * TEST hook: send raw membership messages (objects, JSON-encoded as on the wire) from
+ * `from` to the member `toDid` over a fresh `/omega/swim/1` stream, then close it. This is
+ * what any peer that can connect can do anyway (e.g. to forge records in a test); it adds
+ * nothing to the node's own code paths.
+ */
+export async function sendRawSwim (from: MeshNode, toDid: string, messages: readonly unknown[]): Promise<void> {
+  const signal = AbortSignal.timeout(5000)
+  const stream = await from.libp2p.dialProtocol(peerIdOfDid(toDid), SWIM_PROTOCOL, { signal })
+  const channel = new StreamFrameChannel(stream, toDid)
+  const encoder = new TextEncoder()
+  for (const message of messages) {
+    await channel.send(encoder.encode(JSON.stringify(message)), { signal })
+  }
+  await channel.close({ signal })
+}
+
+/** a member as a wire record (without a signature), e.g. to forge one in a test */
+export function wireOf (member: Member): WireMember {
+  const w: WireMember = {
+    did: member.did,
+    peerId: member.peerId,
+    name: member.name,
+    substrate: member.substrate,
+    frontier: member.frontier,
+    addrs: [...member.addrs],
+    state: member.state,
+    inc: member.incarnation,
+    meta: { ...member.meta }
+  }
+  if (member.load !== undefined) {
+    w.load = member.load
+  }
+  return w
 }
