@@ -256,7 +256,7 @@ async function tcpThroughput (framer: TcpFramer, replies: AsyncIterator<Buffer>,
 }
 
 /** parse 4-byte length-prefixed frames from a socket */
-async function * socketFrames (socket: Socket): AsyncGenerator<Buffer> {
+export async function * socketFrames (socket: Socket): AsyncGenerator<Buffer> {
   let buffered: Buffer = Buffer.alloc(0)
   for await (const data of socket) {
     buffered = buffered.length === 0 ? data as Buffer : Buffer.concat([buffered, data as Buffer])
