@@ -8,6 +8,9 @@ import type { HostCallMessage } from './host/sync-call.ts'
 import type { Grants } from '../../manifest/index.ts'
 import type { BraneEvent, BraneHttpRequest } from '../../interfaces/index.ts'
 
+/** What every omega:brane/state call answers when the node gave the brane no state service */
+export const STATE_UNAVAILABLE = 'replicated state is not available on this node'
+
 /** An HTTP request for a brane, fully buffered */
 export type HttpRequest = BraneHttpRequest
 

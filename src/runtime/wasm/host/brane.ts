@@ -6,6 +6,7 @@
  */
 import type { ImportInterface } from './shim.ts'
 import { WitError } from './shim.ts'
+import { STATE_UNAVAILABLE } from '../protocol.ts'
 
 /** Levels of `omega:brane/log`, as jco represents the WIT enum */
 export type GuestLogLevel = 'debug' | 'info' | 'warn' | 'error'
@@ -21,9 +22,6 @@ export type EmitError =
  * whose payload is an {@link EmitError}.
  */
 export type EmitHook = (topic: string, payload: Uint8Array) => string
-
-/** What every omega:brane/state call answers when the node gave the brane no state service */
-export const STATE_UNAVAILABLE = 'replicated state is not available on this node'
 
 /** One omega:brane/state call, as the host carries it to the state service */
 export type StateCall =

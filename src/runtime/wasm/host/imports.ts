@@ -8,7 +8,8 @@ import { MemoryInputStream } from './streams.ts'
 export type { InstanceHost, InstanceHostInit, DeniedEvent } from './instance.ts'
 export { createInstanceHost, disposeInstanceHost } from './instance.ts'
 export { braneTmpDir, defaultTmpRoot, sweepTmpDirs } from './tmp-paths.ts'
-export { emitError, stateError, STATE_UNAVAILABLE, type EmitError, type EmitHook, type GuestLogLevel, type StateCall, type StateHook, type StateResult } from './brane.ts'
+export { STATE_UNAVAILABLE } from '../protocol.ts'
+export { emitError, stateError, type EmitError, type EmitHook, type GuestLogLevel, type StateCall, type StateHook, type StateResult } from './brane.ts'
 
 /** Thrown by wasi:cli/exit to unwind the guest; the instance is dead afterwards */
 export class GuestExit extends Error {
