@@ -9,12 +9,11 @@ import { BraneNotFoundError, CapabilityTokenError, OmegaError, PlacementError, S
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadManifest, parseDuration, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, RevocationList, verifyCapability, type NodeKey } from '../identity/index.ts'
-import { Resolvers, type ResolverStatus } from '../resolver/index.ts'
+import type { Resolvers, ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type DispatcherComponents, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
-import { createDriver, FrontierBrane, probeFrontier, resolveGuest, runDirFor, snapshotRootFor } from '../runtime/microvm/index.ts'
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
 import { StateStore } from '../biome/index.ts'
@@ -339,6 +338,8 @@ export class LocalNode {
       // after the admin socket is claimed: a second daemon on this home never gets here
       node.#settlement?.start()
       if (plan.resolvers.length > 0) {
+        // loaded only by a manifest that has resolvers, like the microVM runtime by a frontier brane
+        const { Resolvers } = await import('../resolver/index.ts')
         node.#resolvers = new Resolvers({ logger: init.logging.forComponent('resolver'), onChange: () => { node.#route() } }, plan.resolvers, {
           port: Number(new URL(gateway.url).port),
           ...(init.resolverEnv === undefined ? {} : { env: init.resolverEnv }),
@@ -900,6 +901,7 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
  * @throws GuestImageNotFoundError when its guest image was not built here
  */
 async function startFrontier (brane: BranePlan, init: LocalNodeInit, context: BraneContext, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane> {
+  const { createDriver, FrontierBrane, probeFrontier, resolveGuest, runDirFor, snapshotRootFor } = await import('../runtime/microvm/index.ts')
   const probe = await probeFrontier()
   if (brane.gpu === 'passthrough' && !probe.vfio) {
     throw new PlacementError(`Cannot place brane "${brane.name}" on this node: gpu = "passthrough" needs VFIO (/dev/vfio/vfio and an IOMMU group), which this host lacks; run it on a node with a GPU bound to vfio-pci, or remove gpu = "passthrough"`)
