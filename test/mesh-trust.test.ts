@@ -5,6 +5,9 @@
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { MeshNode } from '../src/mesh/index.ts'
 import { signMember } from '../src/mesh/membership.ts'
 import type { WireMember } from '../src/mesh/membership.ts'
@@ -12,6 +15,7 @@ import { sendRawSwim, startNode, stopAll, waitFor, wireOf } from '../src/mesh/te
 import { generateNodeKey } from '../src/identity/index.ts'
 import type { NodeKey } from '../src/identity/index.ts'
 import { peerIdOfDid } from '../src/mesh/index.ts'
+import { cli } from './helpers.ts'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
@@ -175,5 +179,19 @@ describe('mesh trust: admission', () => {
     await sleep(2_500) // past one push-pull round (pushPullIntervalMs 2000 ms)
     assert.equal(a.member(outsider.did), undefined, 'the strict node does not believe the guest\'s record')
     assert.equal(b.member(outsider.did)?.state, 'alive')
+  })
+})
+
+describe('mesh trust: omega node --admit', () => {
+  it('refuses a value that is not an Ed25519 did:key, before starting anything', async () => {
+    const good = generateNodeKey().did
+    const home = await mkdtemp(join(tmpdir(), 'omega-admit-'))
+    for (const bad of ['did:key:nope', `${good},did:web:example.com`, ',', `${good},`]) {
+      // should it start after all, it must not take a fixed port
+      const run = await cli(['node', '--admit', good, '--admit', bad, '--port', '0', '--home', home])
+      assert.equal(run.code, 2, `exit code for --admit ${bad}: ${run.err}`)
+      assert.match(run.err, /Invalid --admit/)
+    }
+    await rm(home, { recursive: true, force: true })
   })
 })

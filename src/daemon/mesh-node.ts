@@ -56,6 +56,11 @@ export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRo
    * (deployments and revocations still need a trusted signature)
    */
   swarmKey?: Uint8Array
+  /**
+   * did:keys of the only nodes this node connects to or believes member records of
+   * (besides itself; see MeshInit.admit). @default any node
+   */
+  admit?: readonly string[]
 }
 
 /** One row of `omega biome peers` */
@@ -197,6 +202,7 @@ export class OmegaMeshNode {
       ...(init.membership === undefined ? {} : { membership: init.membership }),
       channels: { maxFrameBytes: MESH_FRAME_BYTES },
       ...(init.swarmKey === undefined ? {} : { swarmKey: init.swarmKey }),
+      ...(init.admit === undefined ? {} : { admit: init.admit }),
       logger: init.logging.forComponent('mesh')
     }, options)
     const node = new OmegaMeshNode(init, key, registry, mesh, revocations)

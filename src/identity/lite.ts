@@ -3,5 +3,5 @@
  * tokens, the home directory. For the CLI's client side, which must start fast.
  */
 export { defaultHome } from './home.ts'
-export { loadOrCreateNodeKey, readNodeKeyFile, NodeKey } from './keys.ts'
+export { loadOrCreateNodeKey, readNodeKeyFile, NodeKey, publicKeyFromDid } from './keys.ts'
 export { issueAdminToken } from './tokens.ts'

@@ -23,6 +23,7 @@ interface NodeOptions {
   mdns?: boolean
   manifest?: string
   swarmKey?: string
+  admit: string[]
   tailscale?: string
   netbird?: string
   port: string
@@ -47,6 +48,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--trust <did>', 'accept deployments signed by this did:key (repeatable; this node\'s own key is always trusted)', collect, [])
     .option('--manifest <file>', 'apply this manifest\'s [brane.X.network] and [brane.X.discovery] settings to this node (default: those of the deployment it ran before)')
     .option('--swarm-key <file>', 'a private mesh: only nodes with this key (from "omega biome swarm-key") can connect')
+    .option('--admit <did>', 'admit only these nodes (did:key; repeatable or comma-separated; this node is always admitted): connections from or to any other node are refused, and so are their member records when another node passes them on', collect, [])
     .option('--mdns', 'find peers by mDNS on the local network')
     .option('--tailscale <glob>', 'find peers in `tailscale status --json` whose names match GLOB')
     .option('--netbird <glob>', 'find peers in `netbird status --json` whose names match GLOB')
@@ -61,6 +63,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
       if (!(SUBSTRATES as readonly string[]).includes(opts.substrate)) {
         throw new UsageError(`Invalid --substrate "${opts.substrate}": expected one of ${SUBSTRATES.join(', ')}`)
       }
+      const admit = opts.admit.length === 0 ? undefined : await admitOption(opts.admit)
       const port = portOption('--port', opts.port)
       const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
       const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
@@ -78,6 +81,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         trust: opts.trust,
         ...(opts.manifest === undefined ? {} : { manifest: resolve(ctx.cwd, opts.manifest) }),
         ...(opts.swarmKey === undefined ? {} : { swarmKey: await readSwarmKey(resolve(ctx.cwd, opts.swarmKey)) }),
+        ...(admit === undefined ? {} : { admit }),
         ...(Object.keys(discovery).length === 0 ? {} : { discovery }),
         host: opts.host,
         port,
@@ -209,6 +213,23 @@ async function readTokenArgument (value: string, cwd: string): Promise<string> {
   } catch (err) {
     throw new UsageError(`Invalid --token "${value.slice(0, 40)}": neither a token nor a readable file: ${(err as Error).message}`)
   }
+}
+
+/** The dids of `--admit` values (each repeatable or comma-separated), each checked to be an Ed25519 did:key */
+async function admitOption (values: readonly string[]): Promise<string[]> {
+  const { publicKeyFromDid } = await import('../../identity/lite.ts')
+  const dids = values.flatMap((v) => v.split(',')).map((d) => d.trim())
+  for (const did of dids) {
+    if (did === '') {
+      throw new UsageError(`Invalid --admit "${values.join(',')}": an empty value (expected did:key values, repeated or separated by commas)`)
+    }
+    try {
+      publicKeyFromDid(did)
+    } catch (err) {
+      throw new UsageError(`Invalid --admit "${did}": ${(err as Error).message}`, { cause: err })
+    }
+  }
+  return [...new Set(dids)]
 }
 
 /** A swarm key file (`/key/swarm/psk/1.0.0/`, `/base16/`, 64 hex digits) */
