@@ -73,6 +73,18 @@ export class GuestError extends OmegaError {
   }
 }
 
+/**
+ * A guest failed at its memory limit: its linear memory could not grow past `mem_max`
+ * and it trapped (an allocator's abort, an out-of-bounds access, …)
+ */
+export class MemoryLimitError extends GuestError {
+  static override name = 'MemoryLimitError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'MemoryLimitError'
+  }
+}
+
 /** A call did not finish within its brane's deadline */
 export class DeadlineExceededError extends OmegaError {
   static override name = 'DeadlineExceededError'

@@ -14,7 +14,7 @@ import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
 import { ROOT, get } from './helpers.ts'
 
-const FIXTURES = ['spin', 'bomb', 'recurse', 'flood', 'trap', 'probe', 'sockets']
+const FIXTURES = ['spin', 'bomb', 'oom', 'recurse', 'flood', 'trap', 'probe', 'sockets']
 
 describe('hostile components', () => {
   let dir = ''
@@ -50,6 +50,11 @@ limits = { deadline = "300ms" }
 image = "bomb.wasm"
 trigger = { http = "/bomb" }
 limits = { mem_max = "4 MiB" }
+
+[brane.oom]
+image = "oom.wasm"
+trigger = { http = "/oom" }
+limits = { mem_max = "2 MiB" }
 
 [brane.recurse]
 image = "recurse.wasm"
@@ -117,6 +122,12 @@ env = {}
           const reply = await get(base, '/bomb')
           assert.equal(reply.status, 200, reply.body)
         }
+      },
+      // out of memory: a trap at mem_max is a 507 whose body names the key
+      oom: async () => {
+        const reply = await get(base, '/oom')
+        assert.equal(reply.status, 507)
+        assert.match(reply.body, /"error":"MemoryLimitError".*reached 2097152 bytes and could not grow past mem_max \(2097152 bytes; raise \[brane\.oom\.limits\] mem_max/)
       },
       recurse: async () => {
         const reply = await get(base, '/recurse')

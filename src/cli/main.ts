@@ -59,6 +59,7 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   RemoteError: 18,
   // what a brane's caller gets (HTTP statuses, event retries): plain errors if they reach here
   GuestError: 1,
+  MemoryLimitError: 1,
   DeadlineExceededError: 1,
   RetryableEventError: 1,
   RejectedEventError: 1,

@@ -18,6 +18,8 @@ export const STATUS_BY_ERROR: Readonly<Record<string, number>> = {
   CapabilityDeniedError: 403,
   DeadlineExceededError: 504,
   GuestError: 502,
+  // the guest hit [brane.X.limits] mem_max: the body names the key
+  MemoryLimitError: 507,
   ComponentLoadError: 503,
   UnsupportedError: 501,
   OverloadedError: 503,

@@ -205,6 +205,17 @@ describe('HttpBrane limits and lifecycles', () => {
     assert.ok(beside.count > 0)
   })
 
+  it('reports a guest that traps at mem_max as MemoryLimitError, naming the key and the size reached', async () => {
+    const oom = await brane('build/fixtures/oom.wasm', { name: 'oom', memMaxBytes: 2 * MIB, lifecycle: 'pooled' })
+    await assert.rejects(oom.handle(get('/')), {
+      name: 'MemoryLimitError',
+      message: /^Brane "oom" ran out of memory: its linear memory reached 2097152 bytes and could not grow past mem_max \(2097152 bytes; raise \[brane\.oom\.limits\] mem_max to allow more\), then it trapped: .*unreachable/
+    })
+    // a trap below the cap stays a plain GuestError
+    const trap = await brane('build/fixtures/trap.wasm', { name: 'trapper', memMaxBytes: 2 * MIB })
+    await assert.rejects(trap.handle(get('/')), (err: Error) => err.name === 'GuestError')
+  })
+
   it('contains a memory bomb at mem_max: memory.grow fails, the instance answers', async () => {
     const bomb = await brane('build/fixtures/bomb.wasm', { name: 'bomb', memMaxBytes: 4 * MIB, lifecycle: 'pooled' })
     const call = bomb.handle(get('/grow'))

@@ -416,7 +416,9 @@ export class InstanceFactory {
       return new Failure('ComponentLoadError', err.message)
     }
     if (err instanceof wasm.RuntimeError) {
-      return new Failure('GuestError', `Brane "${brane}" trapped: ${err.message}${this.#memoryNote(instance)}`)
+      return this.#atMemoryLimit(instance)
+        ? new Failure('MemoryLimitError', `Brane "${brane}" ran out of memory: its linear memory reached ${instance?.memBytes ?? 0} bytes and could not grow past mem_max (${this.#init.memMaxBytes} bytes; raise [brane.${brane}.limits] mem_max to allow more), then it trapped: ${err.message}`)
+        : new Failure('GuestError', `Brane "${brane}" trapped: ${err.message}`)
     }
     if (err instanceof RangeError && /call stack/i.test(err.message)) {
       return new Failure('GuestError', `Brane "${brane}" overflowed its stack (recursion too deep): ${err.message}`)
@@ -430,13 +432,14 @@ export class InstanceFactory {
     return new Failure('GuestError', `Brane "${brane}" failed: ${describeValue(err)}${this.#memoryNote(instance)}`)
   }
 
+  /** whether the instance's linear memory cannot grow another page: a failure then probably came from mem_max */
+  #atMemoryLimit (instance: GuestInstance | undefined): boolean {
+    return instance !== undefined && instance.memBytes + WASM_PAGE_BYTES > this.#init.memMaxBytes
+  }
+
   /** says so when a failure probably came from hitting mem_max */
   #memoryNote (instance: GuestInstance | undefined): string {
-    const cap = this.#init.memMaxBytes
-    if (instance === undefined || instance.memBytes + 65_536 <= cap) {
-      return ''
-    }
-    return ` (linear memory is at its limit: mem_max = ${cap} bytes)`
+    return this.#atMemoryLimit(instance) ? ` (linear memory is at its limit: mem_max = ${this.#init.memMaxBytes} bytes)` : ''
   }
 
   #module (name: string): CoreModule {

@@ -126,7 +126,7 @@ export interface GlobalState {
 }
 
 /** Error names a worker may report; the brane rebuilds the matching OmegaError */
-export type WorkerErrorName = 'GuestError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError' | 'SnapshotError' | 'SkippedEventError'
+export type WorkerErrorName = 'GuestError' | 'MemoryLimitError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError' | 'SnapshotError' | 'SkippedEventError'
 
 /** A log line of the running request or event; `level` is set for omega:brane/log records */
 export type LogLine = readonly [LogStream, string] | readonly [LogStream, string, GuestLogLevel]

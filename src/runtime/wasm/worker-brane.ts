@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads'
 import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
 import { answerHostCall, encodeStateValue, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
 import type { GuestLogLevel, StateCall, StateResult } from './host/brane.ts'
-import { ComponentLoadError, DeadlineExceededError, GuestError, OverloadedError, RejectedEventError, RetryableEventError, SkippedEventError, SnapshotError } from '../../errors.ts'
+import { ComponentLoadError, DeadlineExceededError, GuestError, MemoryLimitError, OverloadedError, RejectedEventError, RetryableEventError, SkippedEventError, SnapshotError } from '../../errors.ts'
 import { BraneClosedError } from './errors.ts'
 import { untilFirstFailure } from '../../util/index.ts'
 import { CpuThrottle } from './limits.ts'
@@ -1064,6 +1064,7 @@ export abstract class WorkerBrane {
 /** The OmegaError a worker's error name stands for */
 const ERRORS: Readonly<Record<WorkerErrorName, new (message: string) => Error>> = {
   GuestError,
+  MemoryLimitError,
   ComponentLoadError,
   RetryableEventError,
   RejectedEventError,
