@@ -52,7 +52,7 @@ async function witDeps () {
   const files = []
   for (const dep of deps) {
     const text = await readFile(join(root, 'wit', 'deps', dep, 'package.wit'), 'utf8')
-    files.push({ dep, text: withoutUnstable(text).replace(/@0\.2\.\d+/g, `@${WASI_VERSION}`) })
+    files.push({ dep, text: withoutUnstable(text).replace(/@0\.2\.\d+(?![\d-])/g, `@${WASI_VERSION}`) })
   }
   return files
 }

@@ -863,6 +863,7 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     deadlineMs: brane.limits.deadlineMs,
     memMaxBytes: brane.limits.memMaxBytes,
     cpuQuota: brane.limits.cpuQuota,
+    config: brane.config,
     onEmit: async (topic: string, payload: Uint8Array, opts: AbortOptions & { traceId?: string }) => context.emit(brane.name, topic, payload, opts),
     ...(brane.grants.state === undefined ? {} : { onState: (call: StateCall) => context.state.call(brane.name, call) }),
     log: (stream: 'stdout' | 'stderr', line: string) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }

@@ -87,6 +87,8 @@ export interface BranePlan {
   readonly discovery?: Readonly<Record<string, unknown>>
   readonly network?: Readonly<Record<string, unknown>>
   readonly state?: Readonly<Record<string, unknown>>
+  /** `[brane.X.config]`: what wasi:config/store answers */
+  readonly config: Readonly<Record<string, string>>
 }
 
 export interface ResolverPlan {
@@ -152,7 +154,8 @@ function compileBrane (name: string, spec: BraneSpec, edges: readonly Edge[]): B
     ...(spec.execution?.seed === undefined ? {} : { seed: spec.execution.seed }),
     ...(spec.discovery === undefined ? {} : { discovery: spec.discovery }),
     ...(spec.network === undefined ? {} : { network: spec.network }),
-    ...(spec.state === undefined ? {} : { state: spec.state })
+    ...(spec.state === undefined ? {} : { state: spec.state }),
+    config: spec.config ?? {}
   }
 }
 

@@ -138,6 +138,7 @@ export const BraneSchema = Type.Object({
   discovery: Type.Optional(Discovery),
   network: Type.Optional(Network),
   state: Type.Optional(StateSettings),
+  config: Type.Optional(Type.Record(Type.String({ minLength: 1 }), Type.String(), { description: 'string values the brane reads through wasi:config/store (no grant needed: only this brane sees them)' })),
   execution: Type.Optional(Execution),
   auth: Type.Optional(oneOf(AUTH_MODES, 'what an HTTP request to this brane must carry: "token" = Authorization: Bearer <capability token> allowing `invoke` on `brane/NAME`'))
 }, { description: 'a workload' })

@@ -246,7 +246,7 @@ export interface Served {
 }
 
 /** What {@link InstanceFactory} needs of a {@link WorkerInit} */
-export type InstanceFactoryInit = Pick<WorkerInit, 'brane' | 'entry' | 'modules' | 'imports' | 'grants' | 'deterministic' | 'handlerExport' | 'maxBodyBytes' | 'memMaxBytes'>
+export type InstanceFactoryInit = Pick<WorkerInit, 'brane' | 'entry' | 'modules' | 'imports' | 'grants' | 'deterministic' | 'handlerExport' | 'maxBodyBytes' | 'memMaxBytes'> & Partial<Pick<WorkerInit, 'config'>>
 
 /** Host work an {@link InstanceFactory} delegates to the thread that runs it */
 export interface InstanceHooks {
@@ -306,6 +306,7 @@ export class InstanceFactory {
       host = createInstanceHost({
         brane: this.#init.brane,
         grants: this.#init.grants,
+        ...(this.#init.config === undefined ? {} : { config: this.#init.config }),
         ...(this.#init.deterministic === undefined ? {} : { deterministic: this.#init.deterministic }),
         stdout,
         stderr,

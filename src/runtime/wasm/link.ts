@@ -54,6 +54,9 @@ const RULES: ReadonlyArray<readonly [string, ImportRule]> = [
   ['wasi:clocks/', { kind: 'capability', key: 'clock' }],
   ['wasi:random/', { kind: 'capability', key: 'random' }],
   ['wasi:sockets/', SOCKETS],
+  // the brane's own [brane.X.config] table, and log records to its log: nothing to grant
+  ['wasi:config/store', ALWAYS],
+  ['wasi:logging/logging', ALWAYS],
   ['omega:brane/types', ALWAYS],
   ['omega:brane/log', ALWAYS],
   ['omega:brane/state', { kind: 'capability', key: 'state' }],
@@ -75,6 +78,7 @@ export const PROVIDED_INTERFACES: ReadonlySet<string> = new Set([
   'wasi:clocks/monotonic-clock', 'wasi:clocks/wall-clock',
   'wasi:random/random', 'wasi:random/insecure', 'wasi:random/insecure-seed',
   'wasi:filesystem/types', 'wasi:filesystem/preopens',
+  'wasi:config/store', 'wasi:logging/logging',
   'omega:brane/types', 'omega:brane/log', 'omega:brane/emit', 'omega:brane/state'
 ])
 

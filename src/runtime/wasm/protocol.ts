@@ -92,6 +92,8 @@ export interface WorkerInit {
   readonly deadlineMs: number
   /** most bytes of one emitted payload */
   readonly maxEmitBytes: number
+  /** the brane's `[brane.X.config]` table, read through wasi:config/store */
+  readonly config: Readonly<Record<string, string>>
   /** this worker's buffer for synchronous host calls (see host/sync-call.ts), set per worker */
   readonly hostCalls?: SharedArrayBuffer
 }

@@ -81,6 +81,8 @@ export interface BraneOptions {
    * @default 16777216 (16 MiB)
    */
   readonly maxEmitBytes?: number
+  /** what wasi:config/store answers (`[brane.X.config]`). @default {} */
+  readonly config?: Readonly<Record<string, string>>
   /**
    * How instances live (`[brane.X] lifecycle`):
    * - `ephemeral`: a fresh instance per request, taken from a set each worker
@@ -353,7 +355,8 @@ export abstract class WorkerBrane {
       maxLogBytes: options.maxLogBytes ?? 1024 * 1024,
       maxLogLines: options.maxLogLines ?? 10_000,
       deadlineMs: this.#deadline,
-      maxEmitBytes: positive(options.maxEmitBytes ?? 16 * 1024 * 1024, 'maxEmitBytes')
+      maxEmitBytes: positive(options.maxEmitBytes ?? 16 * 1024 * 1024, 'maxEmitBytes'),
+      config: options.config ?? {}
     }
   }
 

@@ -60,6 +60,27 @@ export function logInterface (log: (level: GuestLogLevel, message: string) => vo
   }
 }
 
+/** wasi:logging levels as the brane's log levels (trace is debug, critical is error) */
+const WASI_LEVELS: Readonly<Record<string, GuestLogLevel>> = { trace: 'debug', debug: 'debug', info: 'info', warn: 'warn', error: 'error', critical: 'error' }
+
+/** `wasi:logging/logging`: one record per call, `context: message`, to the brane's log */
+export function wasiLoggingInterface (log: (level: GuestLogLevel, message: string) => void): ImportInterface {
+  return {
+    log (level: string, context: string, message: string): void {
+      log(WASI_LEVELS[level] ?? 'info', context === '' ? message : `${context}: ${message}`)
+    }
+  }
+}
+
+/** `wasi:config/store`: the brane's own `[brane.X.config]` table, read-only */
+export function configInterface (config: Readonly<Record<string, string>>): ImportInterface {
+  const entries = Object.entries(config)
+  return {
+    get: (key: string): string | undefined => Object.hasOwn(config, key) ? config[key] : undefined,
+    getAll: (): Array<[string, string]> => entries.map(([key, value]): [string, string] => [key, value])
+  }
+}
+
 /**
  * `omega:brane/state`: a map of byte values and append-only lists, done by `hook`
  * (without one, every call fails with `unavailable`)

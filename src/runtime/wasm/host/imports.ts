@@ -55,6 +55,8 @@ const PROVIDERS: ReadonlyMap<string, Provider> = new Map<string, Provider>([
   ['wasi:filesystem/types', (host) => host.filesystem?.types],
   ['wasi:filesystem/preopens', (host) => host.filesystem?.preopens],
   // omega:brane (wit/brane/brane.wit); `types` has no functions
+  ['wasi:config/store', (host) => host.config],
+  ['wasi:logging/logging', (host) => host.wasiLogging],
   ['omega:brane/types', () => ({})],
   ['omega:brane/log', (host) => host.braneLog],
   ['omega:brane/emit', (host) => host.braneEmit],

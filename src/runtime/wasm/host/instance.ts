@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { threadId } from 'node:worker_threads'
 import type { Grants } from '../../../manifest/index.ts'
-import { emitError, emitInterface, logInterface, stateInterface, type EmitHook, type GuestLogLevel, type StateHook } from './brane.ts'
+import { configInterface, emitError, emitInterface, logInterface, stateInterface, wasiLoggingInterface, type EmitHook, type GuestLogLevel, type StateHook } from './brane.ts'
 import { clocksFor } from './clock.ts'
 import { compileAllowlist, outgoingHandlerFor, type DeniedEvent } from './net.ts'
 import { randomFor, type RandomInterfaces } from './random.ts'
@@ -37,6 +37,10 @@ export interface InstanceHost {
   readonly environment: ImportInterface
   /** omega:brane/log (every brane) */
   readonly braneLog: ImportInterface
+  /** wasi:logging/logging (every brane): records to the same log */
+  readonly wasiLogging: ImportInterface
+  /** wasi:config/store (every brane): its `[brane.X.config]` table */
+  readonly config: ImportInterface
   /** `emit` (the brane has outgoing edges): omega:brane/emit */
   readonly braneEmit?: ImportInterface
   /** `state`: omega:brane/state */
@@ -92,6 +96,8 @@ export interface InstanceHostInit {
    * @default they are dropped
    */
   readonly log?: (level: GuestLogLevel, message: string) => void
+  /** what wasi:config/store answers. @default {} */
+  readonly config?: Readonly<Record<string, string>>
 }
 
 let counter = 0
@@ -134,6 +140,8 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
   const braneEmit = grants.emit === undefined ? undefined : emitInterface(emit)
   const braneState = grants.state === undefined ? undefined : stateInterface(init.state)
   const braneLog = logInterface(init.log ?? (() => {}))
+  const wasiLogging = wasiLoggingInterface(init.log ?? (() => {}))
+  const config = configInterface(init.config ?? {})
 
   let tmp: TmpDir | undefined
   const fsTmp = grants['fs.tmp']
@@ -157,6 +165,8 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
     ...(random === undefined ? {} : { random }),
     environment,
     braneLog,
+    wasiLogging,
+    config,
     ...(braneEmit === undefined ? {} : { braneEmit }),
     ...(braneState === undefined ? {} : { braneState }),
     endRequest () {
