@@ -62,7 +62,7 @@ const EXPECTED: Array<[string, string[]]> = [
     '16-toml-syntax.toml:4:1: error: missing value after "=": expected a value'
   ]],
   ['17-duplicate-key.toml', [
-    '17-duplicate-key.toml:3:1: error: a key or table is defined twice (TOML allows each once)'
+    '17-duplicate-key.toml:3:1: error: brane.api.image is defined twice: line 2 sets it (image = "api.wasm"), line 3 sets it (image = "other.wasm"); TOML allows each key or table once'
   ]],
   ['18-gpu-on-standard.toml', [
     '18-gpu-on-standard.toml:3:1: error: brane.train.gpu: gpu = "passthrough" needs capability = "frontier": a WASI component cannot reach a GPU'
@@ -110,6 +110,10 @@ const EXPECTED: Array<[string, string[]]> = [
     '30-many-errors.toml:12:1: error: brane.api.limits.mem_max: expected a size such as "64 MiB", got "lots"',
     '30-many-errors.toml:13:1: error: brane.api.limits.deadline: expected a duration such as "8s", "250ms" or "1m30s", got "soon"',
     '30-many-errors.toml:16:26: error: graph.edges[0].to: no brane named "ghost" (branes: api)'
+  ]],
+  // the Gaia seed's own manifest: a profile string beside a capability table
+  ['31-capability-string-and-table.toml', [
+    '31-capability-string-and-table.toml:7:14: error: brane.fetch.capability is defined twice: line 3 sets it (capability  = "standard"), line 7 opens it as a table ([brane.fetch.capability]); TOML allows each key or table once. The string names the brane\'s profile and the table its grants: write profile = "standard" inside [brane.fetch.capability] instead of line 3, or drop line 3 (the profile defaults to "standard")'
   ]]
 ]
 

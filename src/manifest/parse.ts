@@ -89,7 +89,8 @@ function parseToml (text: string, file: string): ParsedManifest {
     ast = parseTOML(text, { tomlVersion: '1.0.0' })
   } catch (err) {
     if (err instanceof TomlParseError) {
-      return throwing(syntaxError(file, 'TOML', tomlMessage(err.message), { line: err.lineNumber, column: err.column + 1 }, err))
+      const message = err.message === DUPLICATE ? explainDuplicate(text, err.lineNumber) ?? tomlMessage(err.message) : tomlMessage(err.message)
+      return throwing(syntaxError(file, 'TOML', message, { line: err.lineNumber, column: err.column + 1 }, err))
     }
     throw err
   }
@@ -138,15 +139,84 @@ function parseToml (text: string, file: string): ParsedManifest {
   return { file, format: 'toml', data: normaliseToml(getStaticTOMLValue(ast)), locate: locator(positions) }
 }
 
+const DUPLICATE = 'Defining a key multiple times is invalid'
+
 /** toml-eslint-parser's messages are terse; say what was expected where we can */
 function tomlMessage (message: string): string {
-  if (message === 'Defining a key multiple times is invalid') {
+  if (message === DUPLICATE) {
     return 'a key or table is defined twice (TOML allows each once)'
   }
   if (message === 'Unspecified values are invalid') {
     return 'missing value after "=": expected a value'
   }
   return message.charAt(0).toLowerCase() + message.slice(1)
+}
+
+/**
+ * A key or table defined twice, said with both places (the parser names only the
+ * second): `brane.fetch.capability is defined twice: line 3 sets it (capability =
+ * "standard"), line 5 opens it as a table ([brane.fetch.capability])`, and the fix
+ * where the cause is known (a profile string beside a capability table, as the Gaia
+ * seed's manifest has). Undefined when the lines do not say.
+ */
+function explainDuplicate (text: string, line: number): string | undefined {
+  const lines = text.split('\n', line)
+  let section: string[] = []
+  const defined = new Map<string, { line: number, how: 'set' | 'table', source: string }>()
+  for (let i = 0; i < lines.length; i++) {
+    const source = (lines[i] ?? '').trim()
+    const header = /^\[(?!\[)(.*)\]\s*(#.*)?$/.exec(source)
+    let path: string[] | undefined
+    let how: 'set' | 'table'
+    if (header !== null) {
+      path = splitKey(header[1] ?? '')
+      how = 'table'
+      if (path !== undefined) {
+        section = path
+      }
+    } else {
+      const assignment = /^((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=/.exec(source)
+      const key = assignment === null ? undefined : splitKey(assignment[1] ?? '')
+      path = key === undefined ? undefined : [...section, ...key]
+      how = 'set'
+    }
+    if (path === undefined) {
+      continue
+    }
+    const name = path.join('.')
+    const earlier = defined.get(name)
+    if (i + 1 === line && earlier !== undefined) {
+      const said = (d: { line: number, how: string, source: string }): string => `line ${d.line} ${d.how === 'set' ? 'sets it' : 'opens it as a table'} (${d.source})`
+      let message = `${name} is defined twice: ${said(earlier)}, ${said({ line: i + 1, how, source })}; TOML allows each key or table once`
+      const profile = /=\s*"(standard|frontier)"/.exec(earlier.source)?.[1]
+      if (path.at(-1) === 'capability' && earlier.how === 'set' && how === 'table' && profile !== undefined) {
+        message += `. The string names the brane's profile and the table its grants: write profile = "${profile}" inside [${name}] instead of line ${earlier.line}, or drop line ${earlier.line} (the profile defaults to "standard")`
+      }
+      return message
+    }
+    if (earlier === undefined) {
+      defined.set(name, { line: i + 1, how, source })
+    }
+  }
+  return undefined
+}
+
+/** The parts of a dotted TOML key (bare or quoted), or undefined when it is not one */
+function splitKey (key: string): string[] | undefined {
+  const parts: string[] = []
+  const part = /\s*(?:([A-Za-z0-9_-]+)|"([^"]*)"|'([^']*)')\s*(\.|$)/y
+  while (part.lastIndex < key.length) {
+    const at = part.lastIndex
+    const match = part.exec(key)
+    if (match === null || part.lastIndex === at) {
+      return undefined
+    }
+    parts.push(match[1] ?? match[2] ?? match[3] ?? '')
+    if (match[4] === '') {
+      break
+    }
+  }
+  return parts.length === 0 ? undefined : parts
 }
 
 /** TOML integers beyond 2^53 come back as bigint, dates as Date: keep JSON's value space */
