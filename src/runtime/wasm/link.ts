@@ -196,3 +196,49 @@ export function fetchEventReuseWarning (bytes: Uint8Array, lifecycle: string): s
   }
   return `this looks like a JavaScript component that answers through a fetch event listener: StarlingMonkey serves one request per such instance, so a ${lifecycle} instance fails every request after its first. Use lifecycle = "ephemeral", or export wasi:http/incoming-handler itself (see examples/js-hello)`
 }
+
+/** The TOML each capability key is granted with in a written block: the narrowest sane start */
+const GRANT_TEMPLATES: Readonly<Record<CapabilityKey, string>> = {
+  'net.http': '"net.http" = { allowlist = [] }  # list the hosts it may call, e.g. ["api.example.com"]',
+  'fs.tmp': '"fs.tmp" = { quota = "64 MiB", lifetime = "request" }',
+  clock: 'clock = { resolution = "ms" }',
+  random: 'random = true',
+  env: 'env = {}  # only the variables it may see, e.g. { LOG_LEVEL = "info" }',
+  state: 'state = true',
+  emit: ''
+}
+
+/**
+ * The `[brane.NAME.capability]` block that `imports` need (what `omega grants FILE.wasm`
+ * prints), from the same rules the link check applies; imports no key grants are
+ * listed as comments saying why.
+ */
+export function grantsBlock (imports: readonly string[], brane = 'NAME'): string {
+  const byKey = new Map<CapabilityKey, string[]>()
+  const notes: string[] = []
+  const unprovided = new Set(findUnprovided(imports))
+  for (const name of imports) {
+    const rule = importRule(name)
+    if (rule.kind === 'capability' && rule.key === 'emit') {
+      notes.push(`# ${name}: granted by an outgoing edge of "${brane}" in [graph].edges`)
+    } else if (rule.kind === 'capability') {
+      byKey.set(rule.key, [...byKey.get(rule.key) ?? [], name])
+    } else if (rule.kind === 'never') {
+      const why = /\((.*)\)$/.exec(rule.reason)?.[1] ?? rule.reason
+      notes.push(`# ${name}: never linked, whatever the manifest says (${why})`)
+    } else if (rule.kind === 'unknown' || unprovided.has(name)) {
+      notes.push(`# ${name}: not an interface Omega provides; the component cannot run here`)
+    }
+  }
+  const lines = [`[brane.${brane}.capability]`]
+  for (const key of CAPABILITY_KEYS) {
+    const names = byKey.get(key)
+    if (names !== undefined) {
+      lines.push(`# ${names.join(', ')}`, GRANT_TEMPLATES[key])
+    }
+  }
+  if (byKey.size === 0) {
+    lines.push('# nothing to grant: every import is linked for every brane')
+  }
+  return [...lines, ...notes].join('\n') + '\n'
+}
