@@ -10,15 +10,14 @@
 // preview2-shim, which gives no host filesystem by default) to that process.
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+// built by tsc before this script runs (npm run build)
+import { guestWitDeps } from '../dist/src/authoring/index.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-
-/** StarlingMonkey implements WASI 0.2.10: the guest's WIT deps are wit/deps at that version */
-const WASI_VERSION = '0.2.10'
 
 /**
  * `omega: true` adds wit/brane/brane.wit (package omega:brane) to the guest's WIT deps.
@@ -43,39 +42,19 @@ function pipeline (name, disableFeatures) {
   return { source: `${dir}/${name}.js`, wit: `${dir}/pipeline.wit`, world: `omega:pipeline/${name}`, output: `${dir}/${name}.wasm`, omega: true, disableFeatures }
 }
 
-/**
- * wit/deps renumbered to StarlingMonkey's version, with `@unstable` items made stable
- * (the engine's own world has them, and the splicer refuses to merge differences)
- */
-async function witDeps () {
-  const deps = (await readdir(join(root, 'wit', 'deps'), { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name).sort()
-  const files = []
-  for (const dep of deps) {
-    const text = await readFile(join(root, 'wit', 'deps', dep, 'package.wit'), 'utf8')
-    files.push({ dep, text: withoutUnstable(text).replace(/@0\.2\.\d+(?![\d-])/g, `@${WASI_VERSION}`) })
-  }
-  return files
+/** wit/deps as StarlingMonkey needs them (see src/authoring/wit.ts), plus omega:brane when `target` asks */
+async function targetDeps (target) {
+  return guestWitDeps({ omega: target.omega === true })
 }
 
-function withoutUnstable (text) {
-  // the engine was built with these features on: keep the items, drop the gates
-  return text.replace(/^\s*@unstable\([^)]*\)\s*\n/gm, '')
-}
-
-/** wit/deps for `target`, plus omega:brane when it asks */
-async function targetDeps (target, deps) {
-  if (target.omega !== true) return deps
-  return [...deps, { dep: 'omega-brane', text: await readFile(join(root, 'wit', 'brane', 'brane.wit'), 'utf8') }]
-}
-
-async function inputKey (target, deps) {
+async function inputKey (target) {
   const hash = createHash('sha256')
   const pkg = JSON.parse(await readFile(join(root, 'node_modules/@bytecodealliance/componentize-js/package.json'), 'utf8'))
   hash.update(`componentize-js@${pkg.version}\0`)
   hash.update(await readFile(join(root, target.source)))
   hash.update(await readFile(join(root, target.wit)))
   if (target.disableFeatures !== undefined) hash.update(`disable:${target.disableFeatures.join(',')}\0`)
-  for (const { dep, text } of await targetDeps(target, deps)) hash.update(`${dep}\0${text}\0`)
+  for (const { dep, text } of await targetDeps(target)) hash.update(`${dep}\0${text}\0`)
   return hash.digest('hex')
 }
 
@@ -84,11 +63,10 @@ async function inputKey (target, deps) {
  * @returns {Promise<{ built: string[], skipped: string[] }>}
  */
 export async function buildJsTargets () {
-  const deps = await witDeps()
   const built = []
   const skipped = []
   for (const [index, target] of JS_TARGETS.entries()) {
-    const key = await inputKey(target, deps)
+    const key = await inputKey(target)
     const keyFile = join(root, `${target.output}.key`)
     const previous = await readFile(keyFile, 'utf8').catch(() => '')
     const exists = await readFile(join(root, target.output)).then(() => true, () => false)
@@ -122,7 +100,7 @@ async function buildOne (index) {
   const dir = await mkdtemp(join(tmpdir(), 'omega-guest-wit-'))
   try {
     await mkdir(join(dir, 'deps'))
-    for (const { dep, text } of await targetDeps(target, await witDeps())) {
+    for (const { dep, text } of await targetDeps(target)) {
       await mkdir(join(dir, 'deps', dep))
       await writeFile(join(dir, 'deps', dep, 'package.wit'), text)
     }

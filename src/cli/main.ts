@@ -7,6 +7,7 @@ import type { AbortOptions } from '../interfaces/index.ts'
 import { defaultHome } from '../identity/lite.ts'
 import { validateCommand } from './commands/validate.ts'
 import { grantsCommand } from './commands/grants.ts'
+import { authoringCommands } from './commands/authoring.ts'
 import { planCommand } from './commands/plan.ts'
 import { schemaCommand } from './commands/schema.ts'
 import { idCommand } from './commands/id.ts'
@@ -143,7 +144,7 @@ Examples:
   $ omega plan examples/seeds/biome-pipeline.toml
   $ omega up examples/hello/omega.toml --port 8080`)
 
-  for (const register of [validateCommand, grantsCommand, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, queueCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
+  for (const register of [validateCommand, grantsCommand, authoringCommands, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, queueCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
     register(program, ctx)
   }
 

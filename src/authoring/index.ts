@@ -1,0 +1,246 @@
+/**
+ * Authoring branes in TypeScript: `omega new http-ts|event-ts NAME` writes a project
+ * (TypeScript source, its WIT with every dependency, a manifest with the least grants,
+ * a package.json), and `omega build [DIR]` turns it into a component: TypeScript to
+ * JavaScript (the `typescript` compiler, transpile only), then componentize-js in a
+ * process of its own, with declarations for the world written to `types/` for editors.
+ */
+import { spawn } from 'node:child_process'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { basename, join, resolve as resolvePath } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { UsageError } from '../errors.ts'
+import type { AbortOptions } from '../interfaces/index.ts'
+import type { ComponentizeJob } from './componentize.ts'
+import { guestWitDeps } from './wit.ts'
+
+export { forStarlingMonkey, guestWitDeps, STARLINGMONKEY_WASI, WIT_DIR, type WitDep } from './wit.ts'
+
+export const TEMPLATES = ['http-ts', 'event-ts'] as const
+export type Template = typeof TEMPLATES[number]
+
+/** What `omega build` reads from the project's package.json (`"omega": {…}`) */
+export interface ProjectSettings {
+  /** the TypeScript (or JavaScript) entry, relative to the project */
+  readonly source: string
+  /** `package:name/world` of wit/world.wit */
+  readonly world: string
+  /** the component to write, relative to the project */
+  readonly output: string
+  readonly disableFeatures: ComponentizeJob['disableFeatures']
+}
+
+const NAME = /^[a-z][a-z0-9-]{0,62}$/
+
+const HTTP_SOURCE = `// An HTTP brane in TypeScript. It exports wasi:http/incoming-handler itself, so one
+// instance serves request after request (lifecycle = "pooled" in omega.toml). The types
+// of the imports come from the WIT: see types/ (written by \`omega build\`).
+import { Fields, OutgoingBody, OutgoingResponse, ResponseOutparam } from 'wasi:http/types@0.2.10'
+import type { IncomingRequest } from 'wasi:http/types@0.2.10'
+
+const encoder = new TextEncoder()
+let served = 0
+
+function respond (out: ResponseOutparam, status: number, text: string): void {
+  const headers = new Fields()
+  headers.append('content-type', encoder.encode('text/plain'))
+  const response = new OutgoingResponse(headers)
+  response.setStatusCode(status)
+  const body = response.body()
+  const stream = body.write()
+  stream.blockingWriteAndFlush(encoder.encode(text))
+  // a child resource is dropped before its parent finishes
+  stream[Symbol.dispose]()
+  OutgoingBody.finish(body, undefined)
+  ResponseOutparam.set(out, { tag: 'ok', val: response })
+}
+
+export const incomingHandler = {
+  handle (request: IncomingRequest, out: ResponseOutparam): void {
+    served++
+    const path = request.pathWithQuery() ?? '/'
+    // resources are not garbage-collected: drop what is done with
+    request[Symbol.dispose]()
+    respond(out, 200, \`hello from __NAME__: \${path} (request \${served} of this instance)\\n\`)
+  }
+}
+`
+
+const EVENT_SOURCE = `// An event brane in TypeScript: Omega delivers the events of its incoming edges
+// ([graph].edges in omega.toml) to handler.handle. Throwing { tag: 'retry', val } asks
+// for the event again later, { tag: 'reject', val } dead-letters it. The types of the
+// imports come from the WIT: see types/ (written by \`omega build\`).
+import { log } from 'omega:brane/log@0.1.0'
+import type { Event } from 'omega:brane/types@0.1.0'
+
+const decoder = new TextDecoder()
+
+export const handler = {
+  handle (event: Event): void {
+    const text = decoder.decode(event.payload)
+    if (text.trim() === '') {
+      throw { tag: 'reject', val: \`event \${event.id} is empty\` }
+    }
+    log('info', \`__NAME__ got \${event.topic} \${event.id} (attempt \${event.attempt}): \${text}\`)
+  }
+}
+`
+
+interface TemplateFiles {
+  readonly world: string
+  readonly worldName: string
+  readonly source: string
+  readonly manifest: string
+  readonly omega: boolean
+  readonly disableFeatures: ProjectSettings['disableFeatures']
+}
+
+function templateFor (template: Template, name: string): TemplateFiles {
+  const pkg = `local:${name}@0.1.0`
+  if (template === 'http-ts') {
+    return {
+      worldName: `local:${name}/http`,
+      world: `package ${pkg};\n\nworld http {\n  import wasi:http/types@0.2.10;\n  export wasi:http/incoming-handler@0.2.10;\n}\n`,
+      source: HTTP_SOURCE.replaceAll('__NAME__', name),
+      manifest: `[brane.${name}]\nimage = "${name}.wasm"\nlifecycle = "pooled"\ntrigger = { http = "/..." }\n\n` +
+        '# StarlingMonkey\'s HTTP support imports outgoing HTTP too: granted with an empty\n' +
+        '# allowlist, so no request leaves. List hosts here if the brane calls out.\n' +
+        `[brane.${name}.capability]\n"net.http" = { allowlist = [] }\n`,
+      omega: false,
+      disableFeatures: ['random', 'clocks', 'stdio', 'fetch-event']
+    }
+  }
+  return {
+    worldName: `local:${name}/event`,
+    world: `package ${pkg};\n\nworld event {\n  import omega:brane/log@0.1.0;\n  export omega:brane/handler@0.1.0;\n}\n`,
+    source: EVENT_SOURCE.replaceAll('__NAME__', name),
+    manifest: `# Events reach ${name} along [graph].edges, e.g.\n#   [graph]\n#   edges = [{ from = "web", to = "${name}", on = "hits" }]\n` +
+      `[brane.${name}]\nimage = "${name}.wasm"\nlifecycle = "pooled"\n`,
+    omega: true,
+    disableFeatures: ['random', 'clocks', 'stdio', 'http', 'fetch-event']
+  }
+}
+
+/**
+ * Write a new project for `template` into `dir` (created; refused when it exists and is
+ * not empty). Its name is the directory's name. Returns the files written.
+ *
+ * @throws UsageError for an unknown template, a name Omega cannot use, or a directory in use
+ */
+export async function scaffold (template: string, dir: string): Promise<string[]> {
+  if (!(TEMPLATES as readonly string[]).includes(template)) {
+    throw new UsageError(`Unknown template "${template}": expected one of ${TEMPLATES.join(', ')}`)
+  }
+  const name = basename(resolvePath(dir))
+  if (!NAME.test(name)) {
+    throw new UsageError(`Cannot name a brane "${name}" (the directory's name): use lowercase letters, digits and "-", starting with a letter`)
+  }
+  const existing = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') {
+      return []
+    }
+    throw err
+  })
+  if (existing.length > 0) {
+    throw new UsageError(`${dir} exists and is not empty: "omega new" writes only into a new or empty directory`)
+  }
+  const t = templateFor(template as Template, name)
+  const settings: ProjectSettings = { source: 'src/index.ts', world: t.worldName, output: `${name}.wasm`, disableFeatures: t.disableFeatures }
+  const files = new Map<string, string>([
+    ['package.json', JSON.stringify({
+      name,
+      version: '0.1.0',
+      private: true,
+      type: 'module',
+      scripts: { build: 'omega build', start: 'omega up omega.toml' },
+      omega: settings
+    }, null, 2) + '\n'],
+    ['tsconfig.json', JSON.stringify({
+      compilerOptions: { target: 'ES2022', module: 'ES2022', moduleResolution: 'bundler', strict: true, lib: ['ES2022', 'ESNext.Disposable', 'DOM'], types: [], noEmit: true },
+      include: ['src', 'types']
+    }, null, 2) + '\n'],
+    ['src/index.ts', t.source],
+    ['wit/world.wit', t.world],
+    ['omega.toml', t.manifest],
+    ['README.md', `# ${name}\n\nA ${template === 'http-ts' ? 'HTTP' : 'event'} brane in TypeScript.\n\n    omega build      # src/index.ts -> ${name}.wasm (types for editors in types/)\n    omega up omega.toml\n\n` +
+      'wit/world.wit says what the brane imports and exports; wit/deps holds the WASI packages at\n' +
+      'the version componentize-js implements (written by "omega new"; do not edit).\n'],
+    ['.gitignore', `${name}.wasm\ntypes/\n.omega-build/\n`]
+  ])
+  for (const { dep, text } of await guestWitDeps({ omega: t.omega })) {
+    files.set(`wit/deps/${dep}/package.wit`, text)
+  }
+  for (const [path, text] of files) {
+    await mkdir(join(dir, path, '..'), { recursive: true })
+    await writeFile(join(dir, path), text)
+  }
+  return [...files.keys()]
+}
+
+/** The `"omega"` settings of the project in `dir` */
+export async function projectSettings (dir: string): Promise<ProjectSettings> {
+  let pkg: { omega?: Partial<ProjectSettings> }
+  try {
+    pkg = JSON.parse(await readFile(join(dir, 'package.json'), 'utf8')) as typeof pkg
+  } catch (err) {
+    throw new UsageError(`${dir} is not an Omega project: cannot read its package.json (${(err as Error).message}); "omega new" writes one`)
+  }
+  const o = pkg.omega
+  if (o === undefined || typeof o.source !== 'string' || typeof o.world !== 'string' || typeof o.output !== 'string') {
+    throw new UsageError(`${join(dir, 'package.json')} has no "omega" settings (source, world, output): "omega new" writes them`)
+  }
+  return { source: o.source, world: o.world, output: o.output, disableFeatures: Array.isArray(o.disableFeatures) ? o.disableFeatures : [] }
+}
+
+/**
+ * Build the project in `dir`: its TypeScript to JavaScript, then the component (in a
+ * child process). Returns the component's path.
+ *
+ * @throws UsageError when the source does not compile (with file:line) or componentize-js fails
+ */
+export async function buildProject (dir: string, options: AbortOptions & { progress?: (line: string) => void } = {}): Promise<string> {
+  const settings = await projectSettings(dir)
+  const progress = options.progress ?? (() => {})
+  const sourcePath = join(dir, settings.source)
+  const source = await readFile(sourcePath, 'utf8').catch((err: Error) => { throw new UsageError(`Cannot read ${sourcePath}: ${err.message}`) })
+  progress(`compiling ${settings.source}`)
+  const ts = (await import('typescript')).default
+  const out = ts.transpileModule(source, {
+    fileName: settings.source,
+    reportDiagnostics: true,
+    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022 }
+  })
+  const errors = (out.diagnostics ?? []).filter((d) => d.category === ts.DiagnosticCategory.Error)
+  if (errors.length > 0) {
+    throw new UsageError(errors.map((d) => {
+      const at = d.file === undefined || d.start === undefined ? undefined : d.file.getLineAndCharacterOfPosition(d.start)
+      return `${settings.source}${at === undefined ? '' : `:${at.line + 1}:${at.character + 1}`}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`
+    }).join('\n'))
+  }
+  const buildDir = join(dir, '.omega-build')
+  await mkdir(buildDir, { recursive: true })
+  const js = join(buildDir, 'index.js')
+  await writeFile(js, out.outputText)
+  const output = join(dir, settings.output)
+  progress(`componentize-js: ${settings.world} -> ${settings.output} (10-30 s)`)
+  const job: ComponentizeJob = { source: js, wit: join(dir, 'wit'), world: settings.world, output, types: join(dir, 'types'), disableFeatures: settings.disableFeatures }
+  await componentizeInChild(job, options)
+  return output
+}
+
+async function componentizeInChild (job: ComponentizeJob, options: AbortOptions): Promise<void> {
+  const script = fileURLToPath(new URL('./componentize.js', import.meta.url))
+  await new Promise<void>((resolve, reject) => {
+    let err = ''
+    const child = spawn(process.execPath, [script, JSON.stringify(job)], { stdio: ['ignore', 'ignore', 'pipe'], ...(options.signal === undefined ? {} : { signal: options.signal }) })
+    child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
+    child.once('error', reject)
+    child.once('exit', (code) => {
+      if (code === 0) {
+        resolve()
+      } else {
+        reject(new UsageError(`componentize-js could not build ${job.output}: ${err.trim().split('\n').slice(-12).join('\n') || `exit code ${String(code)}`}`))
+      }
+    })
+  })
+}
