@@ -6,10 +6,11 @@
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { cli, get, startDaemon, stopDaemon } from './helpers.ts'
+import { cli, get, ROOT, startDaemon, stopDaemon } from './helpers.ts'
 
 describe('omega new / omega build', { timeout: 300_000 }, () => {
   let dir = ''
@@ -48,6 +49,39 @@ describe('omega new / omega build', { timeout: 300_000 }, () => {
     assert.equal(built.code, 0, built.err)
     const linked = await cli(['validate', '--link', join(project, 'omega.toml')], join(dir, 'home'))
     assert.equal(linked.code, 0, linked.err + linked.out)
+  })
+
+  it('dev: serves the project, and a change to its source is rebuilt and reloaded', async () => {
+    const project = join(dir, 'live')
+    assert.equal((await cli(['new', 'http-ts', project])).code, 0)
+    const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'dev', project, '--port', '0'], {
+      env: { ...process.env, OMEGA_HOME: join(dir, 'home') }, stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let out = ''
+    child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
+    child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
+    try {
+      const deadline = Date.now() + 120_000
+      while (!/^omega: gateway /m.test(out)) {
+        assert.ok(Date.now() < deadline && child.exitCode === null, `omega dev did not start:\n${out}`)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      const url = /^omega: gateway (\S+)$/m.exec(out)?.[1] ?? ''
+      assert.match((await get(url, '/a')).body, /^hello from live: \/a/)
+      const source = join(project, 'src/index.ts')
+      await writeFile(source, (await readFile(source, 'utf8')).replace('hello from', 'changed:'))
+      let body = ''
+      while (!body.startsWith('changed: live: /b')) {
+        assert.ok(Date.now() < deadline, `the change was not served:\n${out}`)
+        await new Promise((resolve) => setTimeout(resolve, 250))
+        body = (await get(url, '/b')).body
+      }
+      assert.match(out, /omega dev: reloaded: changed live/)
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGINT')
+      await exited
+    }
   })
 
   it('says where the source does not compile, and refuses a directory in use or an unknown template', async () => {

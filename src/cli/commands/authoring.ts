@@ -1,6 +1,8 @@
 import type { Command } from 'commander'
-import { relative, resolve } from 'node:path'
-import type { CliContext } from '../context.ts'
+import { watch } from 'node:fs'
+import { join, relative, resolve } from 'node:path'
+import { homeOption, type CliContext } from '../context.ts'
+import { portOption, waitForAbort } from './up.ts'
 
 export function authoringCommands (program: Command, ctx: CliContext): void {
   program.command('new')
@@ -25,5 +27,60 @@ export function authoringCommands (program: Command, ctx: CliContext): void {
         ...(ctx.signal === undefined ? {} : { signal: ctx.signal })
       })
       ctx.stdout.write(`built ${relative(ctx.cwd, output) || output}\n`)
+    })
+  program.command('dev')
+    .description('Build the brane project in DIR (default: here), serve it, and rebuild and hot-reload it whenever src/, wit/ or omega.toml change')
+    .argument('[dir]', 'the project directory', '.')
+    .option('-p, --port <port>', 'gateway port (0 picks a free one)', '8080')
+    .action(async (dir: string, opts: { port: string }, command: Command) => {
+      const { buildProject } = await import('../../authoring/index.ts')
+      const { createLogging } = await import('../../observe/index.ts')
+      const { LocalNode } = await import('../../daemon/index.ts')
+      const port = portOption('--port', opts.port)
+      const project = resolve(ctx.cwd, dir)
+      const manifest = join(project, 'omega.toml')
+      const say = (line: string): void => { ctx.stderr.write(`omega dev: ${line}\n`) }
+      await buildProject(project, { progress: say, ...(ctx.signal === undefined ? {} : { signal: ctx.signal }) })
+      const node = await LocalNode.start(manifest, { home: ctx.home(homeOption(command)), port, logging: createLogging(ctx.stderr, { format: 'pretty', level: 'info' }) })
+      ctx.stdout.write(`omega: gateway ${node.url}\nWatching ${relative(ctx.cwd, project) || '.'} (src/, wit/, omega.toml). Press Ctrl-C to stop.\n`)
+      // one rebuild at a time; changes meanwhile make one more
+      let running: Promise<void> | undefined
+      let again = false
+      const rebuild = (): void => {
+        if (running !== undefined) {
+          again = true
+          return
+        }
+        running = (async () => {
+          try {
+            await buildProject(project, { progress: say })
+            const report = await node.reload(manifest)
+            say(`reloaded: changed ${report.changed.join(', ') || '—'} · added ${report.added.join(', ') || '—'}`)
+          } catch (err) {
+            say(`still serving the previous build: ${err instanceof Error ? err.message : String(err)}`)
+          }
+        })().finally(() => {
+          running = undefined
+          if (again) {
+            again = false
+            rebuild()
+          }
+        })
+      }
+      let timer: NodeJS.Timeout | undefined
+      const changed = (): void => {
+        clearTimeout(timer)
+        timer = setTimeout(rebuild, 200)
+      }
+      const watchers = [watch(join(project, 'src'), { recursive: true }, changed), watch(join(project, 'wit'), { recursive: true }, changed),
+        watch(project, (_event, name) => { if (name === 'omega.toml') { changed() } })]
+      await waitForAbort(ctx.signal)
+      clearTimeout(timer)
+      for (const w of watchers) {
+        w.close()
+      }
+      await running
+      ctx.stdout.write('omega: stopping\n')
+      await node.stop()
     })
 }
