@@ -20,6 +20,7 @@ const TARGETS = [
   { source: 'examples/hello/hello.wat', output: 'examples/hello/hello.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/trap.wat', output: 'build/fixtures/trap.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/oom.wat', output: 'build/fixtures/oom.wasm', world: 'omega:worlds/http' },
+  { source: 'src/runtime/wasm/fixtures/command.wat', output: 'build/fixtures/command.wasm', world: 'wasi:cli/command@0.2.12' },
   { source: 'src/runtime/wasm/fixtures/config.wat', output: 'build/fixtures/config.wasm', world: 'omega:worlds/http-config' },
   { source: 'src/runtime/wasm/fixtures/spin.wat', output: 'build/fixtures/spin.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/log.wat', output: 'build/fixtures/log.wasm', world: 'omega:worlds/http' },

@@ -1,9 +1,11 @@
 /**
  * `omega grants FILE.wasm` writes the capability block a component needs: pasted into a
  * manifest, the component links (`omega validate --link`), and without it, it does not.
+ * The link check and `omega up` refuse a component Omega cannot serve alike.
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -35,6 +37,24 @@ describe('omega grants', () => {
       assert.equal(linked.code, 0, linked.err + linked.out)
     })
   }
+
+  it('validate --link and up refuse a wasi:cli/run command alike: exit 6, saying what it is', async () => {
+    await cp(join(ROOT, 'build/fixtures/command.wasm'), join(dir, 'command.wasm'))
+    await writeFile(join(dir, 'command.toml'), '[brane.job]\nimage = "command.wasm"\n')
+    const linked = await cli(['validate', '--link', join(dir, 'command.toml')], join(dir, 'home'))
+    assert.equal(linked.code, 3, linked.out)
+    assert.match(linked.err, /brane\.job\.image: Brane "job": component .*command\.wasm is a wasi:cli\/run command/)
+    const up = await new Promise<{ code: number | null, err: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'up', join(dir, 'command.toml'), '--port', '0'], {
+        env: { ...process.env, OMEGA_HOME: join(dir, 'home') }, stdio: ['ignore', 'ignore', 'pipe']
+      })
+      let err = ''
+      child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
+      child.once('exit', (code) => { resolve({ code, err }) })
+    })
+    assert.equal(up.code, 6, up.err)
+    assert.match(up.err, /is a wasi:cli\/run command \(a program with a main, as "wasmtime run" runs it\), not a server/)
+  })
 
   it('lists what no capability grants as comments, and refuses a missing file', async () => {
     const run = await cli(['grants', join(ROOT, 'build/fixtures/sockets.wasm')], join(dir, 'home'))

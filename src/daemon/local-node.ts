@@ -13,7 +13,7 @@ import type { Resolvers, ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type DispatcherComponents, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
-import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, loadComponent, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
+import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, loadComponent, serveKind, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
 import { StateStore } from '../biome/index.ts'
@@ -159,9 +159,6 @@ export interface ReloadReport {
   readonly removed: readonly string[]
   readonly unchanged: readonly string[]
 }
-
-const HTTP_EXPORT = 'wasi:http/incoming-handler'
-const EVENT_EXPORT = 'omega:brane/handler'
 
 export class LocalNode {
   readonly did: string
@@ -848,12 +845,13 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
   if (current !== undefined && current.id === loaded.id && JSON.stringify(current.plan) === JSON.stringify(brane)) {
     return current
   }
+  // what it is first: a command or a 0.3 component is refused as such, not for its imports
+  const kind = serveKind(loaded.exports, loaded.imports, `Brane "${brane.name}": component ${image.source}`)
   checkImports(loaded.imports, new Set(brane.grantKeys), { brane: brane.name })
   const reuse = fetchEventReuseWarning(bytes, brane.lifecycle)
   if (reuse !== undefined) {
     log.warn({ brane: brane.name, lifecycle: brane.lifecycle }, `brane ${brane.name}: ${reuse}`)
   }
-  const exports = loaded.exports.map((e) => e.split('@')[0])
   const { observer } = context
   const settings = {
     name: brane.name,
@@ -869,7 +867,7 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     log: (stream: 'stdout' | 'stderr', line: string) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
   }
   const status = { name: brane.name, state: 'running' as const, id: loaded.id, source: image.source }
-  if (exports.includes(HTTP_EXPORT)) {
+  if (kind === 'http') {
     const runtime = await HttpBrane.create(loaded, settings)
     return {
       plan: brane,
@@ -880,18 +878,15 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
       status: { ...status, routes: brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`) }
     }
   }
-  if (exports.includes(EVENT_EXPORT)) {
-    const runtime = await EventBrane.create(loaded, settings)
-    return {
-      plan: brane,
-      id: loaded.id,
-      events: observer.wrapEvents(brane.name, runtime),
-      close: async () => { await runtime.close() },
-      runtime,
-      status: { ...status, routes: brane.edgesIn.map((e) => `← ${e.on}`) }
-    }
+  const runtime = await EventBrane.create(loaded, settings)
+  return {
+    plan: brane,
+    id: loaded.id,
+    events: observer.wrapEvents(brane.name, runtime),
+    close: async () => { await runtime.close() },
+    runtime,
+    status: { ...status, routes: brane.edgesIn.map((e) => `← ${e.on}`) }
   }
-  throw new OmegaError(`Brane "${brane.name}": component ${image.source} exports neither "${HTTP_EXPORT}" nor "${EVENT_EXPORT}" (it exports: ${loaded.exports.join(', ') || 'nothing'})`)
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { checkImports, findUngranted, findUnprovided, importRule } from './link.ts'
+import { checkImports, findUngranted, findUnprovided, importRule, serveKind } from './link.ts'
 
 const NONE: ReadonlySet<string> = new Set()
 
@@ -75,5 +75,19 @@ describe('findUnprovided', () => {
   it('lists allowed imports the runtime has no implementation for', () => {
     assert.deepEqual(findUnprovided(['wasi:io/streams@0.2.0', 'omega:brane/state', 'omega:brane/emit@0.1.0', 'wasi:clocks/timezone@0.2.12']),
       ['wasi:clocks/timezone@0.2.12'])
+  })
+})
+
+describe('serveKind', () => {
+  const what = 'Brane "x": component x.wasm'
+  it('serves an HTTP handler with the host\'s wasi:http types, and an event handler', () => {
+    assert.equal(serveKind(['wasi:http/incoming-handler@0.2.3'], ['wasi:http/types@0.2.3'], what), 'http')
+    assert.equal(serveKind(['omega:brane/handler@0.1.0'], [], what), 'event')
+  })
+  it('says what a component is when Omega cannot serve it', () => {
+    assert.throws(() => serveKind(['wasi:cli/run@0.2.0'], [], what), { name: 'ComponentLoadError', message: /^Brane "x": component x\.wasm is a wasi:cli\/run command .*Omega runs WASI 0\.2 components that export/ })
+    assert.throws(() => serveKind(['wasi:http/handler@0.3.0-rc-2025-09-16'], ['wasi:http/types@0.3.0-rc-2025-09-16'], what), { message: /is a WASI 0\.3 component \(it exports wasi:http\/handler@0\.3\.0-rc-2025-09-16\)/ })
+    assert.throws(() => serveKind(['wasi:http/incoming-handler@0.2.3'], ['wasi:io/streams@0.2.3'], what), { message: /does not import wasi:http\/types: its HTTP types are its own \(a component composed with WASI-Virt/ })
+    assert.throws(() => serveKind(['my:pkg/thing'], [], what), { message: /exports neither .* \(it exports: my:pkg\/thing\)/ })
   })
 })

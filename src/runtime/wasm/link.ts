@@ -1,4 +1,4 @@
-import { CapabilityDeniedError } from '../../errors.ts'
+import { CapabilityDeniedError, ComponentLoadError } from '../../errors.ts'
 
 /** The manifest capability keys that grant component imports */
 export const CAPABILITY_KEYS = ['net.http', 'fs.tmp', 'clock', 'random', 'env', 'state', 'emit'] as const
@@ -241,4 +241,36 @@ export function grantsBlock (imports: readonly string[], brane = 'NAME'): string
     lines.push('# nothing to grant: every import is linked for every brane')
   }
   return [...lines, ...notes].join('\n') + '\n'
+}
+
+/** What Omega serves, said in every refusal of a component it cannot run */
+const WHAT_OMEGA_RUNS = 'Omega runs WASI 0.2 components that export wasi:http/incoming-handler (HTTP branes) or omega:brane/handler (event branes)'
+
+/**
+ * The interface a component is served through: `http` or `event`, from its exports.
+ *
+ * @throws ComponentLoadError saying what the component is when Omega cannot serve it:
+ * a `wasi:cli/run` command, a WASI 0.3 component, an HTTP handler whose `wasi:http`
+ * types are its own (composed with WASI-Virt: no request Omega makes would be its
+ * resource), or one exporting neither handler
+ */
+export function serveKind (exports: readonly string[], imports: readonly string[], what: string): 'http' | 'event' {
+  const names = exports.map(unversioned)
+  if (names.includes('wasi:http/incoming-handler')) {
+    if (!imports.some((name) => unversioned(name) === 'wasi:http/types')) {
+      throw new ComponentLoadError(`${what} exports wasi:http/incoming-handler but does not import wasi:http/types: its HTTP types are its own (a component composed with WASI-Virt, for one), so no request Omega hands it would be a valid resource. Build it against the host's wasi:http/types. ${WHAT_OMEGA_RUNS}`)
+    }
+    return 'http'
+  }
+  if (names.includes('omega:brane/handler')) {
+    return 'event'
+  }
+  const v3 = exports.find((name) => /^wasi:[a-z-]+\/[a-z-]+@0\.3\./.test(name))
+  if (v3 !== undefined) {
+    throw new ComponentLoadError(`${what} is a WASI 0.3 component (it exports ${v3}). ${WHAT_OMEGA_RUNS}`)
+  }
+  if (names.includes('wasi:cli/run')) {
+    throw new ComponentLoadError(`${what} is a wasi:cli/run command (a program with a main, as "wasmtime run" runs it), not a server. ${WHAT_OMEGA_RUNS}`)
+  }
+  throw new ComponentLoadError(`${what} exports neither wasi:http/incoming-handler nor omega:brane/handler (it exports: ${exports.join(', ') || 'nothing'}). ${WHAT_OMEGA_RUNS}`)
 }
