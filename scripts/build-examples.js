@@ -22,6 +22,7 @@ const TARGETS = [
   { source: 'src/runtime/wasm/fixtures/oom.wat', output: 'build/fixtures/oom.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/command.wat', output: 'build/fixtures/command.wasm', world: 'wasi:cli/command@0.2.12' },
   { source: 'src/runtime/wasm/fixtures/config.wat', output: 'build/fixtures/config.wasm', world: 'omega:worlds/http-config' },
+  { source: 'src/runtime/wasm/fixtures/kv.wat', output: 'build/fixtures/kv.wasm', world: 'omega:worlds/http-keyvalue' },
   { source: 'src/runtime/wasm/fixtures/spin.wat', output: 'build/fixtures/spin.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/log.wat', output: 'build/fixtures/log.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/random.wat', output: 'build/fixtures/random.wasm', world: 'omega:worlds/http' },

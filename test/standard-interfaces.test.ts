@@ -29,15 +29,24 @@ trigger = { http = { route = "/...", host = "other.test" } }
 
 [brane.other.config]
 secret = "only for other"
+
+[brane.kv]
+image = "kv.wasm"
+lifecycle = "pooled"
+trigger = { http = { route = "/...", host = "kv.test" } }
+
+[brane.kv.capability]
+state = true
 `
 
-describe('standard interfaces: wasi:config and wasi:logging', () => {
+describe('standard interfaces: wasi:config, wasi:logging and wasi:keyvalue', () => {
   let dir = ''
   let node: LocalNode | undefined
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'omega-standard-'))
     await cp(join(ROOT, 'build/fixtures/config.wasm'), join(dir, 'config.wasm'))
+    await cp(join(ROOT, 'build/fixtures/kv.wasm'), join(dir, 'kv.wasm'))
     await writeFile(join(dir, 'omega.toml'), MANIFEST)
     node = await LocalNode.start(join(dir, 'omega.toml'), { home: join(dir, 'home'), port: 0, logging: silentLogging(), admin: false })
   })
@@ -68,5 +77,23 @@ describe('standard interfaces: wasi:config and wasi:logging', () => {
   it('links both without a grant, and validate --link agrees', async () => {
     const run = await cli(['validate', '--link', join(dir, 'omega.toml')])
     assert.equal(run.code, 0, run.err + run.out)
+  })
+
+  it('keeps wasi:keyvalue in the brane\'s replicated state: increment, then get, in bucket "default"', async () => {
+    const base = node?.url ?? ''
+    for (let i = 1; i <= 3; i++) {
+      assert.deepEqual(await get(base, '/hits', 'kv.test'), { status: 200, body: `hits=${i}\n` })
+    }
+    assert.deepEqual(await get(base, '/other', 'kv.test'), { status: 200, body: 'other=1\n' })
+    // the same map omega:brane/state and "omega state" see
+    const value = node?.state.call('kv', { method: 'get', key: 'hits' }) as Uint8Array
+    assert.equal(Buffer.from(value).toString(), '3')
+  })
+
+  it('grants wasi:keyvalue with state, and refuses it without', async () => {
+    await writeFile(join(dir, 'nostate.toml'), '[brane.kv]\nimage = "kv.wasm"\n')
+    const run = await cli(['validate', '--link', join(dir, 'nostate.toml')])
+    assert.equal(run.code, 3, run.out)
+    assert.match(run.err, /imports "wasi:keyvalue\/(store|atomics)@0\.2\.0-draft2", which needs \[brane\.kv\.capability\] "state"/)
   })
 })

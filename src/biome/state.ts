@@ -24,6 +24,8 @@ export type UpdateOrigin = 'local' | string
 export type UpdateListener = (brane: string, update: Uint8Array, origin: UpdateOrigin) => void
 
 const LIST_PREFIX = 'list:'
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
 
 export class StateStore {
   readonly #db: Database.Database
@@ -97,6 +99,36 @@ export class StateStore {
         const list = doc.getArray<Uint8Array>(LIST_PREFIX + call.key)
         const end = Math.min(call.end, list.length)
         return call.start >= end ? [] : list.slice(call.start, end).map((v) => new Uint8Array(v))
+      }
+      case 'keys': {
+        const after = call.after
+        const keys = [...doc.getMap<Uint8Array>('kv').keys()].filter((k) => k.startsWith(call.key) && (after === undefined || k > after)).sort()
+        return keys.slice(0, Math.max(0, call.limit)).map((k) => encoder.encode(k))
+      }
+      case 'increment': {
+        // one synchronous call on the node's one thread: no other write comes between the read and the write
+        const map = doc.getMap<Uint8Array>('kv')
+        const current = map.get(call.key)
+        const text = current === undefined ? '0' : decoder.decode(current)
+        if (!/^-?\d+$/.test(text) || !/^-?\d+$/.test(call.delta)) {
+          throw new RangeError(`cannot increment "${call.key}": it holds ${JSON.stringify(text.slice(0, 40))}, not a decimal integer`)
+        }
+        const sum = encoder.encode((BigInt(text) + BigInt(call.delta)).toString())
+        doc.transact(() => { map.set(call.key, sum) }, 'local')
+        return sum
+      }
+      case 'swap': {
+        const map = doc.getMap<Uint8Array>('kv')
+        const current = map.get(call.key)
+        const same = current === undefined || call.expected === undefined
+          ? current === undefined && call.expected === undefined
+          : Buffer.from(current).equals(Buffer.from(call.expected))
+        if (!same) {
+          return [new Uint8Array([0])]
+        }
+        this.#checkSize(call.value)
+        doc.transact(() => { map.set(call.key, new Uint8Array(call.value)) }, 'local')
+        return [new Uint8Array([1])]
       }
     }
   }

@@ -230,6 +230,7 @@ describe('EventBrane', () => {
         case 'delete': map.delete(call.key); return undefined
         case 'append': lists.set(call.key, [...(lists.get(call.key) ?? []), call.value.slice()]); return undefined
         case 'range': return (lists.get(call.key) ?? []).slice(call.start, call.end)
+        default: throw new Error(`the fixture makes no ${call.method} call`)
       }
     }
     const { brane, lines } = await startBrane('state', { grants: { state: true }, onState })

@@ -60,6 +60,8 @@ const RULES: ReadonlyArray<readonly [string, ImportRule]> = [
   ['omega:brane/types', ALWAYS],
   ['omega:brane/log', ALWAYS],
   ['omega:brane/state', { kind: 'capability', key: 'state' }],
+  // the same replicated map as omega:brane/state (the watcher interface is an export)
+  ['wasi:keyvalue/', { kind: 'capability', key: 'state' }],
   ['omega:brane/emit', { kind: 'capability', key: 'emit' }]
 ]
 
@@ -79,6 +81,7 @@ export const PROVIDED_INTERFACES: ReadonlySet<string> = new Set([
   'wasi:random/random', 'wasi:random/insecure', 'wasi:random/insecure-seed',
   'wasi:filesystem/types', 'wasi:filesystem/preopens',
   'wasi:config/store', 'wasi:logging/logging',
+  'wasi:keyvalue/store', 'wasi:keyvalue/atomics', 'wasi:keyvalue/batch',
   'omega:brane/types', 'omega:brane/log', 'omega:brane/emit', 'omega:brane/state'
 ])
 

@@ -30,8 +30,14 @@ export type StateCall =
   | { readonly method: 'delete', readonly key: string }
   | { readonly method: 'append', readonly key: string, readonly value: Uint8Array }
   | { readonly method: 'range', readonly key: string, readonly start: number, readonly end: number }
+  /** the map's keys starting with `key`, in order, after `after`, at most `limit` (wasi:keyvalue list-keys) */
+  | { readonly method: 'keys', readonly key: string, readonly after?: string, readonly limit: number }
+  /** add `delta` (a decimal integer) to the decimal integer at `key` (absent: 0), at once; answers the sum */
+  | { readonly method: 'increment', readonly key: string, readonly delta: string }
+  /** set `value` only if `key` still holds `expected` (absent: undefined); answers [1] when it did, [0] when not */
+  | { readonly method: 'swap', readonly key: string, readonly expected?: Uint8Array, readonly value: Uint8Array }
 
-/** What a state call returns: `get` a value or undefined, `range` the values, the others nothing */
+/** What a state call returns: `get`/`increment` a value or undefined, `range`/`keys`/`swap` a list, the others nothing */
 export type StateResult = Uint8Array | undefined | Uint8Array[]
 
 /**

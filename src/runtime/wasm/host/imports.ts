@@ -60,7 +60,10 @@ const PROVIDERS: ReadonlyMap<string, Provider> = new Map<string, Provider>([
   ['omega:brane/types', () => ({})],
   ['omega:brane/log', (host) => host.braneLog],
   ['omega:brane/emit', (host) => host.braneEmit],
-  ['omega:brane/state', (host) => host.braneState]
+  ['omega:brane/state', (host) => host.braneState],
+  ['wasi:keyvalue/store', (host) => host.keyvalue?.store],
+  ['wasi:keyvalue/atomics', (host) => host.keyvalue?.atomics],
+  ['wasi:keyvalue/batch', (host) => host.keyvalue?.batch]
 ])
 
 /** The capability keys `grants` grants (those whose setting is present) */

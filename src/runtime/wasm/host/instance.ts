@@ -10,6 +10,7 @@ import { threadId } from 'node:worker_threads'
 import type { Grants } from '../../../manifest/index.ts'
 import { configInterface, emitError, emitInterface, logInterface, stateInterface, wasiLoggingInterface, type EmitHook, type GuestLogLevel, type StateHook } from './brane.ts'
 import { clocksFor } from './clock.ts'
+import { keyvalueInterfaces } from './keyvalue.ts'
 import { compileAllowlist, outgoingHandlerFor, type DeniedEvent } from './net.ts'
 import { randomFor, type RandomInterfaces } from './random.ts'
 import type { ImportInterface } from './shim.ts'
@@ -45,6 +46,8 @@ export interface InstanceHost {
   readonly braneEmit?: ImportInterface
   /** `state`: omega:brane/state */
   readonly braneState?: ImportInterface
+  /** `state`: wasi:keyvalue store, atomics and batch over the same map */
+  readonly keyvalue?: { readonly store: ImportInterface, readonly atomics: ImportInterface, readonly batch: ImportInterface }
   /** the instance's tmp directory on the host, when `fs.tmp` is granted */
   readonly tmpDir?: string
   /**
@@ -139,6 +142,7 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
   const emit = init.emit ?? ((): never => { throw emitError('unavailable', `brane "${init.brane}" has no event dispatcher on this node`) })
   const braneEmit = grants.emit === undefined ? undefined : emitInterface(emit)
   const braneState = grants.state === undefined ? undefined : stateInterface(init.state)
+  const keyvalue = grants.state === undefined ? undefined : keyvalueInterfaces(init.state)
   const braneLog = logInterface(init.log ?? (() => {}))
   const wasiLogging = wasiLoggingInterface(init.log ?? (() => {}))
   const config = configInterface(init.config ?? {})
@@ -169,6 +173,7 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
     config,
     ...(braneEmit === undefined ? {} : { braneEmit }),
     ...(braneState === undefined ? {} : { braneState }),
+    ...(keyvalue === undefined ? {} : { keyvalue }),
     endRequest () {
       if (lifetime === 'request' && !disposed) {
         tmp?.clear()

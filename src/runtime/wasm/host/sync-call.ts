@@ -169,7 +169,7 @@ export function encodeStateValue (result: StateResult): string {
 
 /** The inverse of {@link encodeStateValue}, for a call of `method` */
 export function decodeStateValue (method: StateCall['method'], value: string): StateResult {
-  if (method !== 'get' && method !== 'range') {
+  if (method !== 'get' && method !== 'range' && method !== 'keys' && method !== 'increment' && method !== 'swap') {
     return undefined
   }
   const parsed = JSON.parse(value) as string | null | string[]
