@@ -146,6 +146,18 @@ export class UsageError extends OmegaError {
 }
 
 /**
+ * A brane project did not build (`omega build`, `omega dev`): its source does not
+ * compile (the message lists each error as file:line:column) or componentize-js failed
+ */
+export class BuildError extends OmegaError {
+  static override name = 'BuildError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'BuildError'
+  }
+}
+
+/**
  * The node's key file exists but cannot be used (unreadable, not an Ed25519 private key).
  * It is never overwritten: replacing it would change the node's identity
  */

@@ -1,16 +1,42 @@
 /**
  * A brane in TypeScript in two commands: `omega new` writes a project, `omega build`
  * makes its component (componentize-js), and `omega up` serves it: the HTTP template is
- * pooled, so one instance answers hundreds of requests. The event template builds and
- * links; a compile error names file:line; a directory in use is refused.
+ * pooled, so one instance answers hundreds of requests. The event template builds from
+ * any working directory, links, and handles events an HTTP brane emits. The template's
+ * grants are exactly what `omega grants` says its component needs. A syntax or type
+ * error names file:line:column (exit 20); a directory in use is refused.
  */
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { execFile, spawn } from 'node:child_process'
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { parse as parseToml } from 'smol-toml'
 import { cli, get, ROOT, startDaemon, stopDaemon } from './helpers.ts'
+
+/** `omega ARGS` as its own process in `cwd`, killed after `timeout` ms */
+async function omegaIn (cwd: string, args: string[], timeout = 120_000): Promise<{ code: number, out: string, err: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'bin/omega.js'), ...args], { cwd, timeout }, (error, out, err) => {
+      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, out, err })
+    })
+  })
+}
+
+/** The capability table of brane `name` in TOML `text` (`{}` when it has none) */
+function capabilityOf (text: string, name: string): unknown {
+  const data = parseToml(text) as { brane?: Record<string, { capability?: unknown }> }
+  // smol-toml's tables have no prototype: compare plain objects
+  return JSON.parse(JSON.stringify(data.brane?.[name]?.capability ?? {}))
+}
+
+/** The template's grants are what its component needs: `omega grants` agrees with omega.toml */
+async function assertGrantsMatch (project: string, name: string, home: string): Promise<void> {
+  const grants = await cli(['grants', join(project, `${name}.wasm`), '--brane', name], home)
+  assert.equal(grants.code, 0, grants.err)
+  assert.deepEqual(capabilityOf(grants.out, name), capabilityOf(await readFile(join(project, 'omega.toml'), 'utf8'), name), grants.out)
+}
 
 describe('omega new / omega build', { timeout: 300_000 }, () => {
   let dir = ''
@@ -40,15 +66,39 @@ describe('omega new / omega build', { timeout: 300_000 }, () => {
     } finally {
       await stopDaemon(daemon)
     }
+    await assertGrantsMatch(project, 'greeter', join(dir, 'home'))
   })
 
-  it('event-ts: new, build, and the component links against the manifest the template wrote', async () => {
+  it('event-ts: new, build from another directory, links, and handles the events an HTTP brane emits', async () => {
     const project = join(dir, 'worker')
     assert.equal((await cli(['new', 'event-ts', project])).code, 0)
-    const built = await cli(['build', project])
+    // from / (componentize-js maps its cwd into the engine): a path from anywhere works
+    const built = await omegaIn('/', ['build', project])
     assert.equal(built.code, 0, built.err)
+    assert.match(built.err, /omega build: wrote worker\.wasm \([\d.]+ MiB\) in [\d.]+ s/)
     const linked = await cli(['validate', '--link', join(project, 'omega.toml')], join(dir, 'home'))
     assert.equal(linked.code, 0, linked.err + linked.out)
+    await assertGrantsMatch(project, 'worker', join(dir, 'home'))
+    // examples/pipeline's ingest (built by npm run build) emits each POST body on raw.batch
+    await copyFile(join(ROOT, 'examples/pipeline/ingest.wasm'), join(project, 'ingest.wasm'))
+    await writeFile(join(project, 'chain.toml'), (await readFile(join(project, 'omega.toml'), 'utf8')) +
+      '\n[brane.ingest]\nimage = "ingest.wasm"\ntrigger = { http = "/ingest" }\n\n[brane.ingest.capability]\n"net.http" = { allowlist = [] }\nclock = { resolution = "ms" }\n\n' +
+      '[graph]\nedges = [{ from = "ingest", to = "worker", on = "raw.batch" }]\n')
+    const daemon = await startDaemon([join(project, 'chain.toml')], { OMEGA_HOME: join(dir, 'home') })
+    try {
+      for (const body of ['first words', 'second words', ' ']) {
+        const res = await fetch(new URL('/ingest', daemon.url), { method: 'POST', body, signal: AbortSignal.timeout(30_000) })
+        assert.equal(res.status, 202, await res.text())
+      }
+      const deadline = Date.now() + 30_000
+      while (!/worker got raw\.batch \S+ \(attempt 1\): second words/.test(daemon.output()) || !/rejected event .*is empty/.test(daemon.output())) {
+        assert.ok(Date.now() < deadline, `the worker did not log both events and reject the empty one:\n${daemon.output()}`)
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      assert.match(daemon.output(), /worker got raw\.batch \S+ \(attempt 1\): first words/)
+    } finally {
+      await stopDaemon(daemon)
+    }
   })
 
   it('dev: serves the project, and a change to its source is rebuilt and reloaded', async () => {
@@ -84,12 +134,20 @@ describe('omega new / omega build', { timeout: 300_000 }, () => {
     }
   })
 
-  it('says where the source does not compile, and refuses a directory in use or an unknown template', async () => {
+  it('says where the source does not compile (syntax and types), and refuses a directory in use or an unknown template', async () => {
     const project = join(dir, 'worker')
-    await writeFile(join(project, 'src/index.ts'), 'export const handler = {\n  handle (event: Event): void {\n    log(\n  }\n}\n')
+    const source = join(project, 'src/index.ts')
+    const good = await readFile(source, 'utf8')
+    await writeFile(source, 'export const handler = {\n  handle (event: Event): void {\n    log(\n  }\n}\n')
     const broken = await cli(['build', project])
-    assert.equal(broken.code, 2, broken.err)
-    assert.match(broken.err, /src\/index\.ts:4:3: /)
+    assert.equal(broken.code, 20, broken.err)
+    assert.match(broken.err, /Cannot build .*worker: the source does not compile \(\d+ errors?\)\nsrc\/index\.ts:4:3: error TS\d+: /)
+    // a type error against the world's declarations (log takes a level and a string)
+    await writeFile(source, good.replace("log('info', ", 'log(42, '))
+    const mistyped = await cli(['build', project])
+    assert.equal(mistyped.code, 20, mistyped.err)
+    assert.match(mistyped.err, /src\/index\.ts:\d+:\d+: error TS2345: Argument of type '42' is not assignable to parameter of type 'Level'/)
+    assert.doesNotMatch(mistyped.err, /componentize-js:/, 'stopped before componentize-js')
     const again = await cli(['new', 'http-ts', project])
     assert.equal(again.code, 2)
     assert.match(again.err, /exists and is not empty/)

@@ -1,37 +1,56 @@
 /**
- * One componentize-js build, in a process of its own (`node componentize.js JSON`):
- * componentize-js takes 10–30 s and ~800 MB, freed at exit, and it reads files through
- * preview2-shim, whose preopens this process opens to `/` (nowhere else). It also writes
- * the guest's TypeScript declarations from the same WIT (jco `types --guest`).
+ * One step of a guest build, in a process of its own (`node componentize.js JSON`):
+ * `types` writes the TypeScript declarations of a world (jco `types --guest`), and
+ * `component` runs componentize-js, which takes 10–30 s and ~800 MB (freed at exit).
+ * Both read files through preview2-shim, whose preopens this process alone opens to `/`
+ * (preview2-shim starts with none, and the CLI cannot grant any). The parent runs it
+ * with the source's directory as cwd: componentize-js maps the cwd into the engine and
+ * mangles the source path when the cwd is `/`.
  */
 import { mkdir, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 
-/** What the parent asks for */
-export interface ComponentizeJob {
-  /** the bundled JavaScript module */
-  readonly source: string
+/** The StarlingMonkey features a build can leave out */
+export type StarlingMonkeyFeature = 'stdio' | 'random' | 'clocks' | 'http' | 'fetch-event'
+
+/** Declarations for `world` of `wit`, written under `types` */
+export interface TypesJob {
+  readonly kind: 'types'
   /** the project's wit/ directory (world + deps) */
   readonly wit: string
   readonly world: string
-  readonly output: string
-  /** where to write .d.ts files for the world (omitted: none) */
-  readonly types?: string
-  /** StarlingMonkey features left out, so that the component imports only what its world says */
-  readonly disableFeatures: ReadonlyArray<'stdio' | 'random' | 'clocks' | 'http' | 'fetch-event'>
+  readonly types: string
 }
 
-async function run (job: ComponentizeJob): Promise<void> {
+/** The component for `world` from the bundled JavaScript module `source` */
+export interface ComponentJob {
+  readonly kind: 'component'
+  readonly source: string
+  readonly wit: string
+  readonly world: string
+  readonly output: string
+  /** StarlingMonkey features left out, so that the component imports only what its world says */
+  readonly disableFeatures: readonly StarlingMonkeyFeature[]
+}
+
+export type ComponentizeJob = TypesJob | ComponentJob
+
+async function openFilesystem (): Promise<void> {
   const shim = await import('@bytecodealliance/preview2-shim/filesystem')
   // the Node build takes host paths by preopen name (its types show the browser build's)
   ;(shim._setPreopens as unknown as (preopens: Record<string, string>) => void)({ '/': '/' })
-  if (job.types !== undefined) {
+}
+
+async function run (job: ComponentizeJob): Promise<void> {
+  await openFilesystem()
+  if (job.kind === 'types') {
     const { types } = await import('@bytecodealliance/jco')
     const files = await types(job.wit, { guest: true, worldName: job.world }) as Record<string, Uint8Array>
     for (const [name, bytes] of Object.entries(files)) {
       await mkdir(dirname(join(job.types, name)), { recursive: true })
       await writeFile(join(job.types, name), bytes)
     }
+    return
   }
   const { componentize } = await import('@bytecodealliance/componentize-js')
   const { component } = await componentize({ sourcePath: job.source, witPath: job.wit, worldName: job.world, disableFeatures: [...job.disableFeatures] })

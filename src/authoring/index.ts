@@ -6,12 +6,13 @@
  * process of its own, with declarations for the world written to `types/` for editors.
  */
 import { spawn } from 'node:child_process'
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
-import { basename, join, resolve as resolvePath } from 'node:path'
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { UsageError } from '../errors.ts'
+import { BuildError, UsageError } from '../errors.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
-import type { ComponentizeJob } from './componentize.ts'
+import type { Diagnostic } from 'typescript'
+import type { ComponentizeJob, StarlingMonkeyFeature } from './componentize.ts'
 import { guestWitDeps } from './wit.ts'
 
 export { forStarlingMonkey, guestWitDeps, STARLINGMONKEY_WASI, WIT_DIR, type WitDep } from './wit.ts'
@@ -27,7 +28,7 @@ export interface ProjectSettings {
   readonly world: string
   /** the component to write, relative to the project */
   readonly output: string
-  readonly disableFeatures: ComponentizeJob['disableFeatures']
+  readonly disableFeatures: readonly StarlingMonkeyFeature[]
 }
 
 const NAME = /^[a-z][a-z0-9-]{0,62}$/
@@ -192,17 +193,30 @@ export async function projectSettings (dir: string): Promise<ProjectSettings> {
   return { source: o.source, world: o.world, output: o.output, disableFeatures: Array.isArray(o.disableFeatures) ? o.disableFeatures : [] }
 }
 
+/** What `buildProject` reports and how far it checks */
+export interface BuildOptions extends AbortOptions {
+  /** one line per step (the build takes 10–30 s) */
+  progress?: (line: string) => void
+  /** type-check the project against its world's declarations (tsconfig.json) first (default true) */
+  check?: boolean
+}
+
 /**
- * Build the project in `dir`: its TypeScript to JavaScript, then the component (in a
- * child process). Returns the component's path.
+ * Build the project in `dir` (from any working directory): its TypeScript to JavaScript,
+ * declarations for its world in `types/`, a type check against them (the project's
+ * tsconfig.json), then the component with componentize-js. Each of the last two steps
+ * runs in a child process (see componentize.ts). Returns the component's path.
  *
- * @throws UsageError when the source does not compile (with file:line) or componentize-js fails
+ * @throws UsageError when `dir` is not a project; BuildError when the source does not
+ * compile (each error as file:line:column) or componentize-js fails
  */
-export async function buildProject (dir: string, options: AbortOptions & { progress?: (line: string) => void } = {}): Promise<string> {
+export async function buildProject (dir: string, options: BuildOptions = {}): Promise<string> {
+  const started = Date.now()
   const settings = await projectSettings(dir)
   const progress = options.progress ?? (() => {})
   const sourcePath = join(dir, settings.source)
   const source = await readFile(sourcePath, 'utf8').catch((err: Error) => { throw new UsageError(`Cannot read ${sourcePath}: ${err.message}`) })
+  const wit = join(dir, 'wit')
   progress(`compiling ${settings.source}`)
   const ts = (await import('typescript')).default
   const out = ts.transpileModule(source, {
@@ -210,12 +224,17 @@ export async function buildProject (dir: string, options: AbortOptions & { progr
     reportDiagnostics: true,
     compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022 }
   })
-  const errors = (out.diagnostics ?? []).filter((d) => d.category === ts.DiagnosticCategory.Error)
-  if (errors.length > 0) {
-    throw new UsageError(errors.map((d) => {
-      const at = d.file === undefined || d.start === undefined ? undefined : d.file.getLineAndCharacterOfPosition(d.start)
-      return `${settings.source}${at === undefined ? '' : `:${at.line + 1}:${at.character + 1}`}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`
-    }).join('\n'))
+  throwIfErrors(ts, dir, out.diagnostics ?? [])
+  progress(`types/ from wit/ (world ${settings.world})`)
+  await runChild({ kind: 'types', wit, world: settings.world, types: join(dir, 'types') }, dir, options)
+  if (options.check !== false) {
+    const config = join(dir, 'tsconfig.json')
+    if (await readFile(config).then(() => true, () => false)) {
+      progress('checking types (tsconfig.json)')
+      throwIfErrors(ts, dir, typeCheck(ts, config))
+    } else {
+      progress('no tsconfig.json: types not checked')
+    }
   }
   const buildDir = join(dir, '.omega-build')
   await mkdir(buildDir, { recursive: true })
@@ -223,24 +242,67 @@ export async function buildProject (dir: string, options: AbortOptions & { progr
   await writeFile(js, out.outputText)
   const output = join(dir, settings.output)
   progress(`componentize-js: ${settings.world} -> ${settings.output} (10-30 s)`)
-  const job: ComponentizeJob = { source: js, wit: join(dir, 'wit'), world: settings.world, output, types: join(dir, 'types'), disableFeatures: settings.disableFeatures }
-  await componentizeInChild(job, options)
+  await runChild({ kind: 'component', source: js, wit, world: settings.world, output, disableFeatures: settings.disableFeatures }, dir, options)
+  const size = (await stat(output)).size
+  progress(`wrote ${settings.output} (${(size / 1024 / 1024).toFixed(1)} MiB) in ${((Date.now() - started) / 1000).toFixed(1)} s`)
   return output
 }
 
-async function componentizeInChild (job: ComponentizeJob, options: AbortOptions): Promise<void> {
+type TypeScript = typeof import('typescript')
+
+/** The project's errors under its tsconfig.json (every file it includes) */
+function typeCheck (ts: TypeScript, config: string): readonly Diagnostic[] {
+  const configErrors: Diagnostic[] = []
+  const parsed = ts.getParsedCommandLineOfConfigFile(config, { noEmit: true }, {
+    ...ts.sys,
+    onUnRecoverableConfigFileDiagnostic: (d) => { configErrors.push(d) }
+  })
+  if (parsed === undefined) {
+    return configErrors
+  }
+  const program = ts.createProgram({ rootNames: parsed.fileNames, options: parsed.options, configFileParsingDiagnostics: parsed.errors })
+  return [...parsed.errors, ...ts.getPreEmitDiagnostics(program)]
+}
+
+/** @throws BuildError listing each error as `file:line:column: message`, paths relative to the project */
+function throwIfErrors (ts: TypeScript, dir: string, diagnostics: readonly Diagnostic[]): void {
+  const errors = diagnostics.filter((d) => d.category === ts.DiagnosticCategory.Error)
+  if (errors.length === 0) {
+    return
+  }
+  const lines = errors.slice(0, 20).map((d) => {
+    const text = ts.flattenDiagnosticMessageText(d.messageText, '\n  ')
+    if (d.file === undefined || d.start === undefined) {
+      return `error TS${d.code}: ${text}`
+    }
+    const at = d.file.getLineAndCharacterOfPosition(d.start)
+    const file = isAbsolute(d.file.fileName) ? relative(dir, d.file.fileName) : d.file.fileName
+    return `${file}:${at.line + 1}:${at.character + 1}: error TS${d.code}: ${text}`
+  })
+  if (errors.length > lines.length) {
+    lines.push(`… and ${errors.length - lines.length} more`)
+  }
+  throw new BuildError(`Cannot build ${dir}: the source does not compile (${errors.length} ${errors.length === 1 ? 'error' : 'errors'})\n${lines.join('\n')}`)
+}
+
+/** One step of componentize.ts in a child process; its stderr's last lines become the error */
+async function runChild (job: ComponentizeJob, dir: string, options: AbortOptions): Promise<void> {
   const script = fileURLToPath(new URL('./componentize.js', import.meta.url))
+  const cwd = job.kind === 'component' ? dirname(job.source) : dir
   await new Promise<void>((resolve, reject) => {
     let err = ''
-    const child = spawn(process.execPath, [script, JSON.stringify(job)], { stdio: ['ignore', 'ignore', 'pipe'], ...(options.signal === undefined ? {} : { signal: options.signal }) })
+    const child = spawn(process.execPath, [script, JSON.stringify(job)], { cwd, stdio: ['ignore', 'ignore', 'pipe'], ...(options.signal === undefined ? {} : { signal: options.signal }) })
     child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
     child.once('error', reject)
     child.once('exit', (code) => {
       if (code === 0) {
         resolve()
-      } else {
-        reject(new UsageError(`componentize-js could not build ${job.output}: ${err.trim().split('\n').slice(-12).join('\n') || `exit code ${String(code)}`}`))
+        return
       }
+      const said = err.trim().split('\n').slice(-12).join('\n') || `exit code ${String(code)}`
+      reject(new BuildError(job.kind === 'types'
+        ? `Cannot build ${dir}: cannot read world "${job.world}" in ${job.wit}: ${said}`
+        : `Cannot build ${dir}: componentize-js could not build ${job.output}: ${said}`))
     })
   })
 }

@@ -46,6 +46,7 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
   QueueError: 17,
   /** not an error class: any write that failed for want of space (ENOSPC, EDQUOT, SQLITE_FULL) */
   DiskFull: 19,
+  BuildError: 20,
   PlacementError: 7,
   GuestImageNotFoundError: 4,
   GuestImageError: 6,
@@ -137,7 +138,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image, guest image or 
 6 component load failure, 7 unsupported on this node, 8 node key unusable, 9 image store failure, 10 no daemon running,
 11 admin request refused, 12 trace record invalid, 13 snapshot refused, 14 capability token refused,
 15 settlement receipts invalid, 16 deployment refused, 17 event queue damaged, 18 mesh or peer unavailable,
-19 no space left on the device, 130 interrupted.
+19 no space left on the device, 20 brane project did not build, 130 interrupted.
 
 Examples:
   $ omega validate examples/seeds/*.toml

@@ -17,12 +17,14 @@ export function authoringCommands (program: Command, ctx: CliContext): void {
         `next: cd ${dir} && omega build && omega up omega.toml\n`)
     })
   program.command('build')
-    .description('Build the brane project in DIR (default: here) into a component: TypeScript, then componentize-js (10-30 s)')
+    .description('Build the brane project in DIR (default: here) into a component: TypeScript (checked against the world\'s declarations, written to types/), then componentize-js (10-30 s)')
     .argument('[dir]', 'the project directory', '.')
-    .action(async (dir: string) => {
+    .option('--no-check', 'skip the type check against the world\'s declarations (syntax errors still stop the build)')
+    .action(async (dir: string, opts: { check: boolean }) => {
       const { buildProject } = await import('../../authoring/index.ts')
       const path = resolve(ctx.cwd, dir)
       const output = await buildProject(path, {
+        check: opts.check,
         progress: (line) => { ctx.stderr.write(`omega build: ${line}\n`) },
         ...(ctx.signal === undefined ? {} : { signal: ctx.signal })
       })
