@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { readdir } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { stringify as toYaml } from 'yaml'
@@ -139,6 +141,35 @@ describe('manifest validation', () => {
       })
     })
   }
+
+  it('the Gaia seed\'s capability string beside its table: omega validate exits 3 naming both lines and the fix, and each rewrite it offers is valid', async () => {
+    const omega = async (file: string): Promise<{ code: number, out: string, err: string }> => new Promise((resolve) => {
+      execFile(process.execPath, [join(ROOT, 'bin/omega.js'), 'validate', file], { timeout: 30_000 }, (error, out, err) => {
+        resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : -1, out, err })
+      })
+    })
+    const dir = await mkdtemp(join(tmpdir(), 'omega-manifest-'))
+    try {
+      const seed = await readFile(join(INVALID, '31-capability-string-and-table.toml'), 'utf8')
+      const refused = await omega(join(INVALID, '31-capability-string-and-table.toml'))
+      assert.equal(refused.code, 3, refused.out + refused.err)
+      const said = refused.out + refused.err
+      assert.match(said, /31-capability-string-and-table\.toml:7:14: error: brane\.fetch\.capability is defined twice: line 3 sets it \(capability {2}= "standard"\), line 7 opens it as a table \(\[brane\.fetch\.capability\]\)/)
+      assert.match(said, /write profile = "standard" inside \[brane\.fetch\.capability\] instead of line 3, or drop line 3/)
+      const lines = seed.split('\n')
+      const rewrites = {
+        'profile in the table': lines.filter((_, i) => i !== 2).join('\n').replace('[brane.fetch.capability]\n', '[brane.fetch.capability]\nprofile = "standard"\n'),
+        'string dropped': lines.filter((_, i) => i !== 2).join('\n')
+      }
+      for (const [name, text] of Object.entries(rewrites)) {
+        await writeFile(join(dir, 'fixed.toml'), text)
+        const fixed = await omega(join(dir, 'fixed.toml'))
+        assert.equal(fixed.code, 0, `${name}: ${fixed.out}${fixed.err}`)
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
 
   it('reports every error of a file at once', async () => {
     await assert.rejects(loadManifest(join(INVALID, '30-many-errors.toml')), (err) => {
