@@ -4,18 +4,18 @@
 //   examples/js-hello/hello.js      -> examples/js-hello/hello.wasm (a reusable HTTP brane)
 // componentize-js takes 11–26 s and ~780 MB, so each output is keyed by a hash of
 // its inputs (sources, WIT, componentize-js version) kept beside it in `<output>.key`:
-// an unchanged key skips the build without loading componentize-js at all. A build
-// runs in a child process (`node scripts/build-guests.js <index>`), which frees its
-// memory at exit and confines `_setPreopens` (componentize-js reads files through
-// preview2-shim, which gives no host filesystem by default) to that process.
-import { spawn } from 'node:child_process'
+// an unchanged key skips the build without loading componentize-js at all. The WIT
+// (renumbered to the WASI version StarlingMonkey implements, plus omega:brane) and the
+// build itself (componentize-js in a child process, which frees its memory at exit and
+// confines preview2-shim's preopens to that process) come from src/authoring, the
+// module `omega new` and `omega build` use: nothing here works around them on its own.
 import { createHash } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 // built by tsc before this script runs (npm run build)
-import { guestWitDeps } from '../dist/src/authoring/index.js'
+import { componentizeJs, guestWitDeps } from '../dist/src/authoring/index.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -81,22 +81,9 @@ export async function buildJsTargets () {
   return { built, skipped }
 }
 
-function run (index) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), String(index)], { stdio: ['ignore', 'inherit', 'inherit'] })
-    child.on('error', reject)
-    child.on('exit', (code) => {
-      code === 0 ? resolve() : reject(new Error(`Cannot build "${JS_TARGETS[index]?.source}": componentize-js exited with ${code}`))
-    })
-  })
-}
-
-async function buildOne (index) {
+async function run (index) {
   const target = JS_TARGETS[index]
   if (target === undefined) throw new RangeError(`No JS target ${index}`)
-  const { _setPreopens } = await import('@bytecodealliance/preview2-shim/filesystem')
-  _setPreopens({ '/': '/' })
-  const { componentize } = await import('@bytecodealliance/componentize-js')
   const dir = await mkdtemp(join(tmpdir(), 'omega-guest-wit-'))
   try {
     await mkdir(join(dir, 'deps'))
@@ -105,22 +92,15 @@ async function buildOne (index) {
       await writeFile(join(dir, 'deps', dep, 'package.wit'), text)
     }
     await writeFile(join(dir, 'world.wit'), await readFile(join(root, target.wit)))
-    const { component } = await componentize({
-      sourcePath: join(root, target.source),
-      witPath: dir,
-      worldName: target.world,
-      ...(target.disableFeatures === undefined ? {} : { disableFeatures: target.disableFeatures })
-    })
-    await mkdir(dirname(join(root, target.output)), { recursive: true })
-    await writeFile(join(root, target.output), component)
+    await componentizeJs({
+      kind: 'component',
+      source: join(root, target.source),
+      wit: dir,
+      world: target.world,
+      output: join(root, target.output),
+      disableFeatures: target.disableFeatures ?? []
+    }, { what: target.source })
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
-}
-
-if (process.argv[1] === fileURLToPath(import.meta.url) && process.argv[2] !== undefined) {
-  buildOne(Number(process.argv[2])).catch((err) => {
-    process.stderr.write(`build-guests: ${err instanceof Error ? err.stack : String(err)}\n`)
-    process.exitCode = 1
-  })
 }

@@ -12,10 +12,11 @@ import { fileURLToPath } from 'node:url'
 import { BuildError, UsageError } from '../errors.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
 import type { Diagnostic } from 'typescript'
-import type { ComponentizeJob, StarlingMonkeyFeature } from './componentize.ts'
+import type { ComponentizeJob, ComponentJob, StarlingMonkeyFeature } from './componentize.ts'
 import { guestWitDeps } from './wit.ts'
 
 export { forStarlingMonkey, guestWitDeps, STARLINGMONKEY_WASI, WIT_DIR, type WitDep } from './wit.ts'
+export type { ComponentJob, StarlingMonkeyFeature } from './componentize.ts'
 
 export const TEMPLATES = ['http-ts', 'event-ts'] as const
 export type Template = typeof TEMPLATES[number]
@@ -285,10 +286,22 @@ function throwIfErrors (ts: TypeScript, dir: string, diagnostics: readonly Diagn
   throw new BuildError(`Cannot build ${dir}: the source does not compile (${errors.length} ${errors.length === 1 ? 'error' : 'errors'})\n${lines.join('\n')}`)
 }
 
+/**
+ * componentize-js for `job` in a child process of its own (see componentize.ts: the
+ * preview2-shim preopens it needs stay in that process). Used by `omega build` and by
+ * scripts/build-guests.js. `what` names the build in errors (default: the output).
+ *
+ * @throws BuildError with the last lines componentize-js wrote
+ */
+export async function componentizeJs (job: ComponentJob, options: AbortOptions & { what?: string } = {}): Promise<void> {
+  await runChild(job, options.what ?? job.output, options)
+}
+
 /** One step of componentize.ts in a child process; its stderr's last lines become the error */
 async function runChild (job: ComponentizeJob, dir: string, options: AbortOptions): Promise<void> {
   const script = fileURLToPath(new URL('./componentize.js', import.meta.url))
-  const cwd = job.kind === 'component' ? dirname(job.source) : dir
+  // componentize-js maps its cwd into the engine: the source's own directory always works
+  const cwd = job.kind === 'component' ? dirname(job.source) : job.wit
   await new Promise<void>((resolve, reject) => {
     let err = ''
     const child = spawn(process.execPath, [script, JSON.stringify(job)], { cwd, stdio: ['ignore', 'ignore', 'pipe'], ...(options.signal === undefined ? {} : { signal: options.signal }) })
