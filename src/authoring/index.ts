@@ -116,7 +116,13 @@ function templateFor (template: Template, name: string): TemplateFiles {
     worldName: `local:${name}/event`,
     world: `package ${pkg};\n\nworld event {\n  import omega:brane/log@0.1.0;\n  export omega:brane/handler@0.1.0;\n}\n`,
     source: EVENT_SOURCE.replaceAll('__NAME__', name),
-    manifest: `# Events reach ${name} along [graph].edges, e.g.\n#   [graph]\n#   edges = [{ from = "web", to = "${name}", on = "hits" }]\n` +
+    manifest: `# Events reach ${name} along [graph].edges from a brane that emits them. To try it,\n` +
+      '# copy examples/pipeline/ingest.wasm from Omega here (it emits each POST body on\n' +
+      '# raw.batch) and add:\n' +
+      '#   [brane.ingest]\n#   image   = "ingest.wasm"\n#   trigger = { http = "/ingest" }\n' +
+      '#   [brane.ingest.capability]\n#   "net.http" = { allowlist = [] }\n#   clock      = { resolution = "ms" }\n' +
+      `#   [graph]\n#   edges = [{ from = "ingest", to = "${name}", on = "raw.batch" }]\n` +
+      '# then: omega up omega.toml; curl --data hello http://127.0.0.1:8080/ingest\n\n' +
       `[brane.${name}]\nimage = "${name}.wasm"\nlifecycle = "pooled"\n`,
     omega: true,
     disableFeatures: ['random', 'clocks', 'stdio', 'http', 'fetch-event']
@@ -141,6 +147,9 @@ export async function scaffold (template: string, dir: string): Promise<string[]
     if (err.code === 'ENOENT') {
       return []
     }
+    if (err.code === 'ENOTDIR') {
+      throw new UsageError(`${dir} is a file: "omega new" writes only into a new or empty directory`)
+    }
     throw err
   })
   if (existing.length > 0) {
@@ -164,7 +173,8 @@ export async function scaffold (template: string, dir: string): Promise<string[]
     ['src/index.ts', t.source],
     ['wit/world.wit', t.world],
     ['omega.toml', t.manifest],
-    ['README.md', `# ${name}\n\nA ${template === 'http-ts' ? 'HTTP' : 'event'} brane in TypeScript.\n\n    omega build      # src/index.ts -> ${name}.wasm (types for editors in types/)\n    omega up omega.toml\n\n` +
+    ['README.md', `# ${name}\n\n${template === 'http-ts' ? 'An HTTP' : 'An event'} brane in TypeScript.\n\n    omega build      # src/index.ts -> ${name}.wasm (types for editors in types/)\n    omega up omega.toml\n` +
+      (template === 'http-ts' ? '    curl http://127.0.0.1:8080/hi\n\n' : '\nomega.toml says how to feed it events (an edge from a brane that emits).\n\n') +
       'wit/world.wit says what the brane imports and exports; wit/deps holds the WASI packages at\n' +
       'the version componentize-js implements (written by "omega new"; do not edit).\n'],
     ['.gitignore', `${name}.wasm\ntypes/\n.omega-build/\n`]
