@@ -32,8 +32,8 @@ export async function linkCheck (plan: Plan, manifestFile: string, home: string,
       const bytes = await readFile(image.path, options.signal === undefined ? {} : { signal: options.signal })
       warning = fetchEventReuseWarning(bytes, brane.lifecycle)
       const loaded = await loadComponent(bytes, { cacheDir: join(home, 'cache', 'components'), memMaxBytes: brane.limits.memMaxBytes, ...(options.signal === undefined ? {} : { signal: options.signal }) })
-      const kind = serveKind(loaded.exports, loaded.imports, `Brane "${brane.name}": component ${image.source}`)
       checkImports(loaded.imports, new Set(brane.grantKeys), { brane: brane.name })
+      const kind = serveKind(loaded.exports, loaded.imports, `Brane "${brane.name}": component ${image.source}`)
       results.push({ brane: brane.name, outcome: 'ok', message: `${image.source} ${loaded.id}: ${kind === 'http' ? 'an HTTP' : 'an event'} brane, ${loaded.imports.length} imports, all granted`, ...(warning === undefined ? {} : { warning }) })
     } catch (err) {
       results.push({ brane: brane.name, outcome: 'failed', message: err instanceof Error ? err.message : String(err), ...(warning === undefined ? {} : { warning }) })

@@ -845,9 +845,9 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
   if (current !== undefined && current.id === loaded.id && JSON.stringify(current.plan) === JSON.stringify(brane)) {
     return current
   }
-  // what it is first: a command or a 0.3 component is refused as such, not for its imports
-  const kind = serveKind(loaded.exports, loaded.imports, `Brane "${brane.name}": component ${image.source}`)
+  // nothing it may not reach, then what it is (a command or a 0.3 component is refused as such)
   checkImports(loaded.imports, new Set(brane.grantKeys), { brane: brane.name })
+  const kind = serveKind(loaded.exports, loaded.imports, `Brane "${brane.name}": component ${image.source}`)
   const reuse = fetchEventReuseWarning(bytes, brane.lifecycle)
   if (reuse !== undefined) {
     log.warn({ brane: brane.name, lifecycle: brane.lifecycle }, `brane ${brane.name}: ${reuse}`)
