@@ -172,15 +172,17 @@ export class EventCustody {
     const until = Date.now() + options.timeoutMs
     let handed = 0
     let after = 0
+    // a peer that failed a hand-over is not asked again: the next one is
+    const failed = new Set<string>()
     for (;;) {
       const batch = take(queue.undelivered(MAX_COPIES_PER_CALL, after))
       if (batch.length === 0) {
         break
       }
-      const peer = this.#peers()[0]
+      const peer = this.#peers().find((m) => !failed.has(m.did))
       if (peer === undefined || Date.now() > until) {
         const left = queue.counts().pending
-        this.#log.warn({ events: left }, `${left} queued deliveries stay on this node until it returns: ${peer === undefined ? 'no live peer runs the same deployment' : 'the hand-over ran out of time'}`)
+        this.#log.warn({ events: left }, `${left} queued deliveries stay on this node until it returns: ${peer === undefined ? 'no live peer running the same deployment took them' : 'the hand-over ran out of time'}`)
         break
       }
       const { params, body } = pack(batch)
@@ -188,8 +190,8 @@ export class EventCustody {
         await this.#c.rpc.call(peer.did, 'events.handover', params, body, { timeoutMs: Math.max(1000, until - Date.now()) })
       } catch (err) {
         // it stays here; another peer may take the rest
-        this.#log.warn({ peer: peer.name, err: (err as Error).message }, 'a hand-over of queued events failed')
-        after = (batch.at(-1) as { id: number }).id
+        this.#log.warn({ peer: peer.name, err: (err as Error).message }, 'a hand-over of queued events failed; trying another peer')
+        failed.add(peer.did)
         continue
       }
       handed += queue.forget(batch.map((d) => d.id))
