@@ -234,7 +234,12 @@ export class Dispatcher implements Startable {
       : emits.flatMap(({ event, targets }) => targets.map((t) => ({ event, edge: t.edge, to: t.to, priority: t.priority, attempts: 0 })))
     // delivery from here starts at once; the emit waits for the copy elsewhere, if any
     const replicated = this.#replicate?.(copies, {})
-    this.#wake(new Set(emits.flatMap((emit) => emit.edges)))
+    try {
+      this.#wake(new Set(emits.flatMap((emit) => emit.edges)))
+    } catch (err) {
+      // the events are durable: a claim that failed now is tried again at the next wake
+      this.#log.error({ err }, 'could not start deliveries after an emit')
+    }
     if (replicated === undefined) {
       for (const emit of emits) {
         emit.resolve()
