@@ -148,10 +148,15 @@ export class EventCustody {
     }
     const queue = this.#c.queue()
     if (queue !== undefined && !this.#closed) {
-      const promoted = queue.promoteReplicas(member.did)
-      if (promoted > 0) {
-        this.#log.info({ node: member.name, events: promoted }, `took over ${promoted} queued deliveries of ${member.name}, which is ${member.state}`)
-        this.#c.kick()
+      try {
+        const promoted = queue.promoteReplicas(member.did)
+        if (promoted > 0) {
+          this.#log.info({ node: member.name, events: promoted }, `took over ${promoted} queued deliveries of ${member.name}, which is ${member.state}`)
+          this.#c.kick()
+        }
+      } catch (err) {
+        // the copies stay held: the next change of that member tries again
+        this.#log.error({ node: member.name, err: (err as Error).message }, 'could not take over the queued deliveries of a node that is gone')
       }
     }
     if (member.did === this.#holder) {
