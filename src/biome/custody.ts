@@ -155,7 +155,7 @@ export class EventCustody {
           this.#c.kick()
         }
       } catch (err) {
-        // the copies stay held: the next change of that member tries again
+        // the copies stay held, undelivered from here, until that node is gone again
         this.#log.error({ node: member.name, err: (err as Error).message }, 'could not take over the queued deliveries of a node that is gone')
       }
     }
