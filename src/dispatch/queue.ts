@@ -411,9 +411,8 @@ export class EventQueue {
   fail (delivery: Delivery, error: string, options: { final?: boolean, now?: number } = {}): 'retry' | 'dead' {
     const now = options.now ?? Date.now()
     if (options.final === true || delivery.attempts + 1 >= this.#maxAttempts) {
-      if (this.#kill.run(error, now, delivery.id).changes > 0) {
-        this.#depth.set(delivery.edge, (this.#depth.get(delivery.edge) ?? 1) - 1)
-      }
+      // counted like every other write: it takes effect when its transaction commits
+      this.#counted(() => { this.#count(delivery.edge, -this.#kill.run(error, now, delivery.id).changes) })
       return 'dead'
     }
     const backoff = Math.min(this.#maxBackoff, this.#baseBackoff * 2 ** delivery.attempts)
