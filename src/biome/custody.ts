@@ -23,6 +23,7 @@ import { TargetUnavailableError } from '../errors.ts'
 import type { AbortOptions, Logger } from '../interfaces/index.ts'
 import type { DeliveryCopy, EventQueue } from '../dispatch/index.ts'
 import type { Member } from '../mesh/index.ts'
+import { splitPayloads } from './forward.ts'
 import type { Rpc } from './rpc.ts'
 
 export interface CustodyComponents {
@@ -194,7 +195,7 @@ export class EventCustody {
       try {
         await this.#c.rpc.call(peer.did, 'events.handover', params, body, { timeoutMs: Math.max(1000, until - Date.now()) })
       } catch (err) {
-        // it stays here; another peer may take the rest
+        // the batch stays here; the next peer is asked for it
         this.#log.warn({ peer: peer.name, err: (err as Error).message }, 'a hand-over of queued events failed; trying another peer')
         failed.add(peer.did)
         continue
@@ -273,7 +274,8 @@ export class EventCustody {
       this.#log.error({ err }, 'replica bookkeeping failed')
     }).finally(() => {
       this.#flushing = false
-      if (this.#ops.some((op) => op.kind === 'put')) {
+      // anything still queued (as the run ended, or after a failed run)
+      if (this.#ops.length > 0) {
         this.#flush()
       }
     })
@@ -423,17 +425,16 @@ function unpack (params: unknown, body: Uint8Array): DeliveryCopy[] {
   if (!Array.isArray(list) || list.length > MAX_COPIES_PER_CALL) {
     throw new RangeError(`copies must be a list of at most ${MAX_COPIES_PER_CALL} deliveries`)
   }
-  let at = 0
-  return list.map((value: unknown) => {
-    const w = value as Partial<WireCopy> | null
+  const payloads = splitPayloads(list.map((value: unknown) => (value as Partial<WireCopy> | null)?.bytes), body, 'delivery copies')
+  return list.map((value: unknown, i) => {
+    const w = value as Partial<WireCopy>
     const count = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0
-    if (w === null || typeof w !== 'object' || typeof w.id !== 'string' || typeof w.topic !== 'string' || typeof w.source !== 'string' ||
+    if (typeof w.id !== 'string' || typeof w.topic !== 'string' || typeof w.source !== 'string' ||
       typeof w.traceId !== 'string' || !Array.isArray(w.hops) || !count(w.createdAt) || typeof w.edge !== 'string' || typeof w.to !== 'string' ||
-      !count(w.priority) || !count(w.attempts) || !count(w.bytes) || at + w.bytes > body.byteLength) {
-      throw new RangeError('a delivery copy is malformed, or its payload size does not match the call')
+      !count(w.priority) || !count(w.attempts)) {
+      throw new RangeError('a delivery copy is malformed')
     }
-    const payload = body.subarray(at, at + w.bytes)
-    at += w.bytes
+    const payload = payloads[i] as Uint8Array
     return {
       edge: w.edge,
       to: w.to,

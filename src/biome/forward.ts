@@ -20,6 +20,24 @@ type EventMeta = Omit<BraneEvent, 'payload'> & { bytes: number }
 interface Outcome { error?: string, message?: string }
 
 /**
+ * The payloads of a call's body, which holds them back to back, from their sizes as the
+ * call's header gives them (untrusted: each must be a byte count, all within the body)
+ *
+ * @throws RangeError naming `what` when they are not
+ */
+export function splitPayloads (sizes: readonly unknown[], body: Uint8Array, what: string): Uint8Array[] {
+  let at = 0
+  return sizes.map((bytes) => {
+    if (!Number.isSafeInteger(bytes) || (bytes as number) < 0 || at + (bytes as number) > body.byteLength) {
+      throw new RangeError(`${what}: the payload sizes do not match the frame`)
+    }
+    const payload = body.subarray(at, at + (bytes as number))
+    at += bytes as number
+    return payload
+  })
+}
+
+/**
  * Send `events` (one edge's, in order) to `brane` on `peer`; resolves with one outcome
  * per event, a failure as a RemoteError named like the error there.
  *
@@ -48,15 +66,8 @@ export function serveEventBatches (rpc: Rpc, find: (brane: string, options: Abor
       throw new RangeError(`${DELIVER_BATCH}: events must be a list of at most ${MAX_BATCH_EVENTS}`)
     }
     const target = await find(brane, options)
-    let at = 0
-    const whole = events.map(({ bytes, ...event }) => {
-      if (!Number.isSafeInteger(bytes) || bytes < 0 || at + bytes > body.byteLength) {
-        throw new RangeError(`${DELIVER_BATCH}: the payload sizes do not match the frame`)
-      }
-      const payload = body.subarray(at, at + bytes)
-      at += bytes
-      return { ...event, payload }
-    })
+    const payloads = splitPayloads(events.map((e) => e.bytes), body, DELIVER_BATCH)
+    const whole = events.map(({ bytes: _bytes, ...event }, i) => ({ ...event, payload: payloads[i] as Uint8Array }))
     const results = await deliverInOrder(target, whole)
     return { result: { outcomes: results.map((r): Outcome => r.status === 'fulfilled' ? {} : { error: errorName(r.reason), message: errorMessage(r.reason) }) } }
   })
