@@ -221,12 +221,19 @@ export class Dispatcher implements Startable {
    */
   #write (): void {
     const emits = this.#unwritten.splice(0)
+    const answer = (err?: Error): void => {
+      for (const emit of emits) {
+        if (err === undefined) {
+          emit.resolve()
+        } else {
+          emit.reject(err)
+        }
+      }
+    }
     try {
       this.#queue.enqueueMany(emits)
     } catch (err) {
-      for (const emit of emits) {
-        emit.reject(err as Error)
-      }
+      answer(err as Error)
       return
     }
     const copies = this.#replicate === undefined
@@ -241,20 +248,10 @@ export class Dispatcher implements Startable {
       this.#log.error({ err }, 'could not start deliveries after an emit')
     }
     if (replicated === undefined) {
-      for (const emit of emits) {
-        emit.resolve()
-      }
-      return
+      answer()
+    } else {
+      replicated.then(() => { answer() }, (err: unknown) => { answer(err as Error) })
     }
-    replicated.then(() => {
-      for (const emit of emits) {
-        emit.resolve()
-      }
-    }, (err: unknown) => {
-      for (const emit of emits) {
-        emit.reject(err as Error)
-      }
-    })
   }
 
   #wake (edges: Iterable<EdgeState>): void {
