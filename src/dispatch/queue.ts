@@ -223,6 +223,7 @@ export class EventQueue {
   /** changes to #depth made by the transaction running now: applied once it commits */
   readonly #delta = new Map<string, number>()
   #writing = false
+  readonly #statements = new Map<string, Database.Statement>()
   readonly #nextDue: Database.Statement
   readonly #insertHop: Database.Statement
   readonly #adoptDelivery: Database.Statement
@@ -325,6 +326,16 @@ export class EventQueue {
       return added
     })
     this.#recount()
+  }
+
+  /** A statement prepared once, on first use (for the writes of hand-over and replicas) */
+  #prepare (sql: string): Database.Statement {
+    let statement = this.#statements.get(sql)
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql)
+      this.#statements.set(sql, statement)
+    }
+    return statement
   }
 
   #count (edge: string, delta: number): void {
@@ -510,7 +521,7 @@ export class EventQueue {
    * hands over, or copies to another node
    */
   undelivered (limit: number, afterId = 0, options: { inflight?: boolean } = {}): Delivery[] {
-    const rows = this.#db.prepare(`
+    const rows = this.#prepare(`
       SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at
       FROM deliveries d JOIN events e ON e.id = d.event_id
       WHERE d.state IN ('pending', ?) AND d.id > ? ORDER BY d.id LIMIT ?`).all(options.inflight === true ? 'inflight' : 'pending', afterId, limit) as DeliveryRow[]
@@ -522,8 +533,8 @@ export class EventQueue {
    * delivery needs them), in one transaction. Returns the deliveries removed.
    */
   forget (ids: readonly number[]): number {
-    const remove = this.#db.prepare("DELETE FROM deliveries WHERE id = ? AND state = 'pending' RETURNING event_id, edge")
-    const orphan = this.#db.prepare('DELETE FROM events WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?)')
+    const remove = this.#prepare("DELETE FROM deliveries WHERE id = ? AND state = 'pending' RETURNING event_id, edge")
+    const orphan = this.#prepare('DELETE FROM events WHERE id = ? AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?)')
     return this.#counted(() => this.#db.transaction(() => {
       let removed = 0
       for (const id of ids) {
@@ -552,7 +563,7 @@ export class EventQueue {
    * not delivered from here unless {@link promoteReplicas} is called when that node is gone
    */
   holdReplicas (origin: string, copies: readonly DeliveryCopy[]): number {
-    const insert = this.#db.prepare(`INSERT OR IGNORE INTO replicas (origin, event_id, edge, target, priority, attempts, topic, source, payload, trace_id, hops, created_at)
+    const insert = this.#prepare(`INSERT OR IGNORE INTO replicas (origin, event_id, edge, target, priority, attempts, topic, source, payload, trace_id, hops, created_at)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
     return this.#db.transaction(() => copies.reduce((n, c) => n + insert.run(origin, c.event.id, c.edge, c.to, c.priority, c.attempts, c.event.topic, c.event.source,
       Buffer.from(c.event.payload.buffer, c.event.payload.byteOffset, c.event.payload.byteLength), c.event.traceId, JSON.stringify(c.event.hops), c.event.createdAt).changes, 0))()
@@ -561,9 +572,9 @@ export class EventQueue {
   /** Drop held copies of `origin`'s deliveries (delivered there), or all of them. Returns how many */
   dropReplicas (origin: string, keys: ReadonlyArray<{ readonly eventId: string, readonly edge: string }> | 'all'): number {
     if (keys === 'all') {
-      return this.#db.prepare('DELETE FROM replicas WHERE origin = ?').run(origin).changes
+      return this.#prepare('DELETE FROM replicas WHERE origin = ?').run(origin).changes
     }
-    const drop = this.#db.prepare('DELETE FROM replicas WHERE origin = ? AND event_id = ? AND edge = ?')
+    const drop = this.#prepare('DELETE FROM replicas WHERE origin = ? AND event_id = ? AND edge = ?')
     return this.#db.transaction(() => keys.reduce((n, k) => n + drop.run(origin, k.eventId, k.edge).changes, 0))()
   }
 
@@ -572,10 +583,10 @@ export class EventQueue {
    * they were held), in one transaction. Returns the deliveries added.
    */
   promoteReplicas (origin: string, now = Date.now()): number {
-    const rows = this.#db.prepare('SELECT 0 AS id, edge, target, priority, attempts, 0 AS next_at, event_id, topic, source, payload, trace_id, hops, created_at FROM replicas WHERE origin = ? ORDER BY seq')
+    const rows = this.#prepare('SELECT 0 AS id, edge, target, priority, attempts, 0 AS next_at, event_id, topic, source, payload, trace_id, hops, created_at FROM replicas WHERE origin = ? ORDER BY seq')
     return this.#counted(() => this.#db.transaction(() => {
       const added = this.#adoptTx((rows.all(origin) as DeliveryRow[]).map(deliveryOf), now)
-      this.#db.prepare('DELETE FROM replicas WHERE origin = ?').run(origin)
+      this.dropReplicas(origin, 'all')
       return added
     })())
   }
