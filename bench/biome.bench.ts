@@ -4,12 +4,11 @@
  * the same chain on one node; and durable events/s from one node process to another
  * with plain JavaScript consumers, beside raw TCP carrying the same batches.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createConnection, createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { HybridClock, MAX_BATCH_EVENTS, prepareDeployment, Rpc, sendEventBatch, serveEventBatches } from '../src/biome/index.ts'
 import { LocalNode, startMeshNode, type OmegaMeshNode } from '../src/daemon/index.ts'
@@ -19,7 +18,7 @@ import { MeshNode } from '../src/mesh/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
 import { chainRound } from './events.bench.ts'
 import type { BenchCase, RoundBudget, RoundSample } from './harness.ts'
-import { socketFrames } from './mesh.bench.ts'
+import { socketFrames, spawnBenchPeer } from './mesh.bench.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const BATCH = 200
@@ -62,15 +61,6 @@ const EMIT_WINDOW = 1000
 interface EventsPeer { child: ChildProcess, addrs: string[], did: string, tcpPort: number }
 
 const logger = (): ReturnType<ReturnType<typeof silentLogging>['forComponent']> => silentLogging().forComponent('bench')
-
-async function spawnEventsPeer (): Promise<EventsPeer> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], { env: { ...process.env, [PEER_ENV]: '1' }, stdio: ['ignore', 'pipe', 'inherit'] })
-  const first = await createInterface({ input: child.stdout as NonNullable<typeof child.stdout> })[Symbol.asyncIterator]().next()
-  if (first.done === true) {
-    throw new Error('the bench peer process exited before reporting its addresses')
-  }
-  return { child, ...JSON.parse(first.value) as Omit<EventsPeer, 'child'> }
-}
 
 /** A raw TCP frame: 4-byte length, 4-byte header length, the JSON header, the payloads back to back */
 function batchFrame (header: unknown, payloads: readonly Uint8Array[]): Buffer {
@@ -127,7 +117,7 @@ function eventsBetweenNodesCase (): BenchCase {
     metrics: ['ops/s'],
     budget: { rounds: 3, roundMs: 2000, warmupMs: 500 },
     setup: async () => {
-      peer = await spawnEventsPeer()
+      peer = await spawnBenchPeer<Omit<EventsPeer, 'child'>>(fileURLToPath(import.meta.url), PEER_ENV)
       home = await mkdtemp(join(tmpdir(), 'omega-bench-events-nodes-'))
       mesh = await MeshNode.create({ key: generateNodeKey(), name: 'bench/events-sender', substrate: 'biome', bootstrap: peer.addrs, logger: logger() })
       await mesh.start()

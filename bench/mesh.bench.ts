@@ -161,18 +161,21 @@ function joinCase (size: number): BenchCase {
 
 interface Peer { child: ChildProcess, addrs: string[], did: string, tcpPort: number, rssKiB: number }
 
-async function spawnPeer (): Promise<Peer> {
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
-    env: { ...process.env, OMEGA_MESH_BENCH_PEER: '1' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  const lines = createInterface({ input: child.stdout as NonNullable<typeof child.stdout> })
-  const first = await lines[Symbol.asyncIterator]().next()
+/**
+ * Run the bench file `file` as a second process with `env` set to "1" (its peer mode);
+ * resolves with the process and what it reports on its first line (JSON)
+ */
+export async function spawnBenchPeer<T> (file: string, env: string): Promise<T & { child: ChildProcess }> {
+  const child = spawn(process.execPath, [file], { env: { ...process.env, [env]: '1' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  const first = await createInterface({ input: child.stdout as NonNullable<typeof child.stdout> })[Symbol.asyncIterator]().next()
   if (first.done === true) {
     throw new Error('the bench peer process exited before reporting its addresses')
   }
-  const info = JSON.parse(first.value) as Omit<Peer, 'child'>
-  return { child, ...info }
+  return { child, ...JSON.parse(first.value) as T }
+}
+
+async function spawnPeer (): Promise<Peer> {
+  return spawnBenchPeer<Omit<Peer, 'child'>>(fileURLToPath(import.meta.url), 'OMEGA_MESH_BENCH_PEER')
 }
 
 /** sender side of both: write PAYLOAD frames for the round, then a 0-length marker; the peer answers with its count */
