@@ -32,6 +32,7 @@ const TARGETS = [
   { source: 'src/runtime/wasm/fixtures/flood.wat', output: 'build/fixtures/flood.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/http-emit.wat', output: 'build/fixtures/http-emit.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/counter.wat', output: 'build/fixtures/counter.wasm', world: 'omega:worlds/http' },
+  { source: 'src/runtime/wasm/fixtures/echo-stream.wat', output: 'build/fixtures/echo-stream.wasm', world: 'omega:worlds/http' },
   // event branes (wit/brane/brane.wit)
   { source: 'src/runtime/wasm/fixtures/forward.wat', output: 'build/fixtures/forward.wasm', world: 'omega:brane/event-brane' },
   { source: 'src/runtime/wasm/fixtures/sink.wat', output: 'build/fixtures/sink.wasm', world: 'omega:brane/event-brane' },

@@ -671,7 +671,8 @@ export class LocalNode {
       handle: async (request, options) => {
         this.#gateway.authorizeRequest(brane, request.headers)
         return http.handle(request, options)
-      }
+      },
+      ...(http.bodyMax === undefined ? {} : { bodyMax: http.bodyMax })
     }
   }
 
@@ -868,11 +869,11 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
   }
   const status = { name: brane.name, state: 'running' as const, id: loaded.id, source: image.source }
   if (kind === 'http') {
-    const runtime = await HttpBrane.create(loaded, settings)
+    const runtime = await HttpBrane.create(loaded, { ...settings, maxBodyBytes: brane.limits.bodyMaxBytes })
     return {
       plan: brane,
       id: loaded.id,
-      http: observer.wrap(brane.name, runtime),
+      http: observer.wrap(brane.name, runtime, brane.limits.bodyMaxBytes),
       close: async () => { await runtime.close() },
       runtime,
       status: { ...status, routes: brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`) }
@@ -936,7 +937,7 @@ async function startFrontier (brane: BranePlan, init: LocalNodeInit, context: Br
   return {
     plan: brane,
     id: image.id,
-    http: observer.wrap(brane.name, runtime),
+    http: observer.wrap(brane.name, runtime, brane.limits.bodyMaxBytes),
     events: observer.wrapEvents(brane.name, runtime),
     close: async () => { await runtime.close() },
     status: {

@@ -2,7 +2,8 @@
  * Watches every request a brane serves: one `REQ … RES … END` record in the log book,
  * and the metrics behind `omega profile` and `/metrics`.
  */
-import type { AbortOptions, BraneHttpRequest, BraneHttpResponse, HttpHandler, Usage } from '../interfaces/index.ts'
+import type { AbortOptions, BodyChunks, BraneHttpRequest, BraneHttpResponse, HttpHandler, StreamingHttpRequest, StreamingHttpResponse, Usage } from '../interfaces/index.ts'
+import { OmegaError } from '../errors.ts'
 import { MetricsRegistry, BYTE_BUCKETS, type LogBook, type Summary } from '../observe/index.ts'
 import type { BraneEvent, EventTarget } from '../dispatch/index.ts'
 
@@ -13,6 +14,8 @@ interface EventRuntime {
 
 interface Runtime {
   handle: (request: BraneHttpRequest, options?: AbortOptions) => Promise<BraneHttpResponse & { timing?: object }>
+  /** serves with bodies that stream, when the runtime can */
+  stream?: (request: StreamingHttpRequest, options?: AbortOptions) => Promise<StreamingHttpResponse & { timing?: object }>
   close: () => Promise<void>
 }
 
@@ -55,45 +58,97 @@ export class RequestObserver {
     this.logBook = logBook
   }
 
-  /** A handler for `brane` that serves through `runtime` and records every request */
-  wrap (brane: string, runtime: Runtime): HttpHandler & { close: () => Promise<void> } {
+  /**
+   * A handler for `brane` that serves through `runtime` and records every request; a
+   * streamed response is recorded when its body ends (or fails half-way). `bodyMax` is
+   * the brane's `body_max`, for the gateway to refuse larger request bodies.
+   */
+  wrap (brane: string, runtime: Runtime, bodyMax?: number): HttpHandler & { close: () => Promise<void> } {
+    const stream = runtime.stream
     return {
       handle: async (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> => {
         const start = performance.now()
-        const path = request.pathWithQuery
         try {
           const response = await runtime.handle(request, options)
-          const totalMs = performance.now() - start
-          const timing: Record<string, unknown> = { ...response.timing }
-          this.#record(brane, response.status, totalMs, timing)
-          this.meter?.(usage(brane, 'request', totalMs, timing, request.body.byteLength, response.body.byteLength, true))
-          this.logBook.append({
-            brane,
-            kind: 'request',
-            level: response.status >= 500 ? 'warn' : 'info',
-            message: requestLine(request.method, path, response.status, response.body.byteLength, totalMs, timing),
-            fields: { method: request.method, path, status: response.status, bytes: response.body.byteLength, totalMs: round(totalMs), ...timing }
-          })
+          this.#served(brane, request, start, response.status, request.body.byteLength, response.body.byteLength, response.timing)
           return response
         } catch (err) {
-          const name = err instanceof Error ? err.name : 'Error'
-          const message = err instanceof Error ? err.message : String(err)
-          const totalMs = performance.now() - start
-          this.#errors.inc({ brane, error: name })
-          this.meter?.(usage(brane, 'request', totalMs, {}, request.body.byteLength, 0, false))
-          this.#tick(brane)
-          this.logBook.append({
-            brane,
-            kind: 'request',
-            level: 'error',
-            message: `REQ ${request.method} ${path} ERR ${name}: ${message} END total=${ms(totalMs)}`,
-            fields: { method: request.method, path, error: name, totalMs: round(totalMs) }
-          })
+          this.#refused(brane, request, start, request.body.byteLength, err)
           throw err
         }
       },
+      ...(stream === undefined
+        ? {}
+        : {
+            stream: async (request: StreamingHttpRequest, options: AbortOptions = {}): Promise<StreamingHttpResponse> => {
+              const start = performance.now()
+              const read = { bytes: 0 }
+              let unread: unknown
+              const counted = request.body instanceof Uint8Array
+                ? request
+                : { ...request, body: counting(request.body, read, (err, left) => { unread = left ? undefined : err }) }
+              const bytesIn = (): number => request.body instanceof Uint8Array ? request.body.byteLength : read.bytes
+              let response: StreamingHttpResponse & { timing?: object }
+              try {
+                response = await stream.call(runtime, counted, options)
+              } catch (err) {
+                this.#refused(brane, request, start, bytesIn(), err)
+                throw err
+              }
+              const { body } = response
+              if (body instanceof Uint8Array) {
+                this.#served(brane, request, start, response.status, bytesIn(), body.byteLength, response.timing)
+                return response
+              }
+              const written = { bytes: 0 }
+              return {
+                ...response,
+                body: counting(body, written, (err) => {
+                  err ??= unread // the request failed half-way (its body went past its limit, or its client left)
+                  if (err === undefined) {
+                    this.#served(brane, request, start, response.status, bytesIn(), written.bytes, (body as { timing?: object }).timing)
+                  } else {
+                    this.#refused(brane, request, start, bytesIn(), err)
+                  }
+                })
+              }
+            }
+          }),
+      ...(bodyMax === undefined ? {} : { bodyMax }),
       close: async (): Promise<void> => { await runtime.close() }
     }
+  }
+
+  #served (brane: string, request: Pick<BraneHttpRequest, 'method' | 'pathWithQuery'>, start: number, status: number, bytesIn: number, bytesOut: number, responseTiming: object | undefined): void {
+    const path = request.pathWithQuery
+    const totalMs = performance.now() - start
+    const timing: Record<string, unknown> = { ...responseTiming }
+    this.#record(brane, status, totalMs, timing)
+    this.meter?.(usage(brane, 'request', totalMs, timing, bytesIn, bytesOut, true))
+    this.logBook.append({
+      brane,
+      kind: 'request',
+      level: status >= 500 ? 'warn' : 'info',
+      message: requestLine(request.method, path, status, bytesOut, totalMs, timing),
+      fields: { method: request.method, path, status, bytes: bytesOut, totalMs: round(totalMs), ...timing }
+    })
+  }
+
+  #refused (brane: string, request: Pick<BraneHttpRequest, 'method' | 'pathWithQuery'>, start: number, bytesIn: number, err: unknown): void {
+    const path = request.pathWithQuery
+    const name = err instanceof Error ? err.name : 'Error'
+    const message = err instanceof Error ? err.message : String(err)
+    const totalMs = performance.now() - start
+    this.#errors.inc({ brane, error: name })
+    this.meter?.(usage(brane, 'request', totalMs, {}, bytesIn, 0, false))
+    this.#tick(brane)
+    this.logBook.append({
+      brane,
+      kind: 'request',
+      level: 'error',
+      message: `REQ ${request.method} ${path} ERR ${name}: ${message} END total=${ms(totalMs)}`,
+      fields: { method: request.method, path, error: name, totalMs: round(totalMs) }
+    })
   }
 
   /**
@@ -264,6 +319,46 @@ export function requestLine (method: string, path: string, status: number, bytes
 function usage (brane: string, kind: Usage['kind'], durationMs: number, timing: Readonly<Record<string, unknown>>, bytesIn: number, bytesOut: number, ok: boolean): Usage {
   const num = (key: string): number | undefined => typeof timing[key] === 'number' ? timing[key] : undefined
   return { brane, kind, cpuMs: num('cpuMs') ?? num('execMs') ?? num('handleMs') ?? durationMs, memBytes: num('memBytes') ?? 0, durationMs, bytesIn, bytesOut, ok }
+}
+
+/**
+ * `chunks`, counting in `count` the bytes that went through; `settled` hears once how
+ * it ended: no error at the end, the error when reading failed, or an error and
+ * `left` when the reader stopped early
+ */
+function counting (chunks: BodyChunks, count: { bytes: number }, settled: (err: unknown, left: boolean) => void): BodyChunks {
+  return {
+    [Symbol.asyncIterator]: (): AsyncIterator<Uint8Array> => {
+      const inner = chunks[Symbol.asyncIterator]()
+      let done = false
+      const settle = (err: unknown, left = false): void => {
+        if (!done) {
+          done = true
+          settled(err, left)
+        }
+      }
+      return {
+        next: async (): Promise<IteratorResult<Uint8Array>> => {
+          try {
+            const next = await inner.next()
+            if (next.done === true) {
+              settle(undefined)
+            } else {
+              count.bytes += next.value.byteLength
+            }
+            return next
+          } catch (err) {
+            settle(err)
+            throw err
+          }
+        },
+        return: async (): Promise<IteratorResult<Uint8Array>> => {
+          settle(new OmegaError('The reader stopped before the end of the body'), true)
+          return await inner.return?.() ?? { done: true, value: undefined }
+        }
+      }
+    }
+  }
 }
 
 function ms (value: number): string {

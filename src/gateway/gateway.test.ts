@@ -7,12 +7,18 @@ import { Gateway } from './gateway.ts'
 
 const KIB = 1024
 
-/** POST `bytes` bytes to `url`, all at once; the status and Retry-After header */
-async function post (url: string, bytes: number): Promise<{ status: number, retryAfter: string | undefined }> {
+/** POST `bytes` bytes to `url`, all at once; the status and Retry-After header (and the framing of a 200) */
+async function post (url: string, bytes: number): Promise<{ status: number, retryAfter: string | undefined, contentLength?: string | undefined }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: 'POST', headers: { 'content-length': bytes } }, (res) => {
       res.resume()
-      res.once('end', () => { resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'] as string | undefined }) })
+      res.once('end', () => {
+        resolve({
+          status: res.statusCode ?? 0,
+          retryAfter: res.headers['retry-after'] as string | undefined,
+          ...(res.statusCode === 200 ? { contentLength: res.headers['content-length'] } : {})
+        })
+      })
     })
     req.once('error', reject)
     req.end(Buffer.alloc(bytes, 0x61))
@@ -49,7 +55,8 @@ describe('gateway: request bytes held at once (D5)', () => {
     for (const answer of waiting.splice(0)) {
       answer()
     }
-    assert.deepEqual(await Promise.all([first, second]), [{ status: 200, retryAfter: undefined }, { status: 200, retryAfter: undefined }])
+    // a whole answer is framed by its length ("409600\n"), not chunked
+    assert.deepEqual(await Promise.all([first, second]), [{ status: 200, retryAfter: undefined, contentLength: '7' }, { status: 200, retryAfter: undefined, contentLength: '7' }])
     assert.equal(gateway.bufferedBytes, 0, 'every byte is let go once answered')
     const again = post(url, 400 * KIB)
     await waitFor(() => waiting.length === 1)

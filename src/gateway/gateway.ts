@@ -5,7 +5,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import type { HttpHandler, Logger, Startable } from '../interfaces/index.ts'
+import type { BodyChunks, HttpHandler, Logger, Startable, StreamingHttpResponse } from '../interfaces/index.ts'
 import { OmegaError, OverloadedError } from '../errors.ts'
 
 export { OverloadedError }
@@ -48,6 +48,13 @@ export class PayloadTooLargeError extends OmegaError {
 }
 
 const EMPTY_BODY = new Uint8Array(0)
+/** Headers that say how a body is framed */
+const FRAMING = new Set(['content-length', 'transfer-encoding'])
+/**
+ * A request body larger than this (or of unknown length: chunked) streams to a brane
+ * that takes streams; a smaller one is read first and handed over whole
+ */
+const STREAM_REQUEST_ABOVE = 64 * 1024
 
 export interface GatewayInit {
   /** @default '127.0.0.1' */
@@ -183,23 +190,88 @@ export class Gateway implements Startable {
       }
     }
     const held = { bytes: 0 }
+    const limit: BodyLimit = handler.bodyMax === undefined
+      ? { bytes: this.#maxBodyBytes, what: 'the gateway\'s limit' }
+      : { bytes: handler.bodyMax, what: `brane "${match.brane}"'s limit ([brane.${match.brane}.limits] body_max)` }
     try {
-      const body = await this.#readBody(req, held)
       const headers: Array<[string, string]> = []
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
         headers.push([(req.rawHeaders[i] ?? '').toLowerCase(), req.rawHeaders[i + 1] ?? ''])
       }
-      const response = await handler.handle({ method, pathWithQuery: target, scheme: 'http', authority, headers, body }, { signal })
-      // one flat list of raw header lines: repeated names stay repeated, in order
-      const lines: string[] = []
-      for (const [name, value] of response.headers) {
-        lines.push(name, value)
+      const stream = handler.stream
+      if (stream === undefined) {
+        const body = await this.#readBody(req, held, limit)
+        const response = await handler.handle({ method, pathWithQuery: target, scheme: 'http', authority, headers, body }, { signal })
+        this.#writeWhole(res, response.status, response.headers, response.body)
+        return
       }
-      res.writeHead(response.status, lines)
-      res.end(response.body)
+      const declared = Number(req.headers['content-length'] ?? 0)
+      const chunked = req.headers['content-length'] === undefined && req.headers['transfer-encoding'] !== undefined
+      let chunks: RequestChunks | undefined
+      if (declared > limit.bytes) {
+        req.resume()
+        throw tooLarge(limit, declared)
+      }
+      const body = chunked || declared > STREAM_REQUEST_ABOVE
+        ? (chunks = new RequestChunks(req, limit))
+        : await this.#readBody(req, held, limit)
+      const response = await stream.call(handler, { method, pathWithQuery: target, scheme: 'http', authority, headers, body }, { signal })
+      if (chunks?.failure !== undefined) {
+        // the body went past its limit before the brane answered: that is the answer
+        await cancel(response)
+        throw chunks.failure
+      }
+      if (response.body instanceof Uint8Array) {
+        this.#writeWhole(res, response.status, response.headers, response.body)
+      } else {
+        await this.#writeStream(res, response.status, response.headers, response.body, signal, chunks)
+      }
     } finally {
       // the body is let go once the brane has answered (or the request failed)
       this.#buffered -= held.bytes
+    }
+  }
+
+  /** Sends a whole response, with a `content-length` when the brane set no framing of its own */
+  #writeWhole (res: ServerResponse, status: number, headers: ReadonlyArray<readonly [string, string]>, body: Uint8Array): void {
+    const lines = headerLines(headers)
+    if (status >= 200 && status !== 204 && status !== 304 && !headers.some(([name]) => FRAMING.has(name.toLowerCase()))) {
+      lines.push('content-length', String(body.byteLength))
+    }
+    res.writeHead(status, lines)
+    res.end(body)
+  }
+
+  /**
+   * Sends a body as the brane writes it: the head at once, then each chunk once the
+   * socket took the one before (so a slow client slows the brane down, not the heap).
+   * A brane that fails half-way cuts the connection: the client sees an incomplete body;
+   * so does a request whose body went past its limit after the head went out.
+   */
+  async #writeStream (res: ServerResponse, status: number, headers: ReadonlyArray<readonly [string, string]>, body: BodyChunks, signal: AbortSignal, request: RequestChunks | undefined): Promise<void> {
+    res.writeHead(status, headerLines(headers))
+    res.flushHeaders()
+    const chunks = body[Symbol.asyncIterator]()
+    try {
+      for (;;) {
+        const next = await chunks.next()
+        if (next.done === true) {
+          break
+        }
+        if (!res.write(next.value) && !await drained(res)) {
+          await chunks.return?.()
+          return // the client went away
+        }
+      }
+      if (request?.failure !== undefined) {
+        throw request.failure
+      }
+      res.end()
+    } catch (err) {
+      res.destroy()
+      if (!signal.aborted) {
+        this.#logger.warn({ err }, 'a streamed response failed after its head was sent')
+      }
     }
   }
 
@@ -231,11 +303,11 @@ export class Gateway implements Startable {
   }
 
   /** The body, counted in `held` (and in the gateway's total) as it arrives */
-  async #readBody (req: IncomingMessage, held: { bytes: number }): Promise<Uint8Array> {
+  async #readBody (req: IncomingMessage, held: { bytes: number }, limit: BodyLimit): Promise<Uint8Array> {
     const declared = Number(req.headers['content-length'] ?? 0)
-    if (declared > this.#maxBodyBytes) {
+    if (declared > limit.bytes) {
       req.resume()
-      throw new PayloadTooLargeError(`Request body of ${declared} bytes is over the limit of ${this.#maxBodyBytes}`)
+      throw tooLarge(limit, declared)
     }
     if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
       // no body (a GET, most often): nothing to wait for
@@ -253,9 +325,9 @@ export class Gateway implements Startable {
     let size = 0
     for await (const chunk of req as AsyncIterable<Buffer>) {
       size += chunk.length
-      if (size > this.#maxBodyBytes) {
+      if (size > limit.bytes) {
         req.resume()
-        throw new PayloadTooLargeError(`Request body is over the limit of ${this.#maxBodyBytes} bytes`)
+        throw tooLarge(limit)
       }
       if (this.#buffered + chunk.length > this.#maxBufferedBytes) {
         throw overloaded()
@@ -293,5 +365,137 @@ export class Gateway implements Startable {
       ...(status === 503 ? { 'retry-after': '1' } : {})
     })
     res.end(text)
+  }
+}
+
+/** The most bytes a request body may have, and whose limit that is (for messages) */
+interface BodyLimit {
+  readonly bytes: number
+  readonly what: string
+}
+
+function tooLarge (limit: BodyLimit, declared?: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`Request body${declared === undefined ? '' : ` of ${declared} bytes`} is over ${limit.what} of ${limit.bytes} bytes`)
+}
+
+/** One flat list of raw header lines: repeated names stay repeated, in order */
+function headerLines (headers: ReadonlyArray<readonly [string, string]>): string[] {
+  const lines: string[] = []
+  for (const [name, value] of headers) {
+    lines.push(name, value)
+  }
+  return lines
+}
+
+/** Waits for `res` to take more: true on 'drain', false once the connection closed */
+async function drained (res: ServerResponse): Promise<boolean> {
+  if (res.destroyed) {
+    return false
+  }
+  return new Promise((resolve) => {
+    const done = (ok: boolean): void => {
+      res.off('drain', onDrain)
+      res.off('close', onClose)
+      resolve(ok)
+    }
+    const onDrain = (): void => { done(true) }
+    const onClose = (): void => { done(false) }
+    res.once('drain', onDrain)
+    res.once('close', onClose)
+  })
+}
+
+/** Lets a response's streamed body go unread (the worker stops writing it) */
+async function cancel (response: StreamingHttpResponse): Promise<void> {
+  if (!(response.body instanceof Uint8Array)) {
+    await response.body[Symbol.asyncIterator]().return?.()
+  }
+}
+
+/**
+ * A request body read one chunk at a time as the brane asks for it: the socket is
+ * paused in between, so a brane that reads slowly slows the client down. Past the
+ * limit, reading fails with PayloadTooLargeError (kept in `failure`) and the rest is
+ * discarded; so is whatever the brane leaves unread.
+ */
+class RequestChunks implements BodyChunks {
+  readonly #req: IncomingMessage
+  #queue: Buffer[] = []
+  #size = 0
+  #ended = false
+  #stopped = false
+  #error: Error | undefined
+  #wake: (() => void) | undefined
+  /** set once the body went past its limit */
+  failure: PayloadTooLargeError | undefined
+
+  constructor (req: IncomingMessage, limit: BodyLimit) {
+    this.#req = req
+    req.on('data', (chunk: Buffer) => {
+      if (this.#stopped) {
+        return
+      }
+      this.#size += chunk.length
+      if (this.#size > limit.bytes) {
+        this.failure = tooLarge(limit)
+        this.#stop()
+      } else {
+        this.#queue.push(chunk)
+        req.pause()
+      }
+      this.#wakeReader()
+    })
+    req.once('end', () => {
+      this.#ended = true
+      this.#wakeReader()
+    })
+    req.once('close', () => {
+      if (!this.#ended) {
+        this.#error ??= new OmegaError('The client closed the connection before the end of its request body')
+        this.#ended = true
+        this.#wakeReader()
+      }
+    })
+  }
+
+  [Symbol.asyncIterator] (): AsyncIterator<Uint8Array> {
+    return {
+      next: async (): Promise<IteratorResult<Uint8Array>> => {
+        for (;;) {
+          if (this.failure !== undefined) {
+            throw this.failure
+          }
+          const chunk = this.#queue.shift()
+          if (chunk !== undefined) {
+            return { done: false, value: chunk }
+          }
+          if (this.#ended) {
+            if (this.#error !== undefined) {
+              throw this.#error
+            }
+            return { done: true, value: undefined }
+          }
+          this.#req.resume()
+          await new Promise<void>((resolve) => { this.#wake = resolve })
+        }
+      },
+      return: async (): Promise<IteratorResult<Uint8Array>> => {
+        this.#stop()
+        return { done: true, value: undefined }
+      }
+    }
+  }
+
+  /** Discards the rest of the body (the connection stays usable) */
+  #stop (): void {
+    this.#stopped = true
+    this.#queue = []
+    this.#req.resume()
+  }
+
+  #wakeReader (): void {
+    const wake = this.#wake
+    this.#wake = undefined
+    wake?.()
   }
 }

@@ -46,9 +46,32 @@ export interface BraneHttpResponse {
   readonly body: Uint8Array
 }
 
+/**
+ * A body that arrives in pieces: iterate it once. Taking the next piece is what lets
+ * the producer go on (back-pressure); leaving the loop early tells it to stop.
+ */
+export type BodyChunks = AsyncIterable<Uint8Array>
+
+/** A request whose body may still be arriving */
+export interface StreamingHttpRequest extends Omit<BraneHttpRequest, 'body'> {
+  readonly body: Uint8Array | BodyChunks
+}
+
+/** A response whose body may still be being written */
+export interface StreamingHttpResponse extends Omit<BraneHttpResponse, 'body'> {
+  readonly body: Uint8Array | BodyChunks
+}
+
 /** Something that serves HTTP requests for one brane */
 export interface HttpHandler {
   handle: (request: BraneHttpRequest, options?: AbortOptions) => Promise<BraneHttpResponse>
+  /**
+   * The same with bodies that stream both ways, when the handler can: the response
+   * resolves once the brane has set its status and headers, and its body follows
+   */
+  stream?: (request: StreamingHttpRequest, options?: AbortOptions) => Promise<StreamingHttpResponse>
+  /** most bytes of a request or response body (`[brane.X.limits] body_max`) */
+  readonly bodyMax?: number
 }
 
 /** An event as a brane receives it (omega:brane/types.event) */

@@ -116,6 +116,10 @@ const EXPECTED: Array<[string, string[]]> = [
   // the Gaia seed's own manifest: a profile string beside a capability table
   ['31-capability-string-and-table.toml', [
     '31-capability-string-and-table.toml:7:14: error: brane.fetch.capability is defined twice: line 3 sets it (capability  = "standard"), line 7 opens it as a table ([brane.fetch.capability]); TOML allows each key or table once. The string names the brane\'s profile and the table its grants: write profile = "standard" inside [brane.fetch.capability] instead of line 3, or drop line 3 (the profile defaults to "standard")'
+  ]],
+  ['34-body-max.toml', [
+    '34-body-max.toml:5:1: error: brane.api.limits.body_max: expected at most "1 GiB" (a body that does not stream is held whole in memory), got "2 GiB"',
+    '34-body-max.toml:9:12: error: brane.web.limits.body_max: expected a size greater than 0'
   ]]
 ]
 
@@ -279,7 +283,7 @@ describe('plan', () => {
     assert.equal(fetch.substrate, 'gaia')
     assert.equal(fetch.profile, 'standard')
     assert.deepEqual(fetch.replicas, { kind: 'fixed', count: 2 })
-    assert.deepEqual(fetch.limits, { memMaxBytes: 64 * 2 ** 20, deadlineMs: 8000, cpuQuota: 0.5 })
+    assert.deepEqual(fetch.limits, { memMaxBytes: 64 * 2 ** 20, deadlineMs: 8000, bodyMaxBytes: 16 * 2 ** 20, cpuQuota: 0.5 })
     assert.deepEqual(fetch.grants['net.http'], { allowlist: ['*.crossref.org', 'api.crossref.org'] })
     assert.deepEqual(fetch.grants['fs.tmp'], { quotaBytes: 256 * 2 ** 20, lifetime: 'request' })
     assert.deepEqual(fetch.grants.emit, { topics: ['doi.resolved'] })
@@ -287,7 +291,7 @@ describe('plan', () => {
     const cache = plan.branes.find((b) => b.name === 'cache')
     assert.equal(cache?.edgesIn.length, 1)
     assert.deepEqual(cache?.routes, [{ path: '/cache/', wildcard: true, declared: false }])
-    assert.deepEqual(cache?.limits, { memMaxBytes: 64 * 2 ** 20, deadlineMs: 30_000, cpuQuota: 1 })
+    assert.deepEqual(cache?.limits, { memMaxBytes: 64 * 2 ** 20, deadlineMs: 30_000, bodyMaxBytes: 16 * 2 ** 20, cpuQuota: 1 })
   })
 
   it('gives frontier and auto replicas from the pipeline seed', async () => {

@@ -16,6 +16,7 @@ export const DEFAULTS = {
   autoMax: 8,
   memMaxBytes: 64 * 2 ** 20,
   deadlineMs: 30_000,
+  bodyMaxBytes: 16 * 2 ** 20,
   cpuQuota: 1,
   fsTmpQuotaBytes: 64 * 2 ** 20,
   fsTmpLifetime: 'request' as const,
@@ -41,6 +42,8 @@ export interface Grants {
 export interface Limits {
   readonly memMaxBytes: number
   readonly deadlineMs: number
+  /** most bytes of one HTTP request body and of one response body */
+  readonly bodyMaxBytes: number
   /** fraction of one core */
   readonly cpuQuota: number
 }
@@ -130,6 +133,7 @@ function compileBrane (name: string, spec: BraneSpec, edges: readonly Edge[]): B
   const limits: Limits = {
     memMaxBytes: spec.limits?.mem_max === undefined ? DEFAULTS.memMaxBytes : parseSize(spec.limits.mem_max) ?? DEFAULTS.memMaxBytes,
     deadlineMs: spec.limits?.deadline === undefined ? DEFAULTS.deadlineMs : parseDuration(spec.limits.deadline) ?? DEFAULTS.deadlineMs,
+    bodyMaxBytes: spec.limits?.body_max === undefined ? DEFAULTS.bodyMaxBytes : parseSize(spec.limits.body_max) ?? DEFAULTS.bodyMaxBytes,
     cpuQuota: spec.limits?.cpu_quota === undefined ? DEFAULTS.cpuQuota : parseCpuQuota(spec.limits.cpu_quota) ?? DEFAULTS.cpuQuota
   }
   return {

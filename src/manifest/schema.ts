@@ -72,7 +72,8 @@ const Limits = Type.Object({
     Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*%\\s*$', description: 'a percentage of one core, e.g. "50%"' })
   ], { description: 'share of one CPU core, e.g. 0.5 or "50%"' })),
   mem_max: Type.Optional(Size),
-  deadline: Type.Optional(Duration)
+  deadline: Type.Optional(Duration),
+  body_max: Type.Optional(Type.Union([...Size.anyOf], { description: 'most bytes of one HTTP request body and of one response body (default "16 MiB", at most "1 GiB")' }))
 }, { description: 'resource limits per instance' })
 
 const HttpRoute = Type.Union([

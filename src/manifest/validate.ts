@@ -429,22 +429,16 @@ function checkGlob (list: IssueList, path: KeyPath, glob: string): void {
 /** Most cores a cpu_quota may name, and the longest deadline (timers cannot wait past 24.8 days) */
 const MAX_CPU_QUOTA = 1024
 const MAX_DEADLINE_MS = 24 * 3600 * 1000
+/** Largest body_max: a body that does not stream is held whole in memory */
+const MAX_BODY_BYTES = 2 ** 30
 
 function checkLimits (list: IssueList, brane: Record<string, unknown>, at: (...rest: KeyPath) => KeyPath, profile: string): void {
   const limits = brane.limits
   if (!isObject(limits)) {
     return
   }
-  if ((typeof limits.mem_max === 'string' || typeof limits.mem_max === 'number')) {
-    const bytes = parseSize(limits.mem_max)
-    if (bytes === 0) {
-      list.error(at('limits', 'mem_max'), 'expected a size greater than 0')
-    } else if (bytes !== undefined && profile === 'standard' && bytes > WASM32_MAX_MEMORY) {
-      list.error(at('limits', 'mem_max'), `expected at most "4 GiB" for a standard brane (wasm32 linear memory), got ${show(limits.mem_max)}`)
-    } else if (bytes === undefined && typeof limits.mem_max === 'string') {
-      list.error(at('limits', 'mem_max'), `expected a size such as "64 MiB", got ${show(limits.mem_max)}`)
-    }
-  }
+  checkSize(list, limits, 'mem_max', at, profile === 'standard' ? { bytes: WASM32_MAX_MEMORY, shown: '"4 GiB"', why: 'for a standard brane (wasm32 linear memory)' } : undefined, '"64 MiB"')
+  checkSize(list, limits, 'body_max', at, { bytes: MAX_BODY_BYTES, shown: '"1 GiB"', why: '(a body that does not stream is held whole in memory)' }, '"16 MiB"')
   if (typeof limits.deadline === 'string') {
     const ms = parseDuration(limits.deadline)
     if (ms === 0) {
@@ -460,6 +454,22 @@ function checkLimits (list: IssueList, brane: Record<string, unknown>, at: (...r
     } else if (share > MAX_CPU_QUOTA) {
       list.error(at('limits', 'cpu_quota'), `expected at most ${MAX_CPU_QUOTA} cores, got ${show(limits.cpu_quota)}`)
     }
+  }
+}
+
+/** A size in `limits[key]`: greater than 0 and at most `max` */
+function checkSize (list: IssueList, limits: Record<string, unknown>, key: string, at: (...rest: KeyPath) => KeyPath, max: { bytes: number, shown: string, why: string } | undefined, example: string): void {
+  const value = limits[key]
+  if (typeof value !== 'string' && typeof value !== 'number') {
+    return
+  }
+  const bytes = parseSize(value)
+  if (bytes === 0) {
+    list.error(at('limits', key), 'expected a size greater than 0')
+  } else if (bytes !== undefined && max !== undefined && bytes > max.bytes) {
+    list.error(at('limits', key), `expected at most ${max.shown} ${max.why}, got ${show(value)}`)
+  } else if (bytes === undefined && typeof value === 'string') {
+    list.error(at('limits', key), `expected a size such as ${example}, got ${show(value)}`)
   }
 }
 

@@ -235,6 +235,19 @@ describe('HttpBrane limits and lifecycles', () => {
     assert.equal((await big.handle(get('/'))).timing.memBytes, 64 * MIB)
   })
 
+  it('cuts a response body over maxBodyBytes (body_max), naming the key, and keeps serving', async () => {
+    const echo = await brane('build/fixtures/echo-stream.wasm', { name: 'echo', maxBodyBytes: 64, lifecycle: 'pooled' })
+    const request = (size: number): HttpRequest => ({ ...get('/'), method: 'POST', body: new Uint8Array(size).fill(0x61) })
+    // "first\n", the body, "end\n": 10 bytes around it
+    assert.equal(text((await echo.handle(request(54))).body), `first\n${'a'.repeat(54)}end\n`)
+    await assert.rejects(echo.handle(request(55)), {
+      name: 'GuestError',
+      message: 'Brane "echo" wrote a response body over its limit of 64 bytes, so the response was cut off (raise [brane.echo.limits] body_max to allow more)'
+    })
+    assert.equal((await echo.handle(request(0))).status, 200)
+    assert.equal(echo.bodyMax, 64)
+  })
+
   it('refuses a memory cap below one page', async () => {
     await assert.rejects(HttpBrane.create(await load('examples/hello/hello.wasm'), { name: 'tiny', grants: {}, log: ignoreLog, memMaxBytes: 1000 }), { name: 'RangeError' })
   })

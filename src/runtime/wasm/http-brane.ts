@@ -1,6 +1,8 @@
+import type { StreamingHttpRequest, StreamingHttpResponse } from '../../interfaces/index.ts'
+import { BodyReader, ResponseStream } from './body.ts'
 import type { LoadedComponent } from './load.ts'
-import type { HttpRequest, HttpResponse } from './protocol.ts'
-import { positive, WorkerBrane, type BraneOptions, type BraneStats, type ServeKind } from './worker-brane.ts'
+import type { HttpRequest, HttpResponse, RequestTiming } from './protocol.ts'
+import { positive, WorkerBrane, type BraneOptions, type BraneStats, type RequestStreams, type ServeKind } from './worker-brane.ts'
 
 export { grantKeys } from './worker-brane.ts'
 export type { BraneLog, CloseOptions, OnEmit, OnEmitOptions } from './worker-brane.ts'
@@ -23,6 +25,14 @@ export interface HandleOptions {
 /** A snapshot of a brane's workers and queue */
 export type HttpBraneStats = BraneStats
 
+/** A response whose body may still be coming: see {@link HttpBrane.stream} */
+export interface StreamedHttpResponse extends StreamingHttpResponse {
+  /** where the time went; for a streamed body, `body.timing` once it has ended */
+  readonly timing?: RequestTiming
+}
+
+const EMPTY = new Uint8Array(0)
+
 const HTTP: ServeKind = { kind: 'http', handlerInterface: 'wasi:http/incoming-handler', verb: 'serve HTTP with' }
 
 /**
@@ -42,6 +52,14 @@ const HTTP: ServeKind = { kind: 'http', handlerInterface: 'wasi:http/incoming-ha
  * ```
  */
 export class HttpBrane extends WorkerBrane {
+  /** most bytes of a request or response body */
+  readonly bodyMax: number
+
+  private constructor (loaded: LoadedComponent, options: BraneOptions, bodyMax: number, handlerExport: string) {
+    super(loaded, options, { kind: 'http', handlerExport, maxBodyBytes: bodyMax })
+    this.bodyMax = bodyMax
+  }
+
   /**
    * Links `loaded` against the brane's grants (nothing runs if an import is not
    * granted), applies its memory cap and starts its first worker.
@@ -54,7 +72,7 @@ export class HttpBrane extends WorkerBrane {
   static async create (loaded: LoadedComponent, options: HttpBraneOptions): Promise<HttpBrane> {
     const prepared = await WorkerBrane.prepare(loaded, options, HTTP)
     const maxBodyBytes = positive(options.maxBodyBytes ?? 16 * 1024 * 1024, 'maxBodyBytes')
-    const brane = new HttpBrane(prepared.loaded, options, { kind: 'http', handlerExport: prepared.handlerExport, maxBodyBytes })
+    const brane = new HttpBrane(prepared.loaded, options, maxBodyBytes, prepared.handlerExport)
     await brane.start(options.signal)
     return brane
   }
@@ -75,5 +93,51 @@ export class HttpBrane extends WorkerBrane {
       throw new TypeError('HTTP worker finished without a response')
     }
     return { ...result.response, timing: result.timing }
+  }
+
+  /**
+   * Runs one request whose bodies may stream: a body given as chunks is read as the
+   * guest reads it (the guest's reads wait for it), and a response that the guest is
+   * still writing a while after it set it resolves early, with a {@link ResponseStream}
+   * as its body that the worker fills no more than a window ahead of its reader. A
+   * response the guest finishes quickly resolves whole, as {@link handle} would.
+   * Failures after the head went out end the body's iteration with the error.
+   *
+   * @throws the errors of {@link handle} when they come before the response's head
+   */
+  async stream (request: StreamingHttpRequest, options: HandleOptions = {}): Promise<StreamedHttpResponse> {
+    const chunks = request.body instanceof Uint8Array ? undefined : request.body
+    const rest = chunks === undefined ? undefined : new BodyReader(chunks)
+    const out = new ResponseStream()
+    return new Promise((resolve, reject) => {
+      let headed = false
+      const streams: RequestStreams = {
+        ...(rest === undefined ? {} : { rest }),
+        out,
+        onHead: (status, headers) => {
+          headed = true
+          resolve({ status, headers, body: out })
+        }
+      }
+      const buffered: HttpRequest = { ...request, body: request.body instanceof Uint8Array ? request.body : EMPTY }
+      this.run({ type: 'request', request: buffered, streams }, {
+        what: `answer ${request.method} ${request.pathWithQuery}`,
+        ...(options.signal === undefined ? {} : { signal: options.signal })
+      }).then((result) => {
+        rest?.close()
+        const response = result.response
+        if (response === undefined) {
+          const err = new TypeError('HTTP worker finished without a response')
+          headed ? out.fail(err) : reject(err)
+        } else if (headed) {
+          out.end(response.body, result.timing)
+        } else {
+          resolve({ status: response.status, headers: response.headers, body: response.body, timing: result.timing })
+        }
+      }, (err: unknown) => {
+        rest?.close()
+        headed ? out.fail(err) : reject(err)
+      })
+    })
   }
 }

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url'
 import { threadId } from 'node:worker_threads'
 import { buildImports, createInstanceHost, disposeInstanceHost, GuestExit, type EmitHook, type GuestLogLevel, type InstanceHost, type StateHook } from './host/imports.ts'
 import { instancePrefix } from './host/tmp-paths.ts'
-import { httpTypesFor, type GuestResponse } from './host/http.ts'
+import { httpTypesFor, type ExchangeStreams, type GuestResponse } from './host/http.ts'
 import { LineSplitter, SinkOutputStream } from './host/streams.ts'
 import { LogBudget } from './limits.ts'
 import { wasm, type CoreImports, type CoreInstance, type CoreModule } from './wasm-api.ts'
@@ -242,7 +242,16 @@ function float64FromBits (hex: string): number {
 export interface Served {
   readonly status: number
   readonly headers: Array<[string, string]>
+  /** what was not streamed yet: all of the body unless `streamed` */
   readonly body: Uint8Array
+  /** the head and part of the body already went out through `streams.out` */
+  readonly streamed: boolean
+}
+
+/** How {@link InstanceFactory.serve} streams a request's bodies */
+export interface ServeStreams extends ExchangeStreams {
+  /** receives the exchange's `pump` before the guest runs (call it when the guest is about to block) */
+  readonly bind?: (pump: (waiting: boolean) => void) => void
 }
 
 /** What {@link InstanceFactory} needs of a {@link WorkerInit} */
@@ -363,18 +372,26 @@ export class InstanceFactory {
    *
    * @throws Failure for everything the guest did wrong
    */
-  serve (instance: GuestInstance, request: HttpRequest): Served {
+  serve (instance: GuestInstance, request: HttpRequest, streams: ServeStreams = {}): Served {
     instance.uses++
-    const exchange = this.#http.exchange(request)
+    const exchange = this.#http.exchange(request, streams)
+    streams.bind?.(exchange.pump)
     try {
       (instance.handler as IncomingHandler).handle(exchange.request, exchange.outparam)
     } catch (err) {
       // exit(ok) after answering is a normal end of a command-style guest
       if (!(err instanceof GuestExit && err.ok && exchange.response() !== undefined)) {
-        throw this.classify(err, instance)
+        // a guest that fails once its body was refused (a write past body_max) failed because of that
+        const answer = exchange.response()
+        throw answer?.tag === 'ok' && answer.overflowed ? this.#overflow() : this.classify(err, instance)
       }
     }
     return this.#toResponse(exchange.response())
+  }
+
+  #overflow (): Failure {
+    const brane = this.#init.brane
+    return new Failure('GuestError', `Brane "${brane}" wrote a response body over its limit of ${this.#init.maxBodyBytes} bytes, so the response was cut off (raise [brane.${brane}.limits] body_max to allow more)`)
   }
 
   /**
@@ -459,7 +476,10 @@ export class InstanceFactory {
     if (answer.tag === 'err') {
       throw new Failure('GuestError', `Brane "${brane}" answered with an error: ${describeValue(answer.error)}`)
     }
-    return { status: answer.status, headers: answer.headers, body: answer.body }
+    if (answer.overflowed) {
+      throw this.#overflow()
+    }
+    return { status: answer.status, headers: answer.headers, body: answer.body, streamed: answer.streamed }
   }
 }
 

@@ -99,7 +99,11 @@ export interface WorkerInit {
 }
 
 export type ToWorker =
-  | { readonly type: 'request', readonly id: number, readonly request: HttpRequest }
+  /**
+   * `more`: the body goes on after `request.body`, read through `body-read` host calls;
+   * `stream`: the response may stream (`head`, then `chunk`s, before the job's answer)
+   */
+  | { readonly type: 'request', readonly id: number, readonly request: HttpRequest, readonly more?: boolean, readonly stream?: boolean }
   /** `group`: events of one batch, in order: once one fails, the worker skips the rest */
   | { readonly type: 'event', readonly id: number, readonly event: BraneEventInput, readonly group?: number }
   /** copy the state of the instance the next request would get (answered by `response` with `state`) */
@@ -138,8 +142,15 @@ export type WorkerTiming = Omit<RequestTiming, 'queueMs'>
 
 export type FromWorker =
   | { readonly type: 'ready' }
-  /** done: `response` for an HTTP request, absent for an event handled ok; `state` for a snapshot */
-  | { readonly type: 'response', readonly id: number, readonly response?: Omit<HttpResponse, 'timing'>, readonly state?: InstanceState, readonly timing: WorkerTiming }
+  /**
+   * done: `response` for an HTTP request, absent for an event handled ok; `state` for a
+   * snapshot. A streamed response's `body` is its last bytes, after its `head` and `chunk`s.
+   */
+  | { readonly type: 'response', readonly id: number, readonly response?: Omit<HttpResponse, 'timing'> & { readonly streamed?: boolean }, readonly state?: InstanceState, readonly timing: WorkerTiming }
+  /** a response that streams: its status and headers, before the guest is done */
+  | { readonly type: 'head', readonly id: number, readonly status: number, readonly headers: Array<[string, string]> }
+  /** the next bytes of a streaming response */
+  | { readonly type: 'chunk', readonly id: number, readonly bytes: Uint8Array }
   | { readonly type: 'error', readonly id: number, readonly name: WorkerErrorName, readonly message: string, readonly timing: WorkerTiming }
   /** lines of the running request, in order, batched */
   | { readonly type: 'log', readonly lines: readonly LogLine[] }

@@ -17,6 +17,7 @@ import { CpuThrottle } from './limits.ts'
 import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cpu-profile.ts'
 import { checkImports, findUnprovided, unversioned } from './link.ts'
 import { withMemoryCap, type LoadedComponent } from './load.ts'
+import type { BodyReader, ResponseStream } from './body.ts'
 import type { BraneEventInput, FromWorker, HttpRequest, HttpResponse, InstanceState, Lifecycle, RequestTiming, ToWorker, WorkerErrorName, WorkerInit } from './protocol.ts'
 
 import type { Grants } from '../../manifest/index.ts'
@@ -194,9 +195,19 @@ export interface BraneStats {
   readonly deadlineKills: number
 }
 
+/** How a request's bodies stream while the guest runs (see `HttpBrane.stream`) */
+export interface RequestStreams {
+  /** the rest of the request body, after `request.body`, read as the guest asks */
+  readonly rest?: BodyReader
+  /** told the status and headers of a response that streams, before its first chunk */
+  readonly onHead: (status: number, headers: Array<[string, string]>) => void
+  /** where a streaming response's chunks go */
+  readonly out: ResponseStream
+}
+
 /** What a job hands to a worker: a request or an event */
 export type Work =
-  | { readonly type: 'request', readonly request: HttpRequest }
+  | { readonly type: 'request', readonly request: HttpRequest, readonly streams?: RequestStreams }
   | { readonly type: 'event', readonly event: BraneEventInput }
   | { readonly type: 'snapshot' }
   | { readonly type: 'restore', readonly state: InstanceState }
@@ -700,6 +711,17 @@ export abstract class WorkerBrane {
       case 'warn':
         this.#emitLog('stderr', `[omega] ${message.message}`)
         break
+      case 'head':
+      case 'chunk': {
+        const job = slot.jobs[0]
+        const streams = job?.id === message.id && job.work.type === 'request' ? job.work.streams : undefined
+        if (message.type === 'head') {
+          streams?.onHead(message.status, message.headers)
+        } else {
+          streams?.out.push(message.bytes)
+        }
+        break
+      }
       case 'response':
       case 'error': {
         if (slot.jobs[0]?.id !== message.id) {
@@ -903,7 +925,7 @@ export abstract class WorkerBrane {
     }
     const work = job.work
     const message: ToWorker = work.type === 'request'
-      ? { type: 'request', id: job.id, request: work.request }
+      ? { type: 'request', id: job.id, request: work.request, ...(work.streams === undefined ? {} : { stream: true, ...(work.streams.rest === undefined ? {} : { more: true }) }) }
       : work.type === 'event'
         ? { type: 'event', id: job.id, event: work.event, ...(job.group === undefined ? {} : { group: job.group.id }) }
         : work.type === 'snapshot'
@@ -992,6 +1014,10 @@ export abstract class WorkerBrane {
       this.#onStateCall(message.call.call, answer)
       return
     }
+    if (message.call.op === 'body-read' || message.call.op === 'body-wait') {
+      this.#onBodyCall(job, message.call, answer)
+      return
+    }
     const onEmit = this.#onEmit
     if (onEmit === undefined) {
       answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" cannot emit: this node gave it no event dispatcher` } })
@@ -1019,6 +1045,32 @@ export abstract class WorkerBrane {
           ? { tag: 'unknown-topic', val: reason }
           : { tag: 'unavailable', val: `Brane "${this.name}" cannot emit on "${topic}": ${reason}` }
       })
+    })
+  }
+
+  /** The next piece of a request body, or a wait until the client took enough of a streamed response */
+  #onBodyCall (job: Job, call: { readonly op: 'body-read' } | { readonly op: 'body-wait', readonly until: number }, answer: (value: HostCallAnswer) => void): void {
+    const streams = job.work.type === 'request' ? job.work.streams : undefined
+    const closed: HostCallAnswer = { ok: false, error: { tag: 'closed', val: '' } }
+    if (call.op === 'body-wait') {
+      if (streams === undefined) {
+        answer(closed)
+        return
+      }
+      streams.out.whenTaken(call.until).then((taken) => {
+        answer(taken === undefined ? closed : { ok: true, value: String(taken) })
+      }, ignore)
+      return
+    }
+    const rest = streams?.rest
+    if (rest === undefined) {
+      answer(closed)
+      return
+    }
+    rest.read().then((piece) => {
+      answer(piece === undefined ? closed : { ok: true, value: Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength).toString('base64') })
+    }, (err: unknown) => {
+      answer({ ok: false, error: { tag: 'failed', val: err instanceof Error ? err.message : String(err) } })
     })
   }
 

@@ -14,7 +14,9 @@ import { performance } from 'node:perf_hooks'
 import { emitError, stateError, type GuestLogLevel, type StateCall, type StateResult } from './host/imports.ts'
 import { decodeStateValue, HostCaller } from './host/sync-call.ts'
 import { WorkerProfiler, type ToProfiler } from './cpu-profile.ts'
-import { Failure, InstanceFactory, InstancePool, RequestOutput, type GuestInstance } from './instance.ts'
+import { Failure, InstanceFactory, InstancePool, RequestOutput, type GuestInstance, type ServeStreams } from './instance.ts'
+import { guestWaits, onGuestWait } from './host/waits.ts'
+import { shim, WitError } from './host/shim.ts'
 import type { FromWorker, InstanceState, LogLine, LogStream, ToWorker, WorkerInit, WorkerTiming } from './protocol.ts'
 
 const port = parentPort
@@ -87,6 +89,7 @@ function emit (topic: string, payload: Uint8Array): string {
     throw emitError('unavailable', `Brane "${init.brane}" cannot emit outside of a request or event`)
   }
   // lines logged before the emit reach the brane's log before the event exists
+  guestWaits()
   flushLog()
   const answer = caller.call(current.id, { op: 'emit', topic, payload }, current.deadline + EMIT_GRACE_MS - performance.now())
   if (answer === undefined) {
@@ -106,6 +109,7 @@ function state (call: StateCall): StateResult {
   if (caller === undefined || current === undefined) {
     throw stateError(`Brane "${init.brane}" cannot use its state outside of a request or event`)
   }
+  guestWaits()
   flushLog()
   const answer = caller.call(current.id, { op: 'state', call }, current.deadline + EMIT_GRACE_MS - performance.now())
   if (answer === undefined) {
@@ -115,6 +119,76 @@ function state (call: StateCall): StateResult {
     throw stateError(answer.error.val)
   }
   return decodeStateValue(call.method, answer.value)
+}
+
+/** A flush starts streaming a response once the guest has run this long (a quick answer leaves whole) */
+const STREAM_AFTER_MS = 1
+/** Bytes of a streamed response that may be on their way to the client before the guest waits */
+const STREAM_WINDOW_BYTES = 1024 * 1024
+
+// wasi:io/streams errors a body stream reports to the guest
+const BODY_CLOSED = (): WitError => new WitError({ tag: 'closed' })
+
+/**
+ * The streams of request `id`: the rest of its body (when `more`) read from the main
+ * thread, and its response sent as it is written once it runs long enough, at most
+ * {@link STREAM_WINDOW_BYTES} ahead of the client
+ */
+function streamsFor (id: number, deadline: number, more: boolean, stream: boolean): ServeStreams {
+  const started = performance.now()
+  let sent = 0
+  let taken = 0
+  const ask = (call: { op: 'body-read' } | { op: 'body-wait', until: number }): string => {
+    const answer = caller?.call(id, call, deadline + EMIT_GRACE_MS - performance.now())
+    if (answer === undefined) {
+      throw BODY_CLOSED() // no answer before the deadline: the job is being stopped
+    }
+    if (!answer.ok) {
+      if (answer.error.tag === 'closed') {
+        throw BODY_CLOSED()
+      }
+      throw new WitError({ tag: 'last-operation-failed', val: new (shim.ioError['Error'] as new (msg: string) => object)(answer.error.val) })
+    }
+    return answer.value
+  }
+  return {
+    ...(more
+      ? {
+          pull: (): Uint8Array | undefined => {
+            guestWaits()
+            try {
+              const bytes = Buffer.from(ask({ op: 'body-read' }), 'base64')
+              return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+            } catch (err) {
+              if (err instanceof WitError && (err.payload as { tag: string }).tag === 'closed') {
+                return undefined // the end of the body
+              }
+              throw err
+            }
+          }
+        }
+      : {}),
+    ...(stream
+      ? {
+          out: {
+            due: () => performance.now() - started >= STREAM_AFTER_MS,
+            head: (status, headers) => {
+              flushLog()
+              post({ type: 'head', id, status, headers })
+            },
+            chunk: (bytes) => {
+              post({ type: 'chunk', id, bytes }, [bytes.buffer as ArrayBuffer])
+              sent += bytes.byteLength
+              if (sent - taken > STREAM_WINDOW_BYTES) {
+                // wait until half the window is free again
+                taken = Number(ask({ op: 'body-wait', until: sent - STREAM_WINDOW_BYTES / 2 }))
+              }
+            }
+          }
+        }
+      : {}),
+    bind: (pump) => { onGuestWait(() => { pump(true) }) }
+  }
 }
 
 async function serve (message: ToWorker): Promise<void> {
@@ -159,7 +233,7 @@ async function serve (message: ToWorker): Promise<void> {
     instance.output = output
     acquired = performance.now()
     if (message.type === 'request') {
-      const answer = factory.serve(instance, message.request)
+      const answer = factory.serve(instance, message.request, streamsFor(id, current.deadline, message.more === true, message.stream === true))
       outcome = { type: 'response', id, response: answer, timing: timing() }
       transfer = [answer.body.buffer as ArrayBuffer]
     } else if (message.type === 'snapshot') {
@@ -193,6 +267,7 @@ async function serve (message: ToWorker): Promise<void> {
     }
   }
   current = undefined
+  onGuestWait(undefined)
   if (group !== undefined && outcome.type === 'error') {
     failedGroups.add(group)
   }

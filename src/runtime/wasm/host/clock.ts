@@ -3,6 +3,7 @@
  * the virtual clock of deterministic branes.
  */
 import { readyPollable, shim, type ImportInterface, type Pollable } from './shim.ts'
+import { guestWaits } from './waits.ts'
 
 /** A granted clock resolution */
 export type ClockResolution = 'ns' | 'us' | 'ms' | 's'
@@ -33,7 +34,12 @@ interface TimeSource {
 const REAL_TIME: TimeSource = {
   monotonic: () => process.hrtime.bigint(),
   wall: () => BigInt(Date.now()) * 1_000_000n,
-  after: (ns) => (shim.monotonicClock['subscribeDuration'] as (d: bigint) => Pollable)(ns)
+  after: (ns) => {
+    if (ns > 0n) {
+      guestWaits() // the guest subscribes to block on it: a sleep
+    }
+    return (shim.monotonicClock['subscribeDuration'] as (d: bigint) => Pollable)(ns)
+  }
 }
 
 /**

@@ -17,11 +17,33 @@ import { shim, WitError, type ImportInterface } from './shim.ts'
 /** A request as the host received it */
 export type HostRequest = BraneHttpRequest
 
-/** What the guest answered, once `response-outparam.set` was called */
+/**
+ * What the guest answered, once `response-outparam.set` was called. `body` is what
+ * was not streamed yet (all of it when `streamed` is false); `overflowed`: a write
+ * was refused for going past the body limit, so the body is cut short.
+ */
 export type GuestResponse =
-  | { readonly tag: 'ok', readonly status: number, readonly headers: Array<[string, string]>, readonly body: Uint8Array, readonly finished: boolean }
+  | { readonly tag: 'ok', readonly status: number, readonly headers: Array<[string, string]>, readonly body: Uint8Array, readonly finished: boolean, readonly streamed: boolean, readonly overflowed: boolean }
   | { readonly tag: 'err', readonly error: unknown }
 
+/**
+ * Where a response goes while the guest still runs (see {@link Exchange.pump}). A
+ * response that completes quickly is never streamed: it leaves whole, with the job.
+ */
+export interface ResponseOut {
+  /** whether a flush starts streaming (the guest has run a while); a chunk's worth of bytes always does */
+  readonly due: () => boolean
+  /** sends the status and headers */
+  readonly head: (status: number, headers: Array<[string, string]>) => void
+  /**
+   * sends body bytes; may block until the client takes earlier ones
+   * @throws WitError `closed` when nobody takes them any more (the client went away)
+   */
+  readonly chunk: (bytes: Uint8Array) => void
+}
+
+/** Body bytes written that go out as a chunk of a streamed response without waiting for a flush */
+const STREAM_CHUNK_BYTES = 64 * 1024
 const METHODS = new Set(['get', 'head', 'post', 'put', 'delete', 'connect', 'options', 'trace', 'patch'])
 // The shim refuses these header names in `fields` (and filters them from requests)
 const FORBIDDEN_HEADERS = new Set(['connection', 'keep-alive', 'host'])
@@ -68,9 +90,9 @@ class ImmutableFields extends shim.Fields {
 class OmegaIncomingBody extends shim.IncomingBody {
   #stream: MemoryInputStream | undefined
 
-  constructor (body: Uint8Array) {
+  constructor (body: Uint8Array, pull: (() => Uint8Array | undefined) | undefined) {
     super()
-    this.#stream = new MemoryInputStream(body)
+    this.#stream = new MemoryInputStream(body, pull)
   }
 
   stream (): MemoryInputStream {
@@ -85,12 +107,14 @@ class OmegaIncomingBody extends shim.IncomingBody {
 
 class OmegaIncomingRequest extends shim.IncomingRequest {
   readonly #request: HostRequest
+  readonly #pull: (() => Uint8Array | undefined) | undefined
   readonly #headers: ImmutableFields
   #consumed = false
 
-  constructor (request: HostRequest) {
+  constructor (request: HostRequest, pull: (() => Uint8Array | undefined) | undefined) {
     super()
     this.#request = request
+    this.#pull = pull
     this.#headers = ImmutableFields.of(request.headers)
   }
 
@@ -125,7 +149,7 @@ class OmegaIncomingRequest extends shim.IncomingRequest {
       throw new WitError(undefined)
     }
     this.#consumed = true
-    return new OmegaIncomingBody(this.#request.body)
+    return new OmegaIncomingBody(this.#request.body, this.#pull)
   }
 }
 
@@ -135,10 +159,16 @@ class OmegaOutgoingBody extends shim.OutgoingBody {
   #stream: SinkOutputStream | undefined
   #finished = false
 
-  constructor (limit: number) {
+  /** @param flushed - told when the guest flushes, or has written a streaming chunk's worth */
+  constructor (limit: number, flushed: () => void) {
     super()
-    this.collector = new ByteCollector(limit)
-    this.#stream = new SinkOutputStream((bytes) => { this.collector.push(bytes) })
+    const collector = this.collector = new ByteCollector(limit)
+    this.#stream = new SinkOutputStream((bytes) => {
+      collector.push(bytes)
+      if (collector.pending >= STREAM_CHUNK_BYTES) {
+        flushed()
+      }
+    }, flushed)
   }
 
   get finished (): boolean {
@@ -195,21 +225,40 @@ export interface HttpTypesOptions {
 export interface Exchange {
   readonly request: object
   readonly outparam: object
-  /** the guest's answer, `undefined` while `response-outparam.set` was not called */
+  /**
+   * the guest's answer, `undefined` while `response-outparam.set` was not called; the
+   * first answer read is the final one (its body is what was not streamed)
+   */
   response: () => GuestResponse | undefined
+  /**
+   * Sends what the guest has answered so far, when it set its response: at a flush
+   * once `out.due` says so, and always when `waiting` (the guest is about to block,
+   * so what it wrote must not wait for it). Once started, every flush sends.
+   */
+  pump: (waiting: boolean) => void
+}
+
+/** How the body of one request continues and where its response goes, while the guest runs */
+export interface ExchangeStreams {
+  /** the next piece of the request body (blocking), `undefined` at its end */
+  readonly pull?: () => Uint8Array | undefined
+  /** where a streamed response goes; without it the response is only read at the end */
+  readonly out?: ResponseOut
 }
 
 /**
  * The `wasi:http/types` interface for one instance, and a function that makes the
  * request/outparam pair of an exchange.
  */
-export function httpTypesFor (options: HttpTypesOptions): { types: ImportInterface, exchange: (request: HostRequest) => Exchange } {
+export function httpTypesFor (options: HttpTypesOptions): { types: ImportInterface, exchange: (request: HostRequest, streams?: ExchangeStreams) => Exchange } {
   const maxBodyBytes = options.maxBodyBytes
 
   class OmegaOutgoingResponse extends shim.OutgoingResponse {
     #status = 200
     #body: OmegaOutgoingBody | undefined
     readonly #headers: { entries: () => Array<[string, Uint8Array]> }
+    /** set by the exchange this response answers */
+    onFlush: (() => void) | undefined
 
     constructor (headers: { entries: () => Array<[string, Uint8Array]> }) {
       super(headers) // the shim locks the headers
@@ -231,18 +280,27 @@ export function httpTypesFor (options: HttpTypesOptions): { types: ImportInterfa
       if (this.#body !== undefined) {
         throw new WitError(undefined)
       }
-      this.#body = new OmegaOutgoingBody(maxBodyBytes)
+      this.#body = new OmegaOutgoingBody(maxBodyBytes, () => { this.onFlush?.() })
       return this.#body
     }
 
-    read (): GuestResponse {
-      const headers = this.#headers.entries().map(([name, value]): [string, string] => [name, decoder.decode(value)])
+    get collector (): ByteCollector | undefined {
+      return this.#body?.collector
+    }
+
+    headerList (): Array<[string, string]> {
+      return this.#headers.entries().map(([name, value]): [string, string] => [name, decoder.decode(value)])
+    }
+
+    read (streamed: boolean): GuestResponse {
       return {
         tag: 'ok',
         status: this.#status,
-        headers,
-        body: this.#body?.collector.bytes() ?? new Uint8Array(0),
-        finished: this.#body?.finished ?? false
+        headers: this.headerList(),
+        body: this.#body?.collector.take() ?? new Uint8Array(0),
+        finished: this.#body?.finished ?? false,
+        streamed,
+        overflowed: this.#body?.collector.overflowed ?? false
       }
     }
   }
@@ -267,26 +325,50 @@ export function httpTypesFor (options: HttpTypesOptions): { types: ImportInterfa
     ResponseOutparam: OmegaResponseOutparam
   }
 
-  function exchange (request: HostRequest): Exchange {
+  function exchange (request: HostRequest, streams: ExchangeStreams = {}): Exchange {
     let set: { tag: string, val: unknown } | undefined
+    let answer: OmegaOutgoingResponse | undefined
+    let streaming = false
+    let read: GuestResponse | undefined
+    const out = streams.out
+    const pump = (waiting: boolean): void => {
+      if (answer === undefined || out === undefined) {
+        return
+      }
+      const collector = answer.collector
+      if (!streaming) {
+        if (!waiting && (collector?.pending ?? 0) < STREAM_CHUNK_BYTES && !out.due()) {
+          return
+        }
+        streaming = true
+        out.head(answer.statusCode(), answer.headerList())
+      }
+      if (collector !== undefined && collector.pending > 0) {
+        out.chunk(collector.take())
+      }
+    }
     const outparam = new OmegaResponseOutparam((response) => {
       if (set !== undefined) {
         // the outparam is an owned handle: the guest cannot set it twice
         throw new Error('response-outparam already set')
       }
       set = response
+      if (response.tag === 'ok' && response.val instanceof OmegaOutgoingResponse) {
+        answer = response.val
+        answer.onFlush = () => { pump(false) }
+      }
     })
     return {
-      request: new OmegaIncomingRequest(request),
+      request: new OmegaIncomingRequest(request, streams.pull),
       outparam,
+      pump,
       response () {
         if (set === undefined) {
           return undefined
         }
-        if (set.tag === 'ok' && set.val instanceof OmegaOutgoingResponse) {
-          return set.val.read()
-        }
-        return { tag: 'err', error: set.val }
+        // reading takes the body's bytes: once read, the answer stays as it was read
+        read ??= answer === undefined ? { tag: 'err', error: set.val } : answer.read(streaming)
+        return read
       }
     }
   }

@@ -29,6 +29,7 @@
  * A refused request fails inside the guest with the wasi:http `error-code`
  * `HTTP-request-denied` and is reported to the host's `onDenied` callback.
  */
+import { guestWaits } from './waits.ts'
 import { shim, WitError, type ImportInterface } from './shim.ts'
 
 /** A refused capability use, for the brane's log */
@@ -143,6 +144,7 @@ export function outgoingHandlerFor (allowlist: Allowlist, onDenied: (event: Deni
         })
         throw new WitError({ tag: 'HTTP-request-denied' })
       }
+      guestWaits() // the guest waits for the response next
       return inner(request, options)
     }
   }

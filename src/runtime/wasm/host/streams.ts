@@ -6,19 +6,33 @@ const CLOSED = Object.freeze({ tag: 'closed' })
 // How much a guest may write per check-write; in-memory sinks accept everything
 const WRITE_BUDGET = 1n << 20n
 
-/** A wasi:io input-stream over bytes held in memory (request bodies, stdin) */
+/**
+ * A wasi:io input-stream over bytes held in memory (request bodies, stdin). With
+ * `pull`, the bytes arrive in pieces: a read that finds nothing left asks `pull` for
+ * the next piece, blocking until it comes (`undefined` ends the stream; a `WitError`
+ * it throws is the read's stream error). A read therefore never answers "nothing yet",
+ * and `subscribe` is always ready.
+ */
 export class MemoryInputStream extends shim.InputStream {
-  readonly #data: Uint8Array
+  #data: Uint8Array
   #offset = 0
+  #pull: (() => Uint8Array | undefined) | undefined
 
-  constructor (data: Uint8Array) {
+  constructor (data: Uint8Array, pull?: () => Uint8Array | undefined) {
     super()
     this.#data = data
+    this.#pull = pull
   }
 
   read (len: bigint): Uint8Array {
-    if (this.#offset >= this.#data.length) {
-      throw new WitError(CLOSED)
+    while (this.#offset >= this.#data.length) {
+      const next = this.#pull?.()
+      if (next === undefined) {
+        this.#pull = undefined
+        throw new WitError(CLOSED)
+      }
+      this.#data = next
+      this.#offset = 0
     }
     const end = Math.min(this.#data.length, this.#offset + Number(len))
     const chunk = this.#data.slice(this.#offset, end)
@@ -54,11 +68,14 @@ interface Readable {
  */
 export class SinkOutputStream extends shim.OutputStream {
   readonly #sink: (bytes: Uint8Array) => void
+  readonly #flushed: () => void
   #closed = false
 
-  constructor (sink: (bytes: Uint8Array) => void) {
+  /** @param flushed - told of every flush the guest asks for, after the bytes before it reached `sink` */
+  constructor (sink: (bytes: Uint8Array) => void, flushed: () => void = () => {}) {
     super()
     this.#sink = sink
+    this.#flushed = flushed
   }
 
   /** Stop accepting writes: later writes fail with `closed` */
@@ -83,14 +100,16 @@ export class SinkOutputStream extends shim.OutputStream {
 
   blockingWriteAndFlush (contents: Uint8Array): void {
     this.write(contents)
+    this.#flushed()
   }
 
   flush (): void {
     this.checkWrite()
+    this.#flushed()
   }
 
   blockingFlush (): void {
-    this.checkWrite()
+    this.flush()
   }
 
   writeZeroes (len: bigint): void {
@@ -99,6 +118,7 @@ export class SinkOutputStream extends shim.OutputStream {
 
   blockingWriteZeroesAndFlush (len: bigint): void {
     this.writeZeroes(len)
+    this.#flushed()
   }
 
   splice (src: Readable, len: bigint): bigint {
@@ -118,38 +138,60 @@ export class SinkOutputStream extends shim.OutputStream {
   }
 }
 
-/** Collects the bytes written to a {@link SinkOutputStream} */
+/**
+ * Collects the bytes written to a {@link SinkOutputStream}, under a limit on all bytes
+ * ever written; {@link take} hands over what was collected so far (a streamed body).
+ */
 export class ByteCollector {
-  readonly #chunks: Uint8Array[] = []
+  #chunks: Uint8Array[] = []
+  #pending = 0
   #size = 0
+  #overflowed = false
   readonly #limit: number
 
-  /** @param limit - most bytes kept; writing past it fails the write */
+  /** @param limit - most bytes written in all; writing past it fails the write */
   constructor (limit: number) {
     this.#limit = limit
   }
 
+  /** bytes written in all, taken or not */
   get size (): number {
     return this.#size
   }
 
+  /** bytes written and not yet taken */
+  get pending (): number {
+    return this.#pending
+  }
+
+  /** whether a write was refused for going past the limit */
+  get overflowed (): boolean {
+    return this.#overflowed
+  }
+
   push (bytes: Uint8Array): void {
     if (this.#size + bytes.length > this.#limit) {
+      this.#overflowed = true
       // a stream error the guest can see, not a trap
       throw new WitError({ tag: 'last-operation-failed', val: new (shim.ioError['Error'] as new (msg: string) => object)(`body larger than ${this.#limit} bytes`) })
     }
     this.#chunks.push(bytes)
+    this.#pending += bytes.length
     this.#size += bytes.length
   }
 
-  /** All bytes in one fresh buffer (safe to transfer to another thread) */
-  bytes (): Uint8Array {
-    const out = new Uint8Array(this.#size)
-    let offset = 0
-    for (const chunk of this.#chunks) {
-      out.set(chunk, offset)
-      offset += chunk.length
+  /** The bytes not yet taken, in one fresh buffer (safe to transfer to another thread) */
+  take (): Uint8Array {
+    const out = this.#chunks.length === 1 ? this.#chunks[0] as Uint8Array : new Uint8Array(this.#pending)
+    if (this.#chunks.length > 1) {
+      let offset = 0
+      for (const chunk of this.#chunks) {
+        out.set(chunk, offset)
+        offset += chunk.length
+      }
     }
+    this.#chunks = []
+    this.#pending = 0
     return out
   }
 }

@@ -36,6 +36,10 @@ export const HOST_CALL_ANSWER_BYTES = 1024 * 1024
 export type HostCall =
   | { readonly op: 'emit', readonly topic: string, readonly payload: Uint8Array }
   | { readonly op: 'state', readonly call: StateCall }
+  /** the next piece of the request body: answered with base64, or error `closed` at its end */
+  | { readonly op: 'body-read' }
+  /** waits until the client has taken `until` bytes of the streamed response; answers how many it took, or error `closed` once it left */
+  | { readonly op: 'body-wait', readonly until: number }
 
 /** The main thread's answer: a value, or the error value of a WIT variant */
 export type HostCallAnswer =
