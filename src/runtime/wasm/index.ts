@@ -19,9 +19,9 @@
 export { DEFAULT_MEM_MAX_BYTES, loadComponent, withMemoryCap } from './load.ts'
 export type { LoadComponentOptions, LoadedComponent } from './load.ts'
 export {
-  CAPABILITY_KEYS, PROVIDED_INTERFACES, checkImports, fetchEventReuseWarning, findUngranted, grantsBlock, serveKind, findUnprovided, importRule, unversioned
+  CAPABILITY_KEYS, PROVIDED_INTERFACES, checkImports, fetchEventReuseWarning, findUngranted, grantsBlock, isCommand, linkGrantKeys, serveKind, findUnprovided, importRule, unversioned
 } from './link.ts'
-export type { CapabilityKey, CheckImportsOptions, ImportRule, UngrantedImport } from './link.ts'
+export type { CapabilityKey, CheckImportsOptions, ImportRule, ServeKindOptions, UngrantedImport } from './link.ts'
 export { HttpBrane } from './http-brane.ts'
 export type { HandleOptions, HttpBraneOptions, HttpBraneStats } from './http-brane.ts'
 export { EventBrane } from './event-brane.ts'
