@@ -158,6 +158,8 @@ export interface CheckImportsOptions {
    * `[brane.NAME.capability]` (`omega run` names its flags)
    */
   readonly grantedBy?: (key: CapabilityKey) => string
+  /** what is being linked, for the message @default `brane "NAME"` */
+  readonly subject?: string
 }
 
 /**
@@ -192,7 +194,7 @@ export function checkImports (imports: readonly string[], grants: ReadonlySet<st
     }
     return `"${u.name}", which needs ${table} "${u.capability}"`
   })
-  throw new CapabilityDeniedError(`Cannot link brane "${options.brane}": component imports ${clauses.join('; ')}`)
+  throw new CapabilityDeniedError(`Cannot link ${options.subject ?? `brane "${options.brane}"`}: component imports ${clauses.join('; ')}`)
 }
 
 /** The imports this runtime has no implementation for (whatever the grants) */
