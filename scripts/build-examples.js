@@ -26,6 +26,7 @@ const TARGETS = [
   { source: 'src/runtime/wasm/fixtures/spin.wat', output: 'build/fixtures/spin.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/log.wat', output: 'build/fixtures/log.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/random.wat', output: 'build/fixtures/random.wasm', world: 'omega:worlds/http' },
+  { source: 'src/runtime/wasm/fixtures/echo-command.wat', output: 'build/fixtures/echo-command.wasm', world: 'wasi:cli/command@0.2.12' },
   { source: 'src/runtime/wasm/fixtures/sockets.wat', output: 'build/fixtures/sockets.wasm', world: 'wasi:cli/command@0.2.12' },
   { source: 'src/runtime/wasm/fixtures/bomb.wat', output: 'build/fixtures/bomb.wasm', world: 'omega:worlds/http' },
   { source: 'src/runtime/wasm/fixtures/recurse.wat', output: 'build/fixtures/recurse.wasm', world: 'omega:worlds/http' },

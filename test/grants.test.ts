@@ -38,12 +38,16 @@ describe('omega grants', () => {
     })
   }
 
-  it('validate --link and up refuse a wasi:cli/run command alike: exit 6, saying what it is', async () => {
+  it('validate --link and up refuse a wasi:cli/run command with HTTP routes alike: exit 6, saying what it is; without routes it links as an event brane', async () => {
     await cp(join(ROOT, 'build/fixtures/command.wasm'), join(dir, 'command.wasm'))
-    await writeFile(join(dir, 'command.toml'), '[brane.job]\nimage = "command.wasm"\n')
+    await writeFile(join(dir, 'event.toml'), '[brane.job]\nimage = "command.wasm"\nlifecycle = "pooled"\n')
+    const event = await cli(['validate', '--link', join(dir, 'event.toml')], join(dir, 'home'))
+    assert.equal(event.code, 0, event.err)
+    assert.match(event.err, /warning: brane\.job\.lifecycle: lifecycle "pooled" is ignored for a wasi:cli\/run command/)
+    await writeFile(join(dir, 'command.toml'), '[brane.job]\nimage = "command.wasm"\ntrigger = { http = "/job" }\n')
     const linked = await cli(['validate', '--link', join(dir, 'command.toml')], join(dir, 'home'))
     assert.equal(linked.code, 3, linked.out)
-    assert.match(linked.err, /brane\.job\.image: Brane "job": component .*command\.wasm is a wasi:cli\/run command/)
+    assert.match(linked.err, /brane\.job\.image: Brane "job": component .*command\.wasm is a wasi:cli\/run command .*not a server: it cannot answer the HTTP routed to it/)
     const up = await new Promise<{ code: number | null, err: string }>((resolve) => {
       const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'up', join(dir, 'command.toml'), '--port', '0'], {
         env: { ...process.env, OMEGA_HOME: join(dir, 'home') }, stdio: ['ignore', 'ignore', 'pipe']

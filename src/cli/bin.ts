@@ -29,7 +29,9 @@ main(process.argv.slice(2), {
   stderr: process.stderr,
   env: process.env,
   cwd: process.cwd(),
-  isTTY: process.stdout.isTTY
+  isTTY: process.stdout.isTTY,
+  // `omega run`: the command reads and writes these itself, synchronously
+  stdio: { stdin: 0, stdout: 1, stderr: 2 }
 }).then(
   (code) => { process.exitCode = code },
   (err: unknown) => {

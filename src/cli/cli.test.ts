@@ -126,7 +126,7 @@ describe('omega CLI', () => {
   })
 
   it('has --help on every command and exits 2 on usage errors', async () => {
-    for (const command of [[], ['validate'], ['plan'], ['schema'], ['up'], ['id'], ['image'], ['image', 'add'], ['image', 'ls'], ['image', 'rm']]) {
+    for (const command of [[], ['validate'], ['plan'], ['schema'], ['up'], ['run'], ['id'], ['image'], ['image', 'add'], ['image', 'ls'], ['image', 'rm']]) {
       const { code, out } = await run([...command, '--help'])
       assert.equal(code, 0, command.join(' '))
       assert.match(out, /^Usage: omega/m, command.join(' '))

@@ -8,6 +8,8 @@ export interface CliContext {
   readonly cwd: string
   readonly isTTY: boolean
   readonly signal?: AbortSignal
+  /** the process's standard descriptors, which `omega run` hands to the command (absent: it cannot run one) */
+  readonly stdio?: { readonly stdin: number, readonly stdout: number, readonly stderr: number }
   /** the data directory: `--home`, else `$OMEGA_HOME`, else `~/.omega` */
   home: (explicit: string | undefined) => string
   /** raise the exit code (the highest wins) */

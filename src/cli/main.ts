@@ -7,6 +7,7 @@ import type { AbortOptions } from '../interfaces/index.ts'
 import { defaultHome } from '../identity/lite.ts'
 import { validateCommand } from './commands/validate.ts'
 import { grantsCommand } from './commands/grants.ts'
+import { runCommand } from './commands/run.ts'
 import { authoringCommands } from './commands/authoring.ts'
 import { planCommand } from './commands/plan.ts'
 import { schemaCommand } from './commands/schema.ts'
@@ -98,6 +99,8 @@ export interface MainOptions extends AbortOptions {
   cwd?: string
   /** whether stdout is a terminal (colours and progress) */
   isTTY?: boolean
+  /** descriptors `omega run` gives the command as its stdin, stdout and stderr */
+  stdio?: { stdin: number, stdout: number, stderr: number }
 }
 
 /**
@@ -120,6 +123,7 @@ export async function main (argv: readonly string[], options: MainOptions = {}):
     cwd: options.cwd ?? '.',
     isTTY: options.isTTY ?? false,
     ...(options.signal === undefined ? {} : { signal: options.signal }),
+    ...(options.stdio === undefined ? {} : { stdio: options.stdio }),
     home: (explicit) => explicit ?? defaultHome(env),
     setExitCode: (code) => { exitCode = Math.max(exitCode, code) }
   }
@@ -143,9 +147,10 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 invalid manifest, 4 image, guest image or 
 Examples:
   $ omega validate examples/seeds/*.toml
   $ omega plan examples/seeds/biome-pipeline.toml
-  $ omega up examples/hello/omega.toml --port 8080`)
+  $ omega up examples/hello/omega.toml --port 8080
+  $ omega run tool.wasm --dir ./data::/data --env LANG -- /data/input.txt`)
 
-  for (const register of [validateCommand, grantsCommand, authoringCommands, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, queueCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
+  for (const register of [validateCommand, grantsCommand, runCommand, authoringCommands, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, queueCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
     register(program, ctx)
   }
 

@@ -13,7 +13,8 @@ import type { Resolvers, ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type DispatcherComponents, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
-import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, loadComponent, serveKind, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
+import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, linkGrantKeys, loadComponent, serveKind, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
+import { kindWarning, receivesHttp } from './link-check.ts'
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
 import { StateStore } from '../biome/index.ts'
@@ -847,8 +848,12 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     return current
   }
   // nothing it may not reach, then what it is (a command or a 0.3 component is refused as such)
-  checkImports(loaded.imports, new Set(brane.grantKeys), { brane: brane.name })
-  const kind = serveKind(loaded.exports, loaded.imports, `Brane "${brane.name}": component ${image.source}`)
+  checkImports(loaded.imports, linkGrantKeys(brane.grantKeys, loaded.exports), { brane: brane.name })
+  const kind = serveKind(loaded.exports, loaded.imports, `Brane "${brane.name}": component ${image.source}`, { http: receivesHttp(brane) })
+  const ignored = kindWarning(kind, brane)
+  if (ignored !== undefined) {
+    log.warn({ brane: brane.name }, `brane ${brane.name}: ${ignored}`)
+  }
   const reuse = fetchEventReuseWarning(bytes, brane.lifecycle)
   if (reuse !== undefined) {
     log.warn({ brane: brane.name, lifecycle: brane.lifecycle }, `brane ${brane.name}: ${reuse}`)
@@ -879,7 +884,7 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
       status: { ...status, routes: brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`) }
     }
   }
-  const runtime = await EventBrane.create(loaded, settings)
+  const runtime = await EventBrane.create(loaded, { ...settings, stdout: brane.stdout })
   return {
     plan: brane,
     id: loaded.id,

@@ -17,7 +17,7 @@ import type { AbortOptions } from '../interfaces/index.ts'
 import { MANIFEST_LIMITS } from './limits.ts'
 
 export { CAPABILITY_KEYS, SUBSTRATES, PROFILES, LIFECYCLES, RESOLVER_MODES, AUTH_MODES } from './vocabulary.ts'
-export type { Manifest, BraneSpec, CapabilityKey, Substrate, Profile, Lifecycle } from './schema.ts'
+export type { Manifest, BraneSpec, CapabilityKey, Substrate, Profile, Lifecycle, StdoutMode } from './schema.ts'
 export { compilePlan, DEFAULTS } from './plan.ts'
 export type { Plan, BranePlan, Grants, Limits, HttpRoute, Edge, ReplicaRule, ResolverPlan } from './plan.ts'
 export { parseSize, parseDuration, parseCpuQuota, formatSize, formatDuration } from './quantity.ts'

@@ -117,6 +117,13 @@ const EXPECTED: Array<[string, string[]]> = [
   ['31-capability-string-and-table.toml', [
     '31-capability-string-and-table.toml:7:14: error: brane.fetch.capability is defined twice: line 3 sets it (capability  = "standard"), line 7 opens it as a table ([brane.fetch.capability]); TOML allows each key or table once. The string names the brane\'s profile and the table its grants: write profile = "standard" inside [brane.fetch.capability] instead of line 3, or drop line 3 (the profile defaults to "standard")'
   ]],
+  // a command brane's stdout carries emit records only where it has edges to emit on
+  ['32-stdout-emit-no-edge.toml', [
+    '32-stdout-emit-no-edge.toml:3:1: error: brane.job.stdout: stdout = "emit" needs an outgoing edge: what brane "job" writes to stdout is emitted on the edges from it in [graph].edges, and it has none (add e.g. { from = "job", to = "<brane>", on = "<topic>" })'
+  ]],
+  ['33-stdout-bad-mode.toml', [
+    '33-stdout-bad-mode.toml:3:1: error: brane.job.stdout: expected one of "log", "emit", got "file"'
+  ]],
   ['34-body-max.toml', [
     '34-body-max.toml:5:1: error: brane.api.limits.body_max: expected at most "1 GiB" (a body that does not stream is held whole in memory), got "2 GiB"',
     '34-body-max.toml:9:12: error: brane.web.limits.body_max: expected a size greater than 0'

@@ -3,7 +3,7 @@
  * grants, limits, triggers and edges, with every default resolved and every quantity in
  * base units. Everything downstream reads the Plan, never the raw manifest.
  */
-import type { AuthMode, BraneSpec, CapabilityKey, EdgeSpec, Lifecycle, Manifest, Profile, ResolverMode, Substrate } from './schema.ts'
+import type { AuthMode, BraneSpec, CapabilityKey, EdgeSpec, Lifecycle, Manifest, Profile, ResolverMode, StdoutMode, Substrate } from './schema.ts'
 import { parseCpuQuota, parseDuration, parseSize } from './quantity.ts'
 
 /** Defaults, stated once */
@@ -37,6 +37,11 @@ export interface Grants {
   readonly state?: true
   /** implied by outgoing edges: the topics this brane may emit */
   readonly emit?: { readonly topics: readonly string[] }
+  /**
+   * host directories preopened as `guest` (wasi:filesystem): never from a manifest,
+   * only `omega run --dir HOST::GUEST`
+   */
+  readonly 'fs.dirs'?: ReadonlyArray<{ readonly host: string, readonly guest: string }>
 }
 
 export interface Limits {
@@ -71,6 +76,8 @@ export interface BranePlan {
   readonly profile: Profile
   readonly replicas: ReplicaRule
   readonly lifecycle: Lifecycle
+  /** where a wasi:cli/run command's stdout goes: its log, or emit records */
+  readonly stdout: StdoutMode
   readonly image?: string
   readonly guest?: string
   readonly gpu: 'none' | 'passthrough'
@@ -142,6 +149,7 @@ function compileBrane (name: string, spec: BraneSpec, edges: readonly Edge[]): B
     profile,
     replicas: compileReplicas(spec.replicas),
     lifecycle: spec.lifecycle ?? DEFAULTS.lifecycle,
+    stdout: spec.stdout ?? 'log',
     ...(spec.image === undefined ? {} : { image: spec.image }),
     ...(spec.guest === undefined ? {} : { guest: spec.guest }),
     gpu: spec.gpu ?? 'none',

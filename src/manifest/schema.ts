@@ -21,7 +21,7 @@ function oneOf<const T extends readonly string[]> (values: T, description: strin
 
 import {
   AUTH_MODES, CLOCK_RESOLUTIONS, CRDT_TYPES, DISCOVERY_MODES, DURABILITY_MODES, FS_LIFETIMES, GPU_MODES, LIFECYCLES, PROFILES,
-  RESOLVER_MODES, SUBSTRATES
+  RESOLVER_MODES, STDOUT_MODES, SUBSTRATES
 } from './vocabulary.ts'
 
 const SIZE_PATTERN = '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgGtT]i?[bB]|[bB])?\\s*$'
@@ -134,6 +134,7 @@ export const BraneSchema = Type.Object({
   guest: Type.Optional(Type.String({ minLength: 1, description: 'microVM guest image name (frontier)' })),
   gpu: Type.Optional(oneOf(GPU_MODES, 'GPU access (frontier only)')),
   lifecycle: Type.Optional(oneOf(LIFECYCLES, 'instance lifecycle')),
+  stdout: Type.Optional(oneOf(STDOUT_MODES, 'where a wasi:cli/run command brane\'s stdout goes: "log" (default) or "emit" (records "TOPIC LENGTH\\n" then LENGTH bytes, emitted when it exits 0; needs an outgoing edge)')),
   trigger: Type.Optional(Trigger),
   limits: Type.Optional(Limits),
   discovery: Type.Optional(Discovery),
@@ -176,7 +177,7 @@ export const ManifestSchema = Type.Object({
 
 /** A manifest as written (after parsing and structural validation) */
 export type Manifest = Static<typeof ManifestSchema>
-export type { Substrate, Profile, Lifecycle, CapabilityKey, ResolverMode, AuthMode } from './vocabulary.ts'
+export type { Substrate, Profile, Lifecycle, CapabilityKey, ResolverMode, AuthMode, StdoutMode } from './vocabulary.ts'
 export type BraneSpec = Static<typeof BraneSchema>
 export type CapabilitySpec = Static<typeof Capability>
 export type EdgeSpec = Static<typeof Edge>

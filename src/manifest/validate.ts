@@ -360,6 +360,11 @@ function checkMeaning (list: IssueList, manifest: Partial<Manifest>): void {
     if (brane.lifecycle === 'pinned' && typeof replicas === 'number' && replicas > 1) {
       list.warn(at('lifecycle'), `a pinned brane keeps one long-lived instance per replica: ${replicas} replicas hold ${replicas} independent states`)
     }
+    if (brane.stdout === 'emit' && profile === 'frontier') {
+      list.error(at('stdout'), 'stdout = "emit" is for wasi:cli/run command branes: a frontier brane emits by writing records to file descriptor 3')
+    } else if (brane.stdout === 'emit' && !hasOutgoingEdge(manifest, name)) {
+      list.error(at('stdout'), `stdout = "emit" needs an outgoing edge: what brane "${name}" writes to stdout is emitted on the edges from it in [graph].edges, and it has none (add e.g. { from = "${name}", to = "<brane>", on = "<topic>" })`)
+    }
     checkLimits(list, brane, at, profile)
     if (isObject(brane.capability)) {
       checkGrants(list, brane.capability, at)
@@ -398,6 +403,11 @@ function checkMeaning (list: IssueList, manifest: Partial<Manifest>): void {
       }
     }
   }
+}
+
+function hasOutgoingEdge (manifest: Partial<Manifest>, name: string): boolean {
+  const edges = isObject(manifest.graph) && Array.isArray(manifest.graph.edges) ? manifest.graph.edges : []
+  return edges.some((edge) => isObject(edge) && edge.from === name)
 }
 
 function known (names: readonly string[]): string {

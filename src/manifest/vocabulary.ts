@@ -14,6 +14,8 @@ export const FS_LIFETIMES = ['request', 'instance'] as const
 export const GPU_MODES = ['none', 'passthrough'] as const
 export const DURABILITY_MODES = ['local', 'replicated'] as const
 export const CRDT_TYPES = ['rga', 'map', 'lww'] as const
+/** `[brane.X] stdout` of a wasi:cli/run command brane: its log, or emit records */
+export const STDOUT_MODES = ['log', 'emit'] as const
 /** The capability keys a manifest may grant; anything else is refused */
 export const CAPABILITY_KEYS = ['net.http', 'fs.tmp', 'clock', 'random', 'env', 'state'] as const
 
@@ -23,3 +25,4 @@ export type Lifecycle = typeof LIFECYCLES[number]
 export type CapabilityKey = typeof CAPABILITY_KEYS[number]
 export type ResolverMode = typeof RESOLVER_MODES[number]
 export type AuthMode = typeof AUTH_MODES[number]
+export type StdoutMode = typeof STDOUT_MODES[number]

@@ -103,34 +103,7 @@ export function decodeResult (payload: Buffer): RunResult {
   }
 }
 
-/** One emit record from fd 3: `TOPIC LENGTH\n` then LENGTH bytes */
-export interface GuestEmit {
-  readonly topic: string
-  readonly payload: Buffer
-}
-
-export function parseEmits (bytes: Buffer): GuestEmit[] {
-  const out: GuestEmit[] = []
-  let at = 0
-  while (at < bytes.byteLength) {
-    const nl = bytes.indexOf(0x0a, at)
-    if (nl < 0 || nl - at > 512) {
-      throw new TypeError('Malformed emit record on fd 3: expected "TOPIC LENGTH\\n" then LENGTH bytes')
-    }
-    const line = bytes.subarray(at, nl).toString('utf8')
-    const match = /^(\S+) (\d+)$/.exec(line)
-    if (match === null) {
-      throw new TypeError(`Malformed emit record on fd 3: "${line.slice(0, 80)}" (expected "TOPIC LENGTH")`)
-    }
-    const length = Number(match[2])
-    if (nl + 1 + length > bytes.byteLength) {
-      throw new TypeError(`Malformed emit record on fd 3: topic "${match[1] ?? ''}" announces ${length} bytes, ${bytes.byteLength - nl - 1} follow`)
-    }
-    out.push({ topic: match[1] ?? '', payload: bytes.subarray(nl + 1, nl + 1 + length) })
-    at = nl + 1 + length
-  }
-  return out
-}
+export { parseEmits, type GuestEmit } from '../emit-records.ts'
 
 /**
  * A connection to one guest's agent. `connect` takes a function that opens the byte

@@ -1,9 +1,18 @@
+import { isCommand } from './link.ts'
 import type { LoadedComponent } from './load.ts'
 import type { BraneEventInput, RequestTiming } from './protocol.ts'
 import { WorkerBrane, type BraneOptions, type ServeKind } from './worker-brane.ts'
 
 /** Options of {@link EventBrane.create} */
-export type EventBraneOptions = BraneOptions
+export interface EventBraneOptions extends BraneOptions {
+  /**
+   * A wasi:cli/run command's stdout (`[brane.X] stdout`): its log, or emit records
+   * (`TOPIC LENGTH\n` then LENGTH bytes), emitted when it exits 0. Ignored for an
+   * omega:brane/handler component.
+   * @default 'log'
+   */
+  readonly stdout?: 'log' | 'emit'
+}
 
 /** Options of {@link EventBrane.deliver} */
 export interface DeliverOptions {
@@ -18,6 +27,7 @@ export interface Delivered {
 }
 
 const EVENTS: ServeKind = { kind: 'event', handlerInterface: 'omega:brane/handler', verb: 'deliver events to' }
+const COMMANDS: ServeKind = { kind: 'event', handlerInterface: 'wasi:cli/run', verb: 'deliver events to' }
 
 /**
  * Delivers events to an `omega:brane/handler` component (wit/brane/brane.wit), in
@@ -51,8 +61,26 @@ export class EventBrane extends WorkerBrane {
    * @throws RangeError for a limit that is not a positive number
    */
   static async create (loaded: LoadedComponent, options: EventBraneOptions): Promise<EventBrane> {
+    if (isCommand(loaded.exports)) {
+      return EventBrane.#createCommand(loaded, options)
+    }
     const prepared = await WorkerBrane.prepare(loaded, options, EVENTS)
     const brane = new EventBrane(prepared.loaded, options, { kind: 'event', handlerExport: prepared.handlerExport, maxBodyBytes: 0 })
+    await brane.start(options.signal)
+    return brane
+  }
+
+  /**
+   * A wasi:cli/run command as an event brane: each event runs it once, in an instance
+   * that never ran before (lifecycle `ephemeral` whatever the options say: its main
+   * runs once, and wasi:cli/exit unwinds it mid-stack, so its memory is not fit for a
+   * second run). Its environment is always linked (it carries the event's
+   * `OMEGA_*` variables); the `env` grant adds to it.
+   */
+  static async #createCommand (loaded: LoadedComponent, options: EventBraneOptions): Promise<EventBrane> {
+    const command: EventBraneOptions = { ...options, grants: { ...options.grants, env: options.grants.env ?? {} }, lifecycle: 'ephemeral' }
+    const prepared = await WorkerBrane.prepare(loaded, command, COMMANDS)
+    const brane = new EventBrane(prepared.loaded, command, { kind: 'event', handlerExport: prepared.handlerExport, maxBodyBytes: 0, command: { stdout: options.stdout ?? 'log' } })
     await brane.start(options.signal)
     return brane
   }

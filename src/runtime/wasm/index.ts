@@ -19,9 +19,9 @@
 export { DEFAULT_MEM_MAX_BYTES, loadComponent, withMemoryCap } from './load.ts'
 export type { LoadComponentOptions, LoadedComponent } from './load.ts'
 export {
-  CAPABILITY_KEYS, PROVIDED_INTERFACES, checkImports, fetchEventReuseWarning, findUngranted, grantsBlock, serveKind, findUnprovided, importRule, unversioned
+  CAPABILITY_KEYS, PROVIDED_INTERFACES, checkImports, fetchEventReuseWarning, findUngranted, grantsBlock, isCommand, linkGrantKeys, serveKind, findUnprovided, importRule, unversioned
 } from './link.ts'
-export type { CapabilityKey, CheckImportsOptions, ImportRule, UngrantedImport } from './link.ts'
+export type { CapabilityKey, CheckImportsOptions, ImportRule, ServeKindOptions, UngrantedImport } from './link.ts'
 export { HttpBrane } from './http-brane.ts'
 export type { HandleOptions, HttpBraneOptions, HttpBraneStats } from './http-brane.ts'
 export { EventBrane } from './event-brane.ts'
@@ -39,3 +39,5 @@ export { CpuThrottle } from './limits.ts'
 export type { CpuThrottleInit } from './limits.ts'
 export { capMemoryMax, WASM_PAGE } from './memory-cap.ts'
 export { BraneClosedError } from './errors.ts'
+export { checkCommand, runCommand } from './run.ts'
+export type { CommandStdio, RunCommandOptions } from './run.ts'

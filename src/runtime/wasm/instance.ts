@@ -8,9 +8,12 @@ import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'
 import { threadId } from 'node:worker_threads'
 import { buildImports, createInstanceHost, disposeInstanceHost, GuestExit, type EmitHook, type GuestLogLevel, type InstanceHost, type StateHook } from './host/imports.ts'
+import type { Invocation } from './host/instance.ts'
+import { parseEmits } from '../emit-records.ts'
+import { WitError } from './host/shim.ts'
 import { instancePrefix } from './host/tmp-paths.ts'
 import { httpTypesFor, type ExchangeStreams, type GuestResponse } from './host/http.ts'
-import { LineSplitter, SinkOutputStream } from './host/streams.ts'
+import { ByteCollector, LineSplitter, MemoryInputStream, SinkOutputStream } from './host/streams.ts'
 import { LogBudget } from './limits.ts'
 import { wasm, type CoreImports, type CoreInstance, type CoreModule } from './wasm-api.ts'
 import type { BraneEventInput, GlobalState, HttpRequest, InstanceState, Lifecycle, LogStream, WorkerErrorName, WorkerInit } from './protocol.ts'
@@ -28,6 +31,11 @@ interface IncomingHandler {
 /** `omega:brane/handler` as jco binds it: an `err` result is thrown as a ComponentError */
 interface EventHandler {
   handle: (event: BraneEventInput) => void
+}
+
+/** `wasi:cli/run` as jco binds it: an `err` result is thrown */
+interface CommandRun {
+  run: () => void
 }
 
 interface LinearMemory {
@@ -129,8 +137,8 @@ export class RequestOutput {
 
 /** One instance of the component and what the host keeps for it */
 export class GuestInstance {
-  /** the handler export: `wasi:http/incoming-handler` or `omega:brane/handler` */
-  readonly handler: IncomingHandler | EventHandler
+  /** the handler export: `wasi:http/incoming-handler`, `omega:brane/handler` or `wasi:cli/run` */
+  readonly handler: IncomingHandler | EventHandler | CommandRun
   /** the capabilities built for this instance (tmp directory, clocks, random, …) */
   host: InstanceHost | undefined
   readonly #memories: LinearMemory[]
@@ -141,8 +149,14 @@ export class GuestInstance {
   uses = 0
   /** the request it serves now: stdout/stderr go there */
   output: RequestOutput | undefined
+  /** a command's run: its arguments, more variables, stdin */
+  invocation: Invocation | undefined
+  /** where stdout goes instead of `output` (a command's emit records, `omega run`'s stdout) */
+  stdoutTo: ((bytes: Uint8Array) => void) | undefined
+  /** where stderr goes instead of `output` (`omega run`'s stderr) */
+  stderrTo: ((bytes: Uint8Array) => void) | undefined
 
-  constructor (handler: IncomingHandler | EventHandler, memories: LinearMemory[], instantiateMs: number, globals: CoreGlobal[] = []) {
+  constructor (handler: IncomingHandler | EventHandler | CommandRun, memories: LinearMemory[], instantiateMs: number, globals: CoreGlobal[] = []) {
     this.handler = handler
     this.#memories = memories
     this.#globals = globals
@@ -255,7 +269,7 @@ export interface ServeStreams extends ExchangeStreams {
 }
 
 /** What {@link InstanceFactory} needs of a {@link WorkerInit} */
-export type InstanceFactoryInit = Pick<WorkerInit, 'brane' | 'entry' | 'modules' | 'imports' | 'grants' | 'deterministic' | 'handlerExport' | 'maxBodyBytes' | 'memMaxBytes'> & Partial<Pick<WorkerInit, 'config'>>
+export type InstanceFactoryInit = Pick<WorkerInit, 'brane' | 'entry' | 'modules' | 'imports' | 'grants' | 'deterministic' | 'handlerExport' | 'maxBodyBytes' | 'memMaxBytes'> & Partial<Pick<WorkerInit, 'config' | 'command' | 'maxEmitBytes'>>
 
 /** Host work an {@link InstanceFactory} delegates to the thread that runs it */
 export interface InstanceHooks {
@@ -308,8 +322,22 @@ export class InstanceFactory {
     const globals: CoreGlobal[] = []
     // the instance's stdout/stderr follow whichever request it serves
     const self: { instance?: GuestInstance } = {}
-    const stdout = new SinkOutputStream((bytes) => { self.instance?.output?.write('stdout', bytes) })
-    const stderr = new SinkOutputStream((bytes) => { self.instance?.output?.write('stderr', bytes) })
+    const stdout = new SinkOutputStream((bytes) => {
+      const to = self.instance?.stdoutTo
+      if (to !== undefined) {
+        to(bytes)
+      } else {
+        self.instance?.output?.write('stdout', bytes)
+      }
+    })
+    const stderr = new SinkOutputStream((bytes) => {
+      const to = self.instance?.stderrTo
+      if (to !== undefined) {
+        to(bytes)
+      } else {
+        self.instance?.output?.write('stderr', bytes)
+      }
+    })
     let host: InstanceHost
     try {
       host = createInstanceHost({
@@ -326,7 +354,8 @@ export class InstanceFactory {
         },
         ...(this.#hooks.emit === undefined ? {} : { emit: this.#hooks.emit }),
         ...(this.#hooks.state === undefined ? {} : { state: this.#hooks.state }),
-        log: (level, message) => { self.instance?.output?.record(level, message) }
+        log: (level, message) => { self.instance?.output?.record(level, message) },
+        invocation: () => self.instance?.invocation
       })
     } catch (err) {
       throw new Failure('ComponentLoadError', `Cannot instantiate brane "${this.#init.brane}": ${err instanceof Error ? err.message : String(err)}`, { cause: err })
@@ -350,9 +379,9 @@ export class InstanceFactory {
       }
       return core
     }
-    let handler: IncomingHandler | EventHandler | undefined
+    let handler: IncomingHandler | EventHandler | CommandRun | undefined
     try {
-      const exports = await this.#instantiate((name) => this.#module(name), imports, instantiateCore) as Record<string, IncomingHandler | EventHandler | undefined>
+      const exports = await this.#instantiate((name) => this.#module(name), imports, instantiateCore) as Record<string, IncomingHandler | EventHandler | CommandRun | undefined>
       handler = exports[this.#init.handlerExport]
     } catch (err) {
       disposeInstanceHost(host)
@@ -424,6 +453,105 @@ export class InstanceFactory {
     }
   }
 
+  /**
+   * Runs `event` through `instance`'s `wasi:cli/run` command, once: the payload is
+   * its stdin, its environment has the event's `OMEGA_*` variables (after the `env`
+   * grant's), its arguments are the brane's name. Exit 0 is done, 65 rejects the
+   * event, anything else asks for a retry. With `stdout = "emit"`, what it wrote to
+   * stdout is emit records, emitted (on the brane's outgoing edges only) once it
+   * exited 0. The instance must not run again.
+   *
+   * @returns ok, or the exit status as a retry or a rejection
+   * @throws Failure when the guest traps, its emit records are malformed (GuestError)
+   * or name a topic no edge carries (CapabilityDeniedError), or they cannot be queued
+   */
+  runCommand (instance: GuestInstance, event: BraneEventInput): EventOutcome {
+    instance.uses++
+    const brane = this.#init.brane
+    const limit = this.#init.maxEmitBytes ?? 16 * 1024 * 1024
+    const records = this.#init.command?.stdout === 'emit' ? new ByteCollector(limit) : undefined
+    instance.invocation = {
+      args: [brane],
+      env: [
+        ['OMEGA_KIND', 'event'],
+        ['OMEGA_BRANE', brane],
+        ['OMEGA_TOPIC', event.topic],
+        ['OMEGA_EVENT_ID', event.id],
+        ['OMEGA_SOURCE', event.source],
+        ['OMEGA_TRACE_ID', event.traceId],
+        ['OMEGA_ATTEMPT', String(event.attempt)]
+      ],
+      stdin: () => new MemoryInputStream(event.payload)
+    }
+    if (records !== undefined) {
+      instance.stdoutTo = (bytes) => { records.push(bytes) }
+    }
+    const status = this.runMain(instance)
+    if (status === EXIT_REJECT) {
+      return { ok: false, name: 'RejectedEventError', message: `Brane "${brane}" rejected event "${event.id}": its command exited with status ${status}` }
+    }
+    if (status !== 0) {
+      return { ok: false, name: 'RetryableEventError', message: `Brane "${brane}": its command exited with status ${status} on event "${event.id}"${status === EXIT_RETRY ? ' (retry asked)' : ''}` }
+    }
+    if (records !== undefined && records.size > 0) {
+      this.#emitRecords(records.take())
+    }
+    return { ok: true }
+  }
+
+  /**
+   * Calls `instance`'s `wasi:cli/run` once (its invocation set beforehand).
+   *
+   * @returns the exit status: 0 when run returned ok, 1 when it returned err, the
+   * code it gave wasi:cli/exit
+   * @throws Failure when the guest traps or breaks the contract
+   */
+  runMain (instance: GuestInstance): number {
+    try {
+      (instance.handler as CommandRun).run()
+      return 0
+    } catch (err) {
+      if (err instanceof GuestExit) {
+        return err.code
+      }
+      // run returned err: jco 1.x throws a ComponentError, jco-transpile the value itself
+      if (!(err instanceof Error) || err.name === 'ComponentError') {
+        return 1
+      }
+      throw this.classify(err, instance)
+    }
+  }
+
+  /** Emits what a command wrote to stdout, all or nothing as far as the topics go */
+  #emitRecords (bytes: Uint8Array): void {
+    const brane = this.#init.brane
+    let emits
+    try {
+      emits = parseEmits(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'stdout')
+    } catch (err) {
+      throw new Failure('GuestError', `Brane "${brane}" (stdout = "emit"): ${(err as Error).message}`)
+    }
+    const allowed = this.#init.grants.emit?.topics ?? []
+    for (const e of emits) {
+      if (!allowed.includes(e.topic)) {
+        throw new Failure('CapabilityDeniedError', `Brane "${brane}" emitted on topic "${e.topic}", which no edge in [graph].edges carries from it (it may emit: ${allowed.length === 0 ? 'nothing' : allowed.join(', ')})`)
+      }
+    }
+    const emit = this.#hooks.emit
+    if (emit === undefined) {
+      throw new Failure('RetryableEventError', `Brane "${brane}" cannot emit what its command wrote: no event dispatcher on this node`)
+    }
+    for (const e of emits) {
+      try {
+        emit(e.topic, e.payload)
+      } catch (err) {
+        const payload = err instanceof WitError ? err.payload as { tag?: string, val?: string } : undefined
+        const message = payload?.val ?? (err instanceof Error ? err.message : String(err))
+        throw new Failure(payload?.tag === 'too-large' ? 'GuestError' : 'RetryableEventError', `Brane "${brane}" could not emit on "${e.topic}": ${message}`, { cause: err })
+      }
+    }
+  }
+
   /** A guest's failure as the name and message the caller gets */
   classify (err: unknown, instance?: GuestInstance): Failure {
     const brane = this.#init.brane
@@ -482,6 +610,11 @@ export class InstanceFactory {
     return { status: answer.status, headers: answer.headers, body: answer.body, streamed: answer.streamed }
   }
 }
+
+/** The exit status a command rejects an event with (EX_DATAERR), as a frontier guest does */
+const EXIT_REJECT = 65
+/** The exit status that asks for a retry by convention (EX_TEMPFAIL); any other but 0 and 65 retries too */
+const EXIT_RETRY = 75
 
 const NO_JSPI = new TypeError('WebAssembly.promising is not available (no JSPI in this Node.js)')
 
@@ -571,6 +704,9 @@ export class InstancePool {
   /** Hands back an instance after a request; `ok` false discards it */
   release (instance: GuestInstance, ok: boolean): void {
     instance.output = undefined
+    instance.invocation = undefined
+    instance.stdoutTo = undefined
+    instance.stderrTo = undefined
     instance.host?.endRequest()
     if (this.#reuse && ok && !this.#closed && instance.memBytes <= this.#recycleAbove) {
       this.#ready.push(instance)

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { checkImports, findUngranted, findUnprovided, importRule, serveKind } from './link.ts'
+import { checkImports, findUngranted, findUnprovided, importRule, isCommand, linkGrantKeys, serveKind } from './link.ts'
 
 const NONE: ReadonlySet<string> = new Set()
 
@@ -63,7 +63,7 @@ describe('checkImports', () => {
 describe('importRule', () => {
   it('maps interfaces to capability keys, ignoring versions', () => {
     assert.deepEqual(importRule('wasi:http/outgoing-handler@0.2.0'), { kind: 'capability', key: 'net.http' })
-    assert.deepEqual(importRule('wasi:filesystem/types'), { kind: 'capability', key: 'fs.tmp' })
+    assert.deepEqual(importRule('wasi:filesystem/types'), { kind: 'capability', key: 'fs.tmp', alsoBy: ['fs.dirs'] })
     assert.deepEqual(importRule('wasi:cli/environment@0.2.12'), { kind: 'capability', key: 'env' })
     assert.deepEqual(importRule('wasi:http/types@0.2.10'), { kind: 'always' })
     assert.deepEqual(importRule('wasi:httpx/types'), { kind: 'unknown' })
@@ -84,8 +84,18 @@ describe('serveKind', () => {
     assert.equal(serveKind(['wasi:http/incoming-handler@0.2.3'], ['wasi:http/types@0.2.3'], what), 'http')
     assert.equal(serveKind(['omega:brane/handler@0.1.0'], [], what), 'event')
   })
+  it('serves a wasi:cli/run command as an event brane, and a component exporting a handler too through the handler', () => {
+    assert.equal(serveKind(['wasi:cli/run@0.2.0'], [], what), 'command')
+    assert.equal(serveKind(['wasi:cli/run@0.2.0'], [], what, { http: false }), 'command')
+    assert.equal(serveKind(['wasi:cli/run@0.2.0', 'omega:brane/handler@0.1.0'], [], what), 'event')
+    assert.equal(serveKind(['wasi:cli/run@0.2.0', 'wasi:http/incoming-handler@0.2.3'], ['wasi:http/types@0.2.3'], what, { http: true }), 'http')
+    assert.equal(isCommand(['wasi:cli/run@0.2.0', 'omega:brane/handler@0.1.0']), false)
+    // its environment carries the event: linked without an env grant
+    assert.deepEqual([...linkGrantKeys(['random'], ['wasi:cli/run@0.2.0'])].sort(), ['env', 'random'])
+    assert.deepEqual([...linkGrantKeys(['random'], ['omega:brane/handler@0.1.0'])], ['random'])
+  })
   it('says what a component is when Omega cannot serve it', () => {
-    assert.throws(() => serveKind(['wasi:cli/run@0.2.0'], [], what), { name: 'ComponentLoadError', message: /^Brane "x": component x\.wasm is a wasi:cli\/run command .*Omega runs WASI 0\.2 components that export/ })
+    assert.throws(() => serveKind(['wasi:cli/run@0.2.0'], [], what, { http: true }), { name: 'ComponentLoadError', message: /^Brane "x": component x\.wasm is a wasi:cli\/run command \(a program with a main, as "wasmtime run" runs it\), not a server: it cannot answer the HTTP routed to it .*Omega runs WASI 0\.2 components that export/ })
     assert.throws(() => serveKind(['wasi:http/handler@0.3.0-rc-2025-09-16'], ['wasi:http/types@0.3.0-rc-2025-09-16'], what), { message: /is a WASI 0\.3 component \(it exports wasi:http\/handler@0\.3\.0-rc-2025-09-16\)/ })
     assert.throws(() => serveKind(['wasi:http/incoming-handler@0.2.3'], ['wasi:io/streams@0.2.3'], what), { message: /does not import wasi:http\/types: its HTTP types are its own \(a component composed with WASI-Virt/ })
     assert.throws(() => serveKind(['my:pkg/thing'], [], what), { message: /exports neither .* \(it exports: my:pkg\/thing\)/ })

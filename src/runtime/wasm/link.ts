@@ -10,8 +10,11 @@ export type CapabilityKey = typeof CAPABILITY_KEYS[number]
 export type ImportRule =
   /** linked for every brane: wasi:io, wasi:http/types, stdio, exit, terminal */
   | { readonly kind: 'always' }
-  /** linked when the brane's manifest grants `key` */
-  | { readonly kind: 'capability', readonly key: CapabilityKey }
+  /**
+   * linked when the brane's manifest grants `key` (or, outside a manifest, one of
+   * `alsoBy`: `omega run --dir` grants wasi:filesystem with host directories)
+   */
+  | { readonly kind: 'capability', readonly key: CapabilityKey, readonly alsoBy?: readonly string[] }
   /** never linked, whatever the manifest says */
   | { readonly kind: 'never', readonly reason: string }
   /** not an interface Omega knows */
@@ -39,7 +42,8 @@ const RULES: ReadonlyArray<readonly [string, ImportRule]> = [
   ['wasi:io/', ALWAYS],
   ['wasi:http/types', ALWAYS],
   ['wasi:http/outgoing-handler', { kind: 'capability', key: 'net.http' }],
-  // stdout/stderr go to the brane's log and stdin is empty; exit ends the instance
+  // stdout/stderr go to the brane's log and stdin is empty (a command's stdin is the
+  // event's payload); exit ends the instance
   ['wasi:cli/stdout', ALWAYS],
   ['wasi:cli/stderr', ALWAYS],
   ['wasi:cli/stdin', ALWAYS],
@@ -50,7 +54,7 @@ const RULES: ReadonlyArray<readonly [string, ImportRule]> = [
   ['wasi:cli/terminal-stdout', ALWAYS],
   ['wasi:cli/terminal-stderr', ALWAYS],
   ['wasi:cli/environment', { kind: 'capability', key: 'env' }],
-  ['wasi:filesystem/', { kind: 'capability', key: 'fs.tmp' }],
+  ['wasi:filesystem/', { kind: 'capability', key: 'fs.tmp', alsoBy: ['fs.dirs'] }],
   ['wasi:clocks/', { kind: 'capability', key: 'clock' }],
   ['wasi:random/', { kind: 'capability', key: 'random' }],
   ['wasi:sockets/', SOCKETS],
@@ -119,7 +123,7 @@ export function findUngranted (imports: readonly string[], grants: ReadonlySet<s
       case 'always':
         break
       case 'capability':
-        if (!grants.has(rule.key)) {
+        if (!isGranted(rule, grants)) {
           ungranted.push({
             name,
             capability: rule.key,
@@ -140,10 +144,22 @@ export function findUngranted (imports: readonly string[], grants: ReadonlySet<s
   return ungranted
 }
 
+/** Whether `grants` link an import of a `capability` rule */
+export function isGranted (rule: ImportRule & { kind: 'capability' }, grants: ReadonlySet<string>): boolean {
+  return grants.has(rule.key) || (rule.alsoBy?.some((key) => grants.has(key)) ?? false)
+}
+
 /** Options of {@link checkImports} */
 export interface CheckImportsOptions {
   /** the brane's name, for the message and the manifest key it names */
   readonly brane: string
+  /**
+   * what grants `key`, for the message, when it is not the manifest's
+   * `[brane.NAME.capability]` (`omega run` names its flags)
+   */
+  readonly grantedBy?: (key: CapabilityKey) => string
+  /** what is being linked, for the message @default `brane "NAME"` */
+  readonly subject?: string
 }
 
 /**
@@ -169,13 +185,16 @@ export function checkImports (imports: readonly string[], grants: ReadonlySet<st
     if (u.capability === undefined) {
       return `"${u.name}", ${u.reason}`
     }
+    if (options.grantedBy !== undefined) {
+      return `"${u.name}", which needs ${options.grantedBy(u.capability)}`
+    }
     if (u.capability === 'emit') {
       // not a capability key one writes: outgoing edges grant it
       return `"${u.name}", which needs an outgoing edge: emitting is granted by edges from "${options.brane}" in [graph].edges (e.g. { from = "${options.brane}", to = "<brane>", on = "<topic>" })`
     }
     return `"${u.name}", which needs ${table} "${u.capability}"`
   })
-  throw new CapabilityDeniedError(`Cannot link brane "${options.brane}": component imports ${clauses.join('; ')}`)
+  throw new CapabilityDeniedError(`Cannot link ${options.subject ?? `brane "${options.brane}"`}: component imports ${clauses.join('; ')}`)
 }
 
 /** The imports this runtime has no implementation for (whatever the grants) */
@@ -247,17 +266,50 @@ export function grantsBlock (imports: readonly string[], brane = 'NAME'): string
 }
 
 /** What Omega serves, said in every refusal of a component it cannot run */
-const WHAT_OMEGA_RUNS = 'Omega runs WASI 0.2 components that export wasi:http/incoming-handler (HTTP branes) or omega:brane/handler (event branes)'
+const WHAT_OMEGA_RUNS = 'Omega runs WASI 0.2 components that export wasi:http/incoming-handler (HTTP branes), omega:brane/handler or wasi:cli/run (event branes: a command runs once per event)'
 
 /**
- * The interface a component is served through: `http` or `event`, from its exports.
+ * Whether a component is a `wasi:cli/run` command and nothing Omega serves otherwise (a
+ * component that also exports a handler is served through the handler)
+ */
+export function isCommand (exports: readonly string[]): boolean {
+  const names = exports.map(unversioned)
+  return names.includes('wasi:cli/run') && !names.includes('wasi:http/incoming-handler') && !names.includes('omega:brane/handler')
+}
+
+/**
+ * The capability keys a component is linked with: the brane's, plus `env` for a
+ * command, whose environment carries the event (`OMEGA_TOPIC`, …) whatever the
+ * manifest grants (the `env` grant only adds variables)
+ */
+export function linkGrantKeys (grantKeys: Iterable<string>, exports: readonly string[]): Set<string> {
+  const keys = new Set(grantKeys)
+  if (isCommand(exports)) {
+    keys.add('env')
+  }
+  return keys
+}
+
+/** Options of {@link serveKind} */
+export interface ServeKindOptions {
+  /**
+   * the manifest sends HTTP to the brane (it declares routes, or a resolver names it):
+   * a command cannot answer it
+   */
+  readonly http?: boolean
+}
+
+/**
+ * The interface a component is served through, from its exports: `http`, `event`
+ * (omega:brane/handler) or `command` (wasi:cli/run, an event brane that runs once
+ * per event). A component exporting a handler and run is served through the handler.
  *
  * @throws ComponentLoadError saying what the component is when Omega cannot serve it:
- * a `wasi:cli/run` command, a WASI 0.3 component, an HTTP handler whose `wasi:http`
- * types are its own (composed with WASI-Virt: no request Omega makes would be its
- * resource), or one exporting neither handler
+ * a `wasi:cli/run` command where HTTP is routed to it, a WASI 0.3 component, an HTTP
+ * handler whose `wasi:http` types are its own (composed with WASI-Virt: no request
+ * Omega makes would be its resource), or one exporting neither
  */
-export function serveKind (exports: readonly string[], imports: readonly string[], what: string): 'http' | 'event' {
+export function serveKind (exports: readonly string[], imports: readonly string[], what: string, options: ServeKindOptions = {}): 'http' | 'event' | 'command' {
   const names = exports.map(unversioned)
   if (names.includes('wasi:http/incoming-handler')) {
     if (!imports.some((name) => unversioned(name) === 'wasi:http/types')) {
@@ -273,7 +325,10 @@ export function serveKind (exports: readonly string[], imports: readonly string[
     throw new ComponentLoadError(`${what} is a WASI 0.3 component (it exports ${v3}). ${WHAT_OMEGA_RUNS}`)
   }
   if (names.includes('wasi:cli/run')) {
-    throw new ComponentLoadError(`${what} is a wasi:cli/run command (a program with a main, as "wasmtime run" runs it), not a server. ${WHAT_OMEGA_RUNS}`)
+    if (options.http === true) {
+      throw new ComponentLoadError(`${what} is a wasi:cli/run command (a program with a main, as "wasmtime run" runs it), not a server: it cannot answer the HTTP routed to it (remove its trigger.http routes and feed it events over [graph].edges, or build it as an HTTP handler). ${WHAT_OMEGA_RUNS}`)
+    }
+    return 'command'
   }
   throw new ComponentLoadError(`${what} exports neither wasi:http/incoming-handler nor omega:brane/handler (it exports: ${exports.join(', ') || 'nothing'}). ${WHAT_OMEGA_RUNS}`)
 }

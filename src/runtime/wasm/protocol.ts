@@ -79,6 +79,11 @@ export interface WorkerInit {
   readonly deterministic?: { readonly seed: number }
   /** the export to call, e.g. `wasi:http/incoming-handler@0.2.12` */
   readonly handlerExport: string
+  /**
+   * set when the export is `wasi:cli/run`: each event runs the command once, in a
+   * fresh instance; `stdout` says whether its stdout is logged or carries emit records
+   */
+  readonly command?: { readonly stdout: 'log' | 'emit' }
   readonly maxBodyBytes: number
   readonly lifecycle: Lifecycle
   /** instances kept ready ahead of need, per worker */
@@ -132,7 +137,7 @@ export interface GlobalState {
 }
 
 /** Error names a worker may report; the brane rebuilds the matching OmegaError */
-export type WorkerErrorName = 'GuestError' | 'MemoryLimitError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError' | 'SnapshotError' | 'SkippedEventError'
+export type WorkerErrorName = 'GuestError' | 'MemoryLimitError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError' | 'SnapshotError' | 'SkippedEventError' | 'CapabilityDeniedError'
 
 /** A log line of the running request or event; `level` is set for omega:brane/log records */
 export type LogLine = readonly [LogStream, string] | readonly [LogStream, string, GuestLogLevel]

@@ -10,7 +10,7 @@ import { Worker } from 'node:worker_threads'
 import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
 import { answerHostCall, encodeStateValue, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
 import type { GuestLogLevel, StateCall, StateResult } from './host/brane.ts'
-import { ComponentLoadError, DeadlineExceededError, GuestError, MemoryLimitError, OverloadedError, RejectedEventError, RetryableEventError, SkippedEventError, SnapshotError } from '../../errors.ts'
+import { CapabilityDeniedError, ComponentLoadError, DeadlineExceededError, GuestError, MemoryLimitError, OverloadedError, RejectedEventError, RetryableEventError, SkippedEventError, SnapshotError } from '../../errors.ts'
 import { BraneClosedError } from './errors.ts'
 import { untilFirstFailure } from '../../util/index.ts'
 import { CpuThrottle } from './limits.ts'
@@ -334,7 +334,7 @@ export abstract class WorkerBrane {
   readonly #onEmit: OnEmit | undefined
   readonly #onState: OnState | undefined
 
-  protected constructor (loaded: LoadedComponent, options: BraneOptions, serve: { kind: WorkerInit['kind'], handlerExport: string, maxBodyBytes: number }) {
+  protected constructor (loaded: LoadedComponent, options: BraneOptions, serve: { kind: WorkerInit['kind'], handlerExport: string, maxBodyBytes: number, command?: WorkerInit['command'] }) {
     this.#log = options.log
     this.#componentId = loaded.id
     this.#onEmit = options.onEmit
@@ -359,6 +359,7 @@ export abstract class WorkerBrane {
       grants: options.grants,
       ...(options.deterministic === undefined ? {} : { deterministic: options.deterministic }),
       handlerExport: serve.handlerExport,
+      ...(serve.command === undefined ? {} : { command: serve.command }),
       maxBodyBytes: serve.maxBodyBytes,
       lifecycle,
       prewarm: Math.max(0, options.prewarm ?? (lifecycle === 'ephemeral' ? 2 : 1)),
@@ -1124,7 +1125,8 @@ const ERRORS: Readonly<Record<WorkerErrorName, new (message: string) => Error>> 
   RetryableEventError,
   RejectedEventError,
   SnapshotError,
-  SkippedEventError
+  SkippedEventError,
+  CapabilityDeniedError
 }
 
 /** Throws a RangeError unless `value` is above 0 */

@@ -252,13 +252,14 @@ async function serve (message: ToWorker): Promise<void> {
         outcome = { type: 'response', id, timing: timing() }
       }
     } else {
-      const handled = factory.handleEvent(instance, message.event)
+      const handled = init.command === undefined ? factory.handleEvent(instance, message.event) : factory.runCommand(instance, message.event)
       outcome = handled.ok
         ? { type: 'response', id, timing: timing() }
         : { type: 'error', id, name: handled.name, message: handled.message, timing: timing() }
     }
-    // a handle-error (retry, reject) is the guest's answer: the instance is fine
-    pool.release(instance, true)
+    // a handle-error (retry, reject) is the guest's answer: the instance is fine; a
+    // command's instance has run its main and is never reused
+    pool.release(instance, init.command === undefined)
   } catch (err) {
     const failure = factory.classify(err, instance)
     outcome = { type: 'error', id, name: failure.kind, message: failure.message, timing: timing() }

@@ -1,9 +1,8 @@
 import { ComponentLoadError } from '../../../errors.ts'
 import type { Grants } from '../../../manifest/index.ts'
-import { importRule, unversioned } from '../link.ts'
+import { importRule, isGranted, unversioned } from '../link.ts'
 import type { InstanceHost } from './instance.ts'
 import { shim, type ImportInterface } from './shim.ts'
-import { MemoryInputStream } from './streams.ts'
 
 export type { InstanceHost, InstanceHostInit, DeniedEvent } from './instance.ts'
 export { createInstanceHost, disposeInstanceHost } from './instance.ts'
@@ -14,17 +13,18 @@ export { emitError, stateError, type EmitError, type EmitHook, type GuestLogLeve
 /** Thrown by wasi:cli/exit to unwind the guest; the instance is dead afterwards */
 export class GuestExit extends Error {
   readonly ok: boolean
-  constructor (ok: boolean) {
-    super(`guest called exit (${ok ? 'success' : 'failure'})`)
+  /** the exit code: 0 or 1 for `exit`, the guest's for `exit-with-code` */
+  readonly code: number
+  constructor (code: number) {
+    super(`guest called exit (${code === 0 ? 'success' : `code ${code}`})`)
     this.name = 'GuestExit'
-    this.ok = ok
+    this.ok = code === 0
+    this.code = code
   }
 }
 
 // `undefined`: the host has no implementation (its grant is missing)
 type Provider = (host: InstanceHost) => ImportInterface | undefined
-
-const EMPTY = new Uint8Array(0)
 
 const PROVIDERS: ReadonlyMap<string, Provider> = new Map<string, Provider>([
   ['wasi:io/error', () => shim.ioError],
@@ -34,10 +34,10 @@ const PROVIDERS: ReadonlyMap<string, Provider> = new Map<string, Provider>([
   ['wasi:http/outgoing-handler', (host) => host.outgoingHandler],
   ['wasi:cli/stdout', (host) => ({ getStdout: () => host.stdout })],
   ['wasi:cli/stderr', (host) => ({ getStderr: () => host.stderr })],
-  ['wasi:cli/stdin', () => ({ getStdin: () => new MemoryInputStream(EMPTY) })],
+  ['wasi:cli/stdin', (host) => ({ getStdin: () => host.stdin() })],
   ['wasi:cli/exit', () => ({
-    exit (status: { tag: string }): never { throw new GuestExit(status.tag === 'ok') },
-    exitWithCode (code: number): never { throw new GuestExit(code === 0) }
+    exit (status: { tag: string }): never { throw new GuestExit(status.tag === 'ok' ? 0 : 1) },
+    exitWithCode (code: number): never { throw new GuestExit(code) }
   })],
   ['wasi:cli/environment', (host) => host.environment],
   // branes have no terminal: every get-terminal-* answers none
@@ -87,7 +87,7 @@ export function buildImports (required: readonly string[], grants: Grants, host:
   for (const name of required) {
     const iface = unversioned(name)
     const rule = importRule(name)
-    const allowed = rule.kind === 'always' || (rule.kind === 'capability' && keys.has(rule.key))
+    const allowed = rule.kind === 'always' || (rule.kind === 'capability' && isGranted(rule, keys))
     const implementation = allowed ? PROVIDERS.get(iface)?.(host) : undefined
     if (implementation === undefined) {
       throw new ComponentLoadError(`Cannot instantiate component: import "${name}" is not granted or not provided`)

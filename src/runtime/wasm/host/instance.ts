@@ -14,11 +14,27 @@ import { keyvalueInterfaces } from './keyvalue.ts'
 import { compileAllowlist, outgoingHandlerFor, type DeniedEvent } from './net.ts'
 import { randomFor, type RandomInterfaces } from './random.ts'
 import type { ImportInterface } from './shim.ts'
-import type { SinkOutputStream } from './streams.ts'
+import { MemoryInputStream, type SinkOutputStream } from './streams.ts'
+import { hostDirInterfaces } from './dirs.ts'
 import { braneTmpDir, checkTmpName } from './tmp-paths.ts'
 import { TmpDir } from './tmpfs.ts'
 
 export type { DeniedEvent } from './net.ts'
+
+/**
+ * What one run of a `wasi:cli/run` command sees besides its grants: its arguments,
+ * the variables added to the `env` grant's (an event's `OMEGA_*`, `omega run --env`)
+ * and its stdin
+ */
+export interface Invocation {
+  readonly args: readonly string[]
+  /** after the `env` grant's variables; a name in both has this value */
+  readonly env: ReadonlyArray<readonly [string, string]>
+  /** makes the stream get-stdin answers (once per invocation) */
+  readonly stdin: () => object
+}
+
+const NO_INPUT = new Uint8Array(0)
 
 /** Per-instance host state the import object is built around */
 export interface InstanceHost {
@@ -28,7 +44,9 @@ export interface InstanceHost {
   readonly httpTypes: ImportInterface
   /** `net.http`: the outgoing handler behind the allowlist */
   readonly outgoingHandler?: ImportInterface
-  /** `fs.tmp`: wasi:filesystem/types and preopens (`/tmp` only) */
+  /** the stream wasi:cli/stdin answers: the invocation's, else an empty one */
+  readonly stdin: () => object
+  /** `fs.tmp`: wasi:filesystem/types and preopens (`/tmp` only); `fs.dirs`: the host directories granted */
   readonly filesystem?: { readonly types: ImportInterface, readonly preopens: ImportInterface }
   /** `clock` */
   readonly clocks?: { readonly monotonic: ImportInterface, readonly wall: ImportInterface }
@@ -101,6 +119,11 @@ export interface InstanceHostInit {
   readonly log?: (level: GuestLogLevel, message: string) => void
   /** what wasi:config/store answers. @default {} */
   readonly config?: Readonly<Record<string, string>>
+  /**
+   * the command run the instance is in now (arguments, more variables, stdin)
+   * @default none: no arguments, the `env` grant's variables, an empty stdin
+   */
+  readonly invocation?: () => Invocation | undefined
 }
 
 let counter = 0
@@ -133,10 +156,23 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
   const clocks = grants.clock === undefined ? undefined : clocksFor(grants.clock.resolution, { virtual: seed !== undefined })
   const random = grants.random === undefined ? undefined : randomFor(seed)
   const env = Object.entries(grants.env ?? {})
+  const invocation = init.invocation ?? ((): undefined => undefined)
   const environment: ImportInterface = {
-    getEnvironment: (): Array<[string, string]> => env.map(([name, value]): [string, string] => [name, value]),
-    getArguments: (): string[] => [],
+    getEnvironment: (): Array<[string, string]> => {
+      const extra = invocation()?.env ?? []
+      const names = new Set(extra.map(([name]) => name))
+      return [...env.filter(([name]) => !names.has(name)), ...extra].map(([name, value]): [string, string] => [name, value])
+    },
+    getArguments: (): string[] => [...invocation()?.args ?? []],
     initialCwd: (): string | undefined => undefined
+  }
+  let input: { of: Invocation | undefined, stream: object } | undefined
+  const stdin = (): object => {
+    const current = invocation()
+    if (input === undefined || input.of !== current) {
+      input = { of: current, stream: current === undefined ? new MemoryInputStream(NO_INPUT) : current.stdin() }
+    }
+    return input.stream
   }
 
   const emit = init.emit ?? ((): never => { throw emitError('unavailable', `brane "${init.brane}" has no event dispatcher on this node`) })
@@ -157,6 +193,12 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
     tmp = TmpDir.create({ path: join(parent, instance), quotaBytes: fsTmp.quotaBytes })
   }
   const lifetime = fsTmp?.lifetime
+  const dirs = grants['fs.dirs']
+  if (dirs !== undefined && fsTmp !== undefined) {
+    tmp?.remove()
+    throw new RangeError('Cannot grant both "fs.tmp" and host directories ("fs.dirs") to one instance')
+  }
+  const filesystem = dirs === undefined ? tmp?.interfaces() : hostDirInterfaces(dirs)
 
   let disposed = false
   return {
@@ -164,7 +206,9 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
     stderr: init.stderr,
     httpTypes: init.httpTypes,
     ...(outgoingHandler === undefined ? {} : { outgoingHandler }),
-    ...(tmp === undefined ? {} : { filesystem: tmp.interfaces(), tmpDir: tmp.path }),
+    stdin,
+    ...(filesystem === undefined ? {} : { filesystem }),
+    ...(tmp === undefined ? {} : { tmpDir: tmp.path }),
     ...(clocks === undefined ? {} : { clocks }),
     ...(random === undefined ? {} : { random }),
     environment,

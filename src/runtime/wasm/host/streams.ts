@@ -1,3 +1,4 @@
+import { readSync, writeSync } from 'node:fs'
 import { readyPollable, shim, WitError, type Pollable } from './shim.ts'
 
 // wasi:io/streams `stream-error.closed`
@@ -230,6 +231,87 @@ export class LineSplitter {
     if (this.#pending !== '') {
       this.#emit(this.#pending)
       this.#pending = ''
+    }
+  }
+}
+
+const WAIT = new Int32Array(new SharedArrayBuffer(4))
+
+/** Waits `ms` on this thread (a non-blocking descriptor had nothing to give or take) */
+function pause (ms: number): void {
+  Atomics.wait(WAIT, 0, 0, ms)
+}
+
+/**
+ * A wasi:io input-stream over a file descriptor of the host process, read
+ * synchronously (`omega run`'s stdin: the process's, in the thread running the guest)
+ */
+export class FdInputStream extends shim.InputStream {
+  readonly #fd: number
+  #ended = false
+
+  constructor (fd: number) {
+    super()
+    this.#fd = fd
+  }
+
+  read (len: bigint): Uint8Array {
+    if (this.#ended) {
+      throw new WitError(CLOSED)
+    }
+    const buffer = new Uint8Array(Math.max(1, Math.min(Number(len), 64 * 1024)))
+    for (;;) {
+      let n: number
+      try {
+        n = readSync(this.#fd, buffer, 0, buffer.length, null)
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code
+        if (code === 'EAGAIN') {
+          pause(5)
+          continue
+        }
+        if (code === 'EOF') {
+          n = 0
+        } else {
+          throw new WitError({ tag: 'last-operation-failed', val: new (shim.ioError['Error'] as new (msg: string) => object)((err as Error).message) })
+        }
+      }
+      if (n === 0) {
+        this.#ended = true
+        throw new WitError(CLOSED)
+      }
+      return buffer.slice(0, n)
+    }
+  }
+
+  blockingRead (len: bigint): Uint8Array {
+    return this.read(len)
+  }
+
+  skip (len: bigint): bigint {
+    return BigInt(this.read(len).length)
+  }
+
+  blockingSkip (len: bigint): bigint {
+    return this.skip(len)
+  }
+
+  subscribe (): Pollable {
+    return readyPollable()
+  }
+}
+
+/** Writes all of `bytes` to the host descriptor `fd`, synchronously */
+export function writeAllSync (fd: number, bytes: Uint8Array): void {
+  let offset = 0
+  while (offset < bytes.length) {
+    try {
+      offset += writeSync(fd, bytes, offset, bytes.length - offset)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
+        throw err
+      }
+      pause(5)
     }
   }
 }
