@@ -10,10 +10,9 @@
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { DeploymentError } from '../errors.ts'
-import { blake3Hex, contentAddress, verify, verifyCapability, type ContentAddress, type NodeKey } from '../identity/index.ts'
+import { blake3Hex, canonicalJson, contentAddress, signDocument, verifyCapability, verifyDocument, type ContentAddress, type NodeKey } from '../identity/index.ts'
 import type { AbortOptions, Logger } from '../interfaces/index.ts'
 import { checkManifest, formatIssues } from '../manifest/index.ts'
-import { canonicalJson } from '../dispatch/index.ts'
 import { imageStore, isImagePath } from '../store/index.ts'
 import { compareHlc, isHlcTime, type HlcTime } from './hlc.ts'
 import type { Broadcaster, Rpc } from './rpc.ts'
@@ -111,8 +110,7 @@ export async function prepareDeployment (manifestFile: string, key: NodeKey, opt
     time: options.time,
     ...(options.token === undefined ? {} : { token: options.token })
   }
-  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(unsigned)))).toString('base64url')
-  return { document: { ...unsigned, signature }, blobs }
+  return { document: signDocument(unsigned, key), blobs }
 }
 
 /** A short, stable id of a document: BLAKE3 of its canonical JSON, 16 hex digits */
@@ -148,10 +146,9 @@ export function verifyDeployment (value: unknown): DeploymentDocument {
   if (typeof doc.deployer !== 'string' || !isHlcTime(doc.time) || typeof doc.signature !== 'string' || (doc.token !== undefined && typeof doc.token !== 'string')) {
     return bad('"deployer", "time" and "signature" are required')
   }
-  const { signature, ...unsigned } = doc as DeploymentDocument
   let valid = false
   try {
-    valid = verify(doc.deployer, Buffer.from(canonicalJson(unsigned)), Buffer.from(signature, 'base64url'))
+    valid = verifyDocument(doc as DeploymentDocument, doc.deployer)
   } catch (err) {
     throw new DeploymentError(`Refusing a deployment: the deployer "${doc.deployer}" is not an Ed25519 did:key`, { cause: err })
   }

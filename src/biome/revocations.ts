@@ -3,8 +3,7 @@
  * {@link REVOKE_TOPIC}, and in answer to a rejoining node) as messages signed by the
  * node that revoked them; a node takes only those signed by a key it trusts.
  */
-import { verify, type NodeKey, type RevocationList } from '../identity/index.ts'
-import { canonicalJson } from '../dispatch/index.ts'
+import { signDocument, verifyDocument, type NodeKey, type RevocationList } from '../identity/index.ts'
 import type { Logger } from '../interfaces/index.ts'
 import type { Broadcaster, Rpc } from './rpc.ts'
 
@@ -19,8 +18,7 @@ export const MAX_REVOCATIONS_PER_MESSAGE = 1024
  */
 export function sealRevocations (ids: readonly string[], key: NodeKey): Uint8Array {
   const unsigned = { ids: ids.slice(0, MAX_REVOCATIONS_PER_MESSAGE), by: key.did }
-  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(unsigned)))).toString('base64url')
-  return new TextEncoder().encode(JSON.stringify({ ...unsigned, signature }))
+  return new TextEncoder().encode(JSON.stringify(signDocument(unsigned, key)))
 }
 
 /** The ids of a {@link sealRevocations} message signed by one of `trusted`, else undefined */
@@ -31,7 +29,7 @@ export function openRevocations (data: Uint8Array, trusted: ReadonlySet<string>)
     if (!Array.isArray(ids) || ids.length > MAX_REVOCATIONS_PER_MESSAGE || typeof by !== 'string' || typeof signature !== 'string' || !trusted.has(by)) {
       return undefined
     }
-    if (!verify(by, Buffer.from(canonicalJson({ ids, by })), Buffer.from(signature, 'base64url'))) {
+    if (!verifyDocument({ ids, by, signature }, by)) {
       return undefined
     }
     return ids.filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{128}$/.test(id))
