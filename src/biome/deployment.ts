@@ -10,12 +10,12 @@
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { DeploymentError } from '../errors.ts'
-import { blake3Hex, contentAddress, verify, type ContentAddress, type NodeKey } from '../identity/index.ts'
-import type { AbortOptions } from '../interfaces/index.ts'
+import { blake3Hex, canonicalJson, contentAddress, signDocument, verifyCapability, verifyDocument, type ContentAddress, type NodeKey } from '../identity/index.ts'
+import type { AbortOptions, Logger } from '../interfaces/index.ts'
 import { checkManifest, formatIssues } from '../manifest/index.ts'
-import { canonicalJson } from '../dispatch/index.ts'
 import { imageStore, isImagePath } from '../store/index.ts'
 import { compareHlc, isHlcTime, type HlcTime } from './hlc.ts'
+import type { Broadcaster, Rpc } from './rpc.ts'
 
 /** Most bytes of manifest text a deployment may carry (it is gossiped to every node) */
 export const MAX_MANIFEST_BYTES = 128 * 1024
@@ -110,8 +110,7 @@ export async function prepareDeployment (manifestFile: string, key: NodeKey, opt
     time: options.time,
     ...(options.token === undefined ? {} : { token: options.token })
   }
-  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(unsigned)))).toString('base64url')
-  return { document: { ...unsigned, signature }, blobs }
+  return { document: signDocument(unsigned, key), blobs }
 }
 
 /** A short, stable id of a document: BLAKE3 of its canonical JSON, 16 hex digits */
@@ -147,10 +146,9 @@ export function verifyDeployment (value: unknown): DeploymentDocument {
   if (typeof doc.deployer !== 'string' || !isHlcTime(doc.time) || typeof doc.signature !== 'string' || (doc.token !== undefined && typeof doc.token !== 'string')) {
     return bad('"deployer", "time" and "signature" are required')
   }
-  const { signature, ...unsigned } = doc as DeploymentDocument
   let valid = false
   try {
-    valid = verify(doc.deployer, Buffer.from(canonicalJson(unsigned)), Buffer.from(signature, 'base64url'))
+    valid = verifyDocument(doc as DeploymentDocument, doc.deployer)
   } catch (err) {
     throw new DeploymentError(`Refusing a deployment: the deployer "${doc.deployer}" is not an Ed25519 did:key`, { cause: err })
   }
@@ -225,4 +223,126 @@ export async function materialise (doc: DeploymentDocument, root: string, home: 
 
 async function exists (path: string): Promise<boolean> {
   return stat(path).then(() => true, () => false)
+}
+
+export interface AuthorizeOptions {
+  /** the one deployment name the node runs */
+  name: string
+  /** the keys whose deployments the node runs, and the roots of capability tokens */
+  trust: ReadonlySet<string>
+  /** the deployment `doc` would replace, if any */
+  current: DeploymentDocument | undefined
+  /** revoked token ids */
+  revoked: { has: (id: string) => boolean }
+}
+
+/**
+ * A deployment is allowed when a trusted key signed it, or when it carries a capability
+ * token, rooted in a trusted key, that grants `deploy` on each of its branes to the key
+ * that signed it (the signature is the proof that the deployer holds the token's key)
+ *
+ * @throws DeploymentError saying why it is refused
+ */
+export function authorizeDeployment (doc: DeploymentDocument, options: AuthorizeOptions): void {
+  const { name: wanted, trust } = options
+  if (doc.name !== wanted) {
+    throw new DeploymentError(`Refusing deployment "${doc.name}": this node runs one deployment, named "${wanted}"`)
+  }
+  if (trust.has(doc.deployer)) {
+    return
+  }
+  if (doc.token === undefined) {
+    throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: this node trusts deployments from ${[...trust].join(', ')} (start it with --trust DID, or deploy with a capability token from a trusted key: omega deploy --token)`)
+  }
+  // it replaces the running deployment whole: the token must cover the branes it removes too
+  const current = options.current
+  const names = new Set([
+    ...checkManifest(doc.manifest.text, doc.manifest.file).plan.branes.map((b) => b.name),
+    ...(current === undefined ? [] : checkManifest(current.manifest.text, current.manifest.file).plan.branes.map((b) => b.name))
+  ])
+  for (const name of names) {
+    let subject: string
+    try {
+      subject = verifyCapability(doc.token, { ability: 'deploy', resource: `brane/${name}`, roots: [...trust], revoked: options.revoked }).subject
+    } catch (err) {
+      throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token does not allow deploy on brane/${name}: ${(err as Error).message}`, { cause: err })
+    }
+    if (subject !== doc.deployer) {
+      throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token was delegated to ${subject}, not to the key that signed it`)
+    }
+  }
+}
+
+/** The broadcast topic of deployments */
+export const DEPLOY_TOPIC = 'omega/deploy'
+
+/** What deployment gossip needs from its node */
+export interface DeploymentGossipComponents {
+  rpc: Rpc
+  mesh: Broadcaster
+  /** the deployments this node holds */
+  list: () => DeploymentDocument[]
+  /** take `doc`, heard from `from`, when it is the newest (serialised with the node's other work) */
+  accept: (doc: DeploymentDocument, from: string, settings: { reconcile?: boolean, options?: AbortOptions }) => Promise<boolean>
+  logger: Logger
+}
+
+/**
+ * Deployment gossip: a new deployment is broadcast to every node; a node that (re)joins
+ * or sees a peer run another deployment pulls the peer's (`deployments`), or asks the
+ * peer to pull its own (`deployments.pull`).
+ */
+export class DeploymentGossip {
+  readonly #components: DeploymentGossipComponents
+  readonly #log: Logger
+
+  constructor (components: DeploymentGossipComponents) {
+    this.#components = components
+    this.#log = components.logger
+  }
+
+  /** take the deployments other nodes broadcast */
+  listen (): void {
+    this.#components.mesh.onBroadcast(DEPLOY_TOPIC, (data, from) => {
+      let doc: DeploymentDocument
+      try {
+        doc = verifyDeployment(JSON.parse(new TextDecoder().decode(data)))
+      } catch (err) {
+        this.#log.warn({ from, err: (err as Error).message }, 'ignored a deployment')
+        return
+      }
+      this.#components.accept(doc, from, {}).catch((err: unknown) => {
+        this.#log.warn({ from, err: (err as Error).message }, 'could not take a deployment')
+      })
+    })
+  }
+
+  /** send `doc` to every node */
+  announce (doc: DeploymentDocument): void {
+    this.#components.mesh.broadcast(DEPLOY_TOPIC, new TextEncoder().encode(JSON.stringify(doc)))
+  }
+
+  /** Take the deployments `peer` has that are newer than ours (and run them, unless `reconcile` is false) */
+  async pull (peer: string, settings: { reconcile?: boolean, options?: AbortOptions } = {}): Promise<void> {
+    try {
+      const { result } = await this.#components.rpc.call(peer, 'deployments', {}, undefined, settings.options)
+      for (const raw of Array.isArray(result) ? result.slice(0, 16) as unknown[] : []) {
+        const doc = verifyDeployment(raw)
+        await this.#components.accept(doc, peer, settings)
+      }
+    } catch (err) {
+      this.#log.debug({ peer, err: (err as Error).message }, 'could not take the deployments of a peer')
+    }
+  }
+
+  /** answer other nodes' pulls */
+  serve (): void {
+    const rpc = this.#components.rpc
+    rpc.register('deployments', async () => ({ result: this.#components.list() }))
+    rpc.register('deployments.pull', async ({ from }) => {
+      // answered at once; the pull runs after, serialised with everything else
+      this.pull(from).catch(() => {})
+      return {}
+    })
+  }
 }

@@ -1,16 +1,22 @@
 /**
+ * Forwarding: events and HTTP requests for a brane that runs on other nodes go to one of
+ * its replicas there ({@link Forwarder}), and this node answers theirs.
+ *
  * Event batches over the mesh: several events of one edge in one RPC frame (their
  * metadata in the header, their payloads back to back in the body), handled in order by
  * the node that runs the target brane, one outcome per event. Once one fails the rest are
  * not started (`SkippedEventError`), so the sender can keep the edge's order.
  */
-import { SkippedEventError } from '../errors.ts'
-import type { AbortOptions, BraneEvent } from '../interfaces/index.ts'
+import { createHash } from 'node:crypto'
+import { OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, SkippedEventError, TargetUnavailableError } from '../errors.ts'
+import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, HttpHandler } from '../interfaces/index.ts'
 import type { EventTarget } from '../dispatch/index.ts'
 import { untilFirstFailure } from '../util/index.ts'
 import { RemoteError, type Rpc } from './rpc.ts'
 
 export const DELIVER_BATCH = 'deliverBatch'
+/** How long a forwarded delivery may take beyond the target brane's own deadline (ms) */
+const DELIVERY_GRACE_MS = 10_000
 /** Most payload bytes of one batch frame; a larger batch goes as single deliveries */
 export const MAX_BATCH_FRAME_BYTES = 4 * 2 ** 20
 /** Most events of one batch frame */
@@ -88,4 +94,183 @@ export function errorName (err: unknown): string {
 
 export function errorMessage (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
+}
+
+/** What forwarding needs from its node */
+export interface ForwarderComponents {
+  rpc: Rpc
+  /** this node's name, in errors */
+  name: string
+  /** the nodes other than this one that run `brane`, alive ones first, then suspect ones */
+  replicas: (brane: string) => string[]
+  /** whether a member is alive */
+  alive: (did: string) => boolean
+  /** the handler of `brane` here, waiting for one that the placement just moved here */
+  localEvents: (brane: string, options: AbortOptions) => Promise<EventTarget | undefined>
+  localHttp: (brane: string, options: AbortOptions) => Promise<HttpHandler | undefined>
+  /** why no node runs `brane` now (the placement's reason) */
+  unplaced: (brane: string) => string
+  /** the deadline of `brane` in the running deployment (ms) */
+  deadlineMs: (brane: string) => number
+  /** a member's name, for messages */
+  nameOf: (did: string) => string
+}
+
+/** Events and requests for branes that run elsewhere, sent to one of their replicas */
+export class Forwarder {
+  readonly #components: ForwarderComponents
+  readonly #rpc: Rpc
+  /** requests forwarded so far (spreads them over the replicas) */
+  #requests = 0
+
+  constructor (components: ForwarderComponents) {
+    this.#components = components
+    this.#rpc = components.rpc
+  }
+
+  /**
+   * The replica to send `key`'s call to: spread over the alive replicas by `key` (an event
+   * id: a retry after a failure goes to the same node only while nothing changed)
+   */
+  #pick (brane: string, key: string): string | undefined {
+    const nodes = this.#components.replicas(brane)
+    const alive = nodes.filter((did) => this.#components.alive(did))
+    const pool = alive.length > 0 ? alive : nodes
+    return pool.length === 0 ? undefined : pool[createHash('sha256').update(key).digest().readUInt32BE(0) % pool.length]
+  }
+
+  /** the event target of `brane`, which runs elsewhere (or is on its way here) */
+  events (brane: string): EventTarget {
+    const c = this.#components
+    const remote: EventTarget = {
+      deliver: async (event: BraneEvent, options: AbortOptions = {}) => {
+        const target = this.#pick(brane, `${event.id}:${event.attempt}`)
+        if (target === undefined) {
+          // placed here now, and still starting
+          const here = await c.localEvents(brane, options)
+          if (here !== undefined) {
+            await here.deliver(event, options)
+            return
+          }
+          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${c.unplaced(brane)})`)
+        }
+        const { payload, ...meta } = event
+        // the target's own deadline stops a late handler there; this only covers a node that never answers
+        const deadlineMs = c.deadlineMs(brane)
+        try {
+          await this.#rpc.call(target, 'deliver', { brane, event: meta }, payload, { ...options, timeoutMs: deadlineMs + DELIVERY_GRACE_MS })
+        } catch (err) {
+          throw asLocalError(err, `brane "${brane}" on ${c.nameOf(target)}`)
+        }
+      },
+      // several events of one edge in one frame, to one node, which handles them in order
+      maxBatch: MAX_BATCH_EVENTS,
+      deliverBatch: async (events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> => {
+        if (events.reduce((sum, e) => sum + e.payload.byteLength, 0) > MAX_BATCH_FRAME_BYTES) {
+          // large payloads: one frame each, as single deliveries
+          return deliverInOrder({ deliver: remote.deliver }, events)
+        }
+        const first = events[0] as BraneEvent
+        const target = this.#pick(brane, `${first.id}:${first.attempt}`)
+        if (target === undefined) {
+          const here = await c.localEvents(brane, {})
+          if (here !== undefined) {
+            return deliverInOrder(here, events)
+          }
+          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${c.unplaced(brane)})`)
+        }
+        const where = `brane "${brane}" on ${c.nameOf(target)}`
+        const deadlineMs = c.deadlineMs(brane)
+        try {
+          const outcomes = await sendEventBatch(this.#rpc, target, brane, events, { timeoutMs: deadlineMs * events.length + DELIVERY_GRACE_MS })
+          return outcomes.map((o) => o.status === 'fulfilled' ? o : { status: 'rejected' as const, reason: asLocalError(o.reason, where) })
+        } catch (err) {
+          throw asLocalError(err, where)
+        }
+      }
+    }
+    return remote
+  }
+
+  /** the HTTP handler of `brane`, which runs elsewhere (or is on its way here) */
+  http (brane: string): HttpHandler {
+    const c = this.#components
+    return {
+      handle: async (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> => {
+        const target = this.#pick(brane, `${++this.#requests}`)
+        if (target === undefined) {
+          const here = await c.localHttp(brane, options)
+          if (here !== undefined) {
+            return here.handle(request, options)
+          }
+          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${c.unplaced(brane)})`)
+        }
+        const { body, ...meta } = request
+        try {
+          const reply = await this.#rpc.call(target, 'http', { brane, request: meta }, body, options)
+          const result = reply.result as { status: number, headers: Array<[string, string]> }
+          return { status: result.status, headers: result.headers, body: reply.body }
+        } catch (err) {
+          throw asLocalError(err, `brane "${brane}" on ${c.nameOf(target)}`)
+        }
+      }
+    }
+  }
+
+  /** answer the events and requests other nodes forward to the branes that run here */
+  serve (): void {
+    const c = this.#components
+    this.#rpc.register('deliver', async ({ params, body }, options) => {
+      const { brane, event } = params as { brane: string, event: Omit<BraneEvent, 'payload'> }
+      const target = await c.localEvents(brane, options)
+      if (target === undefined) {
+        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${c.name}`)
+      }
+      await target.deliver({ ...event, payload: body }, options)
+      return {}
+    })
+    serveEventBatches(this.#rpc, async (brane, options) => {
+      const target = await c.localEvents(brane, options)
+      if (target === undefined) {
+        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${c.name}`)
+      }
+      return target
+    })
+    this.#rpc.register('http', async ({ params, body }, options) => {
+      const { brane, request } = params as { brane: string, request: Omit<BraneHttpRequest, 'body'> }
+      const handler = await c.localHttp(brane, options)
+      if (handler === undefined) {
+        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${c.name}`)
+      }
+      const response = await handler.handle({ ...request, body }, options)
+      return { result: { status: response.status, headers: response.headers }, body: response.body }
+    })
+  }
+}
+
+/**
+ * An error from another node, as the local caller should see it: unreachable nodes are
+ * "unavailable" (the event waits, the request gets 503), and the remote handler's own
+ * error keeps its name (retry, reject, deadline, …)
+ */
+export function asLocalError (err: unknown, where: string): Error {
+  if (err instanceof PeerUnavailableError) {
+    return new TargetUnavailableError(`Cannot reach ${where}: ${err.message}`, { cause: err })
+  }
+  if (err instanceof RemoteError) {
+    switch (err.remoteName) {
+      case 'TargetUnavailableError':
+        return new TargetUnavailableError(`${where}: ${err.message}`, { cause: err })
+      case 'RetryableEventError':
+        return new RetryableEventError(err.message, { cause: err })
+      case 'RejectedEventError':
+        return new RejectedEventError(err.message, { cause: err })
+      default: {
+        const local = new OmegaError(`${where}: ${err.message}`, { cause: err })
+        local.name = err.remoteName
+        return local
+      }
+    }
+  }
+  return err instanceof Error ? err : new Error(String(err))
 }

@@ -107,3 +107,21 @@ export function place (plan: Plan, members: readonly Candidate[], options: Place
   }
   return placements
 }
+
+/**
+ * The undelivered events per brane the members advertise (`q.<brane>` meta, for
+ * `replicas = "auto"`), summed over the mesh
+ */
+export function advertisedBacklogs (members: ReadonlyArray<{ readonly meta: Readonly<Record<string, string>> }>): Map<string, number> {
+  const total = new Map<string, number>()
+  for (const member of members) {
+    for (const [key, value] of Object.entries(member.meta)) {
+      const depth = Number(value)
+      // advertised by each member about itself: take only sane numbers
+      if (key.startsWith('q.') && Number.isSafeInteger(depth) && depth >= 0) {
+        total.set(key.slice(2), (total.get(key.slice(2)) ?? 0) + Math.min(depth, 1_000_000))
+      }
+    }
+  }
+  return total
+}

@@ -3,11 +3,11 @@
  * wins by signed hybrid-logical-clock time, no quorum), and the component bytes they
  * need, content addressed. Both survive a restart.
  */
-import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises'
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { contentAddress, type ContentAddress } from '../identity/index.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
-import { syncDir } from '../util/index.ts'
+import { writeFileAtomic } from '../util/index.ts'
 import { DeploymentError } from '../errors.ts'
 import { isNewer, verifyDeployment, type DeploymentDocument } from './deployment.ts'
 
@@ -70,11 +70,10 @@ export class Registry {
     }
     const dir = join(this.#root, 'registry')
     const file = join(dir, `${doc.name}.json`)
-    await writeDurably(file, JSON.stringify(doc))
-    await syncDir(dir)
+    await writeFileAtomic(file, JSON.stringify(doc), { mode: 0o600 })
     // a concurrent offer may have stored a newer one meanwhile
     if (!isNewer(doc, this.#current.get(doc.name))) {
-      await writeDurably(file, JSON.stringify(this.#current.get(doc.name)))
+      await writeFileAtomic(file, JSON.stringify(this.#current.get(doc.name)), { mode: 0o600 })
       return false
     }
     this.#current.set(doc.name, doc)
@@ -101,7 +100,7 @@ export class Registry {
       throw new DeploymentError(`Refusing image bytes: they hash to ${hash}, not ${expected}`)
     }
     if (!await this.hasBlob(hash)) {
-      await writeDurably(this.blobPath(hash), bytes)
+      await writeFileAtomic(this.blobPath(hash), bytes, { mode: 0o600 })
     }
     return hash
   }
@@ -109,17 +108,4 @@ export class Registry {
   async readBlob (hash: ContentAddress): Promise<Buffer> {
     return readFile(this.blobPath(hash))
   }
-}
-
-/** Write to a temporary file, fsync, then rename over `file` */
-async function writeDurably (file: string, data: string | Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`
-  const handle = await open(tmp, 'w', 0o600)
-  try {
-    await handle.writeFile(data)
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
-  await rename(tmp, file)
 }

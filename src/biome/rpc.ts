@@ -25,6 +25,12 @@ export interface RpcTransport {
   open: (peerDid: string, protocol: string, options?: AbortOptions) => Promise<RpcChannel>
 }
 
+/** The part of the mesh gossip protocols use: epidemic broadcast of small messages */
+export interface Broadcaster {
+  broadcast: (topic: string, data: Uint8Array) => void
+  onBroadcast: (topic: string, handler: (data: Uint8Array, fromDid: string) => void) => () => void
+}
+
 export interface RpcReply {
   readonly result?: unknown
   readonly body?: Uint8Array

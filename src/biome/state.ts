@@ -7,8 +7,10 @@
  */
 import Database from 'better-sqlite3'
 import * as Y from 'yjs'
+import { BraneNotFoundError } from '../errors.ts'
 import type { Logger } from '../interfaces/index.ts'
 import type { StateCall, StateResult } from '../runtime/wasm/index.ts'
+import type { Rpc } from './rpc.ts'
 
 export interface StateStoreInit {
   /** the SQLite file */
@@ -204,5 +206,98 @@ export class StateStore {
     }
     this.#docs.clear()
     this.#db.close()
+  }
+}
+
+/** What state sync needs from its node */
+export interface StateSyncComponents {
+  rpc: Rpc
+  /** the node's state (throws while the node is starting) */
+  store: () => StateStore
+  /** the replicas of `brane` on other nodes, alive ones first */
+  replicas: (brane: string) => string[]
+  /** how many replicas a local update is pushed to at once */
+  fanout: (brane: string) => number
+  /** whether `brane` is granted `state` in the running deployment */
+  stateful: (brane: unknown) => boolean
+  /** the state of a member of the mesh, if known */
+  member: (did: string) => string | undefined
+  logger: Logger
+}
+
+/**
+ * State sync over the mesh: a local update is pushed to the brane's other replicas at
+ * once (`state.push`), and replicas reconcile what each lacks by state vectors
+ * (`state.sync`): periodically, when a node comes back, and when a brane moves.
+ */
+export class StateSync {
+  readonly #components: StateSyncComponents
+  readonly #rpc: Rpc
+  readonly #log: Logger
+
+  constructor (components: StateSyncComponents) {
+    this.#components = components
+    this.#rpc = components.rpc
+    this.#log = components.logger
+  }
+
+  /** send a local update of `brane` to its other replicas (anti-entropy carries what fails) */
+  push (brane: string, update: Uint8Array): void {
+    const fanout = this.#components.fanout(brane)
+    for (const did of this.#components.replicas(brane).slice(0, fanout)) {
+      this.#rpc.call(did, 'state.push', { brane }, update).catch((err: unknown) => {
+        this.#log.debug({ brane, peer: did, err: (err as Error).message }, 'state push failed (anti-entropy will carry it)')
+      })
+    }
+  }
+
+  /** Exchange what each side lacks of `branes` with `peer` (only those it replicates, unless `anyPeer`) */
+  async reconcileWith (peer: string, branes: readonly string[], settings: { anyPeer?: boolean } = {}): Promise<void> {
+    for (const brane of branes) {
+      if (settings.anyPeer !== true && !this.#components.replicas(brane).includes(peer)) {
+        continue
+      }
+      try {
+        const state = this.#components.store()
+        const reply = await this.#rpc.call(peer, 'state.sync', { brane }, state.stateVector(brane))
+        state.apply(brane, reply.body, peer)
+        const theirs = Buffer.from((reply.result as { vector: string }).vector, 'base64')
+        const missing = state.diff(brane, theirs)
+        if (missing.byteLength > 2) {
+          await this.#rpc.call(peer, 'state.push', { brane }, missing)
+        }
+      } catch (err) {
+        this.#log.debug({ brane, peer, err: (err as Error).message }, 'state sync failed')
+      }
+    }
+  }
+
+  /** answer other replicas' pushes and syncs */
+  serve (): void {
+    this.#rpc.register('state.push', async ({ params, body, from }) => {
+      const { brane } = params as { brane: string }
+      this.#check(brane, from)
+      this.#components.store().apply(brane, body, from)
+      return {}
+    })
+    this.#rpc.register('state.sync', async ({ params, body, from }) => {
+      // the caller sends its state vector; answer what it lacks, and our state vector
+      const { brane } = params as { brane: string }
+      this.#check(brane, from)
+      const state = this.#components.store()
+      return { result: { vector: Buffer.from(state.stateVector(brane)).toString('base64'), from }, body: state.diff(brane, body) }
+    })
+  }
+
+  /**
+   * State travels only for branes of the running deployment granted `state`, and only
+   * between members of the mesh (a replica now, or one that held it before a move)
+   */
+  #check (brane: unknown, from: string): void {
+    const stateful = this.#components.stateful(brane)
+    const member = this.#components.member(from)
+    if (!stateful || member === undefined || member === 'dead' || member === 'left') {
+      throw new BraneNotFoundError(`No replicated state of brane "${String(brane)}" here for ${from}`)
+    }
   }
 }

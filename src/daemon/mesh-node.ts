@@ -6,18 +6,17 @@
  * its share, and forwards events and requests for the rest to the nodes that run them.
  * Replicated state follows the replicas of each brane.
  */
-import { createHash } from 'node:crypto'
-import { open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BraneNotFoundError, DeploymentError, OmegaError, PeerUnavailableError, RejectedEventError, RetryableEventError, TargetUnavailableError } from '../errors.ts'
-import type { AbortOptions, BraneEvent, BraneHttpRequest, BraneHttpResponse, HttpHandler, Logger } from '../interfaces/index.ts'
-import { loadOrCreateNodeKey, RevocationList, verify, verifyCapability, type ContentAddress, type NodeKey } from '../identity/index.ts'
+import { BraneNotFoundError, DeploymentError, OmegaError } from '../errors.ts'
+import type { AbortOptions, HttpHandler, Logger } from '../interfaces/index.ts'
+import { loadOrCreateNodeKey, RevocationList, type ContentAddress, type NodeKey } from '../identity/index.ts'
 import { checkManifest, loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
-import { canonicalJson, edgeKey, signTrace, type DeliveryCopy, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
+import { edgeKey, signTrace, type DeliveryCopy, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
 import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
-  compareHlc, deliverInOrder, deploymentId, EventCustody, formatHlc, MAX_BATCH_EVENTS, MAX_BATCH_FRAME_BYTES, sendEventBatch, serveEventBatches, HybridClock, materialise, meshSettingsFor, place, Registry, RemoteError, Rpc, verifyDeployment,
+  authorizeDeployment, compareHlc, DeploymentGossip, deploymentId, EventCustody, fetchBlobs, formatHlc, Forwarder, HybridClock, materialise, meshSettingsFor, place, Registry,
+  RevocationGossip, Rpc, serveBlobs, advertisedBacklogs, StateSync, verifyDeployment,
   type BranePlacement, type DeploymentDocument
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
@@ -97,12 +96,8 @@ export interface DeployReport {
   readonly accepted: boolean
 }
 
-const DEPLOY_TOPIC = 'omega/deploy'
-const REVOKE_TOPIC = 'omega/revoke'
 /** The deployment name this node runs */
 const DEPLOYMENT = 'default'
-/** Bytes of an image per RPC answer */
-const BLOB_CHUNK = 1024 * 1024
 /** How often state is reconciled with one other replica (anti-entropy, ms) */
 const ANTI_ENTROPY_MS = 2_000
 /** How often the backlog per brane is advertised (for `replicas = "auto"`, ms) */
@@ -111,16 +106,12 @@ const BACKLOG_MS = 2_000
 const AUTO_EVENTS_PER_REPLICA = 500
 /** Largest mesh frame: an event or HTTP body (16 MiB at most) with its envelope */
 const MESH_FRAME_BYTES = 17 * 1024 * 1024
-/** How long a forwarded delivery may take beyond the target brane's own deadline (ms) */
-const DELIVERY_GRACE_MS = 10_000
 /** How long a call waits for a brane that the placement just moved to this node (ms) */
 const ARRIVAL_WAIT_MS = 10_000
 /** How long a leaving node waits for its running deliveries to settle (ms) */
 const LEAVE_DRAIN_MS = 5_000
 /** How long a leaving node may spend handing its queued events over (ms) */
 const LEAVE_HANDOVER_MS = 15_000
-/** Most revoked ids one message may carry */
-const MAX_REVOCATIONS_PER_MESSAGE = 1024
 
 export class OmegaMeshNode {
   readonly did: string
@@ -130,6 +121,10 @@ export class OmegaMeshNode {
   readonly #registry: Registry
   readonly #clock: HybridClock
   readonly #rpc: Rpc
+  readonly #forwarder: Forwarder
+  readonly #stateSync: StateSync
+  readonly #deployments: DeploymentGossip
+  readonly #revocationGossip: RevocationGossip
   /** hands queued events over when leaving; keeps copies elsewhere with durability = "replicated" */
   readonly #custody: EventCustody
   readonly #log: Logger
@@ -153,8 +148,6 @@ export class OmegaMeshNode {
   #stopping = false
   /** the peers that say they are still catching up (HEAL) */
   readonly #healingPeers = new Set<string>()
-  /** requests forwarded so far (spreads them over the replicas) */
-  #requests = 0
   /** when each peer whose deployment differs was last asked for it (ms) */
   readonly #asked = new Map<string, number>()
 
@@ -169,6 +162,34 @@ export class OmegaMeshNode {
     this.#log = init.logging.forComponent('biome')
     this.#trust = new Set([key.did, ...(init.trust ?? [])])
     this.#rpc = new Rpc(mesh, { logger: init.logging.forComponent('rpc'), maxFrameBytes: MESH_FRAME_BYTES })
+    this.#forwarder = new Forwarder({
+      rpc: this.#rpc,
+      name: init.name,
+      replicas: (brane) => this.#replicasElsewhere(brane),
+      alive: (did) => this.mesh.member(did)?.state === 'alive',
+      localEvents: async (brane, options) => this.#arriving(brane, (local) => local.localEvents(brane), options),
+      localHttp: async (brane, options) => this.#arriving(brane, (local) => local.localHttp(brane), options),
+      unplaced: (brane) => this.#placement.get(brane)?.reason ?? 'placement pending',
+      deadlineMs: (brane) => this.#current?.plan.branes.find((b) => b.name === brane)?.limits.deadlineMs ?? 30_000,
+      nameOf: (did) => this.mesh.member(did)?.name ?? did
+    })
+    this.#stateSync = new StateSync({
+      rpc: this.#rpc,
+      store: () => this.local.state,
+      replicas: (brane) => this.#replicasElsewhere(brane),
+      fanout: (brane) => Number(this.#current?.plan.branes.find((b) => b.name === brane)?.state?.fanout ?? Infinity),
+      stateful: (brane) => this.#current?.plan.branes.some((b) => b.name === brane && b.grants.state !== undefined) === true,
+      member: (did) => this.mesh.member(did)?.state,
+      logger: this.#log
+    })
+    this.#deployments = new DeploymentGossip({
+      rpc: this.#rpc,
+      mesh,
+      list: () => this.#registry.list(),
+      accept: async (doc, from, settings) => this.#serially(async () => this.#accept(doc, from, settings)),
+      logger: this.#log
+    })
+    this.#revocationGossip = new RevocationGossip({ rpc: this.#rpc, mesh, key, trust: this.#trust, list: () => this.#revocations, logger: this.#log })
     this.#custody = new EventCustody({
       did: key.did,
       rpc: this.#rpc,
@@ -216,29 +237,8 @@ export class OmegaMeshNode {
   }
 
   async #start (options: AbortOptions): Promise<void> {
-    this.mesh.onBroadcast(DEPLOY_TOPIC, (data, from) => {
-      let doc: DeploymentDocument
-      try {
-        doc = verifyDeployment(JSON.parse(new TextDecoder().decode(data)))
-      } catch (err) {
-        this.#log.warn({ from, err: (err as Error).message }, 'ignored a deployment')
-        return
-      }
-      this.#serially(async () => this.#accept(doc, from)).catch((err: unknown) => {
-        this.#log.warn({ from, err: (err as Error).message }, 'could not take a deployment')
-      })
-    })
-    this.mesh.onBroadcast(REVOKE_TOPIC, (data, from) => {
-      // gossip is relayed by any member: only a revocation signed by a trusted key counts
-      const ids = openRevocations(data, this.#trust)
-      if (ids === undefined) {
-        this.#log.warn({ from }, 'ignored revocations not signed by a trusted key')
-        return
-      }
-      this.#revocations.add(ids).catch((err: unknown) => {
-        this.#log.error({ from, err: (err as Error).message }, 'could not keep revocations')
-      })
-    })
+    this.#deployments.listen()
+    this.#revocationGossip.listen()
     this.mesh.setMeta('heal', '1')
     await this.mesh.start()
     // HEAL: hear from the mesh before serving, so a rejoining node runs what the others run
@@ -277,12 +277,10 @@ export class OmegaMeshNode {
     }
     // the node's own list from now on; revocations made here reach every node
     this.#revocations = this.#local.revocations ?? this.#revocations
-    this.#revocations.onRevoked((id) => {
-      this.mesh.broadcast(REVOKE_TOPIC, sealRevocations([id], this.#key))
-    })
+    this.#revocationGossip.announce()
     this.#local.state.onUpdate((brane, update, origin) => {
       if (origin === 'local') {
-        this.#pushState(brane, update)
+        this.#stateSync.push(brane, update)
       }
     })
     this.mesh.onMembers((member, previous) => {
@@ -302,7 +300,7 @@ export class OmegaMeshNode {
         this.#scheduleReconcile()
         if (member.state === 'alive' && previous !== undefined) {
           // a node came back (HEAL): bring it up to date, both ways
-          this.#reconcileStateWith(member.did).catch(() => {})
+          this.#stateSync.reconcileWith(member.did, this.#statefulHere()).catch(() => {})
           this.#offerDeployments(member.did).catch(() => {})
         }
       }
@@ -347,7 +345,7 @@ export class OmegaMeshNode {
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     const peers = this.#peers().filter((m) => m.state === 'alive').slice(0, 3)
-    await Promise.all(peers.map(async (peer) => { await this.#pullDeployments(peer.did, { reconcile: false, options }) }))
+    await Promise.all(peers.map(async (peer) => { await this.#deployments.pull(peer.did, { reconcile: false, options }) }))
   }
 
   /**
@@ -364,43 +362,14 @@ export class OmegaMeshNode {
     }
     const accepted = await this.#serially(async () => this.#accept(doc, undefined, { options }))
     if (accepted) {
-      this.mesh.broadcast(DEPLOY_TOPIC, new TextEncoder().encode(JSON.stringify(doc)))
+      this.#deployments.announce(doc)
     }
     return { id: deploymentId(doc), name: doc.name, deployer: doc.deployer, time: formatHlc(doc.time), accepted }
   }
 
-  /**
-   * A deployment is allowed when a trusted key signed it, or when it carries a capability
-   * token, rooted in a trusted key, that grants `deploy` on each of its branes to the key
-   * that signed it (the signature is the proof that the deployer holds the token's key)
-   */
+  /** Whether `doc` may run here (see {@link authorizeDeployment}) */
   #authorize (doc: DeploymentDocument): void {
-    if (doc.name !== DEPLOYMENT) {
-      throw new DeploymentError(`Refusing deployment "${doc.name}": this node runs one deployment, named "${DEPLOYMENT}"`)
-    }
-    if (this.#trust.has(doc.deployer)) {
-      return
-    }
-    if (doc.token === undefined) {
-      throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: this node trusts deployments from ${[...this.#trust].join(', ')} (start it with --trust DID, or deploy with a capability token from a trusted key: omega deploy --token)`)
-    }
-    // it replaces the running deployment whole: the token must cover the branes it removes too
-    const current = this.#registry.get(doc.name)
-    const names = new Set([
-      ...checkManifest(doc.manifest.text, doc.manifest.file).plan.branes.map((b) => b.name),
-      ...(current === undefined ? [] : checkManifest(current.manifest.text, current.manifest.file).plan.branes.map((b) => b.name))
-    ])
-    for (const name of names) {
-      let subject: string
-      try {
-        subject = verifyCapability(doc.token, { ability: 'deploy', resource: `brane/${name}`, roots: [...this.#trust], revoked: this.#revocations }).subject
-      } catch (err) {
-        throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token does not allow deploy on brane/${name}: ${(err as Error).message}`, { cause: err })
-      }
-      if (subject !== doc.deployer) {
-        throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token was delegated to ${subject}, not to the key that signed it`)
-      }
-    }
+    authorizeDeployment(doc, { name: DEPLOYMENT, trust: this.#trust, current: this.#registry.get(doc.name), revoked: this.#revocations })
   }
 
   /** Keep `doc` if it is the newest, with its images; then run it. Serialised. */
@@ -431,33 +400,13 @@ export class OmegaMeshNode {
 
   /** Fetch the images of `doc` this node lacks, from `from` first, then from any live node */
   async #fetchBlobs (doc: DeploymentDocument, from: string | undefined, options: AbortOptions): Promise<void> {
-    for (const image of doc.images) {
-      if (await this.#registry.hasBlob(image.hash)) {
-        continue
-      }
-      const sources = [...new Set([...(from === undefined ? [] : [from]), ...this.#peers().filter((m) => m.state === 'alive').map((m) => m.did)])]
-      let fetched = false
-      for (const peer of sources) {
-        try {
-          const chunks: Uint8Array[] = []
-          for (let offset = 0; offset < image.size || offset === 0; offset += BLOB_CHUNK) {
-            const { body } = await this.#rpc.call(peer, 'blob', { hash: image.hash, offset, length: BLOB_CHUNK }, undefined, options)
-            chunks.push(body)
-            if (body.byteLength < BLOB_CHUNK) {
-              break
-            }
-          }
-          await this.#registry.putBlob(Buffer.concat(chunks), image.hash)
-          fetched = true
-          break
-        } catch (err) {
-          this.#log.debug({ peer, hash: image.hash, err: (err as Error).message }, 'image fetch failed, trying another node')
-        }
-      }
-      if (!fetched) {
-        throw new DeploymentError(`Cannot take deployment ${deploymentId(doc)}: no node gave the bytes of image "${image.image}" (${image.hash})`)
-      }
-    }
+    await fetchBlobs(doc, {
+      registry: this.#registry,
+      rpc: this.#rpc,
+      sources: () => [...new Set([...(from === undefined ? [] : [from]), ...this.#peers().filter((m) => m.state === 'alive').map((m) => m.did)])],
+      logger: this.#log,
+      ...options
+    })
   }
 
   /** Materialise `doc` and load its plan */
@@ -475,7 +424,7 @@ export class OmegaMeshNode {
   }
 
   #place (plan: Plan): Map<string, BranePlacement> {
-    const backlog = this.#backlogs()
+    const backlog = advertisedBacklogs(this.mesh.members())
     // a node still catching up (HEAL) takes a brane only when no node in step can
     const members = this.mesh.members().map((m) => m.did !== this.did && m.state === 'alive' && m.meta.heal === '1' ? { ...m, state: 'suspect' as const } : m)
     return place(plan, members, {
@@ -521,7 +470,7 @@ export class OmegaMeshNode {
     const gained = now.filter((b) => !applied.includes(b) && current.plan.branes.some((p) => p.name === b && p.grants.state !== undefined))
     this.#placement = placement
     if (gained.length > 0) {
-      await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => { await this.#reconcileStateWith(m.did, gained, { anyPeer: true }) }))
+      await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => { await this.#stateSync.reconcileWith(m.did, gained, { anyPeer: true }) }))
     }
     try {
       const report = await local.reload(current.file)
@@ -565,17 +514,6 @@ export class OmegaMeshNode {
   }
 
   /**
-   * The replica to send `key`'s call to: spread over the alive replicas by `key` (an event
-   * id: a retry after a failure goes to the same node only while nothing changed)
-   */
-  #pick (brane: string, key: string): string | undefined {
-    const nodes = this.#replicasElsewhere(brane)
-    const alive = nodes.filter((did) => this.mesh.member(did)?.state === 'alive')
-    const pool = alive.length > 0 ? alive : nodes
-    return pool.length === 0 ? undefined : pool[createHash('sha256').update(key).digest().readUInt32BE(0) % pool.length]
-  }
-
-  /**
    * The local handler of `brane`; when the placement just moved it here and it is still
    * starting, wait for that (at most ARRIVAL_WAIT_MS) instead of turning the call away
    */
@@ -598,148 +536,19 @@ export class OmegaMeshNode {
   }
 
   #remoteEvents (brane: string): EventTarget | undefined {
-    if (!this.#placement.has(brane)) {
-      return undefined
-    }
-    const remote: EventTarget = {
-      deliver: async (event: BraneEvent, options: AbortOptions = {}) => {
-        const target = this.#pick(brane, `${event.id}:${event.attempt}`)
-        if (target === undefined) {
-          // placed here now, and still starting
-          const here = await this.#arriving(brane, (local) => local.localEvents(brane), options)
-          if (here !== undefined) {
-            await here.deliver(event, options)
-            return
-          }
-          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
-        }
-        const { payload, ...meta } = event
-        // the target's own deadline stops a late handler there; this only covers a node that never answers
-        const deadlineMs = this.#current?.plan.branes.find((b) => b.name === brane)?.limits.deadlineMs ?? 30_000
-        try {
-          await this.#rpc.call(target, 'deliver', { brane, event: meta }, payload, { ...options, timeoutMs: deadlineMs + DELIVERY_GRACE_MS })
-        } catch (err) {
-          throw asLocalError(err, `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`)
-        }
-      },
-      // several events of one edge in one frame, to one node, which handles them in order
-      maxBatch: MAX_BATCH_EVENTS,
-      deliverBatch: async (events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> => {
-        if (events.reduce((sum, e) => sum + e.payload.byteLength, 0) > MAX_BATCH_FRAME_BYTES) {
-          // large payloads: one frame each, as single deliveries
-          return deliverInOrder({ deliver: remote.deliver }, events)
-        }
-        const first = events[0] as BraneEvent
-        const target = this.#pick(brane, `${first.id}:${first.attempt}`)
-        if (target === undefined) {
-          const here = await this.#arriving(brane, (local) => local.localEvents(brane), {})
-          if (here !== undefined) {
-            return deliverInOrder(here, events)
-          }
-          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
-        }
-        const where = `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`
-        const deadlineMs = this.#current?.plan.branes.find((b) => b.name === brane)?.limits.deadlineMs ?? 30_000
-        try {
-          const outcomes = await sendEventBatch(this.#rpc, target, brane, events, { timeoutMs: deadlineMs * events.length + DELIVERY_GRACE_MS })
-          return outcomes.map((o) => o.status === 'fulfilled' ? o : { status: 'rejected' as const, reason: asLocalError(o.reason, where) })
-        } catch (err) {
-          throw asLocalError(err, where)
-        }
-      }
-    }
-    return remote
+    return this.#placement.has(brane) ? this.#forwarder.events(brane) : undefined
   }
 
   #remoteHttp (brane: string): HttpHandler | undefined {
-    if (!this.#placement.has(brane)) {
-      return undefined
-    }
-    return {
-      handle: async (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> => {
-        const target = this.#pick(brane, `${++this.#requests}`)
-        if (target === undefined) {
-          const here = await this.#arriving(brane, (local) => local.localHttp(brane), options)
-          if (here !== undefined) {
-            return here.handle(request, options)
-          }
-          throw new TargetUnavailableError(`No node runs brane "${brane}" right now (${this.#placement.get(brane)?.reason ?? 'placement pending'})`)
-        }
-        const { body, ...meta } = request
-        try {
-          const reply = await this.#rpc.call(target, 'http', { brane, request: meta }, body, options)
-          const result = reply.result as { status: number, headers: Array<[string, string]> }
-          return { status: result.status, headers: result.headers, body: reply.body }
-        } catch (err) {
-          throw asLocalError(err, `brane "${brane}" on ${this.mesh.member(target)?.name ?? target}`)
-        }
-      }
-    }
+    return this.#placement.has(brane) ? this.#forwarder.http(brane) : undefined
   }
 
   #registerRpc (): void {
-    this.#rpc.register('deliver', async ({ params, body }, options) => {
-      const { brane, event } = params as { brane: string, event: Omit<BraneEvent, 'payload'> }
-      const target = await this.#arriving(brane, (local) => local.localEvents(brane), options)
-      if (target === undefined) {
-        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
-      }
-      await target.deliver({ ...event, payload: body }, options)
-      return {}
-    })
-    serveEventBatches(this.#rpc, async (brane, options) => {
-      const target = await this.#arriving(brane, (local) => local.localEvents(brane), options)
-      if (target === undefined) {
-        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
-      }
-      return target
-    })
-    this.#rpc.register('http', async ({ params, body }, options) => {
-      const { brane, request } = params as { brane: string, request: Omit<BraneHttpRequest, 'body'> }
-      const handler = await this.#arriving(brane, (local) => local.localHttp(brane), options)
-      if (handler === undefined) {
-        throw new TargetUnavailableError(`Brane "${brane}" does not run on ${this.#init.name}`)
-      }
-      const response = await handler.handle({ ...request, body }, options)
-      return { result: { status: response.status, headers: response.headers }, body: response.body }
-    })
-    this.#rpc.register('blob', async ({ params }) => {
-      const { hash, offset, length } = params as { hash: ContentAddress, offset: number, length: number }
-      if (!/^b3:[0-9a-f]{64}$/.test(hash) || !await this.#registry.hasBlob(hash)) {
-        throw new BraneNotFoundError(`No image ${String(hash)} on this node`)
-      }
-      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
-        throw new RangeError('blob: offset and length must be whole numbers')
-      }
-      const file = await open(this.#registry.blobPath(hash))
-      try {
-        const chunk = Buffer.alloc(Math.min(length, BLOB_CHUNK))
-        const { bytesRead } = await file.read(chunk, 0, chunk.byteLength, offset)
-        return { body: chunk.subarray(0, bytesRead) }
-      } finally {
-        await file.close()
-      }
-    })
-    this.#rpc.register('deployments', async () => ({ result: this.#registry.list() }))
-    this.#rpc.register('deployments.pull', async ({ from }) => {
-      // answered at once; the pull runs after, serialised with everything else
-      this.#pullDeployments(from).catch(() => {})
-      return {}
-    })
-    this.#rpc.register('revocations', async () => ({ body: sealRevocations(this.#revocations.ids().slice(-MAX_REVOCATIONS_PER_MESSAGE), this.#key) }))
-    this.#rpc.register('state.push', async ({ params, body, from }) => {
-      const { brane } = params as { brane: string }
-      this.#checkStatePeer(brane, from)
-      this.local.state.apply(brane, body, from)
-      return {}
-    })
-    this.#rpc.register('state.sync', async ({ params, body, from }) => {
-      // the caller sends its state vector; answer what it lacks, and our state vector
-      const { brane } = params as { brane: string }
-      this.#checkStatePeer(brane, from)
-      const state = this.local.state
-      return { result: { vector: Buffer.from(state.stateVector(brane)).toString('base64'), from }, body: state.diff(brane, body) }
-    })
+    this.#forwarder.serve()
+    serveBlobs(this.#rpc, this.#registry)
+    this.#deployments.serve()
+    this.#revocationGossip.serve()
+    this.#stateSync.serve()
     this.#rpc.register('hops', async ({ params }) => {
       const { id } = params as { id: string }
       const found = this.#local?.traceHops(id)
@@ -747,52 +556,10 @@ export class OmegaMeshNode {
     })
   }
 
-  /**
-   * State travels only for branes of the running deployment granted `state`, and only
-   * between members of the mesh (a replica now, or one that held it before a move)
-   */
-  #checkStatePeer (brane: unknown, from: string): void {
-    const stateful = this.#current?.plan.branes.some((b) => b.name === brane && b.grants.state !== undefined) === true
-    const member = this.mesh.member(from)
-    if (!stateful || member === undefined || member.state === 'dead' || member.state === 'left') {
-      throw new BraneNotFoundError(`No replicated state of brane "${String(brane)}" here for ${from}`)
-    }
-  }
-
   /** Branes granted `state` that run here */
   #statefulHere (): string[] {
     const plan = this.#current?.plan
     return plan === undefined ? [] : plan.branes.filter((b) => b.grants.state !== undefined && this.#placement.get(b.name)?.nodes.includes(this.did) === true).map((b) => b.name)
-  }
-
-  #pushState (brane: string, update: Uint8Array): void {
-    const fanout = Number(this.#current?.plan.branes.find((b) => b.name === brane)?.state?.fanout ?? Infinity)
-    for (const did of this.#replicasElsewhere(brane).slice(0, fanout)) {
-      this.#rpc.call(did, 'state.push', { brane }, update).catch((err: unknown) => {
-        this.#log.debug({ brane, peer: did, err: (err as Error).message }, 'state push failed (anti-entropy will carry it)')
-      })
-    }
-  }
-
-  /** Exchange what each side lacks of every shared stateful brane with `peer` */
-  async #reconcileStateWith (peer: string, branes = this.#statefulHere(), settings: { anyPeer?: boolean } = {}): Promise<void> {
-    for (const brane of branes) {
-      if (settings.anyPeer !== true && !this.#replicasElsewhere(brane).includes(peer)) {
-        continue
-      }
-      try {
-        const state = this.local.state
-        const reply = await this.#rpc.call(peer, 'state.sync', { brane }, state.stateVector(brane))
-        state.apply(brane, reply.body, peer)
-        const theirs = Buffer.from((reply.result as { vector: string }).vector, 'base64')
-        const missing = state.diff(brane, theirs)
-        if (missing.byteLength > 2) {
-          await this.#rpc.call(peer, 'state.push', { brane }, missing)
-        }
-      } catch (err) {
-        this.#log.debug({ brane, peer, err: (err as Error).message }, 'state sync failed')
-      }
-    }
   }
 
   /** Every ANTI_ENTROPY_MS: reconcile each stateful brane with one random other replica */
@@ -809,14 +576,14 @@ export class OmegaMeshNode {
       }
       if (Date.now() - (this.#asked.get(peer.did) ?? 0) > 5 * ANTI_ENTROPY_MS) {
         this.#asked.set(peer.did, Date.now())
-        await this.#pullDeployments(peer.did)
+        await this.#deployments.pull(peer.did)
       }
     }
     for (const brane of this.#statefulHere()) {
       const others = this.#replicasElsewhere(brane).filter((did) => this.mesh.member(did)?.state === 'alive')
       const peer = others[Math.floor(Math.random() * others.length)]
       if (peer !== undefined) {
-        await this.#reconcileStateWith(peer, [brane])
+        await this.#stateSync.reconcileWith(peer, [brane])
       }
     }
   }
@@ -827,41 +594,13 @@ export class OmegaMeshNode {
    */
   async #offerDeployments (peer: string): Promise<void> {
     try {
-      const revoked = openRevocations((await this.#rpc.call(peer, 'revocations', {})).body, this.#trust)
-      await this.#revocations.add(revoked ?? [])
-      await this.#pullDeployments(peer)
+      await this.#revocationGossip.pull(peer)
+      await this.#deployments.pull(peer)
       // and it pulls ours
       await this.#rpc.call(peer, 'deployments.pull', {})
     } catch (err) {
       this.#log.debug({ peer, err: (err as Error).message }, 'deployment exchange failed')
     }
-  }
-
-  /** Take the deployments `peer` has that are newer than ours (and run them, unless `reconcile` is false) */
-  async #pullDeployments (peer: string, settings: { reconcile?: boolean, options?: AbortOptions } = {}): Promise<void> {
-    try {
-      const { result } = await this.#rpc.call(peer, 'deployments', {}, undefined, settings.options)
-      for (const raw of Array.isArray(result) ? result.slice(0, 16) as unknown[] : []) {
-        const doc = verifyDeployment(raw)
-        await this.#serially(async () => this.#accept(doc, peer, settings))
-      }
-    } catch (err) {
-      this.#log.debug({ peer, err: (err as Error).message }, 'could not take the deployments of a peer')
-    }
-  }
-
-  #backlogs (): Map<string, number> {
-    const total = new Map<string, number>()
-    for (const member of this.mesh.members()) {
-      for (const [key, value] of Object.entries(member.meta)) {
-        const depth = Number(value)
-        // advertised by each member about itself: take only sane numbers
-        if (key.startsWith('q.') && Number.isSafeInteger(depth) && depth >= 0) {
-          total.set(key.slice(2), (total.get(key.slice(2)) ?? 0) + Math.min(depth, 1_000_000))
-        }
-      }
-    }
-    return total
   }
 
   #advertiseBacklog (): void {
@@ -1023,33 +762,6 @@ export class OmegaMeshNode {
 }
 
 /**
- * Revoked token ids as a message signed by `key`: `{ ids, by, signature }` (signature
- * over the canonical JSON of `{ ids, by }`)
- */
-function sealRevocations (ids: readonly string[], key: NodeKey): Uint8Array {
-  const unsigned = { ids: ids.slice(0, MAX_REVOCATIONS_PER_MESSAGE), by: key.did }
-  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(unsigned)))).toString('base64url')
-  return new TextEncoder().encode(JSON.stringify({ ...unsigned, signature }))
-}
-
-/** The ids of a {@link sealRevocations} message signed by one of `trusted`, else undefined */
-function openRevocations (data: Uint8Array, trusted: ReadonlySet<string>): string[] | undefined {
-  try {
-    const message = JSON.parse(new TextDecoder().decode(data)) as { ids?: unknown, by?: unknown, signature?: unknown }
-    const { ids, by, signature } = message
-    if (!Array.isArray(ids) || ids.length > MAX_REVOCATIONS_PER_MESSAGE || typeof by !== 'string' || typeof signature !== 'string' || !trusted.has(by)) {
-      return undefined
-    }
-    if (!verify(by, Buffer.from(canonicalJson({ ids, by })), Buffer.from(signature, 'base64url'))) {
-      return undefined
-    }
-    return ids.filter((id): id is string => typeof id === 'string' && /^[0-9a-f]{128}$/.test(id))
-  } catch {
-    return undefined
-  }
-}
-
-/**
  * Listen addresses, bootstrap peers and discovery: the command line's, plus what the
  * manifest's branes that may run here ask for (see biome/network.ts)
  */
@@ -1080,32 +792,4 @@ async function meshOptions (init: MeshNodeInit, previous: DeploymentDocument | u
     bootstrap: [...new Set([...(init.bootstrap ?? []), ...wanted.bootstrap])],
     discovery: Object.keys(discovery).length === 0 ? undefined : discovery
   }
-}
-
-/**
- * An error from another node, as the local caller should see it: unreachable nodes are
- * "unavailable" (the event waits, the request gets 503), and the remote handler's own
- * error keeps its name (retry, reject, deadline, …)
- */
-
-function asLocalError (err: unknown, where: string): Error {
-  if (err instanceof PeerUnavailableError) {
-    return new TargetUnavailableError(`Cannot reach ${where}: ${err.message}`, { cause: err })
-  }
-  if (err instanceof RemoteError) {
-    switch (err.remoteName) {
-      case 'TargetUnavailableError':
-        return new TargetUnavailableError(`${where}: ${err.message}`, { cause: err })
-      case 'RetryableEventError':
-        return new RetryableEventError(err.message, { cause: err })
-      case 'RejectedEventError':
-        return new RejectedEventError(err.message, { cause: err })
-      default: {
-        const local = new OmegaError(`${where}: ${err.message}`, { cause: err })
-        local.name = err.remoteName
-        return local
-      }
-    }
-  }
-  return err instanceof Error ? err : new Error(String(err))
 }

@@ -8,8 +8,7 @@ import { constants as bufferConstants } from 'node:buffer'
 import { promisify } from 'node:util'
 import { constants as zlibConstants, gunzip, gzip } from 'node:zlib'
 import { SnapshotError } from '../errors.ts'
-import { blake3Hex, verify, type NodeKey } from '../identity/index.ts'
-import { canonicalJson } from '../dispatch/index.ts'
+import { blake3Hex, signDocument, verifyDocument, type NodeKey } from '../identity/index.ts'
 import type { BraneSnapshot, GlobalState, Lifecycle } from '../runtime/wasm/index.ts'
 
 const gzipAsync = promisify(gzip)
@@ -102,8 +101,7 @@ export async function sealSnapshot (snapshot: BraneSnapshot, key: NodeKey, optio
     encoding: 'gzip+base64',
     payload: compressed.toString('base64')
   }
-  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(unsigned)))).toString('base64url')
-  return { ...unsigned, signature }
+  return signDocument(unsigned, key)
 }
 
 /**
@@ -123,10 +121,9 @@ export async function openSnapshot (doc: unknown, options: OpenSnapshotOptions):
   if (document.node !== options.did) {
     throw new SnapshotError(`${what}: it was signed by ${document.node}, not by this node's key (${options.did}); only snapshots this node took can be restored here`)
   }
-  const { signature, ...unsigned } = document
   let signed = false
   try {
-    signed = verify(document.node, Buffer.from(canonicalJson(unsigned)), Buffer.from(signature, 'base64url'))
+    signed = verifyDocument(document, document.node)
   } catch (err) {
     throw new SnapshotError(`${what}: the node identity "${document.node}" is not a valid did:key`, { cause: err })
   }

@@ -5,5 +5,7 @@
 export { EventQueue, QueueError, type QueueInit, type QueuedEvent, type Delivery, type DeliveryCopy, type DeliveryTarget, type DeadLetter } from './queue.ts'
 export { checkQueue, salvageQueue, type QueueCheck, type SalvageReport } from './salvage.ts'
 export { Dispatcher, UnknownTopicError, edgeKey, type BraneEvent, type EventTarget, type DispatcherInit, type DispatcherComponents, type EmitOptions } from './dispatcher.ts'
-export { signTrace, verifyTrace, canonicalJson, type TraceEndRecord } from './trace.ts'
+export { signTrace, verifyTrace, type TraceEndRecord } from './trace.ts'
+/** @deprecated import it from identity, where signed documents live */
+export { canonicalJson } from '../identity/index.ts'
 export type { Hop } from './queue.ts'

@@ -4,7 +4,7 @@
  * did:key. The signature covers the canonical JSON of the record without `signature`
  * (keys sorted, no whitespace), including a BLAKE3 digest of the hops.
  */
-import { blake3Hex, verify, type NodeKey } from '../identity/index.ts'
+import { blake3Hex, canonicalJson, signDocument, verifyDocument, type NodeKey } from '../identity/index.ts'
 import type { Hop } from './queue.ts'
 
 export interface TraceEndRecord {
@@ -25,20 +25,6 @@ export interface TraceEndRecord {
   readonly signature: string
 }
 
-/** JSON with object keys sorted at every level and no whitespace */
-export function canonicalJson (value: unknown): string {
-  if (value === null || typeof value !== 'object') {
-    return JSON.stringify(value)
-  }
-  if (Array.isArray(value)) {
-    return `[${value.map(canonicalJson).join(',')}]`
-  }
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
-}
-
 /** Build and sign the end record of a trace */
 export function signTrace (traceId: string, hops: readonly Hop[], key: NodeKey, now = new Date()): TraceEndRecord {
   const unsigned = {
@@ -53,8 +39,7 @@ export function signTrace (traceId: string, hops: readonly Hop[], key: NodeKey, 
     endedAt: Math.max(...hops.map((h) => h.endedAt)),
     signedAt: now.toISOString()
   }
-  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(unsigned)))).toString('base64url')
-  return { ...unsigned, signature }
+  return signDocument(unsigned, key)
 }
 
 /**
@@ -66,7 +51,6 @@ export function verifyTrace (record: TraceEndRecord): string[] {
   if (record === null || typeof record !== 'object' || record.version !== 1 || !Array.isArray(record.hops) || typeof record.signature !== 'string') {
     return ['not a trace end record']
   }
-  const { signature, ...unsigned } = record
   if (blake3Hex(Buffer.from(canonicalJson(record.hops))) !== record.hopsDigest) {
     problems.push('the hops do not match hopsDigest')
   }
@@ -75,7 +59,7 @@ export function verifyTrace (record: TraceEndRecord): string[] {
   }
   let valid = false
   try {
-    valid = verify(record.node, Buffer.from(canonicalJson(unsigned)), Buffer.from(signature, 'base64url'))
+    valid = verifyDocument(record, record.node)
   } catch (err) {
     problems.push(`bad node identity: ${(err as Error).message}`)
     return problems

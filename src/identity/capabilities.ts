@@ -34,12 +34,12 @@
  * hand-loaded 2 MB wasm on Node 20 (see biscuit.ts) and ~0.5 ms per verification.
  */
 import { createPrivateKey } from 'node:crypto'
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CapabilityTokenError } from '../errors.ts'
 import { biscuit } from './biscuit.ts'
 import { didFromPublicKey, publicKeyFromDid, type NodeKey } from './keys.ts'
-import { syncDir } from '../util/index.ts'
+import { writeFileAtomic } from '../util/index.ts'
 import type { Biscuit, PublicKey } from '@biscuit-auth/biscuit-wasm'
 
 export { CapabilityTokenError }
@@ -540,12 +540,8 @@ export class RevocationList {
     if (this.#ids.size === before) {
       return
     }
-    const dir = join(this.#file, '..')
-    await mkdir(dir, { recursive: true, mode: 0o700 })
-    const temp = `${this.#file}.${process.pid}.tmp`
-    await writeFile(temp, JSON.stringify([...this.#ids], null, 1), { mode: 0o600, flush: true })
-    await rename(temp, this.#file)
-    await syncDir(dir)
+    await mkdir(join(this.#file, '..'), { recursive: true, mode: 0o700 })
+    await writeFileAtomic(this.#file, JSON.stringify([...this.#ids], null, 1), { mode: 0o600 })
   }
 
   /** Call `listener(id)` on each local revocation; returns a function that removes it */

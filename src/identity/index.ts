@@ -36,6 +36,7 @@ export {
   readNodeKeyFile,
   verify
 } from './keys.ts'
+export { canonicalJson, signDocument, verifyDocument } from './signed.ts'
 export { defaultHome } from './home.ts'
 export type { DefaultHomeOptions } from './home.ts'
 export { NodeKeyError } from '../errors.ts'

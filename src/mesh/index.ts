@@ -7,7 +7,8 @@
 // must come first: libp2p needs Promise.withResolvers, which Node 20 lacks
 import './polyfill.ts'
 
-export { MeshNode, SWIM_PROTOCOL, MAX_BROADCAST_BYTES, DEFAULT_MESH_PORT, didOfPeerId, peerIdOfDid } from './node.ts'
+export { MeshNode, SWIM_PROTOCOL, DEFAULT_MESH_PORT, didOfPeerId, peerIdOfDid } from './node.ts'
+export { MAX_BROADCAST_BYTES } from './gossip.ts'
 export type { MeshInit } from './node.ts'
 export { DEFAULT_MEMBERSHIP } from './membership.ts'
 export type { Member, MemberState, MembershipSettings, Substrate } from './membership.ts'

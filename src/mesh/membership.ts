@@ -6,6 +6,7 @@ import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import { peerIdFromPublicKey } from '@libp2p/peer-id'
 import { publicKeyFromDid, verify } from '../identity/index.ts'
 import type { NodeKey } from '../identity/index.ts'
+import type { Logger } from '../interfaces/index.ts'
 
 export type MemberState = 'alive' | 'suspect' | 'dead' | 'left'
 export type Substrate = 'gaia' | 'biome' | 'habitat'
@@ -151,6 +152,28 @@ export function supersedes (next: WireMember, current: WireMember): boolean {
   return RANK[next.state] > RANK[current.state]
 }
 
+/** the {@link Member} a record shows, in `state` (the holder's view: isolated peers look dead) */
+export function memberView (r: WireMember, state: MemberState, rttMs: number | undefined): Member {
+  const member: { -readonly [K in keyof Member]: Member[K] } = {
+    did: r.did,
+    peerId: r.peerId,
+    name: r.name,
+    substrate: r.substrate,
+    frontier: r.frontier,
+    addrs: [...r.addrs],
+    state,
+    incarnation: r.inc,
+    meta: { ...r.meta }
+  }
+  if (rttMs !== undefined) {
+    member.rttMs = rttMs
+  }
+  if (r.load !== undefined) {
+    member.load = r.load
+  }
+  return member
+}
+
 const STATES = new Set<string>(['alive', 'suspect', 'dead', 'left'])
 const SUBSTRATES = new Set<string>(['gaia', 'biome', 'habitat'])
 
@@ -269,6 +292,65 @@ export class MemberVerifier {
       }
     }
     this.#verified.set(w.sig, claim)
+    return true
+  }
+}
+
+/** a refused member record is logged once per did and reason in this interval */
+const REFUSAL_LOG_INTERVAL_MS = 60_000
+const REFUSAL_LOG_MAX = 1024
+
+/**
+ * The trust rules of member records: which ones a node believes (signed by their did,
+ * admitted, their name not held by another live member). Refusals are logged at warn.
+ */
+export class MemberTrust {
+  readonly #admit: ReadonlySet<string> | undefined
+  readonly #log: Logger
+  readonly #verifier = new MemberVerifier()
+  readonly #refusals = new Map<string, number>()
+
+  /** @param admit - the dids believed (self included), or any */
+  constructor (admit: ReadonlySet<string> | undefined, log: Logger) {
+    this.#admit = admit
+    this.#log = log
+  }
+
+  /** log a refused member record, at most once per REFUSAL_LOG_INTERVAL_MS per did and reason */
+  #refuse (w: WireMember, reason: string): false {
+    const key = `${reason}\n${w.did}`
+    const now = Date.now()
+    const last = this.#refusals.get(key)
+    if (last === undefined || now - last >= REFUSAL_LOG_INTERVAL_MS) {
+      if (this.#refusals.size >= REFUSAL_LOG_MAX) {
+        this.#refusals.clear()
+      }
+      this.#refusals.set(key, now)
+      this.#log.warn({ did: w.did, name: w.name, inc: w.inc, reason }, `mesh: refused a member record: ${reason}`)
+    }
+    return false
+  }
+
+  /**
+   * Whether `w` may be believed: signed by its did, admitted, and its name not held by
+   * another live member of `known` (the records this node holds)
+   */
+  believable (w: WireMember, current: WireMember | undefined, known: Iterable<WireMember>): boolean {
+    if (this.#admit !== undefined && !this.#admit.has(w.did)) {
+      return this.#refuse(w, 'not admitted')
+    }
+    if (!this.#verifier.verify(w)) {
+      return this.#refuse(w, w.sig === undefined ? 'unsigned' : 'bad signature')
+    }
+    if (current !== undefined && current.name === w.name && (current.state === 'alive' || current.state === 'suspect')) {
+      // the name is already this member's
+      return true
+    }
+    for (const r of known) {
+      if (r.did !== w.did && r.name === w.name && (r.state === 'alive' || r.state === 'suspect')) {
+        return this.#refuse(w, `name "${w.name}" belongs to ${r.did}`)
+      }
+    }
     return true
   }
 }

@@ -10,8 +10,7 @@
  * (signed too) naming the last receipt, so a truncated export is detected.
  */
 import { SettlementVerificationError } from '../errors.ts'
-import { blake3Hex, verify, type NodeKey } from '../identity/index.ts'
-import { canonicalJson } from '../dispatch/index.ts'
+import { blake3Hex, canonicalJson, signDocument, verifyDocument, type NodeKey } from '../identity/index.ts'
 
 /** `prev` of the first receipt of a node */
 export const GENESIS = '0'.repeat(64)
@@ -63,8 +62,7 @@ export interface ExportTrailer {
 }
 
 function signed<T extends { signature: string }> (key: NodeKey, body: Omit<T, 'signature'>): T {
-  const signature = Buffer.from(key.sign(Buffer.from(canonicalJson(body)))).toString('base64url')
-  return { ...body, signature } as unknown as T
+  return signDocument(body, key) as unknown as T
 }
 
 /** The canonical bytes of a receipt (what the next one's `prev` digests) */
@@ -121,7 +119,7 @@ function fail (where: string, why: string): never {
 }
 
 function checkSignature (where: string, doc: Receipt | ExportTrailer): void {
-  const { signature, ...body } = doc
+  const { signature } = doc
   if (typeof signature !== 'string' || !/^[A-Za-z0-9_-]{86}$/.test(signature)) {
     fail(where, 'the signature is not 64 bytes of base64url')
   }
@@ -132,7 +130,7 @@ function checkSignature (where: string, doc: Receipt | ExportTrailer): void {
   }
   let ok = false
   try {
-    ok = verify(doc.node, Buffer.from(canonicalJson(body)), bytes)
+    ok = verifyDocument(doc, doc.node)
   } catch (err) {
     fail(where, `the signer "${String(doc.node)}" is not an Ed25519 did:key (${(err as Error).message})`)
   }

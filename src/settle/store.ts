@@ -4,7 +4,7 @@
  * exactly as signed.
  */
 import Database from 'better-sqlite3'
-import { canonicalJson } from '../dispatch/index.ts'
+import { canonicalJson } from '../identity/index.ts'
 import type { Receipt } from './receipt.ts'
 
 export const SETTLE_DB = 'settle.db'

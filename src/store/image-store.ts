@@ -8,7 +8,7 @@ import type { ContentAddress } from '../identity/index.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
 import { withFileLock } from './lock.ts'
 import { parseImageRef } from './ref.ts'
-import { syncDir } from '../util/index.ts'
+import { syncDir, writeFileAtomic } from '../util/index.ts'
 
 /** Configuration of {@link imageStore} */
 export interface ImageStoreInit {
@@ -362,21 +362,7 @@ class FileImageStore implements ImageStore {
   }
 
   async #writeIndex (index: IndexFile): Promise<void> {
-    const temp = join(this.#tmp, `index.${tempName()}`)
-    const handle = await open(temp, 'wx', 0o644)
-    try {
-      await handle.writeFile(JSON.stringify(index, null, 2) + '\n')
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    try {
-      await rename(temp, this.#indexFile)
-    } catch (err) {
-      await unlink(temp).catch(() => {})
-      throw err
-    }
-    await syncDir(this.root)
+    await writeFileAtomic(this.#indexFile, JSON.stringify(index, null, 2) + '\n', { mode: 0o644, tempDir: this.#tmp })
   }
 }
 

@@ -1,8 +1,10 @@
 /**
  * Small helpers shared by modules that have nothing else in common.
  */
-import { open } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { open, rename, unlink } from 'node:fs/promises'
 import { connect } from 'node:net'
+import { basename, dirname, join } from 'node:path'
 
 /**
  * Make a directory's entries durable (after creating or renaming a file in it). Not
@@ -51,4 +53,78 @@ export async function untilFirstFailure<T> (count: number, step: (i: number) => 
     }
   }
   return results
+}
+
+export interface WriteFileAtomicOptions {
+  /** mode of the file @default 0o666 (less the umask) */
+  mode?: number
+  /**
+   * fsync the file before the rename and its directory after, so that the new content
+   * survives a crash once the call returns @default true
+   */
+  fsync?: boolean
+  /** where the temporary file goes (on the same filesystem as `file`) @default `file`'s directory */
+  tempDir?: string
+}
+
+/**
+ * Replace `file` with `data` atomically: readers see the old content or the new, never a
+ * part. Writes a temporary file (`<name>.<pid>-<random>.tmp`), then renames it over
+ * `file`; the temporary file is removed when that fails.
+ */
+export async function writeFileAtomic (file: string, data: string | Uint8Array, options: WriteFileAtomicOptions = {}): Promise<void> {
+  const fsync = options.fsync ?? true
+  const temp = join(options.tempDir ?? dirname(file), `${basename(file)}.${process.pid}-${randomBytes(6).toString('hex')}.tmp`)
+  try {
+    const handle = await open(temp, 'wx', options.mode ?? 0o666)
+    try {
+      await handle.writeFile(data)
+      if (fsync) {
+        await handle.sync()
+      }
+    } finally {
+      await handle.close()
+    }
+    await rename(temp, file)
+  } catch (err) {
+    await unlink(temp).catch(() => {})
+    throw err
+  }
+  if (fsync) {
+    await syncDir(dirname(file))
+  }
+}
+
+/**
+ * One signal that aborts when any input does (with that input's reason), with `clear()`
+ * to detach from the inputs: call it when the work ends. It also detaches once it aborts.
+ * (`AbortSignal.any()` leaks when one input lives long, e.g. a node's or a brane's
+ * shutdown signal: nodejs/node#55351; see CONVENTIONS §4.)
+ */
+export interface ClearableSignal {
+  readonly signal: AbortSignal
+  clear: () => void
+}
+
+export function combineSignals (signals: ReadonlyArray<AbortSignal | undefined>): ClearableSignal {
+  const controller = new AbortController()
+  const inputs = signals.filter((s): s is AbortSignal => s !== undefined)
+  const onAbort = (evt: Event): void => {
+    controller.abort((evt.target as AbortSignal).reason)
+    clear()
+  }
+  function clear (): void {
+    for (const s of inputs) {
+      s.removeEventListener('abort', onAbort)
+    }
+  }
+  for (const s of inputs) {
+    if (s.aborted) {
+      controller.abort(s.reason)
+      clear()
+      break
+    }
+    s.addEventListener('abort', onAbort)
+  }
+  return { signal: controller.signal, clear }
 }

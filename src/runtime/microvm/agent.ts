@@ -6,7 +6,7 @@
 import { connect, type Socket } from 'node:net'
 import type { AbortOptions } from '../../interfaces/index.ts'
 import { VmmError } from '../../errors.ts'
-import { combineSignals } from './signals.ts'
+import { combineSignals } from '../../util/index.ts'
 
 export const FRAME_PING = 0x50 // 'P'
 export const FRAME_PONG = 0x70 // 'p'

@@ -18,7 +18,7 @@ import { parseEmits } from './agent.ts'
 import type { VmHandle, VmmDriver } from './driver.ts'
 import type { GuestImage } from './image.ts'
 import { ensureGolden, vmConfig, type GoldenSnapshot, type SnapshotSigner } from './snapshots.ts'
-import { combineSignals } from './signals.ts'
+import { combineSignals } from '../../util/index.ts'
 
 /** Exit code of a workload that asks for the event again later (sysexits EX_TEMPFAIL) */
 export const EXIT_RETRY = 75

@@ -22,6 +22,7 @@ import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
 import { blake3Hex } from '../../identity/index.ts'
 import type { AbortOptions } from '../../interfaces/index.ts'
+import { writeFileAtomic } from '../../util/index.ts'
 import { GuestImageError, GuestImageNotFoundError } from '../../errors.ts'
 import { agentModules } from './modules.ts'
 
@@ -266,8 +267,7 @@ export async function buildGuest (options: BuildGuestOptions): Promise<GuestImag
     await copyFile(kernel, `${image.kernel}.tmp`)
     await rename(`${image.kernel}.tmp`, image.kernel)
   }
-  await writeFile(`${image.initrd}.tmp`, initrd)
-  await rename(`${image.initrd}.tmp`, image.initrd)
+  await writeFileAtomic(image.initrd, initrd, { fsync: false })
   await writeFile(join(dir, 'image.json'), JSON.stringify({ id, kernelHash, initrdHash, kernelRelease: release }, null, 2) + '\n')
   await writeNames(home, { ...await readNames(home), [name]: id })
   return image
@@ -284,8 +284,7 @@ async function readNames (home: string): Promise<Record<string, string>> {
 async function writeNames (home: string, names: Record<string, string>): Promise<void> {
   const file = join(guestsDir(home), 'names.json')
   const sorted = Object.fromEntries(Object.entries(names).sort(([a], [b]) => a.localeCompare(b)))
-  await writeFile(`${file}.${process.pid}.tmp`, JSON.stringify(sorted, null, 2) + '\n')
-  await rename(`${file}.${process.pid}.tmp`, file)
+  await writeFileAtomic(file, JSON.stringify(sorted, null, 2) + '\n', { fsync: false })
 }
 
 /**

@@ -20,7 +20,7 @@ import type { AgentConnection } from './agent.ts'
 import type { VmConfig, VmHandle, VmmDriver } from './driver.ts'
 import type { GuestImage } from './image.ts'
 import { KERNEL_STOPPED } from './qemu.ts'
-import { combineSignals } from './signals.ts'
+import { combineSignals } from '../../util/index.ts'
 
 /** Signs snapshot records (the node's key) */
 export interface SnapshotSigner {

@@ -1,0 +1,785 @@
+/**
+ * The SWIM/Lifeguard-style membership protocol of a {@link MeshNode}: the member table and
+ * its trust rules, probes, acks and indirect probes with phi-accrual failure detection,
+ * suspicion and refutation, and epidemic dissemination (member records and broadcasts,
+ * pushed along the ring links and piggy-backed on probes). The node gives it a transport
+ * ({@link SwimComponents}) and runs its rounds; see {@link MembershipSettings}.
+ */
+import { MeshError } from '../errors.ts'
+import type { NodeKey } from '../identity/index.ts'
+import type { Logger } from '../interfaces/index.ts'
+import { Gossip } from './gossip.ts'
+import type { Rumor } from './gossip.ts'
+import { MemberTrust, memberClaim, memberView, parseWireMember, signMember, supersedes } from './membership.ts'
+import type { Member, MemberState, MembershipSettings, Substrate, WireMember } from './membership.ts'
+import { PhiAccrualDetector } from './phi.ts'
+import { Ring, shuffle } from './ring.ts'
+
+/** A membership message, one JSON frame on the `/omega/swim/1` channel */
+export type Message =
+  | { t: 'ping', s: number, r?: Rumor[] }
+  | { t: 'ack', s: number, r?: Rumor[] }
+  | { t: 'preq', s: number, target: string }
+  | { t: 'pack', s: number, target: string }
+  | { t: 'sync', m: WireMember[], reply: boolean }
+  | { t: 'gossip', r: Rumor[], a?: number }
+
+interface Entry {
+  record: WireMember
+  changedAt: number
+  rttMs?: number
+  suspectTimer?: NodeJS.Timeout | undefined
+}
+
+const encoder = new TextEncoder()
+/** setMeta/setLoad changes are gossiped at most this often (each bumps the incarnation) */
+const ANNOUNCE_INTERVAL_MS = 1000
+
+export function encodeMessage (message: Message): Uint8Array {
+  return encoder.encode(JSON.stringify(message))
+}
+
+/** run a promise in the background; its failure is already handled or does not matter */
+export function background (promise: Promise<unknown>): void {
+  promise.catch(() => {})
+}
+
+/** What the protocol needs from its node: identity, transport and lifecycle */
+export interface SwimComponents {
+  key: NodeKey
+  logger: Logger
+  /** peers this node isolates (TEST/OPS): nothing to or from them, they look dead here */
+  isolated: ReadonlySet<string>
+  /** the node is started (until its stop() ends) */
+  started: () => boolean
+  /** the node's stop() has begun */
+  stopping: () => boolean
+  /** send one frame on the membership channel to `did`, opening it if needed */
+  send: (did: string, bytes: Uint8Array) => Promise<void>
+  /** whether a membership channel to `did` is open */
+  connected: (did: string) => boolean
+  /** `did` became dead or left: abort its channels */
+  gone: (did: string, reason: Error) => void
+}
+
+export interface SwimInit {
+  peerId: string
+  name: string
+  substrate: Substrate
+  frontier: boolean
+  meta: Record<string, string>
+  /** did:keys believed (self included), or any */
+  admit: ReadonlySet<string> | undefined
+  settings: MembershipSettings
+}
+
+/**
+ * One node's side of the membership protocol (see {@link MeshNode} for its trust rules).
+ * Timing is the node's: it calls {@link Swim.probeRound} every probe interval.
+ */
+export class Swim {
+  readonly did: string
+  readonly #components: SwimComponents
+  readonly #settings: MembershipSettings
+  readonly #log: Logger
+  readonly #self: WireMember
+  readonly #isolated: ReadonlySet<string>
+  readonly #entries = new Map<string, Entry>()
+  readonly #ring: Ring
+  readonly #listeners = new Set<(member: Member, previous: MemberState | undefined) => void>()
+  readonly #pending = new Map<number, { did: string, sentAt: number, done: (ok: boolean) => void }>()
+  readonly #indirectWaiters = new Map<number, () => void>()
+  readonly #indirecting = new Set<string>()
+  readonly #detectors = new Map<string, PhiAccrualDetector>()
+  readonly #gossip: Gossip
+  readonly #syncWaiters = new Map<string, () => void>()
+  readonly #trust: MemberTrust
+  #signedSelf: { claim: string, record: WireMember } | undefined
+  #seq = 0
+  #fingerCursor = 0
+  #expectedTick = 0
+  #announceTimer: NodeJS.Timeout | undefined
+  #lastAnnounce = 0
+  #calmUntil = 0
+
+  constructor (components: SwimComponents, init: SwimInit) {
+    this.#components = components
+    this.#log = components.logger
+    this.#isolated = components.isolated
+    this.#settings = init.settings
+    this.#trust = new MemberTrust(init.admit, components.logger)
+    this.did = components.key.did
+    this.#ring = new Ring(this.did, () => this.others(), init.settings)
+    this.#gossip = new Gossip({
+      did: this.did,
+      logger: components.logger,
+      isolated: components.isolated,
+      started: components.started,
+      stopping: components.stopping,
+      memberCount: () => this.#entries.size,
+      retransmitMult: init.settings.retransmitMult,
+      push: (rumors, exclude) => { this.#push(rumors, exclude) },
+      merge: (w) => this.#merge(w)
+    })
+    this.#self = {
+      did: this.did,
+      peerId: init.peerId,
+      name: init.name,
+      substrate: init.substrate,
+      frontier: init.frontier,
+      addrs: [],
+      state: 'alive',
+      inc: Date.now(),
+      meta: { ...init.meta }
+    }
+  }
+
+  get name (): string {
+    return this.#self.name
+  }
+
+  /** the node started listening on `addrs` (again after a stop: a new life) */
+  start (addrs: string[], firstRoundAt: number): void {
+    if (this.#self.state !== 'alive') {
+      // started again after stop(): a new life, above the 'left' the others hold
+      this.#self.state = 'alive'
+      this.#self.inc = Math.max(this.#self.inc + 1, Date.now())
+      this.#entries.clear()
+      this.#ring.invalidate()
+    }
+    this.#self.addrs = addrs
+    this.#entries.set(this.did, { record: this.#self, changedAt: Date.now() })
+    this.#notify(this.#self, undefined)
+    this.#expectedTick = firstRoundAt
+  }
+
+  /**
+   * Announce the leave: straight to `peers` (those with a channel) plus the gossip fanout,
+   * each acknowledging; resolves when all did or after leaveTimeoutMs.
+   */
+  async leave (peers: Iterable<string>): Promise<void> {
+    clearTimeout(this.#announceTimer)
+    this.#announceTimer = undefined
+    this.#self.inc++
+    this.#self.state = 'left'
+    const rumor: Rumor = { k: 'm', m: this.#selfRecord() }
+    const targets = new Set<string>(peers)
+    for (const did of this.#gossipTargets(new Set())) {
+      targets.add(did)
+    }
+    // each target acknowledges (close() resolves before bytes reach the socket)
+    const sends = [...targets].map(async (did) => this.#request(did, (a) => ({ t: 'gossip', r: [rumor], a }), this.#settings.leaveTimeoutMs))
+    await Promise.race([
+      Promise.allSettled(sends),
+      new Promise((resolve) => setTimeout(resolve, this.#settings.leaveTimeoutMs).unref())
+    ])
+  }
+
+  /** the node stops: no more suspicion timers, pending probes fail */
+  halt (): void {
+    for (const entry of this.#entries.values()) {
+      clearTimeout(entry.suspectTimer)
+    }
+    for (const waiter of this.#pending.values()) {
+      waiter.done(false)
+    }
+    this.#pending.clear()
+  }
+
+  // ---------------------------------------------------------------- public view
+
+  members (): Member[] {
+    const out: Member[] = []
+    for (const entry of this.#entries.values()) {
+      out.push(this.#view(entry))
+    }
+    return out
+  }
+
+  member (did: string): Member | undefined {
+    const entry = this.#entries.get(did)
+    return entry === undefined ? undefined : this.#view(entry)
+  }
+
+  /** the state of `did`'s record as held (isolation not applied), if known */
+  stateOf (did: string): MemberState | undefined {
+    return this.#entries.get(did)?.record.state
+  }
+
+  /** the addresses `did` advertises, if known */
+  addrsOf (did: string): string[] {
+    return this.#entries.get(did)?.record.addrs ?? []
+  }
+
+  onMembers (listener: (member: Member, previous: MemberState | undefined) => void): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  setMeta (key: string, value: string): void {
+    if (this.#self.meta[key] === value) {
+      return
+    }
+    this.#self.meta = { ...this.#self.meta, [key]: value }
+    this.#announceSelf()
+  }
+
+  setLoad (load: number): void {
+    if (!Number.isFinite(load)) {
+      throw new RangeError(`Cannot advertise load: expected a finite number, got ${load}`)
+    }
+    if (this.#self.load === load) {
+      return
+    }
+    this.#self.load = load
+    this.#announceSelf()
+  }
+
+  broadcast (topic: string, data: Uint8Array): void {
+    this.#gossip.broadcast(topic, data)
+  }
+
+  onBroadcast (topic: string, handler: (data: Uint8Array, fromDid: string) => void): () => void {
+    return this.#gossip.onBroadcast(topic, handler)
+  }
+
+  // ---------------------------------------------------------------- isolation
+
+  /** the set of isolated peers changed */
+  isolationChanged (): void {
+    this.#ring.invalidate()
+  }
+
+  /** `did` is isolated now: it looks dead here */
+  isolated (did: string): void {
+    this.#detectors.delete(did)
+    const entry = this.#entries.get(did)
+    if (entry !== undefined) {
+      clearTimeout(entry.suspectTimer)
+      this.#notify(entry.record, entry.record.state)
+    }
+  }
+
+  /** `did` is no longer isolated: exchange full state so that both sides converge (refutations follow) */
+  healed (did: string): void {
+    const entry = this.#entries.get(did)
+    if (entry !== undefined) {
+      this.#notify(entry.record, 'dead')
+      if (this.#components.started() && !this.#components.stopping()) {
+        background(this.#sync(did, true))
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- membership view
+
+  #view (entry: Entry): Member {
+    const r = entry.record
+    return memberView(r, this.#isolated.has(r.did) && r.state !== 'left' ? 'dead' : r.state, entry.rttMs)
+  }
+
+  #notify (record: WireMember, previous: MemberState | undefined): void {
+    const entry = this.#entries.get(record.did)
+    if (entry === undefined) {
+      return
+    }
+    const member = this.#view(entry)
+    for (const listener of this.#listeners) {
+      try {
+        listener(member, previous)
+      } catch (err) {
+        this.#log.error({ err }, 'mesh: membership listener threw')
+      }
+    }
+  }
+
+  /** alive or suspect members other than self, not isolated */
+  others (): string[] {
+    const out: string[] = []
+    for (const [did, entry] of this.#entries) {
+      if (did !== this.did && (entry.record.state === 'alive' || entry.record.state === 'suspect') && !this.#isolated.has(did)) {
+        out.push(did)
+      }
+    }
+    return out
+  }
+
+  /** gossip this node's changed record: at once, then at most once per ANNOUNCE_INTERVAL_MS (setLoad may be called often) */
+  #announceSelf (): void {
+    if (!this.#components.started() || this.#components.stopping()) {
+      return
+    }
+    if (this.#announceTimer !== undefined) {
+      return
+    }
+    const wait = this.#lastAnnounce + ANNOUNCE_INTERVAL_MS - Date.now()
+    if (wait > 0) {
+      this.#announceTimer = setTimeout(() => {
+        this.#announceTimer = undefined
+        this.#announceSelf()
+      }, wait)
+      return
+    }
+    this.#lastAnnounce = Date.now()
+    this.#self.inc++
+    this.#notify(this.#self, this.#self.state)
+    this.#gossip.disseminate([{ k: 'm', m: this.#selfRecord() }], new Set([this.did]))
+  }
+
+  /**
+   * This node's record as it goes on the wire: a copy signed with the node key (signed
+   * again only when what it claims changed: incarnation, meta, load, addrs)
+   */
+  #selfRecord (): WireMember {
+    const claim = memberClaim(this.#self)
+    if (this.#signedSelf?.claim !== claim) {
+      this.#signedSelf = { claim, record: signMember(this.#self, this.#components.key) }
+    }
+    return { ...this.#signedSelf.record, state: this.#self.state }
+  }
+
+  /** whether `w` may be believed (see {@link MemberTrust}) */
+  #believable (w: WireMember, current: WireMember | undefined): boolean {
+    return this.#trust.believable(w, current, this.#records())
+  }
+
+  * #records (): Iterable<WireMember> {
+    for (const entry of this.#entries.values()) {
+      yield entry.record
+    }
+  }
+
+  /**
+   * Apply a member record heard from someone; true when it changed this node's view (the
+   * caller then passes it on).
+   */
+  #merge (w: WireMember): boolean {
+    if (w.did === this.did) {
+      // a rumor about this node counts only if it carries a claim this node signed
+      if (w.state !== 'alive' && w.inc >= this.#self.inc && !this.#components.stopping() && this.#believable(w, undefined)) {
+        // refute: we are alive, at a higher incarnation than the rumor
+        this.#self.inc = w.inc + 1
+        this.#log.debug({ state: w.state, inc: w.inc }, 'mesh: refuting a rumor about this node')
+        queueMicrotask(() => { this.#gossip.disseminate([{ k: 'm', m: this.#selfRecord() }], new Set([this.did])) })
+      }
+      return false
+    }
+    if (this.#isolated.has(w.did)) {
+      return false
+    }
+    const now = Date.now()
+    const entry = this.#entries.get(w.did)
+    if (entry === undefined) {
+      if (w.state === 'dead' || w.state === 'left' || !this.#believable(w, undefined)) {
+        return false
+      }
+      const record = { ...w, addrs: [...w.addrs], meta: { ...w.meta } }
+      this.#entries.set(w.did, { record, changedAt: now })
+      this.#onStateChange(w.did)
+      this.#notify(record, undefined)
+      return true
+    }
+    if (!supersedes(w, entry.record) || !this.#believable(w, entry.record)) {
+      return false
+    }
+    const previous = entry.record.state
+    entry.record = { ...w, addrs: [...w.addrs], meta: { ...w.meta } }
+    entry.changedAt = now
+    if (previous !== w.state) {
+      this.#onStateChange(w.did)
+    }
+    this.#notify(entry.record, previous)
+    return true
+  }
+
+  #onStateChange (did: string): void {
+    this.#ring.invalidate()
+    const entry = this.#entries.get(did)
+    if (entry === undefined) {
+      return
+    }
+    clearTimeout(entry.suspectTimer)
+    entry.suspectTimer = undefined
+    const record = entry.record
+    if (record.state === 'suspect') {
+      const inc = record.inc
+      entry.suspectTimer = setTimeout(() => {
+        const current = this.#entries.get(did)
+        if (current !== undefined && current.record.state === 'suspect' && current.record.inc === inc && !this.#components.stopping()) {
+          this.#declare(did, 'dead')
+        }
+      }, this.#settings.suspectTimeoutMs)
+      entry.suspectTimer.unref()
+    }
+    if (record.state === 'dead' || record.state === 'left') {
+      this.#detectors.delete(did)
+      this.#components.gone(did, new MeshError(`Member ${did} is ${record.state}`))
+    }
+  }
+
+  /** this node's own verdict about another member (suspect or dead), disseminated */
+  #declare (did: string, state: 'suspect' | 'dead'): void {
+    const entry = this.#entries.get(did)
+    if (entry === undefined || this.#isolated.has(did)) {
+      return
+    }
+    const next: WireMember = { ...entry.record, state }
+    if (this.#merge(next)) {
+      this.#log.info({ did, name: next.name, state }, `mesh: member ${state}`)
+      this.#gossip.disseminate([{ k: 'm', m: next }], new Set([this.did, did]))
+    }
+  }
+
+  // ---------------------------------------------------------------- dissemination
+
+  /** push rumors at once to the gossip targets not in `exclude` */
+  #push (rumors: Rumor[], exclude: Set<string>): void {
+    const bytes = encodeMessage({ t: 'gossip', r: rumors })
+    for (const did of this.#gossipTargets(exclude)) {
+      this.#components.send(did, bytes).catch((err: unknown) => {
+        this.#log.debug({ err, did }, 'mesh: gossip send failed')
+      })
+    }
+  }
+
+  /**
+   * Where news goes at once: with gossipFanout 'auto', this node's links — its monitored
+   * ring successors and its ring fingers (members 4, 8, 16, … places on), about
+   * log2(n) + 1 members it probes anyway, so no new connection is needed and the news
+   * reaches everyone in about log2(n) hops. With a number: that many random members,
+   * those with a channel first.
+   */
+  #gossipTargets (exclude: Set<string>): string[] {
+    const setting = this.#settings.gossipFanout
+    if (setting !== 'auto') {
+      return this.#pickTargets(setting, exclude)
+    }
+    return this.links().filter((did) => !exclude.has(did))
+  }
+
+  /** this node's links: its monitored ring successors, then its ring fingers */
+  links (): string[] {
+    return [...this.#ring.successors(), ...this.#ring.fingers()]
+  }
+
+  /** up to `count` alive members not in `exclude`, those with an open channel first */
+  #pickTargets (count: number, exclude: Set<string>): string[] {
+    const connected: string[] = []
+    const others: string[] = []
+    for (const did of this.others()) {
+      if (exclude.has(did)) {
+        continue
+      }
+      (this.#components.connected(did) ? connected : others).push(did)
+    }
+    shuffle(connected)
+    shuffle(others)
+    return connected.concat(others).slice(0, count)
+  }
+
+  // ---------------------------------------------------------------- probing
+
+  /** one probe round; the next one is expected `probeIntervalMs` after {@link Swim.roundDone} */
+  probeRound (): void {
+    const now = Date.now()
+    const lag = now - this.#expectedTick
+    if (lag > this.#settings.probeIntervalMs / 4) {
+      // acks to probes sent around now will be read late too: hold verdicts a while
+      this.#calmUntil = now + 3 * this.#settings.probeIntervalMs
+    }
+    this.#probe(now < this.#calmUntil)
+  }
+
+  /** the round (probes and the node's housekeeping) is over: the next is due in an interval */
+  roundDone (): void {
+    this.#expectedTick = Date.now() + this.#settings.probeIntervalMs
+  }
+
+  /** `lagging`: this node's timers ran late, so silence may be ours: no verdicts this round */
+  #probe (lagging: boolean): void {
+    const now = Date.now()
+    const s = this.#settings
+    const monitored = this.#ring.successors()
+    const monitoredSet = new Set(monitored)
+    for (const did of this.#detectors.keys()) {
+      if (!monitoredSet.has(did)) {
+        this.#detectors.delete(did)
+      }
+    }
+    for (const did of monitored) {
+      let detector = this.#detectors.get(did)
+      if (detector === undefined) {
+        detector = new PhiAccrualDetector({
+          window: s.phiWindow,
+          minStdDevMs: s.phiMinStdDevMs,
+          acceptablePauseMs: s.phiAcceptablePauseMs,
+          firstHeartbeatEstimateMs: s.probeIntervalMs
+        }, now)
+        this.#detectors.set(did, detector)
+      } else if (lagging) {
+        // Lifeguard local health: a late timer says nothing about the peer
+      } else if (detector.phi(now) > s.phiThreshold && !this.#indirecting.has(did) &&
+        this.#entries.get(did)?.record.state === 'alive') {
+        background(this.#indirect(did))
+      }
+      background(this.#ping(did, s.probeIntervalMs * 4))
+    }
+    // one finger per round, in turn: keeps those links warm and checks them SWIM-style
+    const fingers = this.#ring.fingers()
+    const probes: string[] = []
+    if (fingers.length > 0) {
+      probes.push(fingers[this.#fingerCursor++ % fingers.length] as string)
+    }
+    const rest = shuffle(this.others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
+    probes.push(...rest.slice(0, s.randomProbes))
+    for (const did of probes) {
+      if (this.#indirecting.has(did)) {
+        continue
+      }
+      background(this.#ping(did, s.probeTimeoutMs).then(async (ok) => {
+        if (!ok && !this.#components.stopping() && this.#entries.get(did)?.record.state === 'alive') {
+          await this.#indirect(did)
+        }
+      }))
+    }
+  }
+
+  /** forget expired broadcast ids, and dead and left members after deadRetentionMs */
+  expire (now: number): void {
+    this.#gossip.expire(now)
+    for (const [did, entry] of this.#entries) {
+      if ((entry.record.state === 'dead' || entry.record.state === 'left') && now - entry.changedAt > this.#settings.deadRetentionMs) {
+        this.#ring.invalidate()
+        this.#entries.delete(did)
+        this.#ring.forget(did)
+      }
+    }
+  }
+
+  /** full-state exchange with one member, one with a channel if any: repair without a new handshake */
+  pushPull (): void {
+    const target = shuffle(this.others().filter((did) => this.#components.connected(did)))[0] ?? shuffle(this.others())[0]
+    if (target !== undefined) {
+      background(this.#sync(target, true))
+    }
+  }
+
+  /** full-state exchange with one dead member (partition healing) */
+  retryDead (): void {
+    const dead = shuffle([...this.#entries.values()]
+      .filter((e) => e.record.state === 'dead' && !this.#isolated.has(e.record.did))
+      .map((e) => e.record.did))[0]
+    if (dead !== undefined) {
+      background(this.#sync(dead, true))
+    }
+  }
+
+  /** direct probe; resolves true on ack within `timeoutMs` */
+  async #ping (did: string, timeoutMs: number): Promise<boolean> {
+    return this.#request(did, (s) => {
+      const message: Message = { t: 'ping', s }
+      const rumors = this.#gossip.takePiggyback()
+      if (rumors !== undefined) {
+        message.r = rumors
+      }
+      return message
+    }, timeoutMs)
+  }
+
+  /** send a message carrying a fresh sequence number; resolves true when `did` acks it within `timeoutMs` */
+  async #request (did: string, build: (seq: number) => Message, timeoutMs: number): Promise<boolean> {
+    const s = ++this.#seq
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(s)
+        resolve(false)
+      }, timeoutMs)
+      timer.unref()
+      this.#pending.set(s, {
+        did,
+        sentAt: performance.now(),
+        done: (ok) => {
+          clearTimeout(timer)
+          this.#pending.delete(s)
+          resolve(ok)
+        }
+      })
+      this.#send(did, build(s)).catch(() => {
+        this.#pending.get(s)?.done(false)
+      })
+    })
+  }
+
+  /** ask others to probe `did`; suspect it when none can reach it */
+  async #indirect (did: string): Promise<void> {
+    if (this.#indirecting.has(did)) {
+      return
+    }
+    this.#indirecting.add(did)
+    try {
+      const s = ++this.#seq
+      const helpers = this.#pickTargets(this.#settings.indirectProbes, new Set([this.did, did]))
+      const asked = Date.now()
+      const reached = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          this.#indirectWaiters.delete(s)
+          resolve(false)
+        }, this.#settings.indirectTimeoutMs)
+        timer.unref()
+        this.#indirectWaiters.set(s, () => {
+          clearTimeout(timer)
+          this.#indirectWaiters.delete(s)
+          resolve(true)
+        })
+        for (const helper of helpers) {
+          background(this.#send(helper, { t: 'preq', s, target: did }))
+        }
+        // Lifeguard: one more direct try alongside the indirect ones
+        background(this.#ping(did, this.#settings.indirectTimeoutMs).then((ok) => {
+          if (ok) {
+            this.#indirectWaiters.get(s)?.()
+          }
+        }))
+      })
+      const late = Date.now() - asked > 1.5 * this.#settings.indirectTimeoutMs
+      if (late) {
+        // this node's own event loop stalled during the wait (Lifeguard local health)
+        this.#calmUntil = Date.now() + 3 * this.#settings.probeIntervalMs
+      }
+      if (reached) {
+        this.#detectors.get(did)?.heartbeat(Date.now())
+      } else if (!late && Date.now() >= this.#calmUntil && !this.#components.stopping() && this.#entries.get(did)?.record.state === 'alive') {
+        this.#declare(did, 'suspect')
+      }
+    } finally {
+      this.#indirecting.delete(did)
+    }
+  }
+
+  // ---------------------------------------------------------------- messages
+
+  /** a message from `from` on the membership channel */
+  onMessage (from: string, message: Message): void {
+    switch (message.t) {
+      case 'ping': {
+        const reply: Message = { t: 'ack', s: message.s }
+        const rumors = this.#gossip.takePiggyback()
+        if (rumors !== undefined) {
+          reply.r = rumors
+        }
+        background(this.#send(from, reply))
+        if (message.r !== undefined) {
+          this.#gossip.receive(from, message.r)
+        }
+        break
+      }
+      case 'ack': {
+        const pending = this.#pending.get(message.s)
+        if (pending !== undefined && pending.did === from) {
+          const entry = this.#entries.get(from)
+          if (entry !== undefined) {
+            entry.rttMs = Math.round((performance.now() - pending.sentAt) * 100) / 100
+          }
+          pending.done(true)
+        }
+        this.#detectors.get(from)?.heartbeat(Date.now())
+        if (message.r !== undefined) {
+          this.#gossip.receive(from, message.r)
+        }
+        break
+      }
+      case 'preq': {
+        if (typeof message.target !== 'string' || this.#isolated.has(message.target) || message.target === this.did) {
+          break
+        }
+        background(this.#ping(message.target, this.#settings.indirectTimeoutMs).then(async (ok) => {
+          if (ok) {
+            await this.#send(from, { t: 'pack', s: message.s, target: message.target })
+          }
+        }).catch(() => {}))
+        break
+      }
+      case 'pack': {
+        if (!this.#isolated.has(message.target)) {
+          this.#indirectWaiters.get(message.s)?.()
+        }
+        break
+      }
+      case 'sync': {
+        if (!Array.isArray(message.m)) {
+          break
+        }
+        // pass on only what is likely news to the mesh too: the sender's own record (a
+        // joiner announcing itself) and changes to members this node already knew (a healed
+        // partition); a joiner learning the whole table must not re-gossip all of it
+        const fresh: Rumor[] = []
+        for (const raw of message.m) {
+          const w = parseWireMember(raw)
+          if (w === undefined) {
+            continue
+          }
+          const known = this.#entries.has(w.did)
+          if (this.#merge(w) && (known || w.did === from)) {
+            fresh.push({ k: 'm', m: w })
+          }
+        }
+        if (fresh.length > 0) {
+          this.#gossip.disseminate(fresh, new Set([this.did, from]))
+        }
+        if (message.reply) {
+          background(this.#sync(from, false))
+        }
+        this.#syncWaiters.get(from)?.()
+        break
+      }
+      case 'gossip':
+        if (typeof message.a === 'number') {
+          background(this.#send(from, { t: 'ack', s: message.a }))
+        }
+        this.#gossip.receive(from, message.r)
+        break
+    }
+  }
+
+  #table (): WireMember[] {
+    const out: WireMember[] = []
+    for (const entry of this.#entries.values()) {
+      if (entry.record === this.#self) {
+        out.push(this.#selfRecord())
+      } else if (!this.#isolated.has(entry.record.did)) {
+        out.push(entry.record)
+      }
+    }
+    return out
+  }
+
+  async #sync (did: string, reply: boolean): Promise<void> {
+    await this.#send(did, { t: 'sync', m: this.#table(), reply })
+  }
+
+  async #send (did: string, message: Message): Promise<void> {
+    await this.#components.send(did, encodeMessage(message))
+  }
+
+  /**
+   * Join through `did`: send it this node's full table with `send` (its fresh channel)
+   * and wait for its own.
+   */
+  async join (did: string, send: (bytes: Uint8Array) => Promise<void>, signal: AbortSignal): Promise<void> {
+    const replied = new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => { reject(signal.reason) }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#syncWaiters.set(did, () => {
+        signal.removeEventListener('abort', onAbort)
+        this.#syncWaiters.delete(did)
+        resolve()
+      })
+    })
+    try {
+      await send(encodeMessage({ t: 'sync', m: this.#table(), reply: true }))
+      await replied
+    } finally {
+      this.#syncWaiters.delete(did)
+    }
+  }
+}
