@@ -119,7 +119,9 @@ describe('LocalNode', () => {
       assert.ok((profile.exec?.p50 ?? -1) >= 0)
       const shown = await cli(['profile', '--brane', 'a'], home)
       assert.match(shown.out, /^brane a: 1 requests, 0 errors, \d+\.\d req\/s \(last 10s\)$/m)
-      assert.match(shown.out, /^exec\s+\d+\.\d+ms\s+\d+\.\d+ms\s+1$/m)
+      assert.match(shown.out, /^exec\s+\d+\.\d+ms\s+\d+\.\d+ms\s+\d+\.\d+ms\s+1$/m)
+      // the peak linear memory of the brane's instances: hello's one page at least
+      assert.match(shown.out, /^mem\s+\d+ [KM]iB\s+\d+ [KM]iB\s+\d+ [KM]iB\s+1$/m)
       assert.equal(await (await fetch(`${node.url}/b/y`)).text(), 'hello from omega: /b/y\n')
       const missing = await fetch(`${node.url}/c`)
       assert.equal(missing.status, 404)

@@ -117,7 +117,7 @@ export function reloadCommand (program: Command, ctx: CliContext): void {
 
 export function profileCommand (program: Command, ctx: CliContext): void {
   program.command('profile')
-    .description('Show where a brane\'s time goes: P50/P99 of cold start, execution, CPU and memory, and requests per second')
+    .description('Show where a brane\'s time goes: P50/P99/max of cold start, execution, CPU and memory (max: peak linear memory), and requests per second')
     .requiredOption('-b, --brane <name>', 'the brane')
     .option('--pprof <file>', 'sample the CPU of the brane\'s workers and write a pprof file (gzipped profile.proto, for go tool pprof or Pyroscope)')
     .option('--seconds <n>', 'with --pprof: how long to sample, up to 60', '5')
@@ -138,12 +138,11 @@ export function profileCommand (program: Command, ctx: CliContext): void {
       const rows: string[][] = []
       for (const [name, summary, unit] of [['total', profile.total, 'ms'], ['cold', profile.cold, 'ms'], ['exec', profile.exec, 'ms'], ['cpu', profile.cpu, 'ms'], ['mem', profile.mem, 'bytes']] as const) {
         if (summary !== undefined) {
-          rows.push(unit === 'ms'
-            ? [name, msCell(summary.p50), msCell(summary.p99), String(summary.count)]
-            : [name, formatSize(Math.round(summary.p50)), formatSize(Math.round(summary.p99)), String(summary.count)])
+          const cell = unit === 'ms' ? msCell : (v: number): string => formatSize(Math.round(v))
+          rows.push([name, cell(summary.p50), cell(summary.p99), cell(summary.max), String(summary.count)])
         }
       }
-      ctx.stdout.write(rows.length === 0 ? 'No requests yet\n' : table(['', 'p50', 'p99', 'samples'], rows))
+      ctx.stdout.write(rows.length === 0 ? 'No requests yet\n' : table(['', 'p50', 'p99', 'max', 'samples'], rows))
     })
 }
 
