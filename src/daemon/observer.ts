@@ -122,7 +122,7 @@ export class RequestObserver {
   #served (brane: string, request: Pick<BraneHttpRequest, 'method' | 'pathWithQuery'>, start: number, status: number, bytesIn: number, bytesOut: number, responseTiming: object | undefined): void {
     const path = request.pathWithQuery
     const totalMs = performance.now() - start
-    const timing: Record<string, unknown> = { ...responseTiming }
+    const timing = (responseTiming ?? {}) as Readonly<Record<string, unknown>>
     this.#record(brane, status, totalMs, timing)
     this.meter?.(usage(brane, 'request', totalMs, timing, bytesIn, bytesOut, true))
     this.logBook.append({
@@ -130,7 +130,7 @@ export class RequestObserver {
       kind: 'request',
       level: status >= 500 ? 'warn' : 'info',
       message: requestLine(request.method, path, status, bytesOut, totalMs, timing),
-      fields: { method: request.method, path, status, bytes: bytesOut, totalMs: round(totalMs), ...timing }
+      fields: Object.assign({ method: request.method, path, status, bytes: bytesOut, totalMs: round(totalMs) }, timing)
     })
   }
 

@@ -20,6 +20,8 @@ export interface Logger {
   info: (obj: Record<string, unknown>, msg?: string) => void
   warn: (obj: Record<string, unknown>, msg?: string) => void
   error: (obj: Record<string, unknown>, msg?: string) => void
+  /** whether a call at `level` writes anything (pino's): lets hot paths skip building what would be dropped */
+  isLevelEnabled?: (level: string) => boolean
 }
 
 export interface ComponentLogger {

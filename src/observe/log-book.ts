@@ -40,7 +40,11 @@ export interface LogBookInit {
 }
 
 export interface LogBookComponents {
-  /** every record is also written here, as structured JSON */
+  /**
+   * every record is also written here, as structured JSON: guest output at its level,
+   * request and event-delivery lines at `debug` (`warn`/`error` ones at theirs), so that
+   * a busy brane does not write a line per call to the daemon's log at the default level
+   */
   logger?: Logger
 }
 
@@ -55,18 +59,26 @@ export class LogBook {
   readonly #maxEntries: number
   readonly #maxBytes: number
   readonly #logger: Logger | undefined
+  /** the levels the logger writes, asked once */
+  readonly #logs: Readonly<Record<'debug' | LogLevel, boolean>>
   readonly #rings = new Map<string, Ring>()
   readonly #listeners = new Set<{ brane?: string, listener: Listener }>()
   #seq = 0
 
   constructor (components: LogBookComponents = {}, init: LogBookInit = {}) {
-    this.#logger = components.logger
+    const logger = components.logger
+    this.#logger = logger
+    const enabled = (level: string): boolean => logger !== undefined && (logger.isLevelEnabled?.(level) ?? true)
+    this.#logs = { debug: enabled('debug'), info: enabled('info'), warn: enabled('warn'), error: enabled('error') }
     this.#maxEntries = init.maxEntries ?? 5000
     this.#maxBytes = init.maxBytes ?? 4 * 2 ** 20
   }
 
   append (entry: Omit<LogRecord, 'seq' | 'time'> & { time?: number }): LogRecord {
-    const record: LogRecord = { ...entry, seq: ++this.#seq, time: entry.time ?? Date.now() }
+    // one shape for every record (a spread of `entry` would make many)
+    const record: LogRecord = entry.fields === undefined
+      ? { seq: ++this.#seq, time: entry.time ?? Date.now(), brane: entry.brane, kind: entry.kind, level: entry.level, message: entry.message }
+      : { seq: ++this.#seq, time: entry.time ?? Date.now(), brane: entry.brane, kind: entry.kind, level: entry.level, message: entry.message, fields: entry.fields }
     let ring = this.#rings.get(record.brane)
     if (ring === undefined) {
       ring = new Ring()
@@ -78,7 +90,10 @@ export class LogBook {
       const dropped = ring.records.shift()
       ring.bytes -= dropped?.message.length ?? 0
     }
-    this.#logger?.[record.level]({ brane: record.brane, kind: record.kind, ...record.fields }, record.message)
+    const level = record.level === 'info' && record.kind === 'request' ? 'debug' : record.level
+    if (this.#logs[level]) {
+      this.#logger?.[level]({ brane: record.brane, kind: record.kind, ...record.fields }, record.message)
+    }
     for (const { brane, listener } of this.#listeners) {
       if (brane === undefined || brane === record.brane) {
         listener(record)

@@ -65,6 +65,6 @@ export function createLogging (out: Writable, init: LoggingInit = {}): Component
 /** A logger that drops everything (tests, embedding) */
 export function silentLogging (): ComponentLogger {
   const none = (): void => {}
-  const logger: Logger = { debug: none, info: none, warn: none, error: none }
+  const logger: Logger = { debug: none, info: none, warn: none, error: none, isLevelEnabled: () => false }
   return { forComponent: () => logger }
 }
