@@ -96,6 +96,7 @@ export class Gateway implements Startable {
   #buffered = 0
   #server: Server | undefined
   #routes: GatewayRoutes = { router: new Router([]), handlers: new Map() }
+  readonly #limits = new WeakMap<HttpHandler, BodyLimit>()
 
   constructor (components: GatewayComponents, init: GatewayInit = {}) {
     this.#logger = components.logger
@@ -190,9 +191,7 @@ export class Gateway implements Startable {
       }
     }
     const held = { bytes: 0 }
-    const limit: BodyLimit = handler.bodyMax === undefined
-      ? { bytes: this.#maxBodyBytes, what: 'the gateway\'s limit' }
-      : { bytes: handler.bodyMax, what: `brane "${match.brane}"'s limit ([brane.${match.brane}.limits] body_max)` }
+    const limit = this.#limit(match.brane, handler)
     try {
       const headers: Array<[string, string]> = []
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -233,6 +232,18 @@ export class Gateway implements Startable {
   }
 
   /** Sends a whole response, with a `content-length` when the brane set no framing of its own */
+  /** The request-body limit of `handler` (made once per handler: this runs per request) */
+  #limit (brane: string, handler: HttpHandler): BodyLimit {
+    let limit = this.#limits.get(handler)
+    if (limit === undefined) {
+      limit = handler.bodyMax === undefined
+        ? { bytes: this.#maxBodyBytes, what: 'the gateway\'s limit' }
+        : { bytes: handler.bodyMax, what: `brane "${brane}"'s limit ([brane.${brane}.limits] body_max)` }
+      this.#limits.set(handler, limit)
+    }
+    return limit
+  }
+
   #writeWhole (res: ServerResponse, status: number, headers: ReadonlyArray<readonly [string, string]>, body: Uint8Array): void {
     const lines = headerLines(headers)
     if (status >= 200 && status !== 204 && status !== 304 && !headers.some(([name]) => FRAMING.has(name.toLowerCase()))) {

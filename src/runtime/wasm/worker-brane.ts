@@ -149,7 +149,9 @@ export interface BraneOptions {
    * worker that hits the deadline or dies go back to the brane's queue (they never ran),
    * each with what is left of its deadline counted from its arrival.
    * 1 sends a job only to an idle worker. The deadline of each job counts from its start.
-   * @default 4
+   * Deep is cheap: a worker that finds its next job waiting is never woken for it (a
+   * wake-up is most of a small job's cost on a busy machine).
+   * @default 16
    */
   readonly pipeline?: number
   /**
@@ -346,7 +348,7 @@ export abstract class WorkerBrane {
     this.#minWorkers = Math.min(this.#maxWorkers, Math.max(1, options.minWorkers ?? 1))
     this.#idleMs = positive(options.idleWorkerMs ?? 30_000, 'idleWorkerMs')
     this.#useSpare = options.spare ?? true
-    this.#pipeline = Math.max(1, Math.floor(options.pipeline ?? 4))
+    this.#pipeline = Math.max(1, Math.floor(options.pipeline ?? 16))
     this.#maxQueued = positive(options.maxQueued ?? 10_000, 'maxQueued')
     const quota = options.cpuQuota ?? Infinity
     this.#throttle = quota === Infinity ? undefined : new CpuThrottle({ quota, ...(options.cpuWindowMs === undefined ? {} : { windowMs: options.cpuWindowMs }) })
