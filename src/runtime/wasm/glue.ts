@@ -1,5 +1,8 @@
 /**
- * Post-processing of the JavaScript glue jco generates for a component. jco 1.35 calls
+ * Post-processing of the JavaScript glue jco generates for a component: debug-log calls
+ * and the per-call task bookkeeping of synchronous host calls go ({@link leanHostCalls}).
+ *
+ * jco 1.35 calls
  * `_debugLog(message, { …arguments… })` about 130 times in its glue and on every host
  * call, building the argument objects first and only then checking `JCO_DEBUG`: in a
  * profile of a pooled hello brane that is a few per cent of the worker's time plus the
@@ -145,4 +148,117 @@ export function stripCalls (src: string, name = '_debugLog'): string {
     return end
   })
   return broken ? src : out + src.slice(from)
+}
+
+/** Module-level helpers the lean host calls use (prepended to the glue once) */
+const LEAN_PRELUDE = `// omega: synchronous host calls without jco's per-call task bookkeeping (glue.ts)
+const _omegaHostTask = { enterSync () { return true }, resolve () {}, reject () {}, exit () {}, setErrored () {}, componentIdx () { return -1 }, id () { return 0 } };
+function _omegaWithTaskMeta (args) { return args.fn() }
+function _omegaLowerSync (args, ...params) { return args.importFn(...params) }
+`
+
+/** The opening of a host-call trampoline's body, and of the task bookkeeping in it */
+const TRAMPOLINE = /const (_trampoline\d+) = function\s*\(/y
+const TASK_OPENING = /let parentTask;\s*let task;\s*let subtask;\s*const createTask = \(\) => \{/y
+
+/**
+ * `src` with jco's per-call bookkeeping of synchronous host calls removed. jco-transpile
+ * 0.15 runs every import a component calls through `_lowerImportBackwardsCompat`,
+ * which makes a subtask, and a trampoline, which makes a task, links it to that
+ * subtask, sets the current-task meta around the host function and resolves both:
+ * machinery of the component model's async ABI (WASI 0.3) that a synchronous import
+ * of a 0.2 component only pays for (about half a pooled hello's time in its worker).
+ *
+ * A trampoline is made lean only when it is exactly that shape: the bookkeeping block,
+ * then `task.enterSync()`, no other use of its subtask, no `await`; and its import is
+ * bound, outside the JSPI branch, with `isAsync: false` and `funcTypeIsAsync: false`.
+ * The host function, argument lifting, result lowering, borrow release and trap
+ * handling stay as jco wrote them. Everything else is left alone; `src` is returned
+ * unchanged when nothing qualifies.
+ */
+export function leanHostCalls (src: string): string {
+  // 1. trampolines of the synchronous shape: their bodies, rewritten
+  const bodies = new Map<string, { start: number, end: number, text: string }>()
+  walkCode(src, 0, (i) => {
+    TRAMPOLINE.lastIndex = i
+    const match = src[i] === 'c' ? TRAMPOLINE.exec(src) : null
+    if (match === null) {
+      return undefined
+    }
+    const params = closeParen(src, i + match[0].length - 1)
+    const open = params === -1 ? -1 : src.indexOf('{', params)
+    const end = open === -1 ? -1 : closeParen(src, open)
+    if (end === -1) {
+      return -1
+    }
+    const lean = leanTrampoline(src.slice(open, end))
+    if (lean !== undefined) {
+      bodies.set(match[1] as string, { start: open, end, text: lean })
+    }
+    return end
+  })
+  if (bodies.size === 0) {
+    return src
+  }
+  // 2. their bindings: synchronous, outside the JSPI (WebAssembly.Suspending) branch
+  const bindings = new Map<string, number>()
+  const BIND = ': _lowerImportBackwardsCompat.bind('
+  for (let at = src.indexOf(BIND); at !== -1; at = src.indexOf(BIND, at + BIND.length)) {
+    const end = closeParen(src, at + BIND.length - 1)
+    if (end === -1) {
+      return src
+    }
+    const args = src.slice(at, end)
+    const target = /importFn:\s*(_trampoline\d+)\s*,/.exec(args)?.[1]
+    if (target !== undefined && bodies.has(target) && /\bisAsync:\s*false\s*,/.test(args) && /\bfuncTypeIsAsync:\s*false\s*,/.test(args)) {
+      bindings.set(target, at + 2)
+    }
+  }
+  // 3. rewrite the pairs found whole, back to front so that earlier indices hold
+  const edits: Array<{ start: number, end: number, text: string }> = []
+  for (const [name, body] of bodies) {
+    const bind = bindings.get(name)
+    if (bind !== undefined) {
+      edits.push(body, { start: bind, end: bind + '_lowerImportBackwardsCompat'.length, text: '_omegaLowerSync' })
+    }
+  }
+  if (edits.length === 0) {
+    return src
+  }
+  edits.sort((a, b) => b.start - a.start)
+  let out = src
+  for (const edit of edits) {
+    out = out.slice(0, edit.start) + edit.text + out.slice(edit.end)
+  }
+  return LEAN_PRELUDE + out
+}
+
+/** The body of one trampoline without its task bookkeeping, or undefined when it is not of the synchronous shape */
+function leanTrampoline (body: string): string | undefined {
+  const from = body.search(/let parentTask;/)
+  if (from === -1 || /\bawait\b|\basync\b/.test(body)) {
+    return undefined
+  }
+  TASK_OPENING.lastIndex = from
+  const opening = TASK_OPENING.exec(body)
+  if (opening === null) {
+    return undefined
+  }
+  // `const createTask = () => { … };` then `taskCreation: { … }` then `const started = task.enterSync();`
+  const createEnd = closeParen(body, from + opening[0].length - 1)
+  const label = createEnd === -1 ? -1 : body.indexOf('taskCreation: {', createEnd)
+  if (label === -1 || !/^;\s*$/.test(body.slice(createEnd, label))) {
+    return undefined
+  }
+  const blockEnd = closeParen(body, label + 'taskCreation: '.length)
+  const started = /\s*const started = task\.enterSync\(\);/y
+  started.lastIndex = blockEnd
+  if (blockEnd === -1 || started.exec(body) === null) {
+    return undefined
+  }
+  const rest = body.slice(started.lastIndex)
+  if (/\b(subtask|parentTask|createTask|started)\b/.test(rest)) {
+    return undefined
+  }
+  return body.slice(0, from) + 'const task = _omegaHostTask;' + rest.replaceAll('_withGlobalCurrentTaskMeta({', '_omegaWithTaskMeta({')
 }
