@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { leanHostCalls, stripCalls } from './glue.ts'
+import { dropCreatedReps, leanHostCalls, stripCalls } from './glue.ts'
 import { componentLoader } from './testing.ts'
 
 describe('jco glue: debug-log calls removed', () => {
@@ -125,6 +125,16 @@ describe('jco glue: synchronous host calls without task bookkeeping', () => {
       const glue = await readFile((await load('examples/hello/hello.wasm')).entry, 'utf8')
       assert.ok((glue.match(/: _omegaLowerSync\.bind\(/g) ?? []).length >= 8, 'lean bindings')
       assert.doesNotMatch(glue, /: _lowerImportBackwardsCompat\.bind\(/)
+      assert.doesNotMatch(glue, /_createdReps\.add/)
     })
+  })
+})
+
+describe('jco glue: the write-only set of created resources', () => {
+  it('drops its writes only while nothing else reads it', () => {
+    const src = 'h._createdReps = new Set();\nfunction make (table, rep) {\n  table._createdReps.add(rep);\n  return rep;\n}'
+    assert.equal(dropCreatedReps(src), 'h._createdReps = new Set();\nfunction make (table, rep) {\n  \n  return rep;\n}')
+    const read = `${src}\nif (h._createdReps.has(1)) {}`
+    assert.equal(dropCreatedReps(read), read)
   })
 })

@@ -1,6 +1,7 @@
 /**
- * Post-processing of the JavaScript glue jco generates for a component: debug-log calls
- * and the per-call task bookkeeping of synchronous host calls go ({@link leanHostCalls}).
+ * Post-processing of the JavaScript glue jco generates for a component: debug-log calls,
+ * the per-call task bookkeeping of synchronous host calls ({@link leanHostCalls}) and a
+ * write-only set of every resource ever made ({@link dropCreatedReps}) go.
  *
  * jco 1.35 calls
  * `_debugLog(message, { …arguments… })` about 130 times in its glue and on every host
@@ -148,6 +149,22 @@ export function stripCalls (src: string, name = '_debugLog'): string {
     return end
   })
   return broken ? src : out + src.slice(from)
+}
+
+/**
+ * `src` without the writes to `_createdReps`, a set on each handle table into which jco
+ * 0.15 adds every resource rep ever created and which nothing reads: for a pooled
+ * instance, a leak of a few entries per call (millions over a day) and a cost on each.
+ * Unchanged when anything but those writes and the sets' creation mentions the name.
+ */
+export function dropCreatedReps (src: string): string {
+  const mentions = src.match(/_createdReps/g)?.length ?? 0
+  const adds = src.match(/\b\w+\._createdReps\.add\(\w+\);/g)?.length ?? 0
+  const inits = src.match(/\b\w+\._createdReps = new Set\(\);/g)?.length ?? 0
+  if (adds === 0 || mentions !== adds + inits) {
+    return src
+  }
+  return src.replace(/\b\w+\._createdReps\.add\(\w+\);/g, '')
 }
 
 /** Module-level helpers the lean host calls use (prepended to the glue once) */

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { blake3Hex, toHex } from '../../identity/index.ts'
 import { ComponentLoadError } from '../../errors.ts'
-import { leanHostCalls, stripCalls } from './glue.ts'
+import { dropCreatedReps, leanHostCalls, stripCalls } from './glue.ts'
 import { unversioned } from './link.ts'
 import { capMemoryMax } from './memory-cap.ts'
 import { wasm, type CoreModule } from './wasm-api.ts'
@@ -155,12 +155,12 @@ function startsWith (bytes: Uint8Array, prefix: Uint8Array): boolean {
 
 /**
  * Replaces the glue at `file` with its lean version (glue.ts: no debug-log calls, no task
- * bookkeeping around synchronous host calls), once the lean
+ * bookkeeping around synchronous host calls, no write-only set of resources), once the lean
  * version is shown to load as a module here; otherwise keeps jco's text
  */
 async function leanGlue (file: string, original: Uint8Array): Promise<void> {
   const text = new TextDecoder().decode(original)
-  const lean = leanHostCalls(stripCalls(text))
+  const lean = dropCreatedReps(leanHostCalls(stripCalls(text)))
   if (lean === text) {
     return
   }
@@ -178,8 +178,8 @@ async function getTranspilerVersion (): Promise<string> {
     // the package's exports map hides package.json: find it beside the entry point
     const entry = new URL(import.meta.resolve('@bytecodealliance/jco-transpile'))
     const pkg = JSON.parse(await readFile(new URL('../package.json', entry), 'utf8')) as { version: string }
-    // `+glue2`: the glue is post-processed (glue.ts); entries made before are made again
-    return `jco-transpile@${pkg.version}+glue2`
+    // `+glue3`: the glue is post-processed (glue.ts); entries made before are made again
+    return `jco-transpile@${pkg.version}+glue3`
   })()
   return transpilerVersion
 }
