@@ -8,6 +8,7 @@ import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
 import type { BenchCase } from './harness.ts'
 import { loadRound } from './load.ts'
+import { startWorkerd, type Workerd } from './workerd.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 let node: LocalNode | undefined
@@ -47,7 +48,7 @@ function helloCase (lifecycle: 'ephemeral' | 'pooled'): BenchCase {
   return {
     name: `hello-${lifecycle}-req-per-s`,
     description: `GET /hello with 32 connections from a separate autocannon process: omega gateway + hello.wasm (${lifecycle === 'ephemeral' ? 'a fresh pre-warmed instance per request' : 'instances reused'}, worker threads) vs a bare node:http server answering the same bytes`,
-    metrics: ['ops/s'],
+    metrics: ['ops/s', 'p99'],
     setup: async () => { await setup(lifecycle) },
     teardown,
     budget: { rounds: 3, roundMs: 3000, warmupMs: 1000 },
@@ -56,11 +57,29 @@ function helloCase (lifecycle: 'ephemeral' | 'pooled'): BenchCase {
   }
 }
 
-/** Requests/s through the gateway to the hello component, beside a bare node:http hello server */
+let workerd: Workerd | undefined
+
+/** Requests/s through the gateway to the hello component, beside a bare node:http hello server (and workerd) */
 export const cases: BenchCase[] = [helloCase('ephemeral'), helloCase('pooled'), {
+  name: 'hello-pooled-vs-workerd-req-per-s',
+  description: 'GET /hello with 32 connections from a separate autocannon process: omega gateway + hello.wasm (pooled) vs Cloudflare\'s workerd (npm workerd) answering the same bytes from a wasm module it instantiated once and reuses',
+  metrics: ['ops/s', 'p99'],
+  setup: async () => {
+    await setup('pooled')
+    workerd = await startWorkerd()
+  },
+  teardown: async () => {
+    await workerd?.stop()
+    workerd = undefined
+    await teardown()
+  },
+  budget: { rounds: 3, roundMs: 3000, warmupMs: 1000 },
+  subject: { label: 'omega gateway → hello.wasm (pooled)', round: async (budget) => loadRound(`${node?.url ?? ''}/hello`, budget) },
+  baseline: { label: 'workerd, one reused wasm instance', round: async (budget) => loadRound(workerd?.url ?? '', budget) }
+}, {
   name: 'js-hello-pooled-req-per-s',
   description: 'GET /hello with 32 connections from a separate autocannon process: omega gateway + examples/js-hello (JavaScript, componentize-js, exporting wasi:http/incoming-handler: instances reused) vs a bare node:http server',
-  metrics: ['ops/s'],
+  metrics: ['ops/s', 'p99'],
   setup: async () => { await setup('pooled', true) },
   teardown,
   budget: { rounds: 3, roundMs: 3000, warmupMs: 1000 },

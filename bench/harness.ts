@@ -28,6 +28,11 @@ export interface RoundSample {
   elapsedMs: number
   /** per-operation latencies in µs, when the side can observe them */
   latenciesUs?: ArrayLike<number>
+  /**
+   * the round's latency percentiles in µs, when its load generator reports only those
+   * (autocannon): the side's figures are then the median over rounds (max: the largest)
+   */
+  latencySummaryUs?: { mean: number, p50: number, p90: number, p99: number, max: number }
 }
 
 /** The limits of one round */
@@ -168,6 +173,7 @@ class SideRecorder {
   readonly #label: string
   readonly #reservoir: Reservoir
   readonly #rounds: number[] = []
+  readonly #summaries: NonNullable<RoundSample['latencySummaryUs']>[] = []
   #ops = 0
   #ms = 0
 
@@ -180,6 +186,9 @@ class SideRecorder {
     this.#ops += sample.ops
     this.#ms += sample.elapsedMs
     this.#rounds.push(sample.elapsedMs > 0 ? (sample.ops * 1000) / sample.elapsedMs : 0)
+    if (sample.latencySummaryUs !== undefined) {
+      this.#summaries.push(sample.latencySummaryUs)
+    }
     if (sample.latenciesUs !== undefined) {
       for (let i = 0; i < sample.latenciesUs.length; i++) {
         this.#reservoir.add(sample.latenciesUs[i] as number)
@@ -205,6 +214,9 @@ class SideRecorder {
     if (samples.length > 0) {
       const s = summarize(samples)
       figures.latencyUs = { n: this.#reservoir.seen, min: s.min, mean: s.mean, p50: s.p50, p90: s.p90, p99: s.p99, max: s.max }
+    } else if (this.#summaries.length > 0) {
+      const of = (key: 'mean' | 'p50' | 'p90' | 'p99'): number => median(this.#summaries.map((r) => r[key]))
+      figures.latencyUs = { n: this.#ops, min: 0, mean: of('mean'), p50: of('p50'), p90: of('p90'), p99: of('p99'), max: Math.max(...this.#summaries.map((r) => r.max)) }
     }
     return figures
   }

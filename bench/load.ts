@@ -15,8 +15,18 @@ export interface LoadOptions {
   pipelining?: number
 }
 
+/** autocannon's latency figures, in ms */
+interface AutocannonLatency {
+  mean: number
+  p50: number
+  p90: number
+  p99: number
+  max: number
+}
+
 interface AutocannonResult {
   requests: { total: number }
+  latency: AutocannonLatency
   duration: number
   errors: number
   timeouts: number
@@ -43,6 +53,12 @@ export async function loadRound (url: string, budget: RoundBudget, options: Load
   if (result.errors > 0 || result.non2xx > 0 || result.timeouts > 0) {
     throw new Error(`Load against ${url} had failures: ${result.errors} errors, ${result.non2xx} non-2xx, ${result.timeouts} timeouts`)
   }
-  // autocannon's own percentiles are per round and cannot be merged into ours: throughput only
-  return { ops: result.requests.total, elapsedMs: result.duration * 1000 }
+  // autocannon's percentiles are per round and cannot be merged into samples: the side
+  // reports the median of its rounds' figures
+  const l = result.latency
+  return {
+    ops: result.requests.total,
+    elapsedMs: result.duration * 1000,
+    latencySummaryUs: { mean: l.mean * 1000, p50: l.p50 * 1000, p90: l.p90 * 1000, p99: l.p99 * 1000, max: l.max * 1000 }
+  }
 }
