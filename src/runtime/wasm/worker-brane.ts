@@ -256,12 +256,17 @@ interface Job {
   queueMs: number
   startedAt: number
   settled: boolean
-  timer?: NodeJS.Timeout
-  cleanup?: () => void
+  timer: NodeJS.Timeout | undefined
+  cleanup: (() => void) | undefined
   /** made when the job makes its first host call; aborted when the job leaves its worker */
-  calls?: AbortController
+  calls: AbortController | undefined
   /** a job of an ordered batch (see runBatch): once one fails, the rest are not started */
-  readonly group?: { readonly id: number, failed: boolean }
+  readonly group: { readonly id: number, failed: boolean } | undefined
+}
+
+/** A job with every field set from the start (one object shape for all jobs) */
+function newJob (id: number, work: Work, what: string, traceId: string | undefined, resolve: Job['resolve'], reject: Job['reject'], group?: Job['group']): Job {
+  return { id, work, what, traceId, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false, timer: undefined, cleanup: undefined, calls: undefined, group }
 }
 
 interface Slot {
@@ -463,7 +468,7 @@ export abstract class WorkerBrane {
       throw new OverloadedError(`Brane "${this.name}" has ${this.#queue.length} calls waiting for a worker, its limit: try again shortly`)
     }
     return new Promise<JobResult>((resolve, reject) => {
-      const job: Job = { id: this.#nextId++, work, what: options.what, traceId: options.traceId, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false }
+      const job = newJob(this.#nextId++, work, options.what, options.traceId, resolve, reject)
       if (signal !== undefined) {
         const onAbort = (): void => {
           const queued = this.#queue.indexOf(job)
@@ -477,8 +482,11 @@ export abstract class WorkerBrane {
         job.cleanup = () => { signal.removeEventListener('abort', onAbort) }
       }
       this.#queue.push(job)
-      this.#waitAtMost(job, this.#deadline)
       this.#pump()
+      if (this.#queue.at(-1) === job) {
+        // still waiting for a worker (most jobs leave at once: no timer for them)
+        this.#waitAtMost(job, this.#deadline)
+      }
     })
   }
 
@@ -521,7 +529,7 @@ export abstract class WorkerBrane {
     }
     const group = { id: this.#nextId, failed: false }
     const promises = works.map(async ({ work, what, traceId }) => new Promise<JobResult>((resolve, reject) => {
-      const job: Job = { id: this.#nextId++, work, what, traceId, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false, group }
+      const job = newJob(this.#nextId++, work, what, traceId, resolve, reject, group)
       this.#dispatch(slot, job)
     }))
     this.#pump()
