@@ -32,7 +32,7 @@ describe('omega up', () => {
       // the operations CLI reads the running daemon through its admin API
       const logs = await cli(['logs', '--brane', 'hello', '--since', '30s'], home)
       assert.equal(logs.code, 0, logs.err)
-      assert.match(logs.out, /^\d\d:\d\d:\d\d\.\d{3} hello REQ GET \/hello\?name=omega RES 200 36B cpu=\d+\.\d+ms END cold=\S+ exec=\d+\.\d+ms total=\d+\.\d+ms/m)
+      assert.match(logs.out, /^\d\d:\d\d:\d\d\.\d{3} hello\.\d{3} REQ GET \/hello\?name=omega RES 200 36B cpu=\d+\.\d+ms END cold=\S+ exec=\d+\.\d+ms total=\d+\.\d+ms/m)
       assert.equal(logs.out.split('\n').filter((l) => l.includes(' REQ GET /n/')).length, 20)
       const ps = await cli(['ps'], home)
       assert.match(ps.out, /^hello\s+running\s+gaia\s+standard\s+ephemeral\s+\/\*\s+hello\.wasm$/m)

@@ -1,6 +1,7 @@
 /**
  * The only file that touches process globals: argv, env, stdio, signals, exit code.
  */
+import { basename } from 'node:path'
 import { main, exitCodeFor } from './main.ts'
 
 const controller = new AbortController()
@@ -30,6 +31,8 @@ main(process.argv.slice(2), {
   env: process.env,
   cwd: process.cwd(),
   isTTY: process.stdout.isTTY,
+  // installed as `omega` and as `ω` (the seeds' spelling): help and messages use the name it was run by
+  name: basename(process.argv[1] ?? '') === 'ω' ? 'ω' : 'omega',
   // `omega run`: the command reads and writes these itself, synchronously
   stdio: { stdin: 0, stdout: 1, stderr: 2 }
 }).then(

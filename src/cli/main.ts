@@ -15,9 +15,9 @@ import { idCommand } from './commands/id.ts'
 import { imageCommands } from './commands/image.ts'
 import { biomeCommands } from './commands/biome.ts'
 import { upCommand } from './commands/up.ts'
-import { opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
+import { gaiaCommands, logsCommand, opsCommands, profileCommand, reloadCommand } from './commands/ops.ts'
 import { eventCommands, queueCommands } from './commands/events.ts'
-import { snapshotCommands } from './commands/snapshot.ts'
+import { snapshotCommand, snapshotCommands } from './commands/snapshot.ts'
 import { guestCommands } from './commands/guest.ts'
 import { tokenCommands } from './commands/token.ts'
 import { settleCommands } from './commands/settle.ts'
@@ -101,6 +101,8 @@ export interface MainOptions extends AbortOptions {
   isTTY?: boolean
   /** descriptors `omega run` gives the command as its stdin, stdout and stderr */
   stdio?: { stdin: number, stdout: number, stderr: number }
+  /** the name the command was run by, for help and messages: `omega` or `ω`. @default 'omega' */
+  name?: string
 }
 
 /**
@@ -127,7 +129,8 @@ export async function main (argv: readonly string[], options: MainOptions = {}):
     home: (explicit) => explicit ?? defaultHome(env),
     setExitCode: (code) => { exitCode = Math.max(exitCode, code) }
   }
-  const program = new Command('omega')
+  const name = options.name ?? 'omega'
+  const program = new Command(name)
     .description('Omega: run a ZGraph manifest of WASI components and microVMs, on one node or a mesh')
     .version('0.1.0', '-V, --version')
     .configureOutput({
@@ -150,9 +153,10 @@ Examples:
   $ omega up examples/hello/omega.toml --port 8080
   $ omega run tool.wasm --dir ./data::/data --env LANG -- /data/input.txt`)
 
-  for (const register of [validateCommand, grantsCommand, runCommand, authoringCommands, planCommand, schemaCommand, upCommand, opsCommands, profileCommand, reloadCommand, eventCommands, queueCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
+  for (const register of [validateCommand, grantsCommand, runCommand, authoringCommands, planCommand, schemaCommand, upCommand, opsCommands, logsCommand, profileCommand, reloadCommand, eventCommands, queueCommands, snapshotCommands, idCommand, imageCommands, guestCommands, tokenCommands, settleCommands, biomeCommands]) {
     register(program, ctx)
   }
+  gaiaCommands(program, ctx, snapshotCommand)
 
   try {
     await program.parseAsync([...argv], { from: 'user' })
@@ -164,7 +168,7 @@ Examples:
     }
     const full = diskFull(err)
     const message = full !== undefined ? full : err instanceof Error ? err.message : String(err)
-    stderr.write(`omega: ${message}\n`)
+    stderr.write(`${name}: ${message}\n`)
     return exitCodeFor(err)
   }
 }

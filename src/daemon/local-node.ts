@@ -13,7 +13,7 @@ import type { Resolvers, ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
 import { Dispatcher, EventQueue, signTrace, type DeadLetter, type DispatcherComponents, type EventTarget, type Hop } from '../dispatch/index.ts'
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
-import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, linkGrantKeys, loadComponent, serveKind, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
+import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, linkGrantKeys, loadComponent, serveKind, type LogStream, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
 import { kindWarning, receivesHttp } from './link-check.ts'
 import { resolveImage } from './images.ts'
 import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
@@ -870,7 +870,9 @@ async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNo
     config: brane.config,
     onEmit: async (topic: string, payload: Uint8Array, opts: AbortOptions & { traceId?: string }) => context.emit(brane.name, topic, payload, opts),
     ...(brane.grants.state === undefined ? {} : { onState: (call: StateCall) => context.state.call(brane.name, call) }),
-    log: (stream: 'stdout' | 'stderr', line: string) => { observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line }) }
+    log: (stream: LogStream, line: string, _level?: unknown, instance?: string) => {
+      observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line, ...(instance === undefined ? {} : { fields: { instance } }) })
+    }
   }
   const status = { name: brane.name, state: 'running' as const, id: loaded.id, source: image.source }
   if (kind === 'http') {

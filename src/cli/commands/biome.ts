@@ -137,8 +137,10 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         ctx.stdout.write(JSON.stringify(rows, null, 2) + '\n')
         return
       }
+      // on a terminal, as the seeds show it: ● serving (HEAD, TAIL), ◯ not (HEAL, DEAD, LEFT)
+      const mark = (status: string): string => ctx.isTTY ? `${status === 'HEAD' || status === 'TAIL' ? '●' : '◯'} ` : ''
       ctx.stdout.write(table(['peer', 'status', 'rtt', 'load', 'edges in/out', 'branes'], rows.map((r) => [
-        `${r.name}${r.self ? ' (self)' : ''}`, r.status, r.rttMs === undefined ? '—' : `${r.rttMs.toFixed(1)} ms`, r.load === undefined ? '—' : String(r.load),
+        `${r.name}${r.self ? ' (self)' : ''}`, `${mark(r.status)}${r.status}`, r.rttMs === undefined ? '—' : `${r.rttMs.toFixed(1)} ms`, r.load === undefined ? '—' : String(r.load),
         `${r.edgesIn}/${r.edgesOut}`, r.branes.join(' ') || '—'
       ])))
     })

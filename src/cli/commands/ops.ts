@@ -37,7 +37,11 @@ export function opsCommands (program: Command, ctx: CliContext): void {
         ])))
       }
     })
+}
 
+/** `omega logs` (and `omega gaia logs`) */
+export function logsCommand (program: Command, ctx: CliContext): void {
+  const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
   program.command('logs')
     .description('Show the logs of the running daemon: requests (REQ … RES … END) and guest output')
     .option('-b, --brane <name>', 'only this brane')
@@ -119,11 +123,13 @@ export function profileCommand (program: Command, ctx: CliContext): void {
   program.command('profile')
     .description('Show where a brane\'s time goes: P50/P99/max of cold start, execution, CPU and memory (max: peak linear memory), and requests per second')
     .requiredOption('-b, --brane <name>', 'the brane')
+    .option('--p50', 'the P50 row of the cold/exec/cpu/mem table (with --p99: both rows)')
+    .option('--p99', 'the P99 row of the cold/exec/cpu/mem table (with --p50: both rows)')
     .option('--pprof <file>', 'sample the CPU of the brane\'s workers and write a pprof file (gzipped profile.proto, for go tool pprof or Pyroscope)')
     .option('--seconds <n>', 'with --pprof: how long to sample, up to 60', '5')
     .option('--json', 'print as JSON')
-    .addHelpText('after', '\nExample:\n  $ omega profile --brane api --pprof api.pb.gz --seconds 10 && go tool pprof -http=: api.pb.gz')
-    .action(async (opts: { brane: string, pprof?: string, seconds: string, json?: boolean }, command: Command) => {
+    .addHelpText('after', '\nExamples:\n  $ omega profile --brane api --p50 --p99\n  $ omega profile --brane api --pprof api.pb.gz --seconds 10 && go tool pprof -http=: api.pb.gz')
+    .action(async (opts: { brane: string, p50?: boolean, p99?: boolean, pprof?: string, seconds: string, json?: boolean }, command: Command) => {
       if (opts.pprof !== undefined) {
         await cpuProfile(ctx, ctx.home(homeOption(command)), { brane: opts.brane, file: opts.pprof, seconds: opts.seconds, json: opts.json === true })
         return
@@ -133,17 +139,48 @@ export function profileCommand (program: Command, ctx: CliContext): void {
         ctx.stdout.write(JSON.stringify(profile, null, 2) + '\n')
         return
       }
+      const parts = [['total', profile.total, 'ms'], ['cold', profile.cold, 'ms'], ['exec', profile.exec, 'ms'], ['cpu', profile.cpu, 'ms'], ['mem', profile.mem, 'bytes']] as const
+      const cell = (unit: 'ms' | 'bytes', v: number | undefined): string => v === undefined ? '—' : unit === 'ms' ? msCell(v) : formatSize(Math.round(v))
+      if (opts.p50 === true || opts.p99 === true) {
+        // the seeds' view: one row per percentile, one column per figure, then the rate
+        const columns = parts.filter(([name]) => name !== 'total')
+        const rows = (['p50', 'p99'] as const).filter((p) => opts[p] === true).map((p) => [p.toUpperCase(), ...columns.map(([, summary, unit]) => cell(unit, summary?.[p]))])
+        ctx.stdout.write(table(['', ...columns.map(([name]) => name)], rows))
+        ctx.stdout.write(`RPS ${rate(profile.reqPerSec)} (last ${profile.windowSeconds}s; ${profile.requests} requests, ${profile.errors} errors)\n`)
+        return
+      }
       ctx.stdout.write(`brane ${profile.brane}: ${profile.requests} requests, ${profile.errors} errors, ${profile.reqPerSec.toFixed(1)} req/s (last ${profile.windowSeconds}s)\n\n`)
-      const msCell = (v: number | undefined): string => v === undefined ? '—' : `${v < 10 ? v.toFixed(2) : v.toFixed(1)}ms`
       const rows: string[][] = []
-      for (const [name, summary, unit] of [['total', profile.total, 'ms'], ['cold', profile.cold, 'ms'], ['exec', profile.exec, 'ms'], ['cpu', profile.cpu, 'ms'], ['mem', profile.mem, 'bytes']] as const) {
+      for (const [name, summary, unit] of parts) {
         if (summary !== undefined) {
-          const cell = unit === 'ms' ? msCell : (v: number): string => formatSize(Math.round(v))
-          rows.push([name, cell(summary.p50), cell(summary.p99), cell(summary.max), String(summary.count)])
+          rows.push([name, cell(unit, summary.p50), cell(unit, summary.p99), cell(unit, summary.max), String(summary.count)])
         }
       }
       ctx.stdout.write(rows.length === 0 ? 'No requests yet\n' : table(['', 'p50', 'p99', 'max', 'samples'], rows))
     })
+}
+
+function msCell (v: number): string {
+  return `${v < 10 ? v.toFixed(2) : v.toFixed(1)}ms`
+}
+
+/** `1.41 K`, `312`, `2.05 M` */
+function rate (perSecond: number): string {
+  if (perSecond >= 1e6) {
+    return `${(perSecond / 1e6).toFixed(2)} M`
+  }
+  return perSecond >= 1000 ? `${(perSecond / 1000).toFixed(2)} K` : perSecond.toFixed(perSecond < 10 ? 2 : 0)
+}
+
+/**
+ * `omega gaia logs|profile|snapshot`: the seeds' spelling of `omega logs`, `omega profile`
+ * and `omega snapshot` (the same commands, options and output)
+ */
+export function gaiaCommands (program: Command, ctx: CliContext, snapshot: (program: Command, ctx: CliContext) => void): void {
+  const gaia = program.command('gaia').description('The operator pool\'s views, as the seeds spell them: logs, profile, snapshot')
+  logsCommand(gaia, ctx)
+  profileCommand(gaia, ctx)
+  snapshot(gaia, ctx)
 }
 
 /** `omega profile --pprof FILE`: asks the daemon for a CPU profile, writes it, says what it holds */
@@ -183,8 +220,10 @@ async function cpuProfile (ctx: CliContext, home: string, opts: { brane: string,
   ctx.stdout.write(`${file}: ${formatSize(bytes.byteLength)}, ${held}\n`)
 }
 
+/** `13:41:07.118 fetch.034 REQ …`: the instance that wrote a line where it is known, else the brane */
 function formatRecord (record: LogRecord): string {
   const time = new Date(record.time).toISOString().slice(11, 23)
   const stream = record.kind === 'stdout' || record.kind === 'stderr' ? `[${record.kind}] ` : ''
-  return `${time} ${record.brane} ${stream}${record.message}\n`
+  const instance = record.fields?.instance
+  return `${time} ${typeof instance === 'string' ? instance : record.brane} ${stream}${record.message}\n`
 }

@@ -11,6 +11,12 @@ const PROGRESS_STEP_BYTES = 16 * 2 ** 20
 
 /** `omega snapshot BRANE -o FILE` and `omega restore BRANE FILE` */
 export function snapshotCommands (program: Command, ctx: CliContext): void {
+  snapshotCommand(program, ctx)
+  restoreCommand(program, ctx)
+}
+
+/** `omega snapshot BRANE -o FILE` (and `omega gaia snapshot`) */
+export function snapshotCommand (program: Command, ctx: CliContext): void {
   program.command('snapshot')
     .description('Save the linear memory of a running pinned brane to a file signed by this node (between two of its calls)')
     .argument('<brane>', 'the brane (its lifecycle must be "pinned")')
@@ -39,7 +45,9 @@ export function snapshotCommands (program: Command, ctx: CliContext): void {
       ctx.stdout.write(`snapshot of brane "${doc.brane}" (${doc.component}) written to ${opts.output}: ${size(bytes.byteLength)}, ` +
         `${size(memory)} of memory in ${doc.memories.length === 1 ? '1 memory' : `${doc.memories.length} memories`}, ${contentAddress(bytes)}\n`)
     })
+}
 
+function restoreCommand (program: Command, ctx: CliContext): void {
   program.command('restore')
     .description('Put a running pinned brane back in the state of a snapshot this node took (checked whole first: signature and digests)')
     .argument('<brane>', 'the brane (its lifecycle must be "pinned")')

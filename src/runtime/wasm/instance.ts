@@ -62,7 +62,7 @@ export class Failure extends Error {
 }
 
 /** Where a log line goes; `level` is set for omega:brane/log records */
-export type LineSink = (stream: LogStream, line: string, level?: GuestLogLevel) => void
+export type LineSink = (stream: LogStream, line: string, level?: GuestLogLevel, instance?: string) => void
 
 /**
  * Where one request's (or event's) stdout/stderr lines and omega:brane/log records
@@ -76,6 +76,8 @@ export class RequestOutput {
   readonly #err: LineSplitter
   #rawBytes = 0
   #marked = false
+  /** the id of the instance serving the request (`fetch.034`), once it has one */
+  instance: string | undefined
 
   constructor (emit: LineSink, limits: { maxBytes: number, maxLines: number }) {
     this.#emit = emit
@@ -107,7 +109,16 @@ export class RequestOutput {
     }
     const stream: LogStream = level === 'warn' || level === 'error' ? 'stderr' : 'stdout'
     if (this.#budget.take(message)) {
-      this.#emit(stream, message, level)
+      this.#emit(stream, message, level, this.instance)
+    } else {
+      this.#mark()
+    }
+  }
+
+  /** One line about a request the guest made (outgoing HTTP), under the same budget */
+  outgoing (line: string): void {
+    if (this.#budget.take(line)) {
+      this.#emit('request', line, undefined, this.instance)
     } else {
       this.#mark()
     }
@@ -121,7 +132,7 @@ export class RequestOutput {
 
   #line (stream: LogStream, line: string): void {
     if (this.#budget.take(line)) {
-      this.#emit(stream, line)
+      this.#emit(stream, line, undefined, this.instance)
     } else {
       this.#mark()
     }
@@ -130,7 +141,7 @@ export class RequestOutput {
   #mark (): void {
     if (!this.#marked) {
       this.#marked = true
-      this.#emit('stderr', this.#budget.marker())
+      this.#emit('stderr', this.#budget.marker(), undefined, this.instance)
     }
   }
 }
@@ -145,6 +156,8 @@ export class GuestInstance {
   readonly #globals: CoreGlobal[]
   /** ms its instantiation took */
   readonly instantiateMs: number
+  /** its name in logs: the brane's name and its number among the brane's instances, `fetch.034` */
+  id = ''
   /** requests it has served */
   uses = 0
   /** the request it serves now: stdout/stderr go there */
@@ -269,7 +282,7 @@ export interface ServeStreams extends ExchangeStreams {
 }
 
 /** What {@link InstanceFactory} needs of a {@link WorkerInit} */
-export type InstanceFactoryInit = Pick<WorkerInit, 'brane' | 'entry' | 'modules' | 'imports' | 'grants' | 'deterministic' | 'handlerExport' | 'maxBodyBytes' | 'memMaxBytes'> & Partial<Pick<WorkerInit, 'config' | 'command' | 'maxEmitBytes'>>
+export type InstanceFactoryInit = Pick<WorkerInit, 'brane' | 'entry' | 'modules' | 'imports' | 'grants' | 'deterministic' | 'handlerExport' | 'maxBodyBytes' | 'memMaxBytes'> & Partial<Pick<WorkerInit, 'config' | 'command' | 'maxEmitBytes' | 'instanceCounter'>>
 
 /** Host work an {@link InstanceFactory} delegates to the thread that runs it */
 export interface InstanceHooks {
@@ -301,12 +314,15 @@ export class InstanceFactory {
   readonly #http: ReturnType<typeof httpTypesFor>
   readonly #prefix = instancePrefix(process.pid, threadId)
   #made = 0
+  /** shared with the brane's other workers when given: instance numbers count across all */
+  readonly #numbers: Int32Array | undefined
 
   private constructor (init: InstanceFactoryInit, instantiate: Instantiate, hooks: InstanceHooks) {
     this.#init = init
     this.#hooks = hooks
     this.#instantiate = instantiate
     this.#http = httpTypesFor({ maxBodyBytes: init.maxBodyBytes })
+    this.#numbers = init.instanceCounter === undefined ? undefined : new Int32Array(init.instanceCounter)
   }
 
   static async create (init: InstanceFactoryInit, hooks: InstanceHooks = {}): Promise<InstanceFactory> {
@@ -349,6 +365,7 @@ export class InstanceFactory {
         stderr,
         httpTypes: this.#http.types,
         instance: `${this.#prefix}${++this.#made}`,
+        onOutgoing: (line) => { self.instance?.output?.outgoing(line) },
         onDenied: (event) => {
           self.instance?.output?.write('stderr', new TextEncoder().encode(`omega: denied ${event.capability} ${event.target}: ${event.reason}\n`))
         },
@@ -392,6 +409,8 @@ export class InstanceFactory {
       throw new Failure('ComponentLoadError', `Cannot instantiate brane "${this.#init.brane}": no export "${this.#init.handlerExport}"`)
     }
     self.instance = new GuestInstance(handler, memories, performance.now() - start, globals)
+    const number = this.#numbers === undefined ? this.#made : Atomics.add(this.#numbers, 0, 1) + 1
+    self.instance.id = `${this.#init.brane}.${String(number).padStart(3, '0')}`
     self.instance.host = host
     return self.instance
   }

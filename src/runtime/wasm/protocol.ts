@@ -29,7 +29,8 @@ export type BraneEventInput = BraneEvent
 /** How instances live: see `BraneOptions.lifecycle` */
 export type Lifecycle = 'ephemeral' | 'pooled' | 'pinned'
 
-export type LogStream = 'stdout' | 'stderr'
+/** where a line of a brane's log comes from: its stdout, its stderr, or a request it made (outgoing HTTP) */
+export type LogStream = 'stdout' | 'stderr' | 'request'
 
 /**
  * Accounting of one request, in milliseconds and bytes. For log lines like
@@ -58,6 +59,8 @@ export interface RequestTiming {
   readonly cpuMs: number
   /** linear memory of the instance after the call, all memories together */
   readonly memBytes: number
+  /** the instance that served it, e.g. `fetch.034` (the brane's name and its instance number) */
+  readonly instance?: string
 }
 
 /** @deprecated use {@link RequestTiming} */
@@ -101,6 +104,8 @@ export interface WorkerInit {
   readonly config: Readonly<Record<string, string>>
   /** this worker's buffer for synchronous host calls (see host/sync-call.ts), set per worker */
   readonly hostCalls?: SharedArrayBuffer
+  /** one Int32 shared by the brane's workers: instances are numbered across all of them */
+  readonly instanceCounter?: SharedArrayBuffer
 }
 
 export type ToWorker =
@@ -140,7 +145,8 @@ export interface GlobalState {
 export type WorkerErrorName = 'GuestError' | 'MemoryLimitError' | 'ComponentLoadError' | 'RetryableEventError' | 'RejectedEventError' | 'SnapshotError' | 'SkippedEventError' | 'CapabilityDeniedError'
 
 /** A log line of the running request or event; `level` is set for omega:brane/log records */
-export type LogLine = readonly [LogStream, string] | readonly [LogStream, string, GuestLogLevel]
+/** a line, its stream, its level (omega:brane/log records) and the instance that wrote it */
+export type LogLine = readonly [LogStream, string, GuestLogLevel | undefined, string | undefined]
 
 /** What the worker measured of a request, before the main thread adds queueMs */
 export type WorkerTiming = Omit<RequestTiming, 'queueMs'>

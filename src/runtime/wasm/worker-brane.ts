@@ -18,7 +18,7 @@ import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cp
 import { checkImports, findUnprovided, unversioned } from './link.ts'
 import { withMemoryCap, type LoadedComponent } from './load.ts'
 import type { BodyReader, ResponseStream } from './body.ts'
-import type { BraneEventInput, FromWorker, HttpRequest, HttpResponse, InstanceState, Lifecycle, RequestTiming, ToWorker, WorkerErrorName, WorkerInit } from './protocol.ts'
+import type { BraneEventInput, FromWorker, HttpRequest, HttpResponse, InstanceState, Lifecycle, LogStream, RequestTiming, ToWorker, WorkerErrorName, WorkerInit } from './protocol.ts'
 
 import type { Grants } from '../../manifest/index.ts'
 
@@ -27,7 +27,8 @@ import type { Grants } from '../../manifest/index.ts'
  * its omega:brane/log records, which carry their `level` (debug and info on
  * `stdout`, warn and error on `stderr`)
  */
-export type BraneLog = (stream: 'stdout' | 'stderr', line: string, level?: GuestLogLevel) => void
+/** Where a brane's log lines go: the stream, the line, its level (omega:brane/log) and the instance that wrote it (`fetch.034`) */
+export type BraneLog = (stream: LogStream, line: string, level?: GuestLogLevel, instance?: string) => void
 
 /** Options of {@link BraneOptions.onEmit} */
 export interface OnEmitOptions {
@@ -373,6 +374,7 @@ export abstract class WorkerBrane {
       memMaxBytes: loaded.memMaxBytes,
       maxLogBytes: options.maxLogBytes ?? 1024 * 1024,
       maxLogLines: options.maxLogLines ?? 10_000,
+      instanceCounter: new SharedArrayBuffer(4),
       deadlineMs: this.#deadline,
       maxEmitBytes: positive(options.maxEmitBytes ?? 16 * 1024 * 1024, 'maxEmitBytes'),
       config: options.config ?? {}
@@ -712,8 +714,8 @@ export abstract class WorkerBrane {
         this.#pump()
         break
       case 'log':
-        for (const [stream, line, level] of message.lines) {
-          this.#emitLog(stream, line, level)
+        for (const [stream, line, level, instance] of message.lines) {
+          this.#emitLog(stream, line, level, instance)
         }
         break
       case 'host-call':
@@ -1114,13 +1116,9 @@ export abstract class WorkerBrane {
     }
   }
 
-  #emitLog (stream: 'stdout' | 'stderr', line: string, level?: GuestLogLevel): void {
+  #emitLog (stream: LogStream, line: string, level?: GuestLogLevel, instance?: string): void {
     try {
-      if (level === undefined) {
-        this.#log(stream, line)
-      } else {
-        this.#log(stream, line, level)
-      }
+      this.#log(stream, line, level, instance)
     } catch {
       // a failing log sink must not break request handling
     }

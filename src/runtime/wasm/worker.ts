@@ -49,8 +49,8 @@ function post (message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port?.postMessage(message, transfer)
 }
 
-function log (stream: LogStream, line: string, level?: GuestLogLevel): void {
-  logBatch.push(level === undefined ? [stream, line] : [stream, line, level])
+function log (stream: LogStream, line: string, level?: GuestLogLevel, instance?: string): void {
+  logBatch.push([stream, line, level, instance])
   logChars += line.length
   if (logBatch.length >= LOG_BATCH_LINES || logChars >= LOG_BATCH_CHARS) {
     flushLog()
@@ -222,7 +222,8 @@ async function serve (message: ToWorker): Promise<void> {
       // thread): the guest runs synchronously on this dedicated thread, so its wall
       // time is the estimate, less the time it was blocked waiting for an emit
       cpuMs: Math.max(0, end - start - (caller?.takeBlockedMs() ?? 0)),
-      memBytes: instance?.memBytes ?? 0
+      memBytes: instance?.memBytes ?? 0,
+      ...(instance === undefined ? {} : { instance: instance.id })
     }
   }
   try {
@@ -231,6 +232,7 @@ async function serve (message: ToWorker): Promise<void> {
     cold = taken.cold
     pooled = instance.uses > 0
     instance.output = output
+    output.instance = instance.id
     acquired = performance.now()
     if (message.type === 'request') {
       const answer = factory.serve(instance, message.request, streamsFor(id, current.deadline, message.more === true, message.stream === true))

@@ -102,6 +102,8 @@ export interface InstanceHostInit {
   readonly instance?: string
   /** told about every call a grant's policy refused (e.g. a host not in the allowlist) */
   readonly onDenied?: (event: DeniedEvent) => void
+  /** told of every outgoing request once its response (or its failure) is known, as a log line */
+  readonly onOutgoing?: (line: string) => void
   /**
    * does the work of omega:brane/emit (when `emit` is granted)
    * @default every emit fails with `unavailable`
@@ -152,7 +154,7 @@ export function createInstanceHost (init: InstanceHostInit): InstanceHost {
   const onDenied = init.onDenied ?? (() => {})
 
   const net = grants['net.http']
-  const outgoingHandler = net === undefined ? undefined : outgoingHandlerFor(compileAllowlist(net.allowlist), onDenied)
+  const outgoingHandler = net === undefined ? undefined : outgoingHandlerFor(compileAllowlist(net.allowlist), onDenied, init.onOutgoing)
   const clocks = grants.clock === undefined ? undefined : clocksFor(grants.clock.resolution, { virtual: seed !== undefined })
   const random = grants.random === undefined ? undefined : randomFor(seed)
   const env = Object.entries(grants.env ?? {})

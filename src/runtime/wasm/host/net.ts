@@ -119,6 +119,7 @@ export function checkRequest (allowlist: Allowlist, target: RequestTarget): Verd
 
 /** An outgoing request as the shim's `OutgoingRequest` exposes it */
 interface OutgoingRequestLike {
+  method: () => { tag: string, val?: string }
   scheme: () => { tag: string, val?: string } | undefined
   authority: () => string | undefined
   pathWithQuery: () => string | undefined
@@ -128,8 +129,10 @@ interface OutgoingRequestLike {
  * wasi:http/outgoing-handler for one instance: the shim's handler behind `allowlist`.
  *
  * @param onDenied - told about every refused request (before the guest sees the error)
+ * @param onOutgoing - told of every request sent, once the guest has its response or
+ * its failure: `REQ GET api.example.com/works bytes=12,422 dur=42ms status=200`
  */
-export function outgoingHandlerFor (allowlist: Allowlist, onDenied: (event: DeniedEvent) => void): ImportInterface {
+export function outgoingHandlerFor (allowlist: Allowlist, onDenied: (event: DeniedEvent) => void, onOutgoing?: (line: string) => void): ImportInterface {
   const inner = shim.outgoingHandler['handle'] as (request: unknown, options: unknown) => unknown
   return {
     handle (request: OutgoingRequestLike, options: unknown): unknown {
@@ -145,9 +148,51 @@ export function outgoingHandlerFor (allowlist: Allowlist, onDenied: (event: Deni
         throw new WitError({ tag: 'HTTP-request-denied' })
       }
       guestWaits() // the guest waits for the response next
-      return inner(request, options)
+      const future = inner(request, options)
+      if (onOutgoing !== undefined) {
+        const method = request.method()
+        reportWhenAnswered(future, `REQ ${method.tag === 'other' ? method.val ?? '' : method.tag.toUpperCase()} ${target.authority ?? ''}${target.pathWithQuery ?? '/'}`, onOutgoing)
+      }
+      return future
     }
   }
+}
+
+/** The shim's incoming response, as much of it as a log line needs */
+interface IncomingResponseLike {
+  status: () => number
+  headers: () => { get: (name: string) => Uint8Array[] }
+}
+
+/**
+ * Reports `what` once the guest takes the outcome of `future` (a FutureIncomingResponse):
+ * its `get` is wrapped on the object itself, so it stays the shim's class for jco
+ */
+function reportWhenAnswered (future: unknown, what: string, report: (line: string) => void): void {
+  const target = future as { get: () => unknown }
+  const get = target.get
+  const started = performance.now()
+  Object.defineProperty(target, 'get', {
+    configurable: true,
+    writable: true,
+    value: () => {
+      const outcome = get.call(target) as { tag: string, val?: { tag: string, val?: unknown } } | undefined
+      if (outcome !== undefined) {
+        Object.defineProperty(target, 'get', { configurable: true, writable: true, value: get })
+        const dur = `dur=${Math.round(performance.now() - started)}ms`
+        const result = outcome.tag === 'ok' ? outcome.val : undefined
+        if (result?.tag === 'ok') {
+          const response = result.val as IncomingResponseLike
+          const length = response.headers().get('content-length')[0]
+          const bytes = length === undefined ? '?' : Number(new TextDecoder().decode(length)).toLocaleString('en-US')
+          report(`${what} bytes=${bytes} ${dur} status=${response.status()}`)
+        } else if (result?.tag === 'err') {
+          report(`${what} ${dur} failed: ${String((result.val as { tag?: unknown } | undefined)?.tag ?? 'error')}`)
+        }
+      }
+      return outcome
+    }
+  })
 }
 
 function schemeName (scheme: { tag: string, val?: string } | undefined): string | undefined {
