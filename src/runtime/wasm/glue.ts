@@ -171,7 +171,6 @@ export function dropCreatedReps (src: string): string {
 const LEAN_PRELUDE = `// omega: synchronous host calls without jco's per-call task bookkeeping (glue.ts)
 const _omegaHostTask = { enterSync () { return true }, resolve () {}, reject () {}, exit () {}, setErrored () {}, componentIdx () { return -1 }, id () { return 0 } };
 function _omegaWithTaskMeta (args) { return args.fn() }
-function _omegaLowerSync (args, ...params) { return args.importFn(...params) }
 `
 
 /** The opening of a host-call trampoline's body, and of the task bookkeeping in it */
@@ -188,9 +187,11 @@ const TASK_OPENING = /let parentTask;\s*let task;\s*let subtask;\s*const createT
  *
  * A trampoline is made lean only when it is exactly that shape: the bookkeeping block,
  * then `task.enterSync()`, no other use of its subtask, no `await`; and its import is
- * bound, outside the JSPI branch, with `isAsync: false` and `funcTypeIsAsync: false`.
- * The host function, argument lifting, result lowering, borrow release and trap
- * handling stay as jco wrote them. Everything else is left alone; `src` is returned
+ * bound, outside the JSPI branch, with `isAsync: false` and `funcTypeIsAsync: false`:
+ * that binding becomes the trampoline itself (the wrapper's lowering descriptors, built
+ * at each instantiation, were only read on the async paths). The host function,
+ * argument lifting, result lowering, borrow release and trap handling stay as jco
+ * wrote them, in the trampoline. Everything else is left alone; `src` is returned
  * unchanged when nothing qualifies.
  */
 export function leanHostCalls (src: string): string {
@@ -218,7 +219,7 @@ export function leanHostCalls (src: string): string {
     return src
   }
   // 2. their bindings: synchronous, outside the JSPI (WebAssembly.Suspending) branch
-  const bindings = new Map<string, number>()
+  const bindings = new Map<string, { start: number, end: number }>()
   const BIND = ': _lowerImportBackwardsCompat.bind('
   for (let at = src.indexOf(BIND); at !== -1; at = src.indexOf(BIND, at + BIND.length)) {
     const end = closeParen(src, at + BIND.length - 1)
@@ -228,7 +229,7 @@ export function leanHostCalls (src: string): string {
     const args = src.slice(at, end)
     const target = /importFn:\s*(_trampoline\d+)\s*,/.exec(args)?.[1]
     if (target !== undefined && bodies.has(target) && /\bisAsync:\s*false\s*,/.test(args) && /\bfuncTypeIsAsync:\s*false\s*,/.test(args)) {
-      bindings.set(target, at + 2)
+      bindings.set(target, { start: at + 2, end })
     }
   }
   // 3. rewrite the pairs found whole, back to front so that earlier indices hold
@@ -236,7 +237,9 @@ export function leanHostCalls (src: string): string {
   for (const [name, body] of bodies) {
     const bind = bindings.get(name)
     if (bind !== undefined) {
-      edits.push(body, { start: bind, end: bind + '_lowerImportBackwardsCompat'.length, text: '_omegaLowerSync' })
+      // the import is the trampoline itself: no bound wrapper, no lowering descriptors
+      // built at each instantiation for a wrapper that would only call it
+      edits.push(body, { ...bind, text: name })
     }
   }
   if (edits.length === 0) {

@@ -178,8 +178,8 @@ async function getTranspilerVersion (): Promise<string> {
     // the package's exports map hides package.json: find it beside the entry point
     const entry = new URL(import.meta.resolve('@bytecodealliance/jco-transpile'))
     const pkg = JSON.parse(await readFile(new URL('../package.json', entry), 'utf8')) as { version: string }
-    // `+glue3`: the glue is post-processed (glue.ts); entries made before are made again
-    return `jco-transpile@${pkg.version}+glue3`
+    // `+glue4`: the glue is post-processed (glue.ts); entries made before are made again
+    return `jco-transpile@${pkg.version}+glue4`
   })()
   return transpilerVersion
 }
