@@ -386,3 +386,140 @@ export class SkippedEventError extends OmegaError {
     this.name = 'SkippedEventError'
   }
 }
+
+export class TokenError extends OmegaError {
+  static override name = 'TokenError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'TokenError'
+  }
+}
+
+/** A request reached a brane that is closing or closed */
+export class BraneClosedError extends OmegaError {
+  static override name = 'BraneClosedError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'BraneClosedError'
+  }
+}
+
+export class UnauthorizedError extends OmegaError {
+  static override name = 'UnauthorizedError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'UnauthorizedError'
+  }
+}
+
+export class PayloadTooLargeError extends OmegaError {
+  static override name = 'PayloadTooLargeError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'PayloadTooLargeError'
+  }
+}
+
+export class DaemonNotRunningError extends OmegaError {
+  static override name = 'DaemonNotRunningError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'DaemonNotRunningError'
+  }
+}
+
+export class AdminRequestError extends OmegaError {
+  static override name = 'AdminRequestError'
+  readonly status: number
+  /** the error name the daemon reported, e.g. `ManifestError` */
+  readonly remoteName: string | undefined
+  constructor (message: string, status: number, remoteName?: string) {
+    super(message)
+    this.name = 'AdminRequestError'
+    this.status = status
+    this.remoteName = remoteName
+  }
+}
+
+export class TraceVerificationError extends OmegaError {
+  static override name = 'TraceVerificationError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'TraceVerificationError'
+  }
+}
+
+/** An event names a topic no edge from its brane carries */
+export class UnknownTopicError extends OmegaError {
+  static override name = 'UnknownTopicError'
+  constructor (message: string) {
+    super(message)
+    this.name = 'UnknownTopicError'
+  }
+}
+
+/** The event queue cannot be used (missing, damaged, or a failed write) */
+export class QueueError extends OmegaError {
+  static override name = 'QueueError'
+  constructor (message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'QueueError'
+  }
+}
+
+/**
+ * The name of every error Omega defines (the classes above): the keys the CLI's exit
+ * codes and the gateway's statuses are typed against, so that a new error cannot go
+ * without a code
+ */
+export type OmegaErrorName =
+  | 'OmegaError'
+  | 'ManifestError'
+  | 'CapabilityDeniedError'
+  | 'ImageNotFoundError'
+  | 'ComponentLoadError'
+  | 'GuestError'
+  | 'MemoryLimitError'
+  | 'DeadlineExceededError'
+  | 'RetryableEventError'
+  | 'RejectedEventError'
+  | 'RouteNotFoundError'
+  | 'UnsupportedError'
+  | 'UsageError'
+  | 'BuildError'
+  | 'NodeKeyError'
+  | 'InvalidImageRefError'
+  | 'ImageStoreError'
+  | 'SnapshotError'
+  | 'BraneNotFoundError'
+  | 'TargetUnavailableError'
+  | 'DeploymentError'
+  | 'PeerUnavailableError'
+  | 'MeshError'
+  | 'MeshDialError'
+  | 'MeshChannelError'
+  | 'DiscoveryError'
+  | 'GuestImageError'
+  | 'GuestImageNotFoundError'
+  | 'VmmError'
+  | 'PlacementError'
+  | 'CapabilityTokenError'
+  | 'SettlementVerificationError'
+  | 'RemoteError'
+  | 'FrameTooLargeError'
+  | 'OverloadedError'
+  | 'SkippedEventError'
+  | 'TokenError'
+  | 'BraneClosedError'
+  | 'UnauthorizedError'
+  | 'PayloadTooLargeError'
+  | 'DaemonNotRunningError'
+  | 'AdminRequestError'
+  | 'TraceVerificationError'
+  | 'QueueError'
+  | 'UnknownTopicError'
+
+/** `table[name]` for any string: undefined for names the table does not own (never a prototype member) */
+export function byErrorName<T> (table: Readonly<Partial<Record<string, T>>>, name: string): T | undefined {
+  return Object.hasOwn(table, name) ? table[name] : undefined
+}

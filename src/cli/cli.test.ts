@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { Ajv } from 'ajv'
 import { parse as parseToml } from 'smol-toml'
 import { EXIT_CODES, exitCodeFor, main } from './main.ts'
+import { byErrorName } from '../errors.ts'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 const SEEDS = join(ROOT, 'examples/seeds')
@@ -159,26 +160,35 @@ describe('omega CLI', () => {
 })
 
 describe('exit codes', () => {
-  /** Every `class NameError extends OmegaError` (or one of its kind) in the sources, not tests */
-  async function errorNames (dir: string): Promise<string[]> {
-    const names: string[] = []
+  /** Every `class NameError extends OmegaError` (or one of its kind) in the sources, not tests, and where */
+  async function errorClasses (dir: string): Promise<Array<{ name: string, file: string }>> {
+    const found: Array<{ name: string, file: string }> = []
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       const path = join(dir, entry.name)
       if (entry.isDirectory()) {
-        names.push(...await errorNames(path))
+        found.push(...await errorClasses(path))
       } else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
         for (const match of (await readFile(path, 'utf8')).matchAll(/class (\w+Error) extends (?!Error\b)\w+Error\b/g)) {
-          names.push(match[1] as string)
+          found.push({ name: match[1] as string, file: path })
         }
       }
     }
-    return names
+    return found
   }
+
+  async function errorNames (dir: string): Promise<string[]> {
+    return (await errorClasses(dir)).map((c) => c.name)
+  }
+
+  it('defines every error in src/errors.ts', async () => {
+    const elsewhere = (await errorClasses(join(ROOT, 'src'))).filter((c) => c.file !== join(ROOT, 'src/errors.ts'))
+    assert.deepEqual(elsewhere, [])
+  })
 
   it('maps every error Omega defines to a code, and documents every code in --help and the README', async () => {
     const names = [...new Set(await errorNames(join(ROOT, 'src')))].sort()
     assert.ok(names.length > 30, `found ${names.length} error classes`)
-    assert.deepEqual(names.filter((name) => EXIT_CODES[name] === undefined), [], 'errors without an exit code (they would exit 70, undocumented)')
+    assert.deepEqual(names.filter((name) => byErrorName(EXIT_CODES, name) === undefined), [], 'errors without an exit code (they would exit 70, undocumented)')
     const help = (await run(['--help'])).out
     const readme = (await readFile(join(ROOT, 'README.md'), 'utf8')).replace(/\s+/g, ' ')
     for (const code of new Set(Object.values(EXIT_CODES))) {

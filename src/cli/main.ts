@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander'
 import type { AbortOptions } from '../interfaces/index.ts'
+import { byErrorName, type OmegaErrorName } from '../errors.ts'
 import { defaultHome } from '../identity/lite.ts'
 import { validateCommand } from './commands/validate.ts'
 import { grantsCommand } from './commands/grants.ts'
@@ -25,8 +26,11 @@ import type { CliContext } from './context.ts'
 
 export type { CliContext } from './context.ts'
 
-/** Error name → exit code. Anything unknown is 70 (EX_SOFTWARE); aborted is 130. */
-export const EXIT_CODES: Readonly<Record<string, number>> = {
+/**
+ * Error name → exit code, for every error Omega defines (a missing one does not compile),
+ * failed writes for want of space and interruptions. Anything else is 70 (EX_SOFTWARE).
+ */
+export const EXIT_CODES: Readonly<Record<OmegaErrorName | 'DiskFull' | 'AbortError', number>> = {
   UsageError: 2,
   ManifestError: 3,
   ImageNotFoundError: 4,
@@ -81,15 +85,15 @@ export const EXIT_CODES: Readonly<Record<string, number>> = {
 
 export function exitCodeFor (err: unknown): number {
   if (diskFull(err) !== undefined) {
-    return EXIT_CODES.DiskFull ?? 19
+    return EXIT_CODES.DiskFull
   }
   const name = err instanceof Error ? err.name : ''
   // the daemon refused the operation itself: exit as its error would here
   const remote = err as { status?: unknown, remoteName?: unknown } | null
-  if (name === 'AdminRequestError' && remote?.status === 422 && typeof remote.remoteName === 'string' && EXIT_CODES[remote.remoteName] !== undefined) {
-    return EXIT_CODES[remote.remoteName] ?? 70
+  if (name === 'AdminRequestError' && remote?.status === 422 && typeof remote.remoteName === 'string' && byErrorName(EXIT_CODES, remote.remoteName) !== undefined) {
+    return byErrorName(EXIT_CODES, remote.remoteName) ?? 70
   }
-  return EXIT_CODES[name] ?? 70
+  return byErrorName(EXIT_CODES, name) ?? 70
 }
 
 export interface MainOptions extends AbortOptions {
@@ -164,7 +168,7 @@ Examples:
   } catch (err) {
     if (err instanceof CommanderError) {
       // --help and --version end here with code 0; usage errors were already printed
-      return err.exitCode === 0 ? 0 : EXIT_CODES.UsageError ?? 2
+      return err.exitCode === 0 ? 0 : EXIT_CODES.UsageError
     }
     const full = diskFull(err)
     const message = full !== undefined ? full : err instanceof Error ? err.message : String(err)

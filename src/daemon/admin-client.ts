@@ -5,9 +5,11 @@
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { join } from 'node:path'
-import { OmegaError } from '../errors.ts'
+import { AdminRequestError, DaemonNotRunningError } from '../errors.ts'
 import { issueAdminToken, loadOrCreateNodeKey, type NodeKey } from '../identity/lite.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
+
+export { AdminRequestError, DaemonNotRunningError }
 
 export const ADMIN_SOCKET = 'omega.sock'
 
@@ -16,27 +18,6 @@ export const ADMIN_SOCKET = 'omega.sock'
  * brane's memory, so a 4/3 overhead on what did not compress)
  */
 export const MAX_RESTORE_BODY_BYTES = 256 * 2 ** 20
-
-export class DaemonNotRunningError extends OmegaError {
-  static override name = 'DaemonNotRunningError'
-  constructor (message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = 'DaemonNotRunningError'
-  }
-}
-
-export class AdminRequestError extends OmegaError {
-  static override name = 'AdminRequestError'
-  readonly status: number
-  /** the error name the daemon reported, e.g. `ManifestError` */
-  readonly remoteName: string | undefined
-  constructor (message: string, status: number, remoteName?: string) {
-    super(message)
-    this.name = 'AdminRequestError'
-    this.status = status
-    this.remoteName = remoteName
-  }
-}
 
 export interface AdminClientOptions extends AbortOptions {
   /** sign with this key instead of the node key in `home` */

@@ -20,7 +20,9 @@
  *   so that the copies can go.
  */
 import { createBlake3 } from '../identity/index.ts'
-import { OmegaError } from '../errors.ts'
+import { UnknownTopicError } from '../errors.ts'
+
+export { UnknownTopicError }
 import type { AbortOptions, BraneEvent, Logger, Startable } from '../interfaces/index.ts'
 import type { Edge } from '../manifest/index.ts'
 import type { Delivery, DeliveryCopy, DeliveryTarget, EventQueue, Hop, QueuedEvent } from './queue.ts'
@@ -69,14 +71,6 @@ export interface DispatcherInit {
 export interface EmitOptions extends AbortOptions {
   /** continue this trace (default: a new trace starting at this event) */
   traceId?: string
-}
-
-export class UnknownTopicError extends OmegaError {
-  static override name = 'UnknownTopicError'
-  constructor (message: string) {
-    super(message)
-    this.name = 'UnknownTopicError'
-  }
 }
 
 export function edgeKey (edge: Pick<Edge, 'from' | 'to' | 'on'>): string {

@@ -14,7 +14,9 @@
  */
 import { statSync } from 'node:fs'
 import Database from 'better-sqlite3'
-import { OmegaError } from '../errors.ts'
+import { QueueError } from '../errors.ts'
+
+export { QueueError }
 
 export interface QueueInit {
   /** database file, or `:memory:` */
@@ -170,14 +172,6 @@ CREATE TABLE IF NOT EXISTS replicas (
 
 /** An event row, written once (an event id seen again adds nothing) */
 export const INSERT_EVENT = 'INSERT OR IGNORE INTO events (id, topic, source, payload, trace_id, hops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'
-
-export class QueueError extends OmegaError {
-  static override name = 'QueueError'
-  constructor (message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = 'QueueError'
-  }
-}
 
 const DAMAGED_HINT = 'the node refuses to start over it so that no stored event is lost; "omega queue check" says what is wrong, "omega queue salvage" copies every readable event into a new queue and keeps the damaged file beside it'
 

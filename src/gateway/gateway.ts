@@ -6,13 +6,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { BodyChunks, HttpHandler, Logger, Startable, StreamingHttpResponse } from '../interfaces/index.ts'
-import { OmegaError, OverloadedError } from '../errors.ts'
+import { OmegaError, OverloadedError, PayloadTooLargeError, UnauthorizedError, byErrorName, type OmegaErrorName } from '../errors.ts'
 
-export { OverloadedError }
+export { OverloadedError, PayloadTooLargeError, UnauthorizedError }
 import { Router, type RouteEntry } from './router.ts'
 
 /** Error name → HTTP status; anything else is a 500 */
-export const STATUS_BY_ERROR: Readonly<Record<string, number>> = {
+export const STATUS_BY_ERROR: Readonly<Partial<Record<OmegaErrorName, number>>> = {
   RouteNotFoundError: 404,
   PayloadTooLargeError: 413,
   CapabilityDeniedError: 403,
@@ -30,22 +30,6 @@ export const STATUS_BY_ERROR: Readonly<Record<string, number>> = {
 
 /** `CapabilityTokenError` reasons that mean "not authenticated" (401); the others are 403 */
 const UNAUTHENTICATED = new Set(['malformed', 'signature', 'expired'])
-
-export class UnauthorizedError extends OmegaError {
-  static override name = 'UnauthorizedError'
-  constructor (message: string) {
-    super(message)
-    this.name = 'UnauthorizedError'
-  }
-}
-
-export class PayloadTooLargeError extends OmegaError {
-  static override name = 'PayloadTooLargeError'
-  constructor (message: string) {
-    super(message)
-    this.name = 'PayloadTooLargeError'
-  }
-}
 
 const EMPTY_BODY = new Uint8Array(0)
 /** Headers that say how a body is framed */
@@ -354,7 +338,7 @@ export class Gateway implements Startable {
     const name = err instanceof Error ? err.name : 'Error'
     const status = name === 'CapabilityTokenError'
       ? (UNAUTHENTICATED.has((err as { reason?: string }).reason ?? '') ? 401 : 403)
-      : STATUS_BY_ERROR[name]
+      : byErrorName(STATUS_BY_ERROR, name)
     if (status === undefined) {
       this.#logger.error({ err }, 'request failed')
       this.#send(res, 500, { error: 'InternalError', message: 'Internal error' })

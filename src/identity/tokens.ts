@@ -9,16 +9,10 @@
  * Wire form: `base64url(JSON payload) "." base64url(Ed25519 signature of the payload bytes)`.
  */
 import { randomBytes } from 'node:crypto'
-import { OmegaError } from '../errors.ts'
-import { verify, type NodeKey } from './keys.ts'
+import { TokenError } from '../errors.ts'
 
-export class TokenError extends OmegaError {
-  static override name = 'TokenError'
-  constructor (message: string, options?: ErrorOptions) {
-    super(message, options)
-    this.name = 'TokenError'
-  }
-}
+export { TokenError }
+import { verify, type NodeKey } from './keys.ts'
 
 export interface AdminTokenPayload {
   /** format version */

@@ -4,17 +4,11 @@ import { join, resolve } from 'node:path'
 import { ADMIN_SOCKET, adminJson } from '../../daemon/lite.ts'
 import { socketAnswers } from '../../util/index.ts'
 import type { DeadLetter, TraceEndRecord } from '../../dispatch/index.ts'
-import { OmegaError } from '../../errors.ts'
+import { TraceVerificationError } from '../../errors.ts'
+
+export { TraceVerificationError }
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
-
-export class TraceVerificationError extends OmegaError {
-  static override name = 'TraceVerificationError'
-  constructor (message: string) {
-    super(message)
-    this.name = 'TraceVerificationError'
-  }
-}
 
 /** `omega trace` and `omega dlq`: the event side of a running daemon */
 export function eventCommands (program: Command, ctx: CliContext): void {
