@@ -128,3 +128,23 @@ export function combineSignals (signals: ReadonlyArray<AbortSignal | undefined>)
   }
   return { signal: controller.signal, clear }
 }
+
+/** Calls `emit` with each line of `stream` (text, split at "\n"; an unterminated last line too) */
+export function eachLine (stream: NodeJS.ReadableStream, emit: (line: string) => void): void {
+  let pending = ''
+  stream.setEncoding('utf8')
+  stream.on('data', (chunk: string) => {
+    pending += chunk
+    let newline = pending.indexOf('\n')
+    while (newline !== -1) {
+      emit(pending.slice(0, newline))
+      pending = pending.slice(newline + 1)
+      newline = pending.indexOf('\n')
+    }
+  })
+  stream.on('end', () => {
+    if (pending !== '') {
+      emit(pending)
+    }
+  })
+}

@@ -5,7 +5,8 @@ import { pathToFileURL } from 'node:url'
 import { blake3Hex, toHex } from '../../identity/index.ts'
 import { ComponentLoadError } from '../../errors.ts'
 import { dropCreatedReps, leanHostCalls, stripCalls } from './glue.ts'
-import { unversioned } from './link.ts'
+import { checkImports, findUnprovided, unversioned } from './link.ts'
+import { grantKeys, type BraneOptions, type ServeKind } from './brane-options.ts'
 import { capMemoryMax } from './memory-cap.ts'
 import { wasm, type CoreModule } from './wasm-api.ts'
 
@@ -333,4 +334,28 @@ function describe (err: unknown): string {
     return String(err.payload)
   }
   return err instanceof Error ? err.message : String(err)
+}
+
+/**
+ * Links `loaded` against a brane's grants (nothing runs if an import is not granted),
+ * checks that it exports what `serve` calls and applies its memory cap.
+ *
+ * @throws CapabilityDeniedError when the component imports what the grants do not allow
+ * @throws ComponentLoadError when it imports what Omega does not provide, does not
+ * export the handler, or its memory cannot be capped
+ */
+export async function prepareComponent (loaded: LoadedComponent, options: Pick<BraneOptions, 'name' | 'grants' | 'memMaxBytes' | 'signal'>, serve: ServeKind): Promise<{ loaded: LoadedComponent, handlerExport: string }> {
+  options.signal?.throwIfAborted()
+  checkImports(loaded.imports, grantKeys(options.grants), { brane: options.name })
+  const unprovided = findUnprovided(loaded.imports)
+  if (unprovided.length > 0) {
+    throw new ComponentLoadError(`Cannot link brane "${options.name}": Omega does not provide ${unprovided.map((name) => `"${name}"`).join(', ')}`)
+  }
+  const handlerExport = loaded.exports.find((name) => unversioned(name) === serve.handlerInterface)
+  if (handlerExport === undefined) {
+    const exported = loaded.exports.length === 0 ? 'nothing' : loaded.exports.map((name) => `"${name}"`).join(', ')
+    throw new ComponentLoadError(`Cannot ${serve.verb} brane "${options.name}": component does not export "${serve.handlerInterface}" (it exports ${exported})`)
+  }
+  const capped = options.memMaxBytes === undefined ? loaded : await withMemoryCap(loaded, options.memMaxBytes)
+  return { loaded: capped, handlerExport }
 }

@@ -1,250 +1,27 @@
 /**
  * The machinery HTTP branes and event branes share: a pool of worker threads (each
  * runs one job at a time), a FIFO queue, the deadline (terminate and replace from a
- * warm spare), the CPU quota, idle retirement, close/drain, and the main-thread side
- * of host calls (emit). {@link HttpBrane} and {@link EventBrane} add what they serve.
+ * warm spare), the CPU quota, idle retirement, close/drain (its contract: brane-options.ts;
+ * host calls: host-calls.ts). {@link HttpBrane} and {@link EventBrane} add what they serve.
  */
 import { availableParallelism } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
 import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
-import { answerHostCall, encodeStateValue, hostCallBuffer, type HostCallAnswer, type HostCallMessage } from './host/sync-call.ts'
-import type { GuestLogLevel, StateCall, StateResult } from './host/brane.ts'
-import { CapabilityDeniedError, ComponentLoadError, DeadlineExceededError, GuestError, MemoryLimitError, OverloadedError, RejectedEventError, RetryableEventError, SkippedEventError, SnapshotError } from '../../errors.ts'
-import { BraneClosedError } from './errors.ts'
-import { untilFirstFailure } from '../../util/index.ts'
+import { answerHostCall, hostCallBuffer, type HostCallMessage } from './host/sync-call.ts'
+import { HostCalls } from './host-calls.ts'
+import type { GuestLogLevel } from './host/brane.ts'
+import { ComponentLoadError, DeadlineExceededError, GuestError, OverloadedError, SkippedEventError, SnapshotError } from '../../errors.ts'
+import { BraneClosedError, workerError } from './errors.ts'
+import { eachLine, untilFirstFailure } from '../../util/index.ts'
 import { CpuThrottle } from './limits.ts'
 import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cpu-profile.ts'
-import { checkImports, findUnprovided, unversioned } from './link.ts'
-import { withMemoryCap, type LoadedComponent } from './load.ts'
-import type { BodyReader, ResponseStream } from './body.ts'
-import type { BraneEventInput, FromWorker, HttpRequest, HttpResponse, InstanceState, Lifecycle, LogStream, RequestTiming, ToWorker, WorkerErrorName, WorkerInit } from './protocol.ts'
+import { prepareComponent, type LoadedComponent } from './load.ts'
+import type { FromWorker, InstanceState, LogStream, ToWorker, WorkerInit } from './protocol.ts'
+import { positive, type BraneLog, type BraneOptions, type BraneSnapshot, type BraneStats, type CloseOptions, type JobResult, type RunOptions, type ServeKind, type SnapshotOptions, type Work } from './brane-options.ts'
 
-import type { Grants } from '../../manifest/index.ts'
-
-/**
- * Where a brane's log lines go: the guest's stdout/stderr one line at a time, and
- * its omega:brane/log records, which carry their `level` (debug and info on
- * `stdout`, warn and error on `stderr`)
- */
-/** Where a brane's log lines go: the stream, the line, its level (omega:brane/log) and the instance that wrote it (`fetch.034`) */
-export type BraneLog = (stream: LogStream, line: string, level?: GuestLogLevel, instance?: string) => void
-
-/** Options of {@link BraneOptions.onEmit} */
-export interface OnEmitOptions {
-  /**
-   * the trace of the event being handled; absent for an HTTP request (the emit
-   * starts a new trace)
-   */
-  readonly traceId?: string
-  /** aborted when the guest no longer waits (its call hit the deadline or its worker stopped) */
-  readonly signal: AbortSignal
-}
-
-/**
- * Queues an event emitted by the brane (the daemon passes the dispatcher's `emit`
- * with the brane's name bound). Resolve with the event id once it is durably queued;
- * the guest's `emit` returns only then. Reject with an error named
- * `UnknownTopicError` for a topic no edge carries (the guest sees `unknown-topic`);
- * any other rejection is `unavailable` to the guest.
- */
-export type OnEmit = (topic: string, payload: Uint8Array, options: OnEmitOptions) => Promise<string>
-
-/**
- * Does one omega:brane/state call of the brane (the daemon passes its state store with
- * the brane's name bound). Throw to answer `unavailable` with the error's message.
- */
-export type OnState = (call: StateCall) => StateResult
-
-/** Options common to {@link HttpBrane.create} and {@link EventBrane.create} */
-export interface BraneOptions {
-  /** the brane's name in the manifest */
-  readonly name: string
-  /** the brane's grants, as the plan resolved them (keys and settings) */
-  readonly grants: Grants
-  /** seeded random and a virtual clock: the same inputs give the same outputs */
-  readonly deterministic?: { readonly seed: number }
-  /** receives the guest's stdout/stderr, one line at a time, its omega:brane/log records, and anything its worker prints */
-  readonly log: BraneLog
-  /**
-   * does the work of omega:brane/emit (the component imports it and the grants have
-   * `emit`): see {@link OnEmit}
-   * @default every emit fails with `unavailable`
-   */
-  readonly onEmit?: OnEmit
-  /**
-   * does the work of omega:brane/state (the component imports it and the grants have
-   * `state`): see {@link OnState}
-   * @default every call fails with `unavailable`
-   */
-  readonly onState?: OnState
-  /**
-   * Most bytes of one emitted payload; a larger one fails with `too-large` in the guest.
-   * @default 16777216 (16 MiB)
-   */
-  readonly maxEmitBytes?: number
-  /** what wasi:config/store answers (`[brane.X.config]`). @default {} */
-  readonly config?: Readonly<Record<string, string>>
-  /**
-   * How instances live (`[brane.X] lifecycle`):
-   * - `ephemeral`: a fresh instance per request, taken from a set each worker
-   *   instantiates ahead of need and refills in the background;
-   * - `pooled`: instances are reused across requests and keep their state; one that
-   *   traps or fails is discarded and replaced;
-   * - `pinned`: one long-lived instance in one worker; requests are serialized. If
-   *   it is stopped (deadline) or fails, a new instance takes over, without the state.
-   * @default 'ephemeral'
-   */
-  readonly lifecycle?: Lifecycle
-  /**
-   * Instances each worker keeps ready ahead of need.
-   * @default 2 for `ephemeral`, 1 otherwise
-   */
-  readonly prewarm?: number
-  /**
-   * Most milliseconds one request or event may run in its worker
-   * (`limits.deadline`), host calls included; a late one fails with
-   * DeadlineExceededError, its worker is terminated, and the warm spare takes its place.
-   * @default 30000
-   */
-  readonly deadlineMs?: number
-  /**
-   * Cap on the guest's linear memory (`limits.mem_max`), patched into the core
-   * modules' memory maximum: past it `memory.grow` fails in the guest.
-   * @default the cap `loaded` was compiled with (64 MiB unless loadComponent was told otherwise)
-   */
-  readonly memMaxBytes?: number
-  /**
-   * CPU quota in cores (`limits.cpu_quota`), enforced over windows of `cpuWindowMs`
-   * by admission control (see {@link CpuThrottle} for the exact semantics).
-   * @default Infinity (no throttle)
-   */
-  readonly cpuQuota?: number
-  /** @default 1000 */
-  readonly cpuWindowMs?: number
-  /**
-   * Fewest worker threads kept (each runs one request at a time).
-   * @default 1
-   */
-  readonly minWorkers?: number
-  /**
-   * Most worker threads under load; `pinned` always uses 1.
-   * @default os.availableParallelism()
-   */
-  readonly maxWorkers?: number
-  /**
-   * A worker above `minWorkers` idle this long is stopped.
-   * @default 30000
-   */
-  readonly idleWorkerMs?: number
-  /**
-   * Keep one extra worker started and warm, so that a worker lost to the deadline
-   * (or the first worker added under load) is replaced without start-up time.
-   * @default true
-   */
-  readonly spare?: boolean
-  /**
-   * Jobs each worker may hold: the running one and those sent to wait behind it, so
-   * that a busy worker starts its next job without a round trip to the main thread. A
-   * job is only queued behind one that started less than 20 ms ago; jobs waiting in a
-   * worker that hits the deadline or dies go back to the brane's queue (they never ran),
-   * each with what is left of its deadline counted from its arrival.
-   * 1 sends a job only to an idle worker. The deadline of each job counts from its start.
-   * Deep is cheap: a worker that finds its next job waiting is never woken for it (a
-   * wake-up is most of a small job's cost on a busy machine).
-   * @default 16
-   */
-  readonly pipeline?: number
-  /**
-   * Most calls waiting for a worker (or for CPU quota); past it a call is refused at once
-   * with OverloadedError (HTTP 503 with Retry-After).
-   * @default 10000
-   */
-  readonly maxQueued?: number
-  /**
-   * Most bytes of stdout + stderr one request may log; the rest is dropped and one
-   * marker line says so.
-   * @default 1048576
-   */
-  readonly maxLogBytes?: number
-  /**
-   * Most lines one request may log.
-   * @default 10000
-   */
-  readonly maxLogLines?: number
-  readonly signal?: AbortSignal
-}
-
-/** Options of {@link WorkerBrane.close} */
-export interface CloseOptions {
-  /** stops waiting for queued and running requests: they fail with BraneClosedError */
-  readonly signal?: AbortSignal
-}
-
-/** A snapshot of a brane's workers and queue */
-export interface BraneStats {
-  readonly lifecycle: Lifecycle
-  /** workers serving requests, started or starting (not the spare) */
-  readonly workers: number
-  /** workers running a request now */
-  readonly busy: number
-  /** workers started and free to take a request now */
-  readonly idle: number
-  /** whether a warm spare is ready */
-  readonly spareReady: boolean
-  /** requests waiting for a worker or for CPU quota */
-  readonly queued: number
-  /** workers stopped at a deadline since the brane started */
-  readonly deadlineKills: number
-}
-
-/** How a request's bodies stream while the guest runs (see `HttpBrane.stream`) */
-export interface RequestStreams {
-  /** the rest of the request body, after `request.body`, read as the guest asks */
-  readonly rest?: BodyReader
-  /** told the status and headers of a response that streams, before its first chunk */
-  readonly onHead: (status: number, headers: Array<[string, string]>) => void
-  /** where a streaming response's chunks go */
-  readonly out: ResponseStream
-}
-
-/** What a job hands to a worker: a request or an event */
-export type Work =
-  | { readonly type: 'request', readonly request: HttpRequest, readonly streams?: RequestStreams }
-  | { readonly type: 'event', readonly event: BraneEventInput }
-  | { readonly type: 'snapshot' }
-  | { readonly type: 'restore', readonly state: InstanceState }
-
-/** A finished job: the HTTP response (absent for an event), and where the time went */
-export interface JobResult {
-  readonly response?: Omit<HttpResponse, 'timing'>
-  /** what a snapshot job copied */
-  readonly state?: InstanceState
-  readonly timing: RequestTiming
-}
-
-/** The state of a pinned brane's instance between calls: see {@link WorkerBrane.snapshot} */
-export interface BraneSnapshot extends InstanceState {
-  readonly brane: string
-  /** the content address (`b3:…`) of the component whose memory this is */
-  readonly componentId: string
-  readonly lifecycle: Lifecycle
-}
-
-/** Options of {@link WorkerBrane.snapshot} and {@link WorkerBrane.restore} */
-export interface SnapshotOptions {
-  /** stops waiting (a snapshot already running in the worker runs on to its deadline) */
-  readonly signal?: AbortSignal
-}
-
-/** Options of {@link WorkerBrane.run} */
-export interface RunOptions {
-  /** what the job does, for messages: `answer GET /x`, `handle event "…"` */
-  readonly what: string
-  /** the trace the job's emits continue */
-  readonly traceId?: string
-  readonly signal?: AbortSignal
-}
+export type { BraneLog, BraneOptions, BraneSnapshot, BraneStats, CloseOptions, JobResult, OnEmit, OnEmitOptions, OnState, RequestStreams, RunOptions, ServeKind, SnapshotOptions, Work } from './brane-options.ts'
+export { grantKeys, positive } from './brane-options.ts'
 
 interface Job {
   readonly id: number
@@ -291,15 +68,6 @@ const PIPELINE_MAX_AGE_MS = 20
 /** worker start-ups that may fail in a row before the brane stops trying */
 const MAX_START_FAILURES = 3
 
-/** What a subclass tells {@link WorkerBrane.prepare} about what it serves */
-export interface ServeKind {
-  readonly kind: WorkerInit['kind']
-  /** the export it calls, unversioned: `wasi:http/incoming-handler`, `omega:brane/handler` */
-  readonly handlerInterface: string
-  /** for messages: `serve HTTP with`, `deliver events to` */
-  readonly verb: string
-}
-
 /**
  * A brane served by worker threads, so that a spinning or blocked guest stalls
  * neither the caller nor other branes. Jobs wait in one FIFO queue; the brane runs
@@ -339,14 +107,12 @@ export abstract class WorkerBrane {
   #flushing = false
   /** the reason host calls of a finished job are abandoned with */
   #callEnded: BraneClosedError | undefined
-  readonly #onEmit: OnEmit | undefined
-  readonly #onState: OnState | undefined
+  readonly #hostCalls: HostCalls
 
   protected constructor (loaded: LoadedComponent, options: BraneOptions, serve: { kind: WorkerInit['kind'], handlerExport: string, maxBodyBytes: number, command?: WorkerInit['command'] }) {
     this.#log = options.log
     this.#componentId = loaded.id
-    this.#onEmit = options.onEmit
-    this.#onState = options.onState
+    this.#hostCalls = new HostCalls(options.name, options.onEmit, options.onState)
     this.#deadline = positive(options.deadlineMs ?? 30_000, 'deadlineMs')
     const lifecycle = options.lifecycle ?? 'ephemeral'
     const pinned = lifecycle === 'pinned'
@@ -390,19 +156,7 @@ export abstract class WorkerBrane {
    * export the handler, or its memory cannot be capped
    */
   protected static async prepare (loaded: LoadedComponent, options: BraneOptions, serve: ServeKind): Promise<{ loaded: LoadedComponent, handlerExport: string }> {
-    options.signal?.throwIfAborted()
-    checkImports(loaded.imports, grantKeys(options.grants), { brane: options.name })
-    const unprovided = findUnprovided(loaded.imports)
-    if (unprovided.length > 0) {
-      throw new ComponentLoadError(`Cannot link brane "${options.name}": Omega does not provide ${unprovided.map((name) => `"${name}"`).join(', ')}`)
-    }
-    const handlerExport = loaded.exports.find((name) => unversioned(name) === serve.handlerInterface)
-    if (handlerExport === undefined) {
-      const exported = loaded.exports.length === 0 ? 'nothing' : loaded.exports.map((name) => `"${name}"`).join(', ')
-      throw new ComponentLoadError(`Cannot ${serve.verb} brane "${options.name}": component does not export "${serve.handlerInterface}" (it exports ${exported})`)
-    }
-    const capped = options.memMaxBytes === undefined ? loaded : await withMemoryCap(loaded, options.memMaxBytes)
-    return { loaded: capped, handlerExport }
+    return prepareComponent(loaded, options, serve)
   }
 
   /** the brane's name */
@@ -681,8 +435,8 @@ export abstract class WorkerBrane {
       this.#active.add(slot)
     }
     worker.unref()
-    pipeLines(worker.stdout, (line) => { this.#emitLog('stdout', line) })
-    pipeLines(worker.stderr, (line) => { this.#emitLog('stderr', line) })
+    eachLine(worker.stdout, (line) => { this.#emitLog('stdout', line) })
+    eachLine(worker.stderr, (line) => { this.#emitLog('stderr', line) })
     worker.on('message', (message: FromWorker) => {
       if (!slot.gone) {
         this.#onMessage(slot, message)
@@ -750,8 +504,7 @@ export abstract class WorkerBrane {
             ...(message.state === undefined ? {} : { state: message.state })
           })
         } else {
-          const Err = ERRORS[message.name]
-          this.#settle(job, undefined, new Err(message.message))
+          this.#settle(job, undefined, workerError(message.name, message.message))
         }
         this.#pump()
         break
@@ -794,7 +547,7 @@ export abstract class WorkerBrane {
     this.#deadlineKills++
     this.#throttle?.charge(this.#deadline)
     this.#settle(job, undefined, new DeadlineExceededError(`Brane "${this.name}" did not ${job.what} within its ${this.#deadline} ms deadline: the call was stopped`))
-    slot.worker.terminate().catch(ignore)
+    slot.worker.terminate().catch(() => {})
     this.#pump()
   }
 
@@ -925,7 +678,7 @@ export abstract class WorkerBrane {
       }
       if (slot.ready && slot.jobs.length === 0 && now - slot.idleSince > this.#idleMs) {
         this.#remove(slot)
-        slot.worker.terminate().catch(ignore)
+        slot.worker.terminate().catch(() => {})
       }
     }
   }
@@ -1013,91 +766,12 @@ export abstract class WorkerBrane {
 
   /**
    * A guest waits, blocked, for the main thread (see host/sync-call.ts): do the call
-   * and write the answer. A call of a job that has left its worker is answered
-   * `unavailable` (nobody reads it: the worker withdrew or is gone).
+   * (host-calls.ts) and write the answer. A call of a job that has left its worker is
+   * answered `unavailable` (nobody reads it: the worker withdrew or is gone).
    */
   #onHostCall (slot: Slot, message: HostCallMessage): void {
-    const answer = (value: HostCallAnswer): void => { answerHostCall(slot.hostCalls, message.seq, value) }
     const job = slot.jobs[0]
-    if (job === undefined || job.id !== message.job) {
-      answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" made a host call outside of its job` } })
-      return
-    }
-    if (message.call.op === 'state') {
-      this.#onStateCall(message.call.call, answer)
-      return
-    }
-    if (message.call.op === 'body-read' || message.call.op === 'body-wait') {
-      this.#onBodyCall(job, message.call, answer)
-      return
-    }
-    const onEmit = this.#onEmit
-    if (onEmit === undefined) {
-      answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" cannot emit: this node gave it no event dispatcher` } })
-      return
-    }
-    job.calls ??= new AbortController()
-    const { topic, payload } = message.call
-    const options: OnEmitOptions = job.traceId === undefined ? { signal: job.calls.signal } : { traceId: job.traceId, signal: job.calls.signal }
-    let emitted: Promise<string>
-    try {
-      emitted = onEmit(topic, payload, options)
-    } catch (err) {
-      emitted = Promise.reject(err)
-    }
-    emitted.then((id) => {
-      answer(typeof id === 'string'
-        ? { ok: true, value: id }
-        : { ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" cannot emit on "${topic}": the dispatcher returned no event id` } })
-    }, (err: unknown) => {
-      const unknownTopic = err instanceof Error && err.name === 'UnknownTopicError'
-      const reason = err instanceof Error ? err.message : String(err)
-      answer({
-        ok: false,
-        error: unknownTopic
-          ? { tag: 'unknown-topic', val: reason }
-          : { tag: 'unavailable', val: `Brane "${this.name}" cannot emit on "${topic}": ${reason}` }
-      })
-    })
-  }
-
-  /** The next piece of a request body, or a wait until the client took enough of a streamed response */
-  #onBodyCall (job: Job, call: { readonly op: 'body-read' } | { readonly op: 'body-wait', readonly until: number }, answer: (value: HostCallAnswer) => void): void {
-    const streams = job.work.type === 'request' ? job.work.streams : undefined
-    const closed: HostCallAnswer = { ok: false, error: { tag: 'closed', val: '' } }
-    if (call.op === 'body-wait') {
-      if (streams === undefined) {
-        answer(closed)
-        return
-      }
-      streams.out.whenTaken(call.until).then((taken) => {
-        answer(taken === undefined ? closed : { ok: true, value: String(taken) })
-      }, ignore)
-      return
-    }
-    const rest = streams?.rest
-    if (rest === undefined) {
-      answer(closed)
-      return
-    }
-    rest.read().then((piece) => {
-      answer(piece === undefined ? closed : { ok: true, value: Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength).toString('base64') })
-    }, (err: unknown) => {
-      answer({ ok: false, error: { tag: 'failed', val: err instanceof Error ? err.message : String(err) } })
-    })
-  }
-
-  #onStateCall (call: StateCall, answer: (value: HostCallAnswer) => void): void {
-    const onState = this.#onState
-    if (onState === undefined) {
-      answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}" has no state: this node gave it no state service` } })
-      return
-    }
-    try {
-      answer({ ok: true, value: encodeStateValue(onState(call)) })
-    } catch (err) {
-      answer({ ok: false, error: { tag: 'unavailable', val: `Brane "${this.name}": state ${call.method} "${call.key}" failed: ${err instanceof Error ? err.message : String(err)}` } })
-    }
+    this.#hostCalls.handle(job?.id === message.job ? job : undefined, message, (value) => { answerHostCall(slot.hostCalls, message.seq, value) })
   }
 
   #settle (job: Job, result: JobResult | undefined, err?: unknown): void {
@@ -1123,50 +797,4 @@ export abstract class WorkerBrane {
       // a failing log sink must not break request handling
     }
   }
-}
-
-/** The OmegaError a worker's error name stands for */
-const ERRORS: Readonly<Record<WorkerErrorName, new (message: string) => Error>> = {
-  GuestError,
-  MemoryLimitError,
-  ComponentLoadError,
-  RetryableEventError,
-  RejectedEventError,
-  SnapshotError,
-  SkippedEventError,
-  CapabilityDeniedError
-}
-
-/** Throws a RangeError unless `value` is above 0 */
-export function positive (value: number, name: string): number {
-  if (!(value > 0)) {
-    throw new RangeError(`Cannot create brane: ${name} must be above 0 (got ${value})`)
-  }
-  return value
-}
-
-function ignore (): void {}
-
-/** The capability keys a plan's grants hold */
-export function grantKeys (grants: Grants): ReadonlySet<string> {
-  return new Set(Object.entries(grants).filter(([, value]) => value !== undefined).map(([key]) => key))
-}
-
-function pipeLines (stream: NodeJS.ReadableStream, emit: (line: string) => void): void {
-  let pending = ''
-  stream.setEncoding('utf8')
-  stream.on('data', (chunk: string) => {
-    pending += chunk
-    let newline = pending.indexOf('\n')
-    while (newline !== -1) {
-      emit(pending.slice(0, newline))
-      pending = pending.slice(newline + 1)
-      newline = pending.indexOf('\n')
-    }
-  })
-  stream.on('end', () => {
-    if (pending !== '') {
-      emit(pending)
-    }
-  })
 }
