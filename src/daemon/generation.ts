@@ -7,7 +7,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { OmegaError, PlacementError } from '../errors.ts'
-import type { AbortOptions, HttpHandler } from '../interfaces/index.ts'
+import type { AbortOptions, HttpHandler, Logger } from '../interfaces/index.ts'
 import type { BranePlan, Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey } from '../identity/index.ts'
 import type { EventTarget } from '../dispatch/index.ts'
@@ -79,13 +79,28 @@ export interface FailedBrane {
 }
 
 /**
- * Load every brane of `plan`, reusing a running brane whose plan and component are the
- * same, and keeping those in `keep` as they run. On any failure, close what this call
- * started (never what it reused) and throw every failure at once. Failures of branes
- * that `tolerate` names do not count, unless no brane could start at all: those are
- * returned in `failed`, to be retried.
+ * Starts one brane of a plan on this node (`current`: the brane of that name running
+ * now, to hand back unchanged when its plan and component are the same); or says why
+ * it does not run here (placed on another node, or not runnable by this node)
  */
-export async function loadGeneration (file: string, plan: Plan, current: ReadonlyMap<string, RunningBrane>, init: LocalNodeInit, context: BraneContext, options: AbortOptions, settings: { keep?: ReadonlySet<string>, tolerate?: (brane: string) => boolean } = {}): Promise<{ generation: Generation, reused: Set<string> }> {
+export type BraneStarter = (brane: BranePlan, current: RunningBrane | undefined, options: AbortOptions) => Promise<RunningBrane | (BraneStatus & { reason: string })>
+
+/** What {@link loadGeneration} may let pass */
+export interface GenerationSettings {
+  /** branes kept as they run (not started again) */
+  readonly keep?: ReadonlySet<string>
+  /** failures of these branes do not fail the load (unless no brane could start) */
+  readonly tolerate?: (brane: string) => boolean
+}
+
+/**
+ * Load every brane of `plan` through `start`, which hands back a running brane whose
+ * plan and component are the same (reused), and keep those in `keep` as they run. On
+ * any failure, close what this call started (never what it reused) and throw every
+ * failure at once. Failures of branes that `tolerate` names do not count, unless no
+ * brane could start at all: those are returned in `failed`, to be retried.
+ */
+export async function loadGeneration (plan: Plan, current: ReadonlyMap<string, RunningBrane>, start: BraneStarter, log: Logger, options: AbortOptions, settings: GenerationSettings = {}): Promise<{ generation: Generation, reused: Set<string> }> {
   const keep = settings.keep ?? new Set<string>()
   const running = new Map<string, RunningBrane>()
   const reused = new Set<string>()
@@ -96,11 +111,11 @@ export async function loadGeneration (file: string, plan: Plan, current: Readonl
     options.signal?.throwIfAborted()
     try {
       const kept = keep.has(brane.name) ? current.get(brane.name) : undefined
-      const started = kept ?? await startBrane(brane, file, init, context, current.get(brane.name), options)
+      const started = kept ?? await start(brane, current.get(brane.name), options)
       if ('reason' in started) {
         skipped.push(started)
         if (started.state === 'skipped') {
-          init.logging.forComponent('node').warn({ brane: brane.name }, `skipped: ${started.reason}`)
+          log.warn({ brane: brane.name }, `skipped: ${started.reason}`)
         }
       } else {
         running.set(brane.name, started)
@@ -116,7 +131,7 @@ export async function loadGeneration (file: string, plan: Plan, current: Readonl
   const tolerated = failures.length > 0 && running.size > 0 && [...failed.keys()].every((name) => settings.tolerate?.(name) === true)
   if (tolerated) {
     for (const f of failed.values()) {
-      init.logging.forComponent('node').error({ brane: f.plan.name, error: f.error.name }, `brane ${f.plan.name} cannot start; the others serve and it is retried: ${f.error.message}`)
+      log.error({ brane: f.plan.name, error: f.error.name }, `brane ${f.plan.name} cannot start; the others serve and it is retried: ${f.error.message}`)
     }
   } else if (failures.length > 0) {
     await Promise.allSettled([...running.values()].filter((r) => !reused.has(r.plan.name)).map(async (r) => { await r.close() }))
@@ -129,7 +144,7 @@ export async function loadGeneration (file: string, plan: Plan, current: Readonl
     throw err
   }
   const events = new Map([...running.values()].flatMap((r) => r.events === undefined ? [] : [[r.plan.name, r.events] as const]))
-  return { generation: { file, plan, running, events, skipped, failed }, reused }
+  return { generation: { file: plan.file, plan, running, events, skipped, failed }, reused }
 }
 
 export async function startBrane (brane: BranePlan, manifestFile: string, init: LocalNodeInit, context: BraneContext, current: RunningBrane | undefined, options: AbortOptions): Promise<RunningBrane | (BraneStatus & { reason: string })> {

@@ -19,7 +19,7 @@ import { cpuProfileToPprof, encodePprof, LogBook } from '../observe/index.ts'
 import { RequestObserver } from './observer.ts'
 import { MetricsEndpoint } from './metrics-endpoint.ts'
 import { openSnapshot, sealSnapshot, type SnapshotDocument } from './snapshot.ts'
-import { loadGeneration, startBrane, type BraneContext, type BraneStatus, type Generation } from './generation.ts'
+import { loadGeneration, startBrane, type BraneContext, type BraneStarter, type BraneStatus, type Generation } from './generation.ts'
 
 export type { BraneStatus }
 
@@ -202,7 +202,7 @@ export class LocalNode {
     let revocations: RevocationList
     try {
       // a brane that cannot start does not stop the others: it is retried (start fails when none can)
-      ({ generation } = await loadGeneration(manifestFile ?? '', plan, new Map(), init, context, options, { tolerate: () => true }))
+      ({ generation } = await loadGeneration(plan, new Map(), starter(plan, init, context), init.logging.forComponent('node'), options, { tolerate: () => true }))
       revocations = await new RevocationList(init.home).load()
     } catch (err) {
       await Promise.allSettled([...generation?.running.values() ?? []].map(async (r) => { await r.close() }))
@@ -432,7 +432,7 @@ export class LocalNode {
     // a reload confined to one brane keeps every other one exactly as it runs
     const keep = options.brane === undefined ? new Set<string>() : confineReload(old.plan, plan, options.brane)
     // a brane that could not start before may still fail: that alone does not refuse the reload
-    const { generation, reused } = await loadGeneration(file, plan, old.running, this.#init, this.#context, options, { keep, tolerate: (name) => old.failed.has(name) })
+    const { generation, reused } = await loadGeneration(plan, old.running, starter(plan, this.#init, this.#context), this.#log, options, { keep, tolerate: (name) => old.failed.has(name) })
     this.#generation = generation
     this.#route()
     for (const name of generation.failed.keys()) {
@@ -706,4 +706,9 @@ export function confineReload (old: Plan, next: Plan, brane: string): Set<string
     throw new CapabilityTokenError(`A reload confined to brane "${brane}" may change only that brane, but this manifest ${changes.join(', ')}: nothing changed (that needs deploy on brane/*)`, 'denied')
   }
   return new Set(others)
+}
+
+/** Starts the branes of `plan` on this node (their image paths are relative to its manifest) */
+function starter (plan: Plan, init: LocalNodeInit, context: BraneContext): BraneStarter {
+  return async (brane, current, options) => startBrane(brane, plan.file, init, context, current, options)
 }
