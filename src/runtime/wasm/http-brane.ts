@@ -18,7 +18,10 @@ export interface HttpBraneOptions extends BraneOptions {
 
 /** Options of {@link HttpBrane.handle} */
 export interface HandleOptions {
-  /** abandons the request: rejected with `signal.reason` (a running guest runs on to its deadline) */
+  /**
+   * abandons the request: rejected with `signal.reason`, at once while it waits for a
+   * worker, else when its worker answers (a running guest runs on to its deadline)
+   */
   readonly signal?: AbortSignal
 }
 

@@ -18,49 +18,11 @@ import { CpuThrottle } from './limits.ts'
 import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cpu-profile.ts'
 import { prepareComponent, type LoadedComponent } from './load.ts'
 import type { FromWorker, InstanceState, LogStream, ToWorker, WorkerInit } from './protocol.ts'
+import { newJob, type Job, type Slot } from './jobs.ts'
 import { positive, type BraneLog, type BraneOptions, type BraneSnapshot, type BraneStats, type CloseOptions, type JobResult, type RunOptions, type ServeKind, type SnapshotOptions, type Work } from './brane-options.ts'
 
 export type { BraneLog, BraneOptions, BraneSnapshot, BraneStats, CloseOptions, JobResult, OnEmit, OnEmitOptions, OnState, RequestStreams, RunOptions, ServeKind, SnapshotOptions, Work } from './brane-options.ts'
 export { grantKeys, positive } from './brane-options.ts'
-
-interface Job {
-  readonly id: number
-  readonly work: Work
-  readonly what: string
-  readonly traceId: string | undefined
-  readonly resolve: (result: JobResult) => void
-  readonly reject: (err: unknown) => void
-  readonly enqueuedAt: number
-  queueMs: number
-  startedAt: number
-  settled: boolean
-  timer: NodeJS.Timeout | undefined
-  cleanup: (() => void) | undefined
-  /** made when the job makes its first host call; aborted when the job leaves its worker */
-  calls: AbortController | undefined
-  /** a job of an ordered batch (see runBatch): once one fails, the rest are not started */
-  readonly group: { readonly id: number, failed: boolean } | undefined
-}
-
-/** A job with every field set from the start (one object shape for all jobs) */
-function newJob (id: number, work: Work, what: string, traceId: string | undefined, resolve: Job['resolve'], reject: Job['reject'], group?: Job['group']): Job {
-  return { id, work, what, traceId, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false, timer: undefined, cleanup: undefined, calls: undefined, group }
-}
-
-interface Slot {
-  readonly worker: Worker
-  /** the worker's host-call buffer */
-  readonly hostCalls: SharedArrayBuffer
-  role: 'active' | 'spare'
-  ready: boolean
-  gone: boolean
-  /** jobs sent to the worker and not answered, in order: the first is running, the others wait there */
-  readonly jobs: Job[]
-  /** messages of jobs dispatched to it, sent at the end of the event-loop turn */
-  outbox: ToWorker[]
-  idleSince: number
-  failure: unknown
-}
 
 const WORKER_URL = new URL('./worker.js', import.meta.url)
 /** a job is queued behind a running one only while that has run less than this */
@@ -224,24 +186,25 @@ export abstract class WorkerBrane {
       throw new OverloadedError(`Brane "${this.name}" has ${this.#queue.length} calls waiting for a worker, its limit: try again shortly`)
     }
     return new Promise<JobResult>((resolve, reject) => {
-      const job = newJob(this.#nextId++, work, options.what, options.traceId, resolve, reject)
-      if (signal !== undefined) {
-        const onAbort = (): void => {
-          const queued = this.#queue.indexOf(job)
-          if (queued !== -1) {
-            this.#queue.splice(queued, 1)
-          }
-          // a running job keeps its worker until it answers or hits the deadline
-          this.#settle(job, undefined, signal.reason)
-        }
-        signal.addEventListener('abort', onAbort, { once: true })
-        job.cleanup = () => { signal.removeEventListener('abort', onAbort) }
-      }
+      const job = newJob(this.#nextId++, work, options.what, options.traceId, resolve, reject, undefined, signal)
       this.#queue.push(job)
       this.#pump()
       if (this.#queue.at(-1) === job) {
-        // still waiting for a worker (most jobs leave at once: no timer for them)
+        // still waiting for a worker (most jobs leave at once: no timer, no listener for them)
         this.#waitAtMost(job, this.#deadline)
+        if (signal !== undefined) {
+          // a job its caller abandons leaves the queue at once; one a worker has is
+          // rejected when it answers (it keeps its worker until then, or its deadline)
+          const onAbort = (): void => {
+            const queued = this.#queue.indexOf(job)
+            if (queued !== -1) {
+              this.#queue.splice(queued, 1)
+              this.#settle(job, undefined, signal.reason)
+            }
+          }
+          signal.addEventListener('abort', onAbort, { once: true })
+          job.cleanup = () => { signal.removeEventListener('abort', onAbort) }
+        }
       }
     })
   }
@@ -585,7 +548,12 @@ export abstract class WorkerBrane {
       if (slot === undefined) {
         break
       }
-      this.#dispatch(slot, this.#queue.shift() as Job)
+      const job = this.#queue.shift() as Job
+      if (job.signal?.aborted === true) {
+        this.#settle(job, undefined, job.signal.reason) // abandoned while it waited to go back to a worker
+        continue
+      }
+      this.#dispatch(slot, job)
     }
     this.#replenish()
     const busy = this.#busy()
@@ -783,7 +751,9 @@ export abstract class WorkerBrane {
     if (result === undefined && job.group !== undefined) {
       job.group.failed = true
     }
-    if (result !== undefined) {
+    if (result !== undefined && job.signal?.aborted === true) {
+      job.reject(job.signal.reason)
+    } else if (result !== undefined) {
       job.resolve(result)
     } else {
       job.reject(err)
