@@ -131,9 +131,11 @@ export interface BraneOptions {
    * worker that hits the deadline or dies go back to the brane's queue (they never ran),
    * each with what is left of its deadline counted from its arrival.
    * 1 sends a job only to an idle worker. The deadline of each job counts from its start.
-   * Deep is cheap: a worker that finds its next job waiting is never woken for it (a
-   * wake-up is most of a small job's cost on a busy machine).
-   * @default 16
+   * Deep is cheap for reused instances: a worker that finds its next job waiting is never
+   * woken for it (a wake-up is most of a small job's cost on a busy machine). Shallow
+   * suits `ephemeral`: a worker makes the next fresh instance between two jobs, off the
+   * request's time (measured here: 2 → 2 260 req/s, P99 31 ms; 16 → 1 690 req/s, P99 378 ms).
+   * @default 16, or 2 for `ephemeral`
    */
   readonly pipeline?: number
   /**

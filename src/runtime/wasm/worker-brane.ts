@@ -82,7 +82,7 @@ export abstract class WorkerBrane {
     this.#minWorkers = Math.min(this.#maxWorkers, Math.max(1, options.minWorkers ?? 1))
     this.#idleMs = positive(options.idleWorkerMs ?? 30_000, 'idleWorkerMs')
     this.#useSpare = options.spare ?? true
-    this.#pipeline = Math.max(1, Math.floor(options.pipeline ?? 16))
+    this.#pipeline = Math.max(1, Math.floor(options.pipeline ?? (lifecycle === 'ephemeral' ? 2 : 16)))
     this.#maxQueued = positive(options.maxQueued ?? 10_000, 'maxQueued')
     const quota = options.cpuQuota ?? Infinity
     this.#throttle = quota === Infinity ? undefined : new CpuThrottle({ quota, ...(options.cpuWindowMs === undefined ? {} : { windowMs: options.cpuWindowMs }) })
