@@ -6,10 +6,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { copyFile, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { freePort } from '../src/util/index.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const SOURCES = join(ROOT, 'bench/workerd')
@@ -17,18 +17,6 @@ const SOURCES = join(ROOT, 'bench/workerd')
 export interface Workerd {
   readonly url: string
   stop: () => Promise<void>
-}
-
-/** A free port on 127.0.0.1 (workerd's config names its socket's address) */
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const address = server.address()
-  await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  if (address === null || typeof address === 'string') {
-    throw new Error('no port')
-  }
-  return address.port
 }
 
 /** Starts workerd; resolves once it answers 200 at `url` */

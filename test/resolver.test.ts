@@ -7,13 +7,13 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { chmod, cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LocalNode } from '../src/daemon/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
 import { Resolvers, type ResolverStatus } from '../src/resolver/index.ts'
 import type { ResolverPlan } from '../src/manifest/index.ts'
+import { freePort } from '../src/util/index.ts'
 import { ROOT, get, until } from './helpers.ts'
 
 /** One script for the four providers; it acts by the name it was called with */
@@ -87,17 +87,6 @@ async function standins (dir: string): Promise<{ env: Record<string, string | un
     env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}`, STANDIN_LOG: logFile },
     log: async () => (await readFile(logFile, 'utf8')).trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as LogLine)
   }
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
-  const address = server.address()
-  await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  if (address === null || typeof address === 'string') {
-    throw new Error('no port')
-  }
-  return address.port
 }
 
 function alive (pid: number): boolean {

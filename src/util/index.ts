@@ -3,7 +3,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { open, rename, unlink } from 'node:fs/promises'
-import { connect } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { basename, dirname, join } from 'node:path'
 
 /**
@@ -147,4 +147,16 @@ export function eachLine (stream: NodeJS.ReadableStream, emit: (line: string) =>
       emit(pending)
     }
   })
+}
+
+/** A TCP port free on 127.0.0.1 now (for a program that must be told its port, not given 0) */
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const address = server.address()
+  await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  if (address === null || typeof address === 'string') {
+    throw new Error('127.0.0.1 has no TCP address')
+  }
+  return address.port
 }

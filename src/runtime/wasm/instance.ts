@@ -338,22 +338,17 @@ export class InstanceFactory {
     const globals: CoreGlobal[] = []
     // the instance's stdout/stderr follow whichever request it serves
     const self: { instance?: GuestInstance } = {}
-    const stdout = new SinkOutputStream((bytes) => {
-      const to = self.instance?.stdoutTo
+    // (or, for a command, wherever its run sends them: `stdoutTo`, `stderrTo`)
+    const sink = (stream: 'stdout' | 'stderr'): SinkOutputStream => new SinkOutputStream((bytes) => {
+      const to = stream === 'stdout' ? self.instance?.stdoutTo : self.instance?.stderrTo
       if (to !== undefined) {
         to(bytes)
       } else {
-        self.instance?.output?.write('stdout', bytes)
+        self.instance?.output?.write(stream, bytes)
       }
     })
-    const stderr = new SinkOutputStream((bytes) => {
-      const to = self.instance?.stderrTo
-      if (to !== undefined) {
-        to(bytes)
-      } else {
-        self.instance?.output?.write('stderr', bytes)
-      }
-    })
+    const stdout = sink('stdout')
+    const stderr = sink('stderr')
     let host: InstanceHost
     try {
       host = createInstanceHost({

@@ -8,13 +8,38 @@ const CLOSED = Object.freeze({ tag: 'closed' })
 const WRITE_BUDGET = 1n << 20n
 
 /**
+ * A wasi:io input-stream whose reads block until they can answer (so a read never
+ * answers "nothing yet"): the blocking calls are the plain ones, and `subscribe` is
+ * always ready. Subclasses give `read`.
+ */
+abstract class BlockingInputStream extends shim.InputStream {
+  abstract read (len: bigint): Uint8Array
+
+  blockingRead (len: bigint): Uint8Array {
+    return this.read(len)
+  }
+
+  skip (len: bigint): bigint {
+    return BigInt(this.read(len).length)
+  }
+
+  blockingSkip (len: bigint): bigint {
+    return this.skip(len)
+  }
+
+  subscribe (): Pollable {
+    return readyPollable()
+  }
+}
+
+/**
  * A wasi:io input-stream over bytes held in memory (request bodies, stdin). With
  * `pull`, the bytes arrive in pieces: a read that finds nothing left asks `pull` for
  * the next piece, blocking until it comes (`undefined` ends the stream; a `WitError`
  * it throws is the read's stream error). A read therefore never answers "nothing yet",
  * and `subscribe` is always ready.
  */
-export class MemoryInputStream extends shim.InputStream {
+export class MemoryInputStream extends BlockingInputStream {
   #data: Uint8Array
   #offset = 0
   #pull: (() => Uint8Array | undefined) | undefined
@@ -39,22 +64,6 @@ export class MemoryInputStream extends shim.InputStream {
     const chunk = this.#data.slice(this.#offset, end)
     this.#offset = end
     return chunk
-  }
-
-  blockingRead (len: bigint): Uint8Array {
-    return this.read(len)
-  }
-
-  skip (len: bigint): bigint {
-    return BigInt(this.read(len).length)
-  }
-
-  blockingSkip (len: bigint): bigint {
-    return this.skip(len)
-  }
-
-  subscribe (): Pollable {
-    return readyPollable()
   }
 }
 
@@ -246,7 +255,7 @@ function pause (ms: number): void {
  * A wasi:io input-stream over a file descriptor of the host process, read
  * synchronously (`omega run`'s stdin: the process's, in the thread running the guest)
  */
-export class FdInputStream extends shim.InputStream {
+export class FdInputStream extends BlockingInputStream {
   readonly #fd: number
   #ended = false
 
@@ -282,22 +291,6 @@ export class FdInputStream extends shim.InputStream {
       }
       return buffer.slice(0, n)
     }
-  }
-
-  blockingRead (len: bigint): Uint8Array {
-    return this.read(len)
-  }
-
-  skip (len: bigint): bigint {
-    return BigInt(this.read(len).length)
-  }
-
-  blockingSkip (len: bigint): bigint {
-    return this.skip(len)
-  }
-
-  subscribe (): Pollable {
-    return readyPollable()
   }
 }
 
