@@ -6,7 +6,7 @@
 import { Worker } from 'node:worker_threads'
 import { CapabilityDeniedError, ComponentLoadError, DeadlineExceededError, GuestError, MemoryLimitError, RejectedEventError, RetryableEventError, SkippedEventError, SnapshotError } from '../../errors.ts'
 import type { Grants } from '../../manifest/index.ts'
-import { grantedKeys } from './host/imports.ts'
+import { grantKeys } from './brane-options.ts'
 import { checkImports, findUnprovided, linkGrantKeys, unversioned, type CapabilityKey } from './link.ts'
 import { withMemoryCap, type LoadedComponent } from './load.ts'
 import type { WorkerErrorName, WorkerInit } from './protocol.ts'
@@ -130,7 +130,7 @@ export function checkCommand (loaded: LoadedComponent, options: Pick<RunCommandO
   if (run === undefined) {
     throw new ComponentLoadError(`Cannot run ${options.name}: it does not export wasi:cli/run (it exports ${loaded.exports.join(', ') || 'nothing'}), so it is not a command; serve a component that exports a handler with "omega up"`)
   }
-  checkImports(loaded.imports, linkGrantKeys(grantedKeys(options.grants), [run]), { brane: options.name, subject: `command "${options.name}"`, ...(options.grantedBy === undefined ? {} : { grantedBy: options.grantedBy }) })
+  checkImports(loaded.imports, linkGrantKeys(grantKeys(options.grants), [run]), { brane: options.name, subject: `command "${options.name}"`, ...(options.grantedBy === undefined ? {} : { grantedBy: options.grantedBy }) })
   const unprovided = findUnprovided(loaded.imports)
   if (unprovided.length > 0) {
     throw new ComponentLoadError(`Cannot run ${options.name}: Omega does not provide ${unprovided.map((name) => `"${name}"`).join(', ')}`)

@@ -1,4 +1,5 @@
 import { ComponentLoadError } from '../../../errors.ts'
+import { grantKeys } from '../brane-options.ts'
 import type { Grants } from '../../../manifest/index.ts'
 import { importRule, isGranted, unversioned } from '../link.ts'
 import type { InstanceHost } from './instance.ts'
@@ -66,11 +67,6 @@ const PROVIDERS: ReadonlyMap<string, Provider> = new Map<string, Provider>([
   ['wasi:keyvalue/batch', (host) => host.keyvalue?.batch]
 ])
 
-/** The capability keys `grants` grants (those whose setting is present) */
-export function grantedKeys (grants: Grants): ReadonlySet<string> {
-  return new Set(Object.keys(grants).filter((key) => grants[key as keyof Grants] !== undefined))
-}
-
 /**
  * The import object of one instance: for each required interface, the host
  * implementation, if the brane's grants allow it. Fails closed: an import that is not
@@ -82,7 +78,7 @@ export function grantedKeys (grants: Grants): ReadonlySet<string> {
  * @param host - per-instance state, from `createInstanceHost` with the same grants
  */
 export function buildImports (required: readonly string[], grants: Grants, host: InstanceHost): Record<string, ImportInterface> {
-  const keys = grantedKeys(grants)
+  const keys = grantKeys(grants)
   const imports: Record<string, ImportInterface> = {}
   for (const name of required) {
     const iface = unversioned(name)
