@@ -185,7 +185,7 @@ export class Gateway implements Startable {
       if (stream === undefined) {
         const body = await this.#readBody(req, held, limit)
         const response = await handler.handle({ method, pathWithQuery: target, scheme: 'http', authority, headers, body }, { signal })
-        this.#writeWhole(res, response.status, response.headers, response.body)
+        this.#writeWhole(res, method, response.status, response.headers, response.body)
         return
       }
       const declared = Number(req.headers['content-length'] ?? 0)
@@ -205,7 +205,7 @@ export class Gateway implements Startable {
         throw chunks.failure
       }
       if (response.body instanceof Uint8Array) {
-        this.#writeWhole(res, response.status, response.headers, response.body)
+        this.#writeWhole(res, method, response.status, response.headers, response.body)
       } else {
         await this.#writeStream(res, response.status, response.headers, response.body, signal, chunks)
       }
@@ -215,7 +215,6 @@ export class Gateway implements Startable {
     }
   }
 
-  /** Sends a whole response, with a `content-length` when the brane set no framing of its own */
   /** The request-body limit of `handler` (made once per handler: this runs per request) */
   #limit (brane: string, handler: HttpHandler): BodyLimit {
     let limit = this.#limits.get(handler)
@@ -228,9 +227,13 @@ export class Gateway implements Startable {
     return limit
   }
 
-  #writeWhole (res: ServerResponse, status: number, headers: ReadonlyArray<readonly [string, string]>, body: Uint8Array): void {
+  /**
+   * Sends a whole response, with a `content-length` when the brane set no framing of its
+   * own (not to a HEAD: the length there is the GET's, which only the brane knows)
+   */
+  #writeWhole (res: ServerResponse, method: string, status: number, headers: ReadonlyArray<readonly [string, string]>, body: Uint8Array): void {
     const lines = headerLines(headers)
-    if (status >= 200 && status !== 204 && status !== 304 && !headers.some(([name]) => FRAMING.has(name.toLowerCase()))) {
+    if (method !== 'HEAD' && status >= 200 && status !== 204 && status !== 304 && !headers.some(([name]) => FRAMING.has(name.toLowerCase()))) {
       lines.push('content-length', String(body.byteLength))
     }
     res.writeHead(status, lines)
