@@ -700,9 +700,9 @@ export class InstancePool {
     return this.#ready.length
   }
 
-  /** Fills the pool to its target; resolves when done */
-  async fill (): Promise<void> {
-    while (!this.#closed && this.#ready.length < this.#target) {
+  /** Fills the pool to its target (or to `count` instances, if fewer); resolves when done */
+  async fill (count = this.#target): Promise<void> {
+    while (!this.#closed && this.#ready.length < Math.min(count, this.#target)) {
       this.#ready.push(await this.#factory.instantiate())
     }
   }

@@ -344,11 +344,14 @@ port.on('message', (message: ToWorker | readonly ToWorker[] | ToProfiler) => {
   }
 })
 
-// a spare is only useful warm: fill before announcing readiness. A component that
-// cannot be instantiated at all still starts, and each request reports why.
+// a spare is only useful warm: one instance before announcing readiness, the rest of
+// the pre-warmed set right after (a JS engine's instance takes tens of ms: the first
+// request need not wait for the second). A component that cannot be instantiated at
+// all still starts, and each request reports why.
 try {
-  await pool.fill()
+  await pool.fill(1)
 } catch (err) {
   warn(err)
 }
 post({ type: 'ready' })
+pool.refillSoon(warn)
