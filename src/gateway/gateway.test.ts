@@ -71,3 +71,32 @@ async function waitFor (check: () => boolean): Promise<void> {
   }
   assert.ok(check(), 'condition not met within 5 s')
 }
+
+describe('gateway: framing of whole answers', () => {
+  let gateway: Gateway
+  before(async () => {
+    gateway = new Gateway({ logger: silentLogging().forComponent('gateway') }, { port: 0 })
+    gateway.setRoutes([{ brane: 'hello', route: { path: '/', wildcard: true, declared: true } }], new Map([['hello', {
+      handle: async (): Promise<BraneHttpResponse> => ({ status: 200, headers: [['content-type', 'text/plain']], body: Buffer.from('hello\n') })
+    }]]))
+    await gateway.start()
+  })
+  after(async () => { await gateway.stop() })
+
+  /** The status and content-length of `method /` */
+  async function head (method: string): Promise<{ status: number, length: string | undefined }> {
+    return new Promise((resolve, reject) => {
+      const req = request(`${gateway.url}/`, { method }, (res) => {
+        res.resume()
+        res.once('end', () => { resolve({ status: res.statusCode ?? 0, length: res.headers['content-length'] }) })
+      })
+      req.once('error', reject)
+      req.end()
+    })
+  }
+
+  it('gives a GET its length, and a HEAD none (the GET\'s length is the brane\'s to say)', async () => {
+    assert.deepEqual(await head('GET'), { status: 200, length: '6' })
+    assert.deepEqual(await head('HEAD'), { status: 200, length: undefined })
+  })
+})
