@@ -293,6 +293,53 @@ describe('dispatcher', () => {
     await assert.rejects(dispatcher.emit('a', 'x', Buffer.from('two')), /no holder/)
   })
 
+  it('group commit: an acknowledgement that cannot be written is rolled back alone; the emits of its turn and the next deliveries go on', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'omega-dispatch-'))
+    const path = join(dir, 'queue.db')
+    /** a queue whose first acknowledgement fails (as a full disk would fail it) after writing part of it */
+    class FailingOnce extends EventQueue {
+      failed = false
+      override complete (...args: Parameters<EventQueue['complete']>): void {
+        super.complete(...args)
+        if (!this.failed) {
+          this.failed = true
+          throw new Error('disk I/O error')
+        }
+      }
+    }
+    const queue = new FailingOnce({ path })
+    const seen: string[] = []
+    const wiring: { d?: Dispatcher } = {}
+    const dispatcher = new Dispatcher({
+      queue,
+      logger,
+      target: (b) => b === 'b'
+        ? { deliver: async (event) => { seen.push(text(event)); await wiring.d?.emit('b', 'y', event.payload) } }
+        : b === 'c' ? { deliver: async (event) => { seen.push(`c:${text(event)}`) } } : undefined
+    }, { edges: [edge('a', 'b', 'x'), edge('b', 'c', 'y')] })
+    wiring.d = dispatcher
+    dispatcher.start()
+    cleanups.push(async () => {
+      dispatcher.stop()
+      queue.close()
+      await rm(dir, { recursive: true, force: true })
+    })
+    for (const n of ['1', '2', '3']) {
+      await dispatcher.emit('a', 'x', Buffer.from(n))
+    }
+    await until(() => seen.filter((s) => s.startsWith('c:')).length === 3)
+    assert.deepEqual(seen.filter((s) => !s.startsWith('c:')), ['1', '2', '3'])
+    // the first acknowledgement was rolled back (its delivery stays in flight until the
+    // node restarts), and only it: the depth counts it, the other five are done
+    assert.deepEqual(queue.counts(), { pending: 0, inflight: 1, done: 5, dead: 0 })
+    assert.deepEqual([...queue.depth().values()], [1])
+    dispatcher.stop()
+    queue.close()
+    const reopened = new EventQueue({ path })
+    cleanups.push(() => { reopened.close() })
+    assert.deepEqual(reopened.counts(), { pending: 1, inflight: 0, done: 5, dead: 0 }, 'it comes again after a restart: at least once')
+  })
+
   it('drains: stops taking deliveries and waits for the running ones to settle', async () => {
     let finish: (() => void) | undefined
     const { dispatcher, queue } = await setup([edge('a', 'b', 'x')], {

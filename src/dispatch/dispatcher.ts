@@ -19,7 +19,7 @@
  *   node); `settled` hears of every delivery that is over (acknowledged or dead-lettered),
  *   so that the copies can go.
  */
-import { createBlake3 } from '../identity/index.ts'
+import { blake3Hex } from '../identity/index.ts'
 import { UnknownTopicError } from '../errors.ts'
 
 export { UnknownTopicError }
@@ -91,6 +91,32 @@ interface TargetState {
   timer: NodeJS.Timeout | undefined
 }
 
+interface Unwritten {
+  readonly event: QueuedEvent
+  readonly targets: DeliveryTarget[]
+  readonly edges: readonly EdgeState[]
+  readonly resolve: () => void
+  readonly reject: (err: Error) => void
+}
+
+interface Settle {
+  readonly target: TargetState
+  readonly state: EdgeState
+  readonly bookkeeping: (over: Over[]) => void
+}
+
+/** A delivery that is over: acknowledged or dead-lettered */
+interface Over {
+  readonly eventId: string
+  readonly edge: string
+}
+
+interface Deferred {
+  readonly target: TargetState
+  readonly state: EdgeState
+  readonly start: () => void
+}
+
 let sequence = 0
 
 /** How soon a delivery whose target was unavailable is tried again (ms) */
@@ -110,9 +136,14 @@ export class Dispatcher implements Startable {
   readonly #targets = new Map<string, TargetState>()
   readonly #waiters = new Set<() => void>()
   /** emits waiting for this turn's group commit */
-  readonly #unwritten: Array<{ event: QueuedEvent, targets: DeliveryTarget[], edges: readonly EdgeState[], resolve: () => void, reject: (err: Error) => void }> = []
+  readonly #unwritten: Unwritten[] = []
+  /** deliveries that are over, their outcomes waiting for this turn's group commit */
+  readonly #unsettled: Settle[] = []
+  #flushing = false
   #running = false
   #served = 0
+  /** deliveries claimed by the transaction running now, started once it commits */
+  #deferred: Deferred[] | undefined
 
   constructor (components: DispatcherComponents, init: DispatcherInit) {
     this.#queue = components.queue
@@ -201,20 +232,74 @@ export class Dispatcher implements Startable {
     const targets = edges.map((s) => ({ edge: s.key, to: s.edge.to, priority: s.edge.priority }))
     await new Promise<void>((resolve, reject) => {
       this.#unwritten.push({ event, targets, edges, resolve, reject })
-      if (this.#unwritten.length === 1) {
-        setImmediate(() => { this.#write() })
-      }
+      this.#scheduleFlush()
     })
     return id
   }
 
+  #scheduleFlush (): void {
+    if (!this.#flushing) {
+      this.#flushing = true
+      setImmediate(() => { this.#flush() })
+    }
+  }
+
   /**
-   * Group commit: the emits of one event-loop turn are written in one transaction, in
-   * the order they were made; each resolves once that transaction (and, when replicated,
-   * the copy elsewhere) is durable
+   * Group commit: the settled deliveries and the emits of one event-loop turn are written
+   * in one transaction, with the claims of the deliveries that became due (those start
+   * once it has committed). Emits keep their order; each resolves once that transaction
+   * (and, when replicated, the copy elsewhere) is durable. One write that fails is rolled
+   * back alone (a savepoint): a failed acknowledgement leaves its delivery to come again
+   * (at least once), failed emits are rejected.
    */
-  #write (): void {
+  #flush (): void {
+    this.#flushing = false
+    const settles = this.#unsettled.splice(0)
     const emits = this.#unwritten.splice(0)
+    let emitError: Error | undefined
+    const over: Over[] = []
+    try {
+      this.#transaction(() => {
+        for (const settle of settles) {
+          try {
+            const settled: Over[] = []
+            this.#queue.atomically(() => { settle.bookkeeping(settled) })
+            over.push(...settled)
+          } catch (err) {
+            this.#log.error({ err, edge: settle.state.key }, 'could not record the outcome of a delivery: it will be delivered again')
+          }
+          this.#settled(settle.target, settle.state)
+        }
+        if (emits.length > 0) {
+          try {
+            this.#queue.enqueueMany(emits)
+            this.#wake(new Set(emits.flatMap((emit) => emit.edges)))
+          } catch (err) {
+            emitError = err as Error
+          }
+        }
+      })
+    } catch (err) {
+      // the commit failed: nothing of this turn is written
+      this.#log.error({ err }, 'could not write the queue\'s changes of this turn')
+      emitError ??= err as Error
+      over.length = 0
+      for (const settle of settles) {
+        if (settle.state.inFlight) {
+          this.#settled(settle.target, settle.state)
+        }
+      }
+    }
+    if (over.length > 0) {
+      this.#settledHook?.(over)
+    }
+    if (emits.length > 0) {
+      this.#answer(emits, emitError)
+    }
+  }
+
+  /** The emits of a group commit are durable here (or failed): copy them elsewhere when replicated, then resolve them */
+  #answer (emits: Unwritten[], error: Error | undefined): void {
     const answer = (err?: Error): void => {
       for (const emit of emits) {
         if (err === undefined) {
@@ -224,28 +309,13 @@ export class Dispatcher implements Startable {
         }
       }
     }
-    try {
-      this.#queue.enqueueMany(emits)
-    } catch (err) {
-      answer(err as Error)
+    if (error !== undefined || this.#replicate === undefined) {
+      answer(error)
       return
     }
-    const copies = this.#replicate === undefined
-      ? []
-      : emits.flatMap(({ event, targets }) => targets.map((t) => ({ event, edge: t.edge, to: t.to, priority: t.priority, attempts: 0 })))
-    // delivery from here starts at once; the emit waits for the copy elsewhere, if any
-    const replicated = this.#replicate?.(copies, {})
-    try {
-      this.#wake(new Set(emits.flatMap((emit) => emit.edges)))
-    } catch (err) {
-      // the events are durable: a claim that failed now is tried again at the next wake
-      this.#log.error({ err }, 'could not start deliveries after an emit')
-    }
-    if (replicated === undefined) {
-      answer()
-    } else {
-      replicated.then(() => { answer() }, (err: unknown) => { answer(err as Error) })
-    }
+    const copies = emits.flatMap(({ event, targets }) => targets.map((t) => ({ event, edge: t.edge, to: t.to, priority: t.priority, attempts: 0 })))
+    // delivery from here has started; the emit waits for the copy elsewhere
+    this.#replicate(copies, {}).then(() => { answer() }, (err: unknown) => { answer(err as Error) })
   }
 
   #wake (edges: Iterable<EdgeState>): void {
@@ -292,7 +362,11 @@ export class Dispatcher implements Startable {
     }
   }
 
-  /** Start as many deliveries for `target` as it has free slots and due work */
+  /**
+   * Start as many deliveries for `target` as it has free slots and due work. Inside
+   * {@link #transaction} the claims are part of that transaction and the deliveries start
+   * once it has committed.
+   */
   #pump (target: TargetState): void {
     if (!this.#running) {
       return
@@ -305,16 +379,15 @@ export class Dispatcher implements Startable {
     while (target.busy < this.#slots) {
       const now = Date.now()
       const candidates = target.edges
-        .filter((s) => !s.inFlight)
+        .filter((s) => !s.inFlight && this.#queue.mayHavePending(s.key))
         .sort((a, b) => b.edge.priority - a.edge.priority || a.lastServed - b.lastServed)
       let started = false
       for (const state of candidates) {
-        const claimed = this.#queue.claim(state.key, handler.deliverBatch === undefined ? 1 : Math.max(1, handler.maxBatch ?? this.#batch), now)
+        const { deliveries: claimed, nextDue } = this.#queue.claimDue(state.key, handler.deliverBatch === undefined ? 1 : Math.max(1, handler.maxBatch ?? this.#batch), now)
         const delivery = claimed[0]
         if (delivery === undefined) {
-          const due = this.#queue.nextDue(state.key)
-          if (due !== undefined) {
-            soonest = Math.min(soonest, due)
+          if (nextDue !== undefined) {
+            soonest = Math.min(soonest, nextDue)
           }
           continue
         }
@@ -322,10 +395,13 @@ export class Dispatcher implements Startable {
         state.lastServed = ++this.#served
         target.busy++
         started = true
-        if (claimed.length > 1 && handler.deliverBatch !== undefined) {
-          this.#deliverBatch(target, state, handler.deliverBatch.bind(handler), claimed)
+        const start = claimed.length > 1 && handler.deliverBatch !== undefined
+          ? () => { this.#deliverBatch(target, state, handler.deliverBatch?.bind(handler) as NonNullable<EventTarget['deliverBatch']>, claimed) }
+          : () => { this.#deliver(target, state, handler, delivery) }
+        if (this.#deferred === undefined) {
+          start()
         } else {
-          this.#deliver(target, state, handler, delivery)
+          this.#deferred.push({ target, state, start })
         }
         break
       }
@@ -333,11 +409,45 @@ export class Dispatcher implements Startable {
         break
       }
     }
-    if (soonest !== Infinity && target.timer === undefined) {
+    if (soonest !== Infinity) {
+      this.#pumpAt(target, soonest)
+    }
+  }
+
+  #pumpAt (target: TargetState, at: number): void {
+    if (target.timer === undefined) {
       target.timer = setTimeout(() => {
         target.timer = undefined
         this.#pump(target)
-      }, Math.max(0, soonest - Date.now()))
+      }, Math.max(0, at - Date.now()))
+    }
+  }
+
+  /**
+   * Run `work` (queue writes and claims) in one transaction; the deliveries it claimed
+   * start once that has committed. When it fails nothing was claimed: the edges are free
+   * again and their targets look for work a little later.
+   */
+  #transaction (work: () => void): void {
+    if (this.#deferred !== undefined) {
+      work()
+      return
+    }
+    const deferred: Deferred[] = this.#deferred = []
+    try {
+      this.#queue.atomically(work)
+    } catch (err) {
+      for (const { target, state } of deferred) {
+        state.inFlight = false
+        target.busy--
+        this.#pumpAt(target, Date.now() + UNAVAILABLE_RETRY_MS)
+      }
+      throw err
+    } finally {
+      this.#deferred = undefined
+    }
+    for (const { start } of deferred) {
+      start()
     }
   }
 
@@ -345,13 +455,13 @@ export class Dispatcher implements Startable {
     const event = eventOf(delivery)
     const startedAt = performance.timeOrigin + performance.now()
     handler.deliver(event).then(() => {
-      this.#settleWith(target, state, () => {
+      this.#settleWith(target, state, (over) => {
         this.#queue.complete([{ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') }])
+        over.push({ eventId: event.id, edge: delivery.edge })
       })
-      this.#settledHook?.([{ eventId: event.id, edge: delivery.edge }])
     }, (err: unknown) => {
-      this.#settleWith(target, state, () => {
-        this.#failed(target, state, delivery, event, startedAt, err)
+      this.#settleWith(target, state, (over) => {
+        this.#failed(target, state, delivery, event, startedAt, err, over)
       })
     }).catch((err: unknown) => {
       this.#log.error({ err }, 'dispatcher bookkeeping failed')
@@ -367,8 +477,8 @@ export class Dispatcher implements Startable {
     const events = deliveries.map(eventOf)
     const startedAt = performance.timeOrigin + performance.now()
     deliverBatch(events).then((results) => {
-      const done: Array<{ id: number, hop: Hop }> = []
-      this.#settleWith(target, state, () => {
+      this.#settleWith(target, state, (over) => {
+        const done: Array<{ id: number, hop: Hop }> = []
         let failedAt = -1
         results.forEach((result, i) => {
           const delivery = deliveries[i] as Delivery
@@ -380,20 +490,20 @@ export class Dispatcher implements Startable {
             done.push({ id: delivery.id, hop: hopOf(event, target.brane, startedAt, 'ok') })
           } else {
             failedAt = i
-            this.#failed(target, state, delivery, event, startedAt, result.reason)
+            this.#failed(target, state, delivery, event, startedAt, result.reason, over)
           }
         })
         this.#queue.complete(done)
+        over.push(...done.map(({ hop }) => ({ eventId: hop.eventId, edge: state.key })))
         const skipped = failedAt === -1 ? deliveries.slice(results.length) : deliveries.slice(failedAt + 1)
         for (const delivery of skipped) {
           this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
         }
       })
-      this.#settledHook?.(done.map(({ hop }) => ({ eventId: hop.eventId, edge: state.key })))
     }, (err: unknown) => {
       // the batch as a whole failed: the first delivery fails, the others were not started
-      this.#settleWith(target, state, () => {
-        this.#failed(target, state, deliveries[0] as Delivery, events[0] as BraneEvent, startedAt, err)
+      this.#settleWith(target, state, (over) => {
+        this.#failed(target, state, deliveries[0] as Delivery, events[0] as BraneEvent, startedAt, err, over)
         for (const delivery of deliveries.slice(1)) {
           this.#queue.release(delivery, 'not started: an earlier event of its edge failed', 0)
         }
@@ -404,7 +514,7 @@ export class Dispatcher implements Startable {
   }
 
   /** A delivery failed: retried, dead-lettered, or (no node could take it) put back as it was */
-  #failed (target: TargetState, state: EdgeState, delivery: Delivery, event: BraneEvent, startedAt: number, err: unknown): void {
+  #failed (target: TargetState, state: EdgeState, delivery: Delivery, event: BraneEvent, startedAt: number, err: unknown, over: Over[]): void {
     const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
     if (err instanceof Error && err.name === 'TargetUnavailableError') {
       // nobody could take it (e.g. its node just died): no attempt is spent
@@ -416,30 +526,20 @@ export class Dispatcher implements Startable {
     // a consumer that rejects an event will reject it again: no retries
     const outcome = this.#queue.fail(delivery, message, { final: err instanceof Error && err.name === 'RejectedEventError' })
     if (outcome === 'dead') {
-      this.#settledHook?.([{ eventId: event.id, edge: delivery.edge }])
+      over.push({ eventId: event.id, edge: delivery.edge })
     }
     this.#log[outcome === 'dead' ? 'error' : 'warn']({ event: event.id, edge: state.key, attempt: event.attempt, error: message },
       outcome === 'dead' ? 'delivery dead-lettered' : 'delivery failed, will retry')
   }
 
   /**
-   * A delivery (or batch) is over: its outcome written by `bookkeeping` and the edge's
-   * next claim in one transaction (one commit). The edge is settled even when the
-   * writes fail (what they would have written is then done again: at least once).
+   * A delivery (or batch) is over: its outcome (`bookkeeping`) is written with this
+   * turn's group commit, which also claims the edge's next deliveries; the deliveries it
+   * says are over (acknowledged or dead-lettered) are told to `settled` once committed
    */
-  #settleWith (target: TargetState, state: EdgeState, bookkeeping: () => void): void {
-    let settled = false
-    try {
-      this.#queue.atomically(() => {
-        bookkeeping()
-        settled = true
-        this.#settled(target, state)
-      })
-    } finally {
-      if (!settled) {
-        this.#settled(target, state)
-      }
-    }
+  #settleWith (target: TargetState, state: EdgeState, bookkeeping: (over: Over[]) => void): void {
+    this.#unsettled.push({ target, state, bookkeeping })
+    this.#scheduleFlush()
   }
 
   /** The edge's delivery (or batch) is over: the edge and the target's slot are free again */
@@ -455,10 +555,8 @@ export class Dispatcher implements Startable {
 
 /** `topic:b3:<32 hex>`: a BLAKE3 of the source, payload and a process-unique counter */
 function eventId (source: string, topic: string, payload: Uint8Array): string {
-  const hasher = createBlake3()
-  hasher.update(Buffer.from(`${source}\u0000${topic}\u0000${process.pid}\u0000${Date.now()}\u0000${++sequence}\u0000${Math.random()}\u0000`))
-  hasher.update(payload)
-  return `${topic}:b3:${hasher.digestHex().slice(0, 32)}`
+  const unique = Buffer.from(`${source}\u0000${topic}\u0000${process.pid}\u0000${Date.now()}\u0000${++sequence}\u0000${Math.random()}\u0000`)
+  return `${topic}:b3:${blake3Hex(unique, payload).slice(0, 32)}`
 }
 
 /** The event a delivery carries, as its target receives it */

@@ -134,7 +134,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
   updated_at INTEGER NOT NULL,
   UNIQUE (event_id, edge)
 );
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, priority DESC, id) WHERE state = 'pending';
+DROP INDEX IF EXISTS deliveries_due;
 CREATE INDEX IF NOT EXISTS deliveries_edge ON deliveries (edge, state, id);
 CREATE TABLE IF NOT EXISTS hops (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -204,7 +204,8 @@ export class EventQueue {
   readonly #maxBackoff: number
   readonly #insertEvent: Database.Statement
   readonly #insertDelivery: Database.Statement
-  readonly #due: Database.Statement
+  /** the claim query per limit: a literal LIMIT (one bound as a parameter makes SQLite prepare the statement again at every run) */
+  readonly #due = new Map<number, Database.Statement>()
   readonly #markInflight: Database.Statement
   readonly #markDone: Database.Statement
   readonly #retry: Database.Statement
@@ -218,13 +219,13 @@ export class EventQueue {
   readonly #delta = new Map<string, number>()
   #writing = false
   readonly #statements = new Map<string, Database.Statement>()
-  readonly #nextDue: Database.Statement
   readonly #insertHop: Database.Statement
   readonly #adoptDelivery: Database.Statement
   readonly #adoptTx: (copies: readonly DeliveryCopy[], now: number) => number
   #acked = 0
   readonly #completeTx: (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => void
-  readonly #claimTx: (edge: string, limit: number, now: number) => DeliveryRow[]
+  readonly #inTransaction: (work: () => unknown) => unknown
+  readonly #claimTx: (edge: string, limit: number, now: number) => { rows: DeliveryRow[], nextDue: number | undefined }
 
   /**
    * Opens (or creates) the queue. One that exists but is empty, cannot be read, or fails
@@ -264,27 +265,22 @@ export class EventQueue {
       last_error = 'the node stopped while delivering it (a crash, a kill, or the event itself)', updated_at = ? WHERE state = 'inflight'`).run(this.#maxAttempts, Date.now())
     this.#insertEvent = this.#db.prepare(INSERT_EVENT)
     this.#insertDelivery = this.#db.prepare("INSERT OR IGNORE INTO deliveries (event_id, edge, target, priority, state, next_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
-    this.#due = this.#db.prepare(`
-      SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at
-      FROM deliveries d JOIN events e ON e.id = d.event_id
-      WHERE d.state = 'pending' AND d.edge = ?
-      ORDER BY d.id LIMIT ?`)
     this.#markInflight = this.#db.prepare("UPDATE deliveries SET state = 'inflight', updated_at = ? WHERE id = ?")
     this.#markDone = this.#db.prepare("UPDATE deliveries SET state = 'done', updated_at = ? WHERE id = ? AND state = 'inflight' RETURNING edge")
     this.#retry = this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = attempts + 1, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#release = this.#db.prepare("UPDATE deliveries SET state = 'pending', next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#kill = this.#db.prepare("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?")
-    this.#nextDue = this.#db.prepare("SELECT next_at AS t FROM deliveries WHERE edge = ? AND state = 'pending' ORDER BY id LIMIT 1")
     this.#insertHop = this.#db.prepare('INSERT INTO hops (trace_id, event_id, source, target, topic, bytes, compressed, attempt, started_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    this.#inTransaction = this.#db.transaction((work: () => unknown) => work())
     // one transaction for the rows a claim marks in flight (not one per row)
-    this.#claimTx = this.#db.transaction((edge: string, limit: number, now: number): DeliveryRow[] => {
-      const pending = this.#due.all(edge, limit) as DeliveryRow[]
+    this.#claimTx = this.#db.transaction((edge: string, limit: number, now: number) => {
+      const pending = this.#dueStatement(limit).all(edge) as DeliveryRow[]
       const firstLater = pending.findIndex((row) => row.next_at > now)
       const rows = firstLater === -1 ? pending : pending.slice(0, firstLater)
       for (const row of rows) {
         this.#markInflight.run(now, row.id)
       }
-      return rows
+      return { rows, nextDue: pending[firstLater]?.next_at }
     })
     this.#completeTx = this.#db.transaction((done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => {
       for (const { id, hop } of done) {
@@ -332,16 +328,42 @@ export class EventQueue {
     return statement
   }
 
+  #dueStatement (limit: number): Database.Statement {
+    let statement = this.#due.get(limit)
+    if (statement === undefined) {
+      statement = this.#db.prepare(`
+        SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at
+        FROM deliveries d JOIN events e ON e.id = d.event_id
+        WHERE d.state = 'pending' AND d.edge = ?
+        ORDER BY d.id LIMIT ${Math.max(1, Math.floor(limit))}`)
+      this.#due.set(limit, statement)
+    }
+    return statement
+  }
+
   #count (edge: string, delta: number): void {
     if (delta !== 0) {
       this.#delta.set(edge, (this.#delta.get(edge) ?? 0) + delta)
     }
   }
 
-  /** Run a write; its changes to the depth per edge count once the outermost write has returned (committed) */
+  /**
+   * Run a write; its changes to the depth per edge count once the outermost write has
+   * returned (committed). A nested write that throws was rolled back to its savepoint:
+   * its changes do not count.
+   */
   #counted<T> (write: () => T): T {
     if (this.#writing) {
-      return write()
+      const before = new Map(this.#delta)
+      try {
+        return write()
+      } catch (err) {
+        this.#delta.clear()
+        for (const [edge, delta] of before) {
+          this.#delta.set(edge, delta)
+        }
+        throw err
+      }
     }
     this.#writing = true
     try {
@@ -361,7 +383,7 @@ export class EventQueue {
    * dispatcher acknowledges a delivery and claims the next of its edge in one.
    */
   atomically<T> (work: () => T): T {
-    return this.#counted(() => this.#db.transaction(work)())
+    return this.#counted(() => this.#inTransaction(work) as T)
   }
 
   #recount (): void {
@@ -396,7 +418,16 @@ export class EventQueue {
    * Callers keep the order by claiming again only after the previous claim is settled.
    */
   claim (edge: string, limit: number, now = Date.now()): Delivery[] {
-    return this.#claimTx(edge, limit, now).map(deliveryOf)
+    return this.claimDue(edge, limit, now).deliveries
+  }
+
+  /**
+   * {@link claim}, also saying when the edge's head is due when it is pending but not due
+   * yet (one query for both)
+   */
+  claimDue (edge: string, limit: number, now = Date.now()): { deliveries: Delivery[], nextDue: number | undefined } {
+    const { rows, nextDue } = this.#claimTx(edge, limit, now)
+    return { deliveries: rows.map(deliveryOf), nextDue }
   }
 
   /** Deliveries that succeeded: their hops and acknowledgements, in one transaction */
@@ -444,10 +475,12 @@ export class EventQueue {
     return this.#depth.get(edge) ?? 0
   }
 
-  /** When the head of `edge` is due (ms since the epoch), if it has pending deliveries */
-  nextDue (edge: string): number | undefined {
-    const row = this.#nextDue.get(edge) as { t: number } | undefined
-    return row?.t
+  /**
+   * Whether `edge` may have pending deliveries, counting the writes of the transaction
+   * running now: false means a claim would find nothing (no query needed)
+   */
+  mayHavePending (edge: string): boolean {
+    return (this.#depth.get(edge) ?? 0) + (this.#delta.get(edge) ?? 0) > 0
   }
 
   /** The dead-letter queue */

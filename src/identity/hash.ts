@@ -28,16 +28,20 @@ export function toHex (bytes: Uint8Array): string {
 }
 
 /**
- * BLAKE3-256 of `bytes` as 64 lowercase hex digits.
+ * BLAKE3-256 of `bytes` (and of `more` after it, as if concatenated) as 64 lowercase hex
+ * digits.
  *
  * @example
  * ```ts
  * blake3Hex(new Uint8Array()) // 'af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262'
  * ```
  */
-export function blake3Hex (bytes: Uint8Array): string {
+export function blake3Hex (bytes: Uint8Array, ...more: Uint8Array[]): string {
   engine.init()
   engine.update(bytes)
+  for (const chunk of more) {
+    engine.update(chunk)
+  }
   return engine.digest('hex')
 }
 
