@@ -238,6 +238,12 @@ describe('dispatcher', () => {
     const trace = queue.trace(id.slice(0, 20))
     assert.ok(trace !== undefined)
     assert.equal(trace.traceId, id)
+    const second = trace.hops[1]?.eventId ?? ''
+    assert.notEqual(second, id)
+    assert.equal(queue.trace(second)?.traceId, id, 'found by the id of a later event of the trace')
+    queue.compact(Date.now() + 1000)
+    assert.equal(queue.trace(second)?.traceId, id, 'and once that event is compacted away')
+    assert.equal(queue.trace('tensor.shard:b3:ffffffff'), undefined)
     assert.deepEqual(trace.hops.map((h) => [h.from, h.to, h.topic, h.bytes, h.outcome]), [
       ['ingest', 'transform', 'raw.batch', 10, 'ok'],
       ['transform', 'train', 'tensor.shard', 20, 'ok']

@@ -135,7 +135,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
   UNIQUE (event_id, edge)
 );
 DROP INDEX IF EXISTS deliveries_due;
-CREATE INDEX IF NOT EXISTS deliveries_edge ON deliveries (edge, state, id);
+DROP INDEX IF EXISTS deliveries_edge;
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (edge, id) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS hops (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   trace_id TEXT NOT NULL,
@@ -151,7 +152,7 @@ CREATE TABLE IF NOT EXISTS hops (
   outcome TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS hops_trace ON hops (trace_id, id);
-CREATE INDEX IF NOT EXISTS hops_event ON hops (event_id);
+DROP INDEX IF EXISTS hops_event;
 CREATE TABLE IF NOT EXISTS replicas (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   origin TEXT NOT NULL,
@@ -251,6 +252,8 @@ export class EventQueue {
       this.#db.pragma('journal_mode = WAL')
       this.#db.pragma(`synchronous = ${init.durability === 'full' ? 'FULL' : 'NORMAL'}`)
       this.#db.exec(SCHEMA)
+      // statement journals (savepoints of a group commit) in memory, not in temporary files
+      this.#db.pragma('temp_store = MEMORY')
     } catch (err) {
       this.#db.close()
       if (err instanceof QueueError) {
@@ -512,17 +515,20 @@ export class EventQueue {
    * unambiguous prefix of either works too).
    */
   trace (id: string): { traceId: string, hops: Hop[] } | undefined {
-    const found = this.#db.prepare('SELECT trace_id FROM hops WHERE trace_id = ? OR event_id = ? LIMIT 1').get(id, id) as { trace_id: string } | undefined ??
-      this.#db.prepare("SELECT DISTINCT trace_id FROM hops WHERE trace_id LIKE ? ESCAPE '\\' OR event_id LIKE ? ESCAPE '\\' LIMIT 2").all(`${escapeLike(id)}%`, `${escapeLike(id)}%`) as Array<{ trace_id: string }>
-    const traceId = Array.isArray(found) ? (found.length === 1 ? found[0]?.trace_id : undefined) : found?.trace_id
-    if (traceId === undefined) {
-      return undefined
+    const hopsOf = (traceId: string): Hop[] => (this.#db.prepare('SELECT * FROM hops WHERE trace_id = ? ORDER BY started_at, id').all(traceId) as HopRow[]).map(hopOfRow)
+    // a trace id, or the id of an event still in the queue (hops are indexed by trace only:
+    // one index less to write per delivery)
+    const event = this.#db.prepare('SELECT trace_id FROM events WHERE id = ?').get(id) as { trace_id: string } | undefined
+    for (const traceId of new Set([id, event?.trace_id ?? id])) {
+      const hops = hopsOf(traceId)
+      if (hops.length > 0) {
+        return { traceId, hops }
+      }
     }
-    const rows = this.#db.prepare('SELECT * FROM hops WHERE trace_id = ? ORDER BY started_at, id').all(traceId) as Array<{ trace_id: string, event_id: string, source: string, target: string, topic: string, bytes: number, compressed: number, attempt: number, started_at: number, ended_at: number, outcome: string }>
-    return {
-      traceId,
-      hops: rows.map((r) => ({ traceId: r.trace_id, eventId: r.event_id, from: r.source, to: r.target, topic: r.topic, bytes: r.bytes, compressed: r.compressed === 1, attempt: r.attempt, startedAt: r.started_at, endedAt: r.ended_at, outcome: r.outcome }))
-    }
+    // a prefix, or an event compacted away since: a scan
+    const found = this.#db.prepare("SELECT DISTINCT trace_id FROM hops WHERE trace_id LIKE ? ESCAPE '\\' OR event_id LIKE ? ESCAPE '\\' LIMIT 2").all(`${escapeLike(id)}%`, `${escapeLike(id)}%`) as Array<{ trace_id: string }>
+    const traceId = found.length === 1 ? found[0]?.trace_id : undefined
+    return traceId === undefined ? undefined : { traceId, hops: hopsOf(traceId) }
   }
 
   /** Counts by state, for status and tests */
@@ -646,6 +652,24 @@ function deliveryOf (row: DeliveryRow): Delivery {
       createdAt: row.created_at
     }
   }
+}
+
+interface HopRow {
+  trace_id: string
+  event_id: string
+  source: string
+  target: string
+  topic: string
+  bytes: number
+  compressed: number
+  attempt: number
+  started_at: number
+  ended_at: number
+  outcome: string
+}
+
+function hopOfRow (r: HopRow): Hop {
+  return { traceId: r.trace_id, eventId: r.event_id, from: r.source, to: r.target, topic: r.topic, bytes: r.bytes, compressed: r.compressed === 1, attempt: r.attempt, startedAt: r.started_at, endedAt: r.ended_at, outcome: r.outcome }
 }
 
 function escapeLike (text: string): string {
