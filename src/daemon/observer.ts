@@ -192,7 +192,7 @@ export class RequestObserver {
   }
 
   #eventLine (brane: string, event: BraneEvent): string {
-    return `EVT ${event.topic} ${event.id.slice(event.topic.length + 1, event.topic.length + 16)}… ${event.source} → ${brane}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`
+    return `EVT ${event.topic} …${event.id.slice(-12)} ${event.source} → ${brane}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`
   }
 
   #delivered (brane: string, event: BraneEvent, start: number, timing: object): void {

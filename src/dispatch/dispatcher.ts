@@ -553,10 +553,17 @@ export class Dispatcher implements Startable {
   }
 }
 
-/** `topic:b3:<32 hex>`: a BLAKE3 of the source, payload and a process-unique counter */
+/**
+ * `topic:b3:<32 hex>`, time-ordered like a UUIDv7: 12 hex digits of the emit time (ms since
+ * the epoch), then 20 of a BLAKE3 of the source, topic, payload, a process-unique counter
+ * and randomness. Ids of one topic sort by time, so the queue's indexes keyed by event id
+ * grow at their end (a random key dirtied a random page of each per event: ~30 % of the
+ * events/s of a chain).
+ */
 function eventId (source: string, topic: string, payload: Uint8Array): string {
-  const unique = Buffer.from(`${source}\u0000${topic}\u0000${process.pid}\u0000${Date.now()}\u0000${++sequence}\u0000${Math.random()}\u0000`)
-  return `${topic}:b3:${blake3Hex(unique, payload).slice(0, 32)}`
+  const now = Date.now()
+  const unique = Buffer.from(`${source}\u0000${topic}\u0000${process.pid}\u0000${now}\u0000${++sequence}\u0000${Math.random()}\u0000`)
+  return `${topic}:b3:${now.toString(16).padStart(12, '0')}${blake3Hex(unique, payload).slice(0, 20)}`
 }
 
 /** The event a delivery carries, as its target receives it */
