@@ -268,34 +268,39 @@ export class EventQueue {
       last_error = 'the node stopped while delivering it (a crash, a kill, or the event itself)', updated_at = ? WHERE state = 'inflight'`).run(this.#maxAttempts, Date.now())
     this.#insertEvent = this.#db.prepare(INSERT_EVENT)
     this.#insertDelivery = this.#db.prepare("INSERT OR IGNORE INTO deliveries (event_id, edge, target, priority, state, next_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?)")
-    this.#markInflight = this.#db.prepare("UPDATE deliveries SET state = 'inflight', updated_at = ? WHERE id = ?")
-    this.#markDone = this.#db.prepare("UPDATE deliveries SET state = 'done', updated_at = ? WHERE id = ? AND state = 'inflight' RETURNING edge")
+    // a claim takes the first pending deliveries of an edge: they are its pending ones up to the last id taken
+    this.#markInflight = this.#db.prepare("UPDATE deliveries SET state = 'inflight', updated_at = ? WHERE state = 'pending' AND edge = ? AND id <= ?")
+    // the ids as a JSON array: one statement for a batch
+    this.#markDone = this.#db.prepare("UPDATE deliveries SET state = 'done', updated_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND state = 'inflight' RETURNING edge")
     this.#retry = this.#db.prepare("UPDATE deliveries SET state = 'pending', attempts = attempts + 1, next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#release = this.#db.prepare("UPDATE deliveries SET state = 'pending', next_at = ?, last_error = ?, updated_at = ? WHERE id = ?")
     this.#kill = this.#db.prepare("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?, updated_at = ? WHERE id = ?")
     this.#insertHop = this.#db.prepare('INSERT INTO hops (trace_id, event_id, source, target, topic, bytes, compressed, attempt, started_at, ended_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
     this.#inTransaction = this.#db.transaction((work: () => unknown) => work())
     // one transaction for the rows a claim marks in flight (not one per row)
-    this.#claimTx = this.#db.transaction((edge: string, limit: number, now: number) => {
+    this.#claimTx = this.#ownTransaction((edge: string, limit: number, now: number) => {
       const pending = this.#dueStatement(limit).all(edge) as DeliveryRow[]
       const firstLater = pending.findIndex((row) => row.next_at > now)
       const rows = firstLater === -1 ? pending : pending.slice(0, firstLater)
-      for (const row of rows) {
-        this.#markInflight.run(now, row.id)
+      const last = rows.at(-1)
+      if (last !== undefined) {
+        this.#markInflight.run(now, edge, last.id)
       }
       return { rows, nextDue: pending[firstLater]?.next_at }
     })
-    this.#completeTx = this.#db.transaction((done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => {
-      for (const { id, hop } of done) {
+    this.#completeTx = this.#ownTransaction((done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => {
+      if (done.length === 0) {
+        return
+      }
+      for (const { hop } of done) {
         this.recordHop(hop)
-        const row = this.#markDone.get(now, id) as { edge: string } | undefined
-        if (row !== undefined) {
-          this.#acked++
-          this.#count(row.edge, -1)
-        }
+      }
+      for (const row of this.#markDone.all(now, JSON.stringify(done.map(({ id }) => id))) as Array<{ edge: string }>) {
+        this.#acked++
+        this.#count(row.edge, -1)
       }
     })
-    this.#enqueueTx = this.#db.transaction((event: QueuedEvent, targets: readonly DeliveryTarget[]) => {
+    this.#enqueueTx = this.#ownTransaction((event: QueuedEvent, targets: readonly DeliveryTarget[]) => {
       this.#writeEvent(event)
       let added = 0
       for (const target of targets) {
@@ -319,6 +324,15 @@ export class EventQueue {
       return added
     })
     this.#recount()
+  }
+
+  /**
+   * `work` in a transaction of its own, or as part of the one running (a savepoint per
+   * call would cost more than the work: callers that need one use {@link atomically})
+   */
+  #ownTransaction<A extends unknown[], R> (work: (...args: A) => R): (...args: A) => R {
+    const transaction = this.#db.transaction(work)
+    return (...args: A): R => this.#db.inTransaction ? work(...args) : transaction(...args)
   }
 
   /** A statement prepared once, on first use (for the writes of hand-over and replicas) */
