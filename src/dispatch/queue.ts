@@ -205,7 +205,7 @@ export class EventQueue {
   readonly #maxBackoff: number
   readonly #insertEvent: Database.Statement
   readonly #insertDelivery: Database.Statement
-  /** the claim query per limit: a literal LIMIT (one bound as a parameter makes SQLite prepare the statement again at every run) */
+  /** the claim query per limit (columns in the order of DeliveryRow): a literal LIMIT (one bound as a parameter makes SQLite prepare the statement again at every run) */
   readonly #due = new Map<number, Database.Statement>()
   readonly #markInflight: Database.Statement
   readonly #markDone: Database.Statement
@@ -279,7 +279,8 @@ export class EventQueue {
     this.#inTransaction = this.#db.transaction((work: () => unknown) => work())
     // one transaction for the rows a claim marks in flight (not one per row)
     this.#claimTx = this.#ownTransaction((edge: string, limit: number, now: number) => {
-      const pending = this.#dueStatement(limit).all(edge) as DeliveryRow[]
+      // rows as arrays (no object per row); the columns are DUE_COLUMNS
+      const pending = (this.#dueStatement(limit).all(edge) as DueRow[]).map(dueRow)
       const firstLater = pending.findIndex((row) => row.next_at > now)
       const rows = firstLater === -1 ? pending : pending.slice(0, firstLater)
       const last = rows.at(-1)
@@ -352,7 +353,7 @@ export class EventQueue {
         SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at
         FROM deliveries d JOIN events e ON e.id = d.event_id
         WHERE d.state = 'pending' AND d.edge = ?
-        ORDER BY d.id LIMIT ${Math.max(1, Math.floor(limit))}`)
+        ORDER BY d.id LIMIT ${Math.max(1, Math.floor(limit))}`).raw(true)
       this.#due.set(limit, statement)
     }
     return statement
@@ -409,7 +410,7 @@ export class EventQueue {
   }
 
   #writeEvent (event: QueuedEvent): void {
-    this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, JSON.stringify(event.hops), event.createdAt)
+    this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, event.hops.length === 0 ? '[]' : JSON.stringify(event.hops), event.createdAt)
   }
 
   /**
@@ -649,6 +650,13 @@ export class EventQueue {
   }
 }
 
+/** A row of the claim query in raw mode: its columns in the order of {@link DeliveryRow} */
+type DueRow = [number, string, string, number, number, number, string, string, string, Buffer, string, string, number]
+
+function dueRow (r: DueRow): DeliveryRow {
+  return { id: r[0], edge: r[1], target: r[2], priority: r[3], attempts: r[4], next_at: r[5], event_id: r[6], topic: r[7], source: r[8], payload: r[9], trace_id: r[10], hops: r[11], created_at: r[12] }
+}
+
 function deliveryOf (row: DeliveryRow): Delivery {
   return {
     id: row.id,
@@ -662,7 +670,7 @@ function deliveryOf (row: DeliveryRow): Delivery {
       source: row.source,
       payload: new Uint8Array(row.payload.buffer, row.payload.byteOffset, row.payload.byteLength),
       traceId: row.trace_id,
-      hops: JSON.parse(row.hops) as unknown[],
+      hops: row.hops === '[]' ? [] : JSON.parse(row.hops) as unknown[],
       createdAt: row.created_at
     }
   }
