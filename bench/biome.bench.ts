@@ -4,9 +4,10 @@
  * the same chain on one node; and durable events/s from one node process to another
  * with plain JavaScript consumers, beside raw TCP carrying the same batches.
  */
-import type { ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createConnection, createServer, type Socket } from 'node:net'
+import { createInterface } from 'node:readline'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -48,8 +49,46 @@ edges = [{ from = "web", to = "mid", on = "hits" }, { from = "mid", to = "end", 
 
 let dir = ''
 let a: OmegaMeshNode | undefined
-let b: OmegaMeshNode | undefined
+let b: ChainNode | undefined
 let single: LocalNode | undefined
+
+// ------------------------------------------- node b of the chain, in a process of its own
+
+const CHAIN_NODE_ENV = 'OMEGA_BIOME_BENCH_CHAIN_NODE'
+const CHAIN_NODE_INIT = 'OMEGA_BIOME_BENCH_CHAIN_INIT'
+
+/** Node b as the bench sees it: its did, its deliveries acknowledged so far, and whether it runs mid */
+interface ChainNode { child: ChildProcess, did: string, acked: () => number, serving: () => boolean }
+
+/** The child: a mesh node that joins node a, then reports `acked serving` every 10 ms on stdout */
+async function runChainNode (): Promise<void> {
+  const init = JSON.parse(process.env[CHAIN_NODE_INIT] ?? '{}') as { home: string, bootstrap: string[], trust: string[] }
+  const node = await startMeshNode({ ...init, name: 'bench/b', substrate: 'biome', port: 0, logging: silentLogging(), admin: false, frontier: false })
+  process.stdout.write(`${JSON.stringify({ did: node.did })}\n`)
+  setInterval(() => {
+    process.stdout.write(`${node.local.acked} ${node.placement.get('mid')?.nodes[0] === node.did ? 1 : 0}\n`)
+  }, 10)
+  process.once('SIGTERM', () => { node.stop().finally(() => process.exit(0)).catch(() => {}) })
+}
+
+async function spawnChainNode (): Promise<ChainNode> {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], { env: { ...process.env, [CHAIN_NODE_ENV]: '1' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  let acked = 0
+  let serving = false
+  const did = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => { reject(new Error(`the bench's node b exited (${String(code)}) before reporting its did`)) })
+    createInterface({ input: child.stdout as NonNullable<ChildProcess['stdout']> }).on('line', (line) => {
+      if (line.startsWith('{')) {
+        resolve((JSON.parse(line) as { did: string }).did)
+        return
+      }
+      const [count, runs] = line.split(' ')
+      acked = Number(count)
+      serving = runs === '1'
+    })
+  })
+  return { child, did, acked: () => acked, serving: () => serving }
+}
 
 // ------------------------------------------------------- durable events between two processes
 
@@ -202,13 +241,13 @@ function eventsBetweenNodesCase (): BenchCase {
   }
 }
 
-export const cases: BenchCase[] = process.env[PEER_ENV] === '1'
+export const cases: BenchCase[] = process.env[PEER_ENV] === '1' || process.env[CHAIN_NODE_ENV] === '1'
   ? []
   : [
       eventsBetweenNodesCase(),
       {
         name: 'chain-across-2-nodes',
-        description: `Events/s through web → mid → end with mid on a second mesh node (two mesh hops per event; both nodes in this process, libp2p TCP + Noise + yamux on 127.0.0.1), 100-byte payloads (as events/chain-2-edges) in batches of ${BATCH}, vs the same chain on one node`,
+        description: `Events/s through web → mid → end with mid on a second mesh node in its own process (two mesh hops per event: libp2p TCP + Noise + yamux on 127.0.0.1), 100-byte payloads (as events/chain-2-edges) in batches of ${BATCH}, vs the same chain on one node`,
         metrics: ['ops/s'],
         budget: { rounds: 3, roundMs: 2000, warmupMs: 500 },
         setup: async () => {
@@ -219,7 +258,8 @@ export const cases: BenchCase[] = process.env[PEER_ENV] === '1'
           const logging = silentLogging()
           a = await startMeshNode({ home: join(dir, 'a'), name: 'bench/a', substrate: 'biome', port: 0, logging, admin: false, frontier: false })
           const key = await loadOrCreateNodeKey(join(dir, 'a'))
-          b = await startMeshNode({ home: join(dir, 'b'), name: 'bench/b', substrate: 'biome', port: 0, logging, admin: false, frontier: false, bootstrap: a.mesh.addrs, trust: [a.did] })
+          process.env[CHAIN_NODE_INIT] = JSON.stringify({ home: join(dir, 'b'), bootstrap: a.mesh.addrs, trust: [a.did] })
+          b = await spawnChainNode()
           await writeFile(join(dir, 'mesh.toml'), CHAIN('peers = "bench/b"', 'peers = "bench/a"'))
           const { document, blobs } = await prepareDeployment(join(dir, 'mesh.toml'), key, { home: join(dir, 'a'), time: new HybridClock(key.did).now() })
           const encoded: Record<string, string> = {}
@@ -228,7 +268,7 @@ export const cases: BenchCase[] = process.env[PEER_ENV] === '1'
           }
           await a.deploy({ document, blobs: encoded })
           const deadline = Date.now() + 30_000
-          while (b.placement.get('mid')?.nodes[0] !== b.did || a.placement.get('mid')?.nodes[0] !== b.did) {
+          while (a.placement.get('mid')?.nodes[0] !== b.did || !b.serving()) {
             if (Date.now() > deadline) {
               throw new Error('the deployment did not reach node b within 30 s')
             }
@@ -238,15 +278,16 @@ export const cases: BenchCase[] = process.env[PEER_ENV] === '1'
           single = await LocalNode.start(join(dir, 'one.toml'), { home: join(dir, 'one'), port: 0, logging, admin: false, metering: false })
         },
         teardown: async () => {
-          await b?.stop()
+          b?.child.kill('SIGTERM')
           await a?.stop()
           await single?.stop()
           await rm(dir, { recursive: true, force: true })
         },
         subject: {
-          label: 'omega: mid on another node (2 mesh hops)',
+          label: 'omega: mid on another node process (2 mesh hops)',
+          // deliveries acknowledged: web → mid on node a, mid → end on node b
           round: async (budget) => chainRound(budget, async (payload) => a?.local.emit('web', 'hits', payload),
-            () => (a?.local.acked ?? 0) + (b?.local.acked ?? 0), BATCH)
+            () => (a?.local.acked ?? 0) + (b?.acked() ?? 0), BATCH)
         },
         baseline: {
           label: 'the same chain on one node',
@@ -254,6 +295,13 @@ export const cases: BenchCase[] = process.env[PEER_ENV] === '1'
         }
       }
     ]
+
+if (process.env[CHAIN_NODE_ENV] === '1') {
+  runChainNode().catch((err: unknown) => {
+    process.stderr.write(`biome bench chain node: ${String(err)}\n`)
+    process.exitCode = 1
+  })
+}
 
 if (process.env[PEER_ENV] === '1') {
   runEventsPeer().catch((err: unknown) => {
