@@ -658,6 +658,7 @@ export class LocalNode {
     await Promise.allSettled([...this.#generation.running.values()].map(async (r) => { await r.close() }))
     clearInterval(this.#stateGc)
     this.#context.state.close()
+    this.#dispatcher.flush()
     this.#queue.close()
     // the final receipt covers everything served until now
     try {

@@ -346,6 +346,28 @@ describe('dispatcher', () => {
     assert.deepEqual(reopened.counts(), { pending: 1, inflight: 0, done: 5, dead: 0 }, 'it comes again after a restart: at least once')
   })
 
+  it('writes the acknowledgements still waiting for the group commit when flushed before its queue closes', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'omega-dispatch-'))
+    cleanups.push(async () => { await rm(dir, { recursive: true, force: true }) })
+    const path = join(dir, 'queue.db')
+    const queue = new EventQueue({ path })
+    let delivered: () => void = () => {}
+    const handled = new Promise<void>((resolve) => { delivered = resolve })
+    const dispatcher = new Dispatcher({ queue, logger, target: () => ({ deliver: async () => { delivered() } }) }, { edges: [edge('a', 'b', 'x')] })
+    dispatcher.start()
+    await dispatcher.emit('a', 'x', Buffer.from('1'))
+    await handled
+    for (let i = 0; i < 5; i++) {
+      await null // the handler's promise settles: its acknowledgement waits for this turn's commit
+    }
+    dispatcher.stop()
+    dispatcher.flush()
+    queue.close()
+    const reopened = new EventQueue({ path })
+    cleanups.push(() => { reopened.close() })
+    assert.deepEqual(reopened.counts(), { pending: 0, inflight: 0, done: 1, dead: 0 })
+  })
+
   it('drains: stops taking deliveries and waits for the running ones to settle', async () => {
     let finish: (() => void) | undefined
     const { dispatcher, queue } = await setup([edge('a', 'b', 'x')], {

@@ -237,6 +237,16 @@ export class Dispatcher implements Startable {
     return id
   }
 
+  /**
+   * Write what waits for this turn's group commit now (acknowledgements, emits): before
+   * the queue closes, so that nothing settled is left unwritten
+   */
+  flush (): void {
+    if (this.#unsettled.length > 0 || this.#unwritten.length > 0) {
+      this.#flush()
+    }
+  }
+
   #scheduleFlush (): void {
     if (!this.#flushing) {
       this.#flushing = true
@@ -254,6 +264,9 @@ export class Dispatcher implements Startable {
    */
   #flush (): void {
     this.#flushing = false
+    if (this.#unsettled.length === 0 && this.#unwritten.length === 0) {
+      return // written early by flush()
+    }
     const settles = this.#unsettled.splice(0)
     const emits = this.#unwritten.splice(0)
     let emitError: Error | undefined
