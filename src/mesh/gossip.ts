@@ -40,8 +40,11 @@ export interface GossipComponents {
   memberCount: () => number
   /** each rumor rides on this many × ceil(log10(n + 1)) probe messages */
   retransmitMult: number
-  /** send rumors at once to a fanout of peers not in `exclude` */
-  push: (rumors: Rumor[], exclude: Set<string>) => void
+  /**
+   * send rumors at once to a fanout of peers not in `exclude`; `until`: the ring arc this
+   * node passes them on within (see Ring.arcs), the whole ring when undefined
+   */
+  push: (rumors: Rumor[], exclude: Set<string>, until?: number) => void
   /** apply a member record; true when it was news */
   merge: (w: WireMember) => boolean
 }
@@ -90,8 +93,8 @@ export class Gossip {
     return rumor.k === 'm' ? `m:${rumor.m.did}` : `b:${rumor.id}`
   }
 
-  /** queue rumors for piggy-backing and push them at once to a fanout of peers */
-  disseminate (rumors: Rumor[], exclude: Set<string>): void {
+  /** queue rumors for piggy-backing and push them at once to a fanout of peers (within the ring arc up to `until`) */
+  disseminate (rumors: Rumor[], exclude: Set<string>, until?: number): void {
     if (rumors.length === 0 || !this.#components.started()) {
       return
     }
@@ -100,7 +103,7 @@ export class Gossip {
       const size = JSON.stringify(rumor).length
       this.#piggyback.set(this.#rumorKey(rumor), { rumor, size, left: transmits })
     }
-    this.#components.push(rumors, exclude)
+    this.#components.push(rumors, exclude, until)
   }
 
   /** the rumors to ride on the next probe or ack, if any */
@@ -126,8 +129,8 @@ export class Gossip {
     return out
   }
 
-  /** apply rumors; pass on those that were news */
-  receive (from: string, rumors: unknown): void {
+  /** apply rumors; pass on those that were news (within the ring arc up to `until`, when pushed with one) */
+  receive (from: string, rumors: unknown, until?: number): void {
     if (!Array.isArray(rumors)) {
       return
     }
@@ -154,7 +157,9 @@ export class Gossip {
       }
     }
     if (fresh.length > 0) {
-      this.disseminate(fresh, new Set([this.did, from]))
+      // nobody needs to be told about itself (a joiner, in particular, is not dialled for it)
+      const subjects = fresh.flatMap((r) => r.k === 'm' ? [r.m.did] : [])
+      this.disseminate(fresh, new Set([this.did, from, ...subjects]), until)
     }
   }
 

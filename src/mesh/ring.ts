@@ -54,18 +54,37 @@ export class Ring {
     }
     const candidates = this.#members()
     candidates.push(this.#did)
-    const hash = (did: string): number => {
-      let h = this.#hashes.get(did)
-      if (h === undefined) {
-        h = ringHash(did)
-        this.#hashes.set(did, h)
-      }
-      return h
-    }
-    candidates.sort((a, b) => hash(a) - hash(b) || (a < b ? -1 : 1))
+    candidates.sort((a, b) => this.#hash(a) - this.#hash(b) || (a < b ? -1 : 1))
     this.#order = candidates
     this.#fingers = undefined
     return candidates
+  }
+
+  #hash (did: string): number {
+    let h = this.#hashes.get(did)
+    if (h === undefined) {
+      h = ringHash(did)
+      this.#hashes.set(did, h)
+    }
+    return h
+  }
+
+  /**
+   * Chord-style broadcast: the arc of the ring from this node up to `until` (a ring
+   * position; the whole ring when undefined) is split among the `links` that lie on it.
+   * Each gets the part from itself to the next such link (the last: to `until`), and
+   * passes the news on only within it, so that with consistent views every node hears it
+   * once, in about log2(n) hops, instead of once from each node that links to it.
+   */
+  arcs (links: readonly string[], until?: number): Array<{ did: string, until: number }> {
+    const own = this.#hash(this.#did)
+    const distance = (h: number): number => (h - own + 2 ** 32) % 2 ** 32
+    const limit = until === undefined ? 2 ** 32 : distance(until)
+    const on = [...new Set(links)]
+      .map((did) => ({ did, at: distance(this.#hash(did)) }))
+      .filter(({ at }) => at > 0 && at < limit)
+      .sort((a, b) => a.at - b.at)
+    return on.map(({ did }, i) => ({ did, until: i + 1 < on.length ? this.#hash((on[i + 1] as { did: string }).did) : until ?? own }))
   }
 
   /** the `monitors` ring successors of this node */

@@ -22,7 +22,7 @@ export type Message =
   | { t: 'preq', s: number, target: string }
   | { t: 'pack', s: number, target: string }
   | { t: 'sync', m: WireMember[], reply: boolean }
-  | { t: 'gossip', r: Rumor[], a?: number }
+  | { t: 'gossip', r: Rumor[], a?: number, u?: number }
 
 interface Entry {
   record: WireMember
@@ -118,7 +118,7 @@ export class Swim {
       stopping: components.stopping,
       memberCount: () => this.#entries.size,
       retransmitMult: init.settings.retransmitMult,
-      push: (rumors, exclude) => { this.#push(rumors, exclude) },
+      push: (rumors, exclude, until) => { this.#push(rumors, exclude, until) },
       merge: (w) => this.#merge(w)
     })
     this.#self = {
@@ -432,13 +432,28 @@ export class Swim {
 
   // ---------------------------------------------------------------- dissemination
 
-  /** push rumors at once to the gossip targets not in `exclude` */
-  #push (rumors: Rumor[], exclude: Set<string>): void {
-    const bytes = encodeMessage({ t: 'gossip', r: rumors })
-    for (const did of this.#gossipTargets(exclude)) {
-      this.#components.send(did, bytes).catch((err: unknown) => {
+  /**
+   * push rumors at once to the gossip targets not in `exclude`: with gossipFanout 'auto',
+   * the links on the ring arc up to `until` (the whole ring when undefined), each told the
+   * part of the arc it passes them on within (see {@link Ring.arcs}); probes carry them
+   * on where a push was lost
+   */
+  #push (rumors: Rumor[], exclude: Set<string>, until?: number): void {
+    const send = (did: string, message: Message): void => {
+      this.#components.send(did, encodeMessage(message)).catch((err: unknown) => {
         this.#log.debug({ err, did }, 'mesh: gossip send failed')
       })
+    }
+    if (this.#settings.gossipFanout !== 'auto') {
+      const message: Message = { t: 'gossip', r: rumors }
+      for (const did of this.#pickTargets(this.#settings.gossipFanout, exclude)) {
+        send(did, message)
+      }
+      return
+    }
+    // a link left out (the sender, the rumors' subjects) leaves its part to the link before it
+    for (const arc of this.#ring.arcs(this.links().filter((did) => !exclude.has(did)), until)) {
+      send(arc.did, { t: 'gossip', r: rumors, u: arc.until })
     }
   }
 
@@ -736,7 +751,7 @@ export class Swim {
         if (typeof message.a === 'number') {
           background(this.#send(from, { t: 'ack', s: message.a }))
         }
-        this.#gossip.receive(from, message.r)
+        this.#gossip.receive(from, message.r, typeof message.u === 'number' && Number.isInteger(message.u) && message.u >= 0 && message.u < 2 ** 32 ? message.u : undefined)
         break
     }
   }
