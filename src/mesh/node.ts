@@ -11,6 +11,7 @@ import './polyfill.ts'
 import { createPrivateKey } from 'node:crypto'
 import { setMaxListeners } from 'node:events'
 import { noise } from '@chainsafe/libp2p-noise'
+import { noiseCrypto } from './noise-crypto.ts'
 import { identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
@@ -77,6 +78,8 @@ export interface MeshInit {
 }
 
 const decoder = new TextDecoder()
+/** one for every node of this process: their static keys are few, handshakes' keys short-lived */
+const NOISE_CRYPTO = noiseCrypto()
 
 /** the 32-byte seed inside a NodeKey's PKCS#8 export */
 function seedOf (key: NodeKey): Uint8Array {
@@ -228,7 +231,7 @@ export class MeshNode implements Startable {
       privateKey,
       addresses: { listen },
       transports,
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noise({ crypto: NOISE_CRYPTO })],
       ...(init.swarmKey === undefined ? {} : { connectionProtector: preSharedKey({ psk: init.swarmKey }) }),
       // a paused stream (slow reader) receives at most one window more: keep the window
       // (auto-tuned up to 16 MiB by default) below the read buffer limit that resets it
