@@ -4,7 +4,9 @@
  * - join-N: a new node joins a steady mesh of N nodes (all in this process, default
  *   membership settings): time from its start() until every node lists it alive, P50/P99;
  *   beside the floor of any join: start a node, dial one peer (TCP + Noise + yamux), open
- *   a stream and get one frame echoed. The seed's target is < 80 ms P50 at 64.
+ *   a stream and get one frame echoed. The seed's target is < 80 ms P50 at 64. Each
+ *   joiner (and each dialer, which joins too) leaves again and the mesh is left to settle
+ *   for a second before the next one, so that each join is into a steady mesh.
  * - frames-100B: 100-byte frames per second through a FrameChannel to a mesh node in a
  *   second process, beside a raw TCP socket to that process with the same 4-byte length
  *   prefix and the same coalescing writer (the seed's target is 100 K msgs/s per peer).
@@ -34,6 +36,8 @@ const ECHO = '/omega/bench/echo/1'
 const SINK = '/omega/bench/sink/1'
 const PAYLOAD = new Uint8Array(100).fill(0x61)
 const FLUSH_BYTES = 64 * 1024
+/** a join is measured into a steady mesh: this long after the previous node left (connections to new ring links made, leave news spread) */
+const SETTLE_AFTER_LEAVE_MS = 1000
 
 function logger (): ReturnType<ReturnType<typeof silentLogging>['forComponent']> {
   return silentLogging().forComponent('omega:mesh')
@@ -73,6 +77,12 @@ async function echo (channel: FrameChannel): Promise<void> {
   }
 }
 
+/** Pause after a node left, until no node lists it alive and the ring links it changed are mended (not timed) */
+async function settleAfter (mesh: SteadyMesh, did: string): Promise<void> {
+  await waitFor(() => mesh.nodes.every((node) => node.member(did)?.state !== 'alive'), 20_000, 'the node that left to be gone')
+  await sleep(SETTLE_AFTER_LEAVE_MS)
+}
+
 /** joins until the round's time is spent; latency = start() → alive at every node */
 async function joinRound (mesh: SteadyMesh, budget: RoundBudget): Promise<RoundSample> {
   const latencies: number[] = []
@@ -105,7 +115,7 @@ async function joinRound (mesh: SteadyMesh, budget: RoundBudget): Promise<RoundS
     }
     latencies.push((t1 - t0) * 1000)
     await joiner.stop()
-    await waitFor(() => mesh.nodes.every((node) => node.member(joiner.did)?.state !== 'alive'), 20_000, 'the joiner to be gone again')
+    await settleAfter(mesh, joiner.did)
     n++
   }
   return { ops: n, elapsedMs: performance.now() - start, latenciesUs: latencies }
@@ -137,6 +147,8 @@ async function dialRound (mesh: SteadyMesh, budget: RoundBudget): Promise<RoundS
     latencies.push((performance.now() - t0) * 1000)
     channel.abort(new Error('done'))
     await node.stop()
+    // the dialer joined the mesh as any node does: the next join is into a steady mesh again
+    await settleAfter(mesh, node.did)
     n++
   }
   return { ops: n, elapsedMs: performance.now() - start, latenciesUs: latencies }
@@ -148,7 +160,8 @@ function joinCase (size: number): BenchCase {
     name: `join-${size}`,
     description: `a new node joins a steady ${size}-node mesh (one process): start() until every node lists it alive`,
     metrics: ['p50', 'p99'],
-    budget: { rounds: 3, roundMs: 2500, warmupMs: 300 },
+    // a join, its leave and the settling after it take over a second: rounds long enough for several
+    budget: { rounds: 3, roundMs: 5000, warmupMs: 300 },
     // settled (see measureSteady): indirect probes and connection closing after formation are over
     setup: async () => { mesh = await steadyMesh(size, 25_000) },
     teardown: async () => { await stopAll(mesh?.nodes ?? []) },

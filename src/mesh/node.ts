@@ -23,7 +23,7 @@ import { peerIdFromPrivateKey, peerIdFromPublicKey } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
-import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { ComponentLogger, Connection, Libp2p, Logger as Libp2pLogger, PeerId, Stream } from '@libp2p/interface'
 import { MeshDialError, MeshError } from '../errors.ts'
 import { didFromPublicKey, publicKeyFromDid } from '../identity/index.ts'
 import type { NodeKey } from '../identity/index.ts'
@@ -78,6 +78,14 @@ export interface MeshInit {
 }
 
 const decoder = new TextDecoder()
+/** libp2p's component logger when nobody asked for its debug output */
+const SILENT_LIBP2P_LOG: Libp2pLogger = Object.assign(() => {}, {
+  enabled: false,
+  error: () => {},
+  trace: () => {},
+  newScope: (): Libp2pLogger => SILENT_LIBP2P_LOG
+})
+const SILENT_LIBP2P_LOGGER: ComponentLogger = { forComponent: () => SILENT_LIBP2P_LOG }
 /** one for every node of this process: their static keys are few, handshakes' keys short-lived */
 const NOISE_CRYPTO = noiseCrypto()
 
@@ -228,6 +236,9 @@ export class MeshNode implements Startable {
     }
     const libp2p = await createLibp2p({
       start: false,
+      // libp2p's own debug logging only when asked for (DEBUG=libp2p:*): each of its loggers
+      // (one per connection and stream) asked the tty whether to colour, ~20 µs apiece
+      ...(process.env.DEBUG === undefined || process.env.DEBUG === '' ? { logger: SILENT_LIBP2P_LOGGER } : {}),
       privateKey,
       addresses: { listen },
       transports,
