@@ -7,12 +7,12 @@
  * instantiate it with the JS glue (`biscuit_bg.js`, plus the inline `performance_now`
  * snippet) as imports, hand the instance to the glue (`__wbg_set_wasm`) and run
  * `__wbindgen_start`. The glue's `console.log` import is silenced (the wasm prints
- * "biscuit-wasm loading" at start). The JS glue is imported with this module, the wasm
- * only when a token is first issued or verified (`omega up` with no token route never
- * compiles it).
+ * "biscuit-wasm loading" at start). All of it happens when a token is first issued or
+ * verified, not at import: `omega up` with no token route never loads it.
  */
-import { readdir } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 import type * as BiscuitModule from '@biscuit-auth/biscuit-wasm'
 
 type Exports = Record<string, unknown>
@@ -27,38 +27,33 @@ interface WasmApi {
 }
 const WASM = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
-// The package's exports map only exposes the entry; resolve it (without loading it) to find its neighbours
-const entry = new URL(import.meta.resolve('@biscuit-auth/biscuit-wasm'))
-const glue = await import(new URL('biscuit_bg.js', entry).href) as Glue
-/** wasm-bindgen's inline JS snippets, by URL: imported here, as only ESM can import them */
-const snippets = new Map<string, Record<string, unknown>>()
-for (const dir of await readdir(new URL('snippets/', entry), { withFileTypes: true }).catch(() => [])) {
-  if (dir.isDirectory()) {
-    for (const file of await readdir(new URL(`snippets/${dir.name}/`, entry))) {
-      const url = new URL(`snippets/${dir.name}/${file}`, entry)
-      if (file.endsWith('.js')) {
-        snippets.set(url.href, await import(url.href) as Record<string, unknown>)
-      }
-    }
-  }
-}
-let ready = false
+/**
+ * The glue and its snippets are ES modules, loaded with require() (Node >= 20.19 loads
+ * ES modules without top-level await that way) so that nothing here is asynchronous
+ */
+const require = createRequire(import.meta.url)
+let glue: Glue | undefined
 
 /**
- * Compiles and instantiates the wasm (synchronously: ~10 ms for its 2 MB, once), so
- * that a process which never verifies a token never holds its code (~8 MiB RSS)
+ * Loads the glue, compiles and instantiates the wasm (synchronously: ~15 ms for
+ * its 2 MB, once), so that a process which never issues or verifies a token loads none
+ * of it (~8 MiB RSS and ~20 ms at start)
  */
-function instantiate (): void {
+function instantiate (): Glue {
+  // The package's exports map only exposes the entry; resolve it (without loading it) to find its neighbours
+  const entry = new URL(import.meta.resolve('@biscuit-auth/biscuit-wasm'))
+  const loaded = require(fileURLToPath(new URL('biscuit_bg.js', entry))) as Glue
   const module = new WASM.Module(readFileSync(new URL('biscuit_bg.wasm', entry)))
   const imports: Record<string, Record<string, unknown>> = {}
   for (const wanted of WASM.Module.imports(module)) {
     let value: unknown
     if (wanted.module.includes('/snippets/')) {
-      value = snippets.get(new URL(wanted.module, entry).href)?.[wanted.name]
+      const snippet = require(fileURLToPath(new URL(wanted.module, entry))) as Record<string, unknown>
+      value = snippet[wanted.name]
     } else if (wanted.name.startsWith('__wbg_log_')) {
       value = () => {}
     } else {
-      value = glue[wanted.name]
+      value = loaded[wanted.name]
     }
     if (typeof value !== 'function') {
       throw new Error(`Cannot load biscuit-wasm: import ${wanted.module}#${wanted.name} not found in its glue`)
@@ -67,18 +62,16 @@ function instantiate (): void {
     imports[wanted.module]![wanted.name] = value
   }
   const instance = new WASM.Instance(module, imports)
-  glue.__wbg_set_wasm(instance.exports)
+  loaded.__wbg_set_wasm(instance.exports)
   const start = instance.exports.__wbindgen_start
   if (typeof start === 'function') {
     start()
   }
+  return loaded
 }
 
 /** The biscuit-wasm API (Biscuit, AuthorizerBuilder, PublicKey, PrivateKey, …), its wasm instantiated at the first call */
 export function biscuit (): typeof BiscuitModule {
-  if (!ready) {
-    instantiate()
-    ready = true
-  }
+  glue ??= instantiate()
   return glue
 }
