@@ -25,7 +25,7 @@ export default [
       'no-restricted-imports': ['error', {
         patterns: [
           { regex: '^\\.\\./(?:\\.\\./)*(?!runtime/)[a-z-]+/(?!index\\.ts$|lite\\.ts$).+', message: 'Import another module through its index.ts (or its lite.ts)' },
-          { regex: '^\\.\\./(?:\\.\\./)*runtime/[a-z-]+/(?!index\\.ts$).+', message: 'Import a runtime through its index.ts' }
+          { regex: '^\\.\\./(?:\\.\\./)*runtime/[a-z-]+/(?!index\\.ts$|lite\\.ts$).+', message: 'Import a runtime through its index.ts (or its lite.ts)' }
         ]
       }]
     }

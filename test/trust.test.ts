@@ -27,8 +27,8 @@ const caps = (...texts: string[]): ReturnType<typeof parseCapability>[] => texts
 
 /** Append a hand-made block (no attenuation check) that claims every right */
 function escalate (token: string, root: NodeKey): string {
-  const parsed = biscuit.Biscuit.fromBase64(token, biscuit.PublicKey.fromBytes(root.publicKey, 0))
-  const block = biscuit.Biscuit.block_builder()
+  const parsed = biscuit().Biscuit.fromBase64(token, biscuit().PublicKey.fromBytes(root.publicKey, 0))
+  const block = biscuit().Biscuit.block_builder()
   block.addCode('right("*", "*"); attenuated("*", "*");')
   return parsed.appendBlock(block).toBase64()
 }

@@ -5,12 +5,25 @@
  * mesh sends it to the brane's other replicas). Updates from elsewhere merge in any
  * order, any number of times: the documents converge.
  */
+import { createRequire } from 'node:module'
 import Database from 'better-sqlite3'
-import * as Y from 'yjs'
+import type * as Y from 'yjs'
 import { BraneNotFoundError } from '../errors.ts'
 import type { Logger } from '../interfaces/index.ts'
 import type { StateCall, StateResult } from '../runtime/wasm/index.ts'
 import type { Rpc } from './rpc.ts'
+
+/**
+ * yjs (and its ~30 lib0 modules: ~30 ms and ~10 MiB) is loaded at the first document
+ * a store opens, not with this module: a node whose branes keep no state never loads
+ * it. Its CommonJS build, so that the store's API stays synchronous; nothing else in
+ * Omega imports yjs (an ESM copy beside this one would break yjs's constructor checks).
+ */
+let yjsModule: typeof Y | undefined
+function yjs (): typeof Y {
+  yjsModule ??= createRequire(import.meta.url)('yjs') as typeof Y
+  return yjsModule
+}
 
 export interface StateStoreInit {
   /** the SQLite file */
@@ -53,11 +66,11 @@ export class StateStore {
     if (doc !== undefined) {
       return doc
     }
-    doc = new Y.Doc({ gc: true })
+    doc = new (yjs().Doc)({ gc: true })
     const rows = this.#db.prepare('SELECT data FROM updates WHERE brane = ? ORDER BY id').all(brane) as Array<{ data: Buffer }>
-    Y.transact(doc, () => {
+    yjs().transact(doc, () => {
       for (const row of rows) {
-        Y.applyUpdate(doc as Y.Doc, row.data, 'disk')
+        yjs().applyUpdate(doc as Y.Doc, row.data, 'disk')
       }
     }, 'disk')
     doc.on('update', (update: Uint8Array, origin: unknown) => {
@@ -149,17 +162,17 @@ export class StateStore {
 
   /** Merge an update from `origin` (a peer's did); idempotent */
   apply (brane: string, update: Uint8Array, origin: string): void {
-    Y.applyUpdate(this.#doc(brane), update, origin)
+    yjs().applyUpdate(this.#doc(brane), update, origin)
   }
 
   /** What this node has of `brane`, as a yjs state vector */
   stateVector (brane: string): Uint8Array {
-    return Y.encodeStateVector(this.#doc(brane))
+    return yjs().encodeStateVector(this.#doc(brane))
   }
 
   /** What a node with state vector `remote` lacks of `brane` (everything without one) */
   diff (brane: string, remote?: Uint8Array): Uint8Array {
-    return Y.encodeStateAsUpdate(this.#doc(brane), remote)
+    return yjs().encodeStateAsUpdate(this.#doc(brane), remote)
   }
 
   /** The map of `brane` as plain JSON-able values (for `omega state` and tests) */
@@ -190,7 +203,7 @@ export class StateStore {
   compact (): number {
     let removed = 0
     for (const [brane, doc] of this.#docs) {
-      const whole = Buffer.from(Y.encodeStateAsUpdate(doc))
+      const whole = Buffer.from(yjs().encodeStateAsUpdate(doc))
       this.#db.transaction(() => {
         removed += this.#db.prepare('DELETE FROM updates WHERE brane = ?').run(brane).changes
         this.#insert.run(brane, whole)

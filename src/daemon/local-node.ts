@@ -14,7 +14,7 @@ import { Dispatcher, EventQueue, signTrace, type DeadLetter, type DispatcherComp
 import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import type { WorkerBrane } from '../runtime/wasm/index.ts'
 import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
-import { StateStore } from '../biome/index.ts'
+import { StateStore } from '../biome/lite.ts'
 import { cpuProfileToPprof, encodePprof, LogBook } from '../observe/index.ts'
 import { RequestObserver } from './observer.ts'
 import { MetricsEndpoint } from './metrics-endpoint.ts'

@@ -40,7 +40,7 @@ import { CapabilityTokenError } from '../errors.ts'
 import { biscuit } from './biscuit.ts'
 import { didFromPublicKey, publicKeyFromDid, type NodeKey } from './keys.ts'
 import { writeFileAtomic } from '../util/index.ts'
-import type { Biscuit, PublicKey } from '@biscuit-auth/biscuit-wasm'
+import type { Biscuit, PrivateKey, PublicKey } from '@biscuit-auth/biscuit-wasm'
 
 export { CapabilityTokenError }
 
@@ -181,7 +181,7 @@ const rootKeys = new Map<string, PublicKey>()
 function rootPublicKey (did: string): PublicKey {
   let key = rootKeys.get(did)
   if (key === undefined) {
-    key = biscuit.PublicKey.fromBytes(publicKeyFromDid(did), 0)
+    key = biscuit().PublicKey.fromBytes(publicKeyFromDid(did), 0)
     if (rootKeys.size >= ROOT_KEYS_MAX) {
       const oldest = rootKeys.keys().next().value
       if (oldest !== undefined) {
@@ -217,9 +217,9 @@ function code (subject: string, fact: 'right' | 'attenuated', capabilities: read
   return { source: lines.join('\n'), params: Object.fromEntries(Object.entries(params).map(([k, v]) => [k, v instanceof Date ? { date: v.toISOString() } : v])) }
 }
 
-function privateKeyOf (key: NodeKey): ReturnType<typeof biscuit.PrivateKey.fromBytes> {
+function privateKeyOf (key: NodeKey): PrivateKey {
   const der = createPrivateKey(key.exportPem()).export({ format: 'der', type: 'pkcs8' })
-  return biscuit.PrivateKey.fromBytes(new Uint8Array(der.subarray(PKCS8_SEED_OFFSET, PKCS8_SEED_OFFSET + 32)), 0)
+  return biscuit().PrivateKey.fromBytes(new Uint8Array(der.subarray(PKCS8_SEED_OFFSET, PKCS8_SEED_OFFSET + 32)), 0)
 }
 
 /**
@@ -233,7 +233,7 @@ function privateKeyOf (key: NodeKey): ReturnType<typeof biscuit.PrivateKey.fromB
 export function issueCapability (root: NodeKey, options: IssueCapabilityOptions): string {
   checkCapabilities(options.capabilities)
   const { source, params } = code(options.subject, 'right', options.capabilities, expiry(options))
-  const builder = biscuit.Biscuit.builder()
+  const builder = biscuit().Biscuit.builder()
   builder.addCodeWithParameters(source, params, {})
   const key = privateKeyOf(root)
   const token = builder.build(key)
@@ -252,7 +252,7 @@ function parse (token: string, roots: readonly string[]): { token: Biscuit, root
   let lastError: unknown
   for (const root of roots) {
     try {
-      return { token: biscuit.Biscuit.fromBase64(token, rootPublicKey(root)), root }
+      return { token: biscuit().Biscuit.fromBase64(token, rootPublicKey(root)), root }
     } catch (err) {
       lastError = err
     }
@@ -385,7 +385,7 @@ function delegateParsed (parsed: Biscuit, root: string, options: DelegateCapabil
     expires = new Date(parent.expires)
   }
   const { source, params } = code(options.subject, 'attenuated', options.capabilities, expires)
-  const block = biscuit.Biscuit.block_builder()
+  const block = biscuit().Biscuit.block_builder()
   block.addCodeWithParameters(source, params, {})
   const child = parsed.appendBlock(block)
   try {
@@ -422,7 +422,7 @@ function verifyParsed (parsed: Biscuit, root: string, options: VerifyCapabilityO
     throw new CapabilityTokenError(`Capability token refused: it is revoked (id ${revokedId.slice(0, 16)}…)`, 'revoked')
   }
   const now = new Date(options.now ?? Date.now())
-  const builder = new biscuit.AuthorizerBuilder()
+  const builder = new (biscuit().AuthorizerBuilder)()
   const params: Record<string, unknown> = { now: { date: now.toISOString() }, op: options.ability }
   const lines = ['time({now});', 'operation({op});']
   resourcePatterns(options.resource).forEach((p, i) => {

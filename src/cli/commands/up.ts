@@ -30,36 +30,12 @@ export function upCommand (program: Command, ctx: CliContext): void {
     .option('--trust-root <did>', 'also accept capability tokens rooted at this did:key (repeatable)', (did: string, all: string[]) => [...all, did], [])
     .option('--settle-interval <duration>', 'time between settlement receipts, e.g. 60s or 5m', '60s')
     .action(async (file: string, opts: UpOptions, command: Command) => {
-      const { isRootDid } = await import('../../identity/index.ts')
-      const { parseDuration } = await import('../../manifest/index.ts')
-      const { createLogging } = await import('../../observe/index.ts')
-      const { LocalNode } = await import('../../daemon/index.ts')
-      const port = portOption('--port', opts.port)
-      const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
-      if (opts.logFormat !== 'json' && opts.logFormat !== 'pretty') {
-        throw new UsageError(`Invalid --log-format "${String(opts.logFormat)}": expected "json" or "pretty"`)
-      }
-      const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
-      const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
+      // first: a brane worker boots on another core while this thread loads the daemon
+      // and reads the manifest; the first brane takes it (it is stopped if none does)
+      const { prebootWorker, releaseStandbyWorker } = await import('../../runtime/wasm/lite.ts')
+      prebootWorker()
       const manifest = resolve(ctx.cwd, file)
-      for (const did of opts.trustRoot) {
-        if (!isRootDid(did)) {
-          throw new UsageError(`Invalid --trust-root "${did}": expected an Ed25519 did:key (see "omega id")`)
-        }
-      }
-      const settleIntervalMs = parseDuration(opts.settleInterval ?? '60s')
-      if (settleIntervalMs === undefined || settleIntervalMs <= 0) {
-        throw new UsageError(`Invalid --settle-interval "${String(opts.settleInterval)}": expected a duration such as 60s or 5m`)
-      }
-      const node = await LocalNode.start(manifest, {
-        home: ctx.home(homeOption(command)),
-        host: opts.host,
-        port,
-        logging,
-        ...(metricsPort === undefined ? {} : { metricsPort }),
-        trustedRoots: opts.trustRoot,
-        settleIntervalMs
-      }, signal)
+      const node = await start(manifest, opts, command).finally(releaseStandbyWorker)
       ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
         b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : firstLine(b.reason)
@@ -77,6 +53,39 @@ export function upCommand (program: Command, ctx: CliContext): void {
       ctx.stdout.write('omega: stopping\n')
       await node.stop()
     })
+
+  /** Checks the options, then starts the node */
+  async function start (manifest: string, opts: UpOptions, command: Command): Promise<LocalNode> {
+    // one concurrent load of the daemon's module graph, not four in a row
+    const [{ isRootDid }, { parseDuration }, { createLogging }, { LocalNode }] = await Promise.all([
+      import('../../identity/index.ts'), import('../../manifest/index.ts'), import('../../observe/index.ts'), import('../../daemon/index.ts')
+    ])
+    const port = portOption('--port', opts.port)
+    const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
+    if (opts.logFormat !== 'json' && opts.logFormat !== 'pretty') {
+      throw new UsageError(`Invalid --log-format "${String(opts.logFormat)}": expected "json" or "pretty"`)
+    }
+    const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
+    const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
+    for (const did of opts.trustRoot) {
+      if (!isRootDid(did)) {
+        throw new UsageError(`Invalid --trust-root "${did}": expected an Ed25519 did:key (see "omega id")`)
+      }
+    }
+    const settleIntervalMs = parseDuration(opts.settleInterval ?? '60s')
+    if (settleIntervalMs === undefined || settleIntervalMs <= 0) {
+      throw new UsageError(`Invalid --settle-interval "${String(opts.settleInterval)}": expected a duration such as 60s or 5m`)
+    }
+    return LocalNode.start(manifest, {
+      home: ctx.home(homeOption(command)),
+      host: opts.host,
+      port,
+      logging,
+      ...(metricsPort === undefined ? {} : { metricsPort }),
+      trustedRoots: opts.trustRoot,
+      settleIntervalMs
+    }, signal)
+  }
 }
 
 /**

@@ -5,8 +5,8 @@
  * host calls: host-calls.ts). {@link HttpBrane} and {@link EventBrane} add what they serve.
  */
 import { availableParallelism } from 'node:os'
-import { performance } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
+import { performance } from 'node:perf_hooks'
 import { instancePrefix, sweepTmpDirs } from './host/tmp-paths.ts'
 import { answerHostCall, hostCallBuffer, type HostCallMessage } from './host/sync-call.ts'
 import { HostCalls } from './host-calls.ts'
@@ -19,12 +19,12 @@ import { profileWorkers, type ProfileOptions, type WorkerCpuProfile } from './cp
 import { prepareComponent, type LoadedComponent } from './load.ts'
 import type { FromWorker, InstanceState, LogStream, ToWorker, WorkerInit } from './protocol.ts'
 import { newJob, type Job, type Slot } from './jobs.ts'
+import { takeStandbyWorker, WORKER_URL, workerOptions } from './standby.ts'
 import { positive, type BraneLog, type BraneOptions, type BraneSnapshot, type BraneStats, type CloseOptions, type JobResult, type RunOptions, type ServeKind, type SnapshotOptions, type Work } from './brane-options.ts'
 
 export type { BraneLog, BraneOptions, BraneSnapshot, BraneStats, CloseOptions, JobResult, OnEmit, OnEmitOptions, OnState, RequestStreams, RunOptions, ServeKind, SnapshotOptions, Work } from './brane-options.ts'
 export { grantKeys, positive } from './brane-options.ts'
 
-const WORKER_URL = new URL('./worker.js', import.meta.url)
 /** a job is queued behind a running one only while that has run less than this */
 const PIPELINE_MAX_AGE_MS = 20
 /** worker start-ups that may fail in a row before the brane stops trying */
@@ -382,15 +382,11 @@ export abstract class WorkerBrane {
 
   #spawn (role: Slot['role']): Slot {
     const hostCalls = hostCallBuffer()
-    const worker = new Worker(WORKER_URL, {
-      workerData: { ...this.#init, hostCalls } satisfies WorkerInit,
-      name: `brane:${this.name}`,
-      env: {}, // the guest sees no host environment, and neither does jco's glue
-      stdout: true,
-      stderr: true,
-      // a backstop for host-side JS memory (linear memory is capped by mem_max)
-      resourceLimits: { maxOldGenerationSizeMb: 512 }
-    })
+    const workerData: WorkerInit = { ...this.#init, hostCalls }
+    // a worker `omega up` started ahead of need (standby.ts) has booted already: it waits for its init
+    const standby = takeStandbyWorker()
+    standby?.postMessage(workerData)
+    const worker = standby ?? new Worker(WORKER_URL, workerOptions(`brane:${this.name}`, workerData))
     const slot: Slot = { worker, hostCalls, role, ready: false, gone: false, jobs: [], outbox: [], idleSince: performance.now(), failure: undefined }
     if (role === 'spare') {
       this.#spare = slot

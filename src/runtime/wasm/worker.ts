@@ -9,7 +9,7 @@
  * deadline. omega:brane/emit blocks this thread until the main thread has the event
  * queued (host/sync-call.ts).
  */
-import { parentPort, workerData } from 'node:worker_threads'
+import { parentPort } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { emitError, stateError, type GuestLogLevel, type StateCall, type StateResult } from './host/imports.ts'
 import { decodeStateValue, HostCaller } from './host/sync-call.ts'
@@ -17,13 +17,14 @@ import { WorkerProfiler, type ToProfiler } from './cpu-profile.ts'
 import { Failure, InstanceFactory, InstancePool, RequestOutput, type GuestInstance, type ServeStreams } from './instance.ts'
 import { guestWaits, onGuestWait } from './host/waits.ts'
 import { shim, WitError } from './host/shim.ts'
-import type { FromWorker, InstanceState, LogLine, LogStream, ToWorker, WorkerInit, WorkerTiming } from './protocol.ts'
+import type { FromWorker, InstanceState, LogLine, LogStream, ToWorker, WorkerTiming } from './protocol.ts'
+// last: a worker started ahead of its brane waits here for its init, every other module loaded
+import { init } from './worker-init.ts'
 
 const port = parentPort
 if (port === null) {
   throw new Error('worker.ts must run in a worker thread')
 }
-const init = workerData as WorkerInit
 
 // jco's glue checks `process.env.JCO_DEBUG` on every host call (~130 sites; 40% of a
 // warm call in a profile): Node's env object answers through an interceptor at
