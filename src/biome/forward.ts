@@ -50,7 +50,8 @@ export function splitPayloads (sizes: readonly unknown[], body: Uint8Array, what
  * @throws what {@link Rpc.call} throws when the batch as a whole fails
  */
 export async function sendEventBatch (rpc: Rpc, peer: string, brane: string, events: readonly BraneEvent[], options: AbortOptions & { timeoutMs: number }): Promise<Array<PromiseSettledResult<void>>> {
-  const metas: EventMeta[] = events.map(({ payload, ...meta }) => ({ ...meta, bytes: payload.byteLength }))
+  // named fields: an object rest and spread per event cost more
+  const metas: EventMeta[] = events.map((e) => ({ id: e.id, topic: e.topic, source: e.source, traceId: e.traceId, attempt: e.attempt, bytes: e.payload.byteLength }))
   const reply = await rpc.call(peer, DELIVER_BATCH, { brane, events: metas }, Buffer.concat(events.map((e) => e.payload)), options)
   const outcomes = (reply.result as { outcomes?: unknown }).outcomes
   if (!Array.isArray(outcomes) || outcomes.length !== events.length) {

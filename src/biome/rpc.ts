@@ -94,6 +94,18 @@ export function encodeFrame (header: Header, body: Uint8Array = new Uint8Array(0
   return frame
 }
 
+/** A request frame from its header encoded without an id (`{"t":"q",…}`): the id goes first */
+function requestFrame (id: number, head: Uint8Array, body: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const prefix = encoder.encode(`{"id":${id},`)
+  const headLength = prefix.byteLength + head.byteLength - 1
+  const frame = new Uint8Array(4 + headLength + body.byteLength)
+  new DataView(frame.buffer).setUint32(0, headLength)
+  frame.set(prefix, 4)
+  frame.set(head.subarray(1), 4 + prefix.byteLength)
+  frame.set(body, 4 + headLength)
+  return frame
+}
+
 function decodeFrame (frame: Uint8Array): { header: Header, body: Uint8Array } {
   if (frame.byteLength < 4) {
     throw new RangeError('RPC frame shorter than its header length')
@@ -146,13 +158,19 @@ export class Rpc {
     if (this.#closed) {
       throw new PeerUnavailableError('This node is stopping')
     }
-    const frame = (id: number): Uint8Array => encodeFrame({ id, t: 'q', m: method, p: params }, body)
-    const size = frame(0).byteLength
-    if (size > this.#maxFrame) {
-      throw new FrameTooLargeError(`Cannot send ${method} to ${short(peer)}: ${size} bytes is over the mesh's frame limit of ${this.#maxFrame}`)
+    // the header is encoded once, without its id (known once the channel is open)
+    const head = encoder.encode(JSON.stringify({ t: 'q', m: method, p: params }))
+    const tooLarge = (size: number): FrameTooLargeError =>
+      new FrameTooLargeError(`Cannot send ${method} to ${short(peer)}: ${size} bytes is over the mesh's frame limit of ${this.#maxFrame}`)
+    if (4 + head.byteLength + (body?.byteLength ?? 0) > this.#maxFrame) {
+      throw tooLarge(4 + head.byteLength + (body?.byteLength ?? 0))
     }
     const out = await this.#channelTo(peer, options)
     const id = ++out.next
+    const frame = requestFrame(id, head, body)
+    if (frame.byteLength > this.#maxFrame) {
+      throw tooLarge(frame.byteLength)
+    }
     const timeoutMs = options.timeoutMs ?? this.#timeoutMs
     const timeout = AbortSignal.timeout(timeoutMs)
     return new Promise((resolve, reject) => {
@@ -171,7 +189,7 @@ export class Rpc {
       })
       timeout.addEventListener('abort', onAbort, { once: true })
       options.signal?.addEventListener('abort', onAbort, { once: true })
-      out.channel.send(frame(id), options).catch((err: unknown) => {
+      out.channel.send(frame, options).catch((err: unknown) => {
         this.#drop(peer, out, err)
       })
     })
