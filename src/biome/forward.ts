@@ -21,6 +21,12 @@ const DELIVERY_GRACE_MS = 10_000
 export const MAX_BATCH_FRAME_BYTES = 4 * 2 ** 20
 /** Most events of one batch frame */
 export const MAX_BATCH_EVENTS = 256
+/**
+ * How long a busy edge to another node waits for a fuller batch (ms): a round trip over
+ * the mesh costs more main-thread time than a local one (framing, Noise, yamux, on both
+ * nodes), and a producer that emits one event at a time otherwise sends a few per frame
+ */
+export const REMOTE_LINGER_MS = 2
 
 type EventMeta = Omit<BraneEvent, 'payload'> & { bytes: number }
 interface Outcome { error?: string, message?: string }
@@ -166,6 +172,7 @@ export class Forwarder {
       },
       // several events of one edge in one frame, to one node, which handles them in order
       maxBatch: MAX_BATCH_EVENTS,
+      lingerMs: REMOTE_LINGER_MS,
       deliverBatch: async (events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> => {
         if (events.reduce((sum, e) => sum + e.payload.byteLength, 0) > MAX_BATCH_FRAME_BYTES) {
           // large payloads: one frame each, as single deliveries

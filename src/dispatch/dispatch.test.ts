@@ -368,6 +368,31 @@ describe('dispatcher', () => {
     assert.deepEqual(reopened.counts(), { pending: 0, inflight: 0, done: 1, dead: 0 })
   })
 
+  it('delivers at once on an idle edge, and gathers a full batch on a busy edge to a target that lingers', async () => {
+    const batches: string[][] = []
+    const target: EventTarget = {
+      deliver: async (event) => { batches.push([text(event)]) },
+      deliverBatch: async (events) => {
+        batches.push(events.map(text))
+        return events.map(() => ({ status: 'fulfilled' as const, value: undefined }))
+      },
+      maxBatch: 4,
+      // long enough that here only a full batch can end the wait (another node's target waits ms)
+      lingerMs: 600_000
+    }
+    const { dispatcher, queue } = await setup([edge('a', 'b', 'x')], { b: target })
+    await dispatcher.emit('a', 'x', Buffer.from('0'))
+    await until(() => queue.acked === 1)
+    for (let i = 1; i <= 3; i++) {
+      await dispatcher.emit('a', 'x', Buffer.from(String(i)))
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.deepEqual(batches, [['0']], 'the busy edge waits for more')
+    await dispatcher.emit('a', 'x', Buffer.from('4'))
+    await until(() => queue.acked === 5)
+    assert.deepEqual(batches, [['0'], ['1', '2', '3', '4']])
+  })
+
   it('drains: stops taking deliveries and waits for the running ones to settle', async () => {
     let finish: (() => void) | undefined
     const { dispatcher, queue } = await setup([edge('a', 'b', 'x')], {

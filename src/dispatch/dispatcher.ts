@@ -40,6 +40,13 @@ export interface EventTarget {
   deliverBatch?: (events: readonly BraneEvent[]) => Promise<Array<PromiseSettledResult<void>>>
   /** most events per `deliverBatch` call (e.g. more to another node than to a local worker). @default the dispatcher's `batch` */
   maxBatch?: number
+  /**
+   * While an edge to this target is busy (its last delivery ended less than this long
+   * ago), wait up to this long for a full batch before handing over a smaller one (ms).
+   * For targets whose round trip costs more than waiting (another node): an edge that was
+   * idle still delivers at once. @default 0
+   */
+  lingerMs?: number
 }
 
 export interface DispatcherComponents {
@@ -82,6 +89,8 @@ interface EdgeState {
   readonly edge: Edge
   inFlight: boolean
   lastServed: number
+  /** when its last delivery (or batch) ended, ms since the epoch */
+  settledAt: number
 }
 
 interface TargetState {
@@ -89,6 +98,8 @@ interface TargetState {
   readonly edges: EdgeState[]
   busy: number
   timer: NodeJS.Timeout | undefined
+  /** when `timer` fires, ms since the epoch */
+  timerAt: number
 }
 
 interface Unwritten {
@@ -156,13 +167,13 @@ export class Dispatcher implements Startable {
     this.#high = init.highWatermark ?? 10_000
     this.#low = init.lowWatermark ?? Math.floor(this.#high / 2)
     for (const edge of init.edges) {
-      const state: EdgeState = { key: edgeKey(edge), edge, inFlight: false, lastServed: 0 }
+      const state: EdgeState = { key: edgeKey(edge), edge, inFlight: false, lastServed: 0, settledAt: 0 }
       const out = this.#bySource.get(edge.from) ?? []
       out.push(state)
       this.#bySource.set(edge.from, out)
       let target = this.#targets.get(edge.to)
       if (target === undefined) {
-        target = { brane: edge.to, edges: [], busy: 0, timer: undefined }
+        target = { brane: edge.to, edges: [], busy: 0, timer: undefined, timerAt: 0 }
         this.#targets.set(edge.to, target)
       }
       target.edges.push(state)
@@ -388,6 +399,8 @@ export class Dispatcher implements Startable {
     if (handler === undefined) {
       return // not hosted here: its events wait in the queue
     }
+    const limit = handler.deliverBatch === undefined ? 1 : Math.max(1, handler.maxBatch ?? this.#batch)
+    const linger = handler.deliverBatch === undefined ? 0 : (handler.lingerMs ?? 0)
     let soonest = Infinity
     while (target.busy < this.#slots) {
       const now = Date.now()
@@ -396,7 +409,12 @@ export class Dispatcher implements Startable {
         .sort((a, b) => b.edge.priority - a.edge.priority || a.lastServed - b.lastServed)
       let started = false
       for (const state of candidates) {
-        const { deliveries: claimed, nextDue } = this.#queue.claimDue(state.key, handler.deliverBatch === undefined ? 1 : Math.max(1, handler.maxBatch ?? this.#batch), now)
+        if (linger > 0 && now < state.settledAt + linger && this.#queue.edgeDepth(state.key) < limit) {
+          // a busy edge to a costly target: gather a fuller batch for a moment
+          soonest = Math.min(soonest, state.settledAt + linger)
+          continue
+        }
+        const { deliveries: claimed, nextDue } = this.#queue.claimDue(state.key, limit, now)
         const delivery = claimed[0]
         if (delivery === undefined) {
           if (nextDue !== undefined) {
@@ -427,8 +445,11 @@ export class Dispatcher implements Startable {
     }
   }
 
+  /** Look for work on `target` at `at` (sooner than planned, if need be) */
   #pumpAt (target: TargetState, at: number): void {
-    if (target.timer === undefined) {
+    if (target.timer === undefined || at < target.timerAt) {
+      clearTimeout(target.timer)
+      target.timerAt = at
       target.timer = setTimeout(() => {
         target.timer = undefined
         this.#pump(target)
@@ -558,6 +579,7 @@ export class Dispatcher implements Startable {
   /** The edge's delivery (or batch) is over: the edge and the target's slot are free again */
   #settled (target: TargetState, state: EdgeState): void {
     state.inFlight = false
+    state.settledAt = Date.now()
     target.busy--
     for (const wake of this.#waiters) {
       wake()

@@ -488,9 +488,9 @@ export class EventQueue {
     return new Map([...this.#depth].filter(([, n]) => n > 0))
   }
 
-  /** Pending and in-flight deliveries of one edge */
+  /** Pending and in-flight deliveries of one edge (with the writes of the transaction running now) */
   edgeDepth (edge: string): number {
-    return this.#depth.get(edge) ?? 0
+    return (this.#depth.get(edge) ?? 0) + (this.#delta.get(edge) ?? 0)
   }
 
   /**
@@ -498,7 +498,7 @@ export class EventQueue {
    * running now: false means a claim would find nothing (no query needed)
    */
   mayHavePending (edge: string): boolean {
-    return (this.#depth.get(edge) ?? 0) + (this.#delta.get(edge) ?? 0) > 0
+    return this.edgeDepth(edge) > 0
   }
 
   /** The dead-letter queue */
