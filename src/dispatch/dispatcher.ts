@@ -581,10 +581,21 @@ export class Dispatcher implements Startable {
     state.inFlight = false
     state.settledAt = Date.now()
     target.busy--
-    for (const wake of this.#waiters) {
-      wake()
-    }
+    this.#wakeProducers(state)
     this.#pump(target)
+  }
+
+  /**
+   * Emits waiting for back-pressure look again once `state`'s edge is below the low
+   * watermark: its depth drops only when it settles, and a wake-up on every settle cost
+   * each of them a timer and a promise per batch
+   */
+  #wakeProducers (state: EdgeState): void {
+    if (this.#waiters.size > 0 && this.#queue.edgeDepth(state.key) < this.#low) {
+      for (const wake of this.#waiters) {
+        wake()
+      }
+    }
   }
 }
 

@@ -78,7 +78,7 @@ export interface HttpHandler {
 
 /** An event as a brane receives it (omega:brane/types.event) */
 export interface BraneEvent {
-  /** `topic:b3:<hash prefix>`, unique per emit: the guest's idempotency key */
+  /** `topic:b3:<emit time><hash prefix>` (32 hex digits), unique per emit: the guest's idempotency key */
   readonly id: string
   readonly topic: string
   readonly payload: Uint8Array
