@@ -4,8 +4,12 @@
  *
  * - An emit is acknowledged only after the event and one delivery per matching edge are
  *   in the queue (durable).
- * - Per-edge order: an edge has at most one delivery in flight and takes them in emit
- *   order; a failing delivery holds its edge until it succeeds or is dead-lettered.
+ * - Group commit: the emits, acknowledgements and claims of one event-loop turn are one
+ *   transaction; the deliveries it claims start once it has committed.
+ * - Per-edge order: an edge has at most one delivery (or batch) in flight and takes them
+ *   in emit order; a failing delivery holds its edge until it succeeds or is
+ *   dead-lettered. A busy edge to a target with `lingerMs` waits that long for a fuller
+ *   batch.
  * - Priority: each target brane has a number of delivery slots; when several inbound
  *   edges have work, the one with the highest `priority` goes first (ties: the edge
  *   served least recently).
