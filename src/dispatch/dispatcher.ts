@@ -257,9 +257,7 @@ export class Dispatcher implements Startable {
    * the queue closes, so that nothing settled is left unwritten
    */
   flush (): void {
-    if (this.#unsettled.length > 0 || this.#unwritten.length > 0) {
-      this.#flush()
-    }
+    this.#flush()
   }
 
   #scheduleFlush (): void {
@@ -280,7 +278,7 @@ export class Dispatcher implements Startable {
   #flush (): void {
     this.#flushing = false
     if (this.#unsettled.length === 0 && this.#unwritten.length === 0) {
-      return // written early by flush()
+      return // nothing waits (written early by flush())
     }
     const settles = this.#unsettled.splice(0)
     const emits = this.#unwritten.splice(0)
@@ -301,9 +299,16 @@ export class Dispatcher implements Startable {
         if (emits.length > 0) {
           try {
             this.#queue.enqueueMany(emits)
-            this.#wake(new Set(emits.flatMap((emit) => emit.edges)))
           } catch (err) {
             emitError = err as Error
+          }
+          try {
+            if (emitError === undefined) {
+              this.#wake(new Set(emits.flatMap((emit) => emit.edges)))
+            }
+          } catch (err) {
+            // the events are written: a claim that failed now is tried again at the next wake
+            this.#log.error({ err }, 'could not start deliveries after an emit')
           }
         }
       })
@@ -430,8 +435,9 @@ export class Dispatcher implements Startable {
         state.lastServed = ++this.#served
         target.busy++
         started = true
-        const start = claimed.length > 1 && handler.deliverBatch !== undefined
-          ? () => { this.#deliverBatch(target, state, handler.deliverBatch?.bind(handler) as NonNullable<EventTarget['deliverBatch']>, claimed) }
+        const deliverBatch = handler.deliverBatch
+        const start = claimed.length > 1 && deliverBatch !== undefined
+          ? () => { this.#deliverBatch(target, state, deliverBatch.bind(handler), claimed) }
           : () => { this.#deliver(target, state, handler, delivery) }
         if (this.#deferred === undefined) {
           start()
@@ -467,10 +473,6 @@ export class Dispatcher implements Startable {
    * again and their targets look for work a little later.
    */
   #transaction (work: () => void): void {
-    if (this.#deferred !== undefined) {
-      work()
-      return
-    }
     const deferred: Deferred[] = this.#deferred = []
     try {
       this.#queue.atomically(work)

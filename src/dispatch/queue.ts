@@ -205,8 +205,6 @@ export class EventQueue {
   readonly #maxBackoff: number
   readonly #insertEvent: Database.Statement
   readonly #insertDelivery: Database.Statement
-  /** the claim query per limit (columns in the order of DeliveryRow): a literal LIMIT (one bound as a parameter makes SQLite prepare the statement again at every run) */
-  readonly #due = new Map<number, Database.Statement>()
   readonly #markInflight: Database.Statement
   readonly #markDone: Database.Statement
   readonly #retry: Database.Statement
@@ -279,7 +277,7 @@ export class EventQueue {
     this.#inTransaction = this.#db.transaction((work: () => unknown) => work())
     // one transaction for the rows a claim marks in flight (not one per row)
     this.#claimTx = this.#ownTransaction((edge: string, limit: number, now: number) => {
-      // rows as arrays (no object per row); the columns are DUE_COLUMNS
+      // rows as arrays (no object per row), in the column order of DeliveryRow
       const pending = (this.#dueStatement(limit).all(edge) as DueRow[]).map(dueRow)
       const firstLater = pending.findIndex((row) => row.next_at > now)
       const rows = firstLater === -1 ? pending : pending.slice(0, firstLater)
@@ -336,27 +334,29 @@ export class EventQueue {
     return (...args: A): R => this.#db.inTransaction ? work(...args) : transaction(...args)
   }
 
-  /** A statement prepared once, on first use (for the writes of hand-over and replicas) */
-  #prepare (sql: string): Database.Statement {
+  /**
+   * A statement prepared once, on first use (for the writes of hand-over and replicas,
+   * and the claim query per limit); `raw`: its rows come as arrays
+   */
+  #prepare (sql: string, raw = false): Database.Statement {
     let statement = this.#statements.get(sql)
     if (statement === undefined) {
       statement = this.#db.prepare(sql)
+      if (raw) {
+        statement.raw(true)
+      }
       this.#statements.set(sql, statement)
     }
     return statement
   }
 
+  /** The claim query: its LIMIT a literal (one bound as a parameter makes SQLite prepare the statement again at every run) */
   #dueStatement (limit: number): Database.Statement {
-    let statement = this.#due.get(limit)
-    if (statement === undefined) {
-      statement = this.#db.prepare(`
+    return this.#prepare(`
         SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at
         FROM deliveries d JOIN events e ON e.id = d.event_id
         WHERE d.state = 'pending' AND d.edge = ?
-        ORDER BY d.id LIMIT ${Math.max(1, Math.floor(limit))}`).raw(true)
-      this.#due.set(limit, statement)
-    }
-    return statement
+        ORDER BY d.id LIMIT ${Math.max(1, Math.floor(limit))}`, true)
   }
 
   #count (edge: string, delta: number): void {
