@@ -30,9 +30,8 @@ function bytesOf (data: Bytes): Uint8Array {
 /** A noise crypto implementation for one process; pass it as `noise({ crypto })` */
 export function noiseCrypto (): ICryptoInterface {
   const keys = new Map<string, KeyObject>()
-  /** `key` is the object of raw private key `raw`: keep it (as the youngest) */
-  const keep = (raw: Uint8Array, key: KeyObject): KeyObject => {
-    const id = Buffer.from(raw).toString('base64')
+  /** `key` is the object of the raw private key `id` names: keep it (as the youngest) */
+  const keep = (id: string, key: KeyObject): KeyObject => {
     keys.delete(id)
     keys.set(id, key)
     if (keys.size > MAX_KEYS) {
@@ -40,14 +39,17 @@ export function noiseCrypto (): ICryptoInterface {
     }
     return key
   }
-  const privateKeyOf = (raw: Uint8Array): KeyObject =>
-    keep(raw, keys.get(Buffer.from(raw).toString('base64')) ?? createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' }))
+  const idOf = (raw: Uint8Array): string => Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('base64')
+  const privateKeyOf = (raw: Uint8Array): KeyObject => {
+    const id = idOf(raw)
+    return keep(id, keys.get(id) ?? createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, raw]), format: 'der', type: 'pkcs8' }))
+  }
   return {
     ...defaultCrypto,
     generateX25519KeyPair () {
       const { publicKey, privateKey } = generateKeyPairSync('x25519')
       const raw = new Uint8Array(privateKey.export({ format: 'der', type: 'pkcs8' }).subarray(PKCS8_PREFIX.length))
-      keep(raw, privateKey)
+      keep(idOf(raw), privateKey)
       return { publicKey: new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(SPKI_PREFIX.length)), privateKey: raw }
     },
     generateX25519KeyPairFromSeed (seed: Uint8Array) {

@@ -439,21 +439,22 @@ export class Swim {
    * on where a push was lost
    */
   #push (rumors: Rumor[], exclude: Set<string>, until?: number): void {
-    const send = (did: string, message: Message): void => {
-      this.#components.send(did, encodeMessage(message)).catch((err: unknown) => {
+    const send = (did: string, bytes: Uint8Array): void => {
+      this.#components.send(did, bytes).catch((err: unknown) => {
         this.#log.debug({ err, did }, 'mesh: gossip send failed')
       })
     }
+    const targets = this.#gossipTargets(exclude)
     if (this.#settings.gossipFanout !== 'auto') {
-      const message: Message = { t: 'gossip', r: rumors }
-      for (const did of this.#pickTargets(this.#settings.gossipFanout, exclude)) {
-        send(did, message)
+      const bytes = encodeMessage({ t: 'gossip', r: rumors })
+      for (const did of targets) {
+        send(did, bytes)
       }
       return
     }
     // a link left out (the sender, the rumors' subjects) leaves its part to the link before it
-    for (const arc of this.#ring.arcs(this.links().filter((did) => !exclude.has(did)), until)) {
-      send(arc.did, { t: 'gossip', r: rumors, u: arc.until })
+    for (const arc of this.#ring.arcs(targets, until)) {
+      send(arc.did, encodeMessage({ t: 'gossip', r: rumors, u: arc.until }))
     }
   }
 
