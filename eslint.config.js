@@ -31,6 +31,13 @@ export default [
     }
   },
   {
+    // the dashboard's page runs in a browser
+    files: ['dashboard/**/*.js'],
+    languageOptions: {
+      globals: { document: 'readonly', EventSource: 'readonly', fetch: 'readonly', crypto: 'readonly', atob: 'readonly', TextEncoder: 'readonly', Node: 'readonly' }
+    }
+  },
+  {
     files: ['src/**/*.test.ts', 'test/**/*.ts', 'bench/**/*.ts'],
     rules: { 'no-restricted-imports': 'off' }
   }

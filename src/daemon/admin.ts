@@ -150,6 +150,21 @@ export class AdminServer implements Startable {
     this.#revocations = init.revocations
   }
 
+  /**
+   * Check that `token` (a signed admin token, or a capability token: Biscuit, base64url
+   * without dots) allows `action` on `resource` (`node` or `brane/NAME`) of this node
+   *
+   * @throws TokenError or CapabilityTokenError saying why not
+   */
+  authorize (token: string, action: string, resource: string): void {
+    if (token.includes('.')) {
+      verifyAdminToken(token, { audience: this.#components.did, issuers: this.#issuers, action })
+    } else {
+      const revoked = this.#revocations
+      verifyCapability(token, { ability: action, resource, roots: this.#roots, ...(revoked === undefined ? {} : { revoked }) })
+    }
+  }
+
   get socketPath (): string {
     return this.#socket
   }
@@ -202,13 +217,7 @@ export class AdminServer implements Startable {
       return
     }
     try {
-      if (token.includes('.')) {
-        verifyAdminToken(token, { audience: this.#components.did, issuers: this.#issuers, action: call.action })
-      } else {
-        // a capability token (Biscuit, base64url without dots): the action on the brane or the node
-        const revoked = this.#revocations
-        verifyCapability(token, { ability: call.action, resource: adminResource(call), roots: this.#roots, ...(revoked === undefined ? {} : { revoked }) })
-      }
+      this.authorize(token, call.action, adminResource(call))
     } catch (err) {
       this.#components.logger.warn({ path: url.pathname, reason: (err as Error).message }, 'admin request refused')
       req.resume()

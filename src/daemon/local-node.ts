@@ -19,6 +19,8 @@ import { cpuProfileToPprof, encodePprof, LogBook } from '../observe/index.ts'
 import { RequestObserver } from './observer.ts'
 import { MetricsEndpoint } from './metrics-endpoint.ts'
 import { openSnapshot, sealSnapshot, type SnapshotDocument } from './snapshot.ts'
+import type { Dashboard, DashboardInit } from './dashboard.ts'
+import type { MeshView } from './dashboard-state.ts'
 import { loadGeneration, startBrane, type BraneContext, type BraneStarter, type BraneStatus, type Generation } from './generation.ts'
 
 export type { BraneStatus }
@@ -35,6 +37,10 @@ export interface LocalNodeInit {
   admin?: boolean
   /** serve Prometheus metrics on this port (on `host`); off when unset */
   metricsPort?: number
+  /** serve the live dashboard (dashboard.ts) here; off when unset, and without the admin API */
+  dashboard?: DashboardInit
+  /** what the dashboard shows of a mesh, and where it finds a trace's hops */
+  meshView?: MeshView & { readonly trace: (id: string, options: AbortOptions) => Promise<unknown> }
   /** in a mesh: which branes run on this node, and how to reach the others */
   placement?: PlacementHooks
   /** more admin routes (the mesh's) */
@@ -113,6 +119,7 @@ export class LocalNode {
   readonly #gateway: Gateway
   #admin: AdminServer | undefined
   #metrics: MetricsEndpoint | undefined
+  #dashboard: Dashboard | undefined
   #resolvers: Resolvers | undefined
   #settlement: Settlement | undefined
   #revocations: RevocationList | undefined
@@ -258,6 +265,15 @@ export class LocalNode {
           logger: init.logging.forComponent('admin'),
           routes: new Map([
             ...(init.adminRoutes ?? new Map()),
+            ['/v1/dashboard', {
+              action: 'observe',
+              handle: async () => {
+                if (node.#dashboard === undefined) {
+                  throw new UnsupportedError('This node serves no dashboard (it was started with --no-dashboard)')
+                }
+                return { url: node.#dashboard.url, link: node.#dashboard.link() }
+              }
+            }],
             ['/v1/state', {
               action: 'state',
               handle: async (q: URLSearchParams) => {
@@ -268,6 +284,9 @@ export class LocalNode {
           ])
         }, { home: init.home, roots: init.trustedRoots ?? [], revocations })
         await node.#admin.start()
+        if (init.dashboard !== undefined) {
+          await node.#startDashboard(init.dashboard, node.#admin)
+        }
       }
       if (init.metricsPort !== undefined) {
         node.#metrics = new MetricsEndpoint(() => observer.metrics.render(), { ...(init.host === undefined ? {} : { host: init.host }), port: init.metricsPort })
@@ -297,9 +316,28 @@ export class LocalNode {
     return node
   }
 
+  async #startDashboard (at: DashboardInit, admin: AdminServer): Promise<void> {
+    const [{ Dashboard }, { DashboardModel }] = await Promise.all([import('./dashboard.ts'), import('./dashboard-state.ts')])
+    const mesh = this.#init.meshView
+    const model = new DashboardModel(this, mesh)
+    this.#dashboard = new Dashboard({
+      logBook: this.logBook,
+      state: async (options) => model.read(options),
+      trace: async (id, options) => mesh === undefined ? this.trace(id) : mesh.trace(id, options),
+      authorize: (token) => { admin.authorize(token, 'observe', 'node') },
+      logger: this.#init.logging.forComponent('dashboard')
+    }, at)
+    await this.#dashboard.start()
+  }
+
   /** `http://host:port` of the gateway */
   get url (): string {
     return this.#gateway.url
+  }
+
+  /** `http://host:port` of the dashboard, when it is on */
+  get dashboardUrl (): string | undefined {
+    return this.#dashboard?.url
   }
 
   /** `http://host:port/metrics`, when the metrics endpoint is on */
@@ -652,6 +690,7 @@ export class LocalNode {
     await this.#reloading
     await this.#resolvers?.stop()
     await this.#metrics?.stop()
+    await this.#dashboard?.stop()
     await this.#admin?.stop()
     await this.#gateway.stop()
     this.#dispatcher.stop()

@@ -21,6 +21,9 @@ import {
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
 import type { AdminRoute } from './admin.ts'
+import { localEdges, sumEdges, type EdgeCounters, type PeerRow } from './dashboard-state.ts'
+
+export type { PeerRow }
 
 export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRoutes'> {
   /** this node's name, matched by `peers` globs, e.g. "lab.lan/transform-pool-1" */
@@ -60,23 +63,6 @@ export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRo
    * (besides itself; see MeshInit.admit). @default any node
    */
   admit?: readonly string[]
-}
-
-/** One row of `omega biome peers` */
-export interface PeerRow {
-  readonly name: string
-  readonly did: string
-  /** HEAD: alive, same deployment · HEAL: alive, catching up · TAIL: suspected · DEAD · LEFT */
-  readonly status: 'HEAD' | 'HEAL' | 'TAIL' | 'DEAD' | 'LEFT'
-  readonly self: boolean
-  readonly substrate: string
-  readonly rttMs?: number
-  readonly load?: number
-  /** the branes it runs */
-  readonly branes: readonly string[]
-  readonly edgesIn: number
-  readonly edgesOut: number
-  readonly addrs: readonly string[]
 }
 
 /** What `omega deploy` sends */
@@ -262,6 +248,16 @@ export class OmegaMeshNode {
         }
       },
       adminRoutes: this.#adminRoutes(),
+      meshView: {
+        name: this.#init.name,
+        peers: () => this.peers(),
+        placement: () => new Map([...this.#applied.values()].map((p) => [p.brane, p.nodes.map((d) => this.mesh.member(d)?.name ?? d)])),
+        edges: async (opts: AbortOptions) => {
+          const theirs = await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => new Map((await this.#rpc.call(m.did, 'edges', {}, undefined, opts)).result as Array<[string, EdgeCounters]>)))
+          return sumEdges([...(this.#local === undefined ? [] : [localEdges(this.#local)]), ...theirs.flatMap((a) => a.status === 'fulfilled' ? [a.value] : [])])
+        },
+        trace: async (id: string, opts: AbortOptions) => this.trace(id, opts)
+      },
       trustedRoots: [...this.#trust],
       deployerOf: () => this.#current?.doc.deployer ?? this.did
     }
@@ -318,6 +314,10 @@ export class OmegaMeshNode {
 
   get url (): string {
     return this.#local?.url ?? ''
+  }
+
+  get dashboardUrl (): string | undefined {
+    return this.#local?.dashboardUrl
   }
 
   get local (): LocalNode {
@@ -549,6 +549,7 @@ export class OmegaMeshNode {
     this.#deployments.serve()
     this.#revocationGossip.serve()
     this.#stateSync.serve()
+    this.#rpc.register('edges', async () => ({ result: this.#local === undefined ? [] : [...localEdges(this.#local)] }))
     this.#rpc.register('hops', async ({ params }) => {
       const { id } = params as { id: string }
       const found = this.#local?.traceHops(id)

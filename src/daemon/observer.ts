@@ -37,6 +37,19 @@ export type { Usage }
 
 const RATE_WINDOW_MS = 10_000
 const RECENT = 8192
+/** instances remembered per brane (the most recently started) */
+const INSTANCES = 32
+
+/** One instance of a brane, as the requests and deliveries it served tell */
+export interface InstanceRow {
+  /** `fetch.034` */
+  readonly id: string
+  /** ms since the epoch: its first call seen */
+  readonly since: number
+  /** ms since the epoch: its latest call */
+  readonly last: number
+  readonly served: number
+}
 
 export class RequestObserver {
   readonly logBook: LogBook
@@ -51,6 +64,7 @@ export class RequestObserver {
   readonly #mem = this.metrics.histogram('omega_memory_bytes', 'Linear memory after a request, bytes', BYTE_BUCKETS)
   readonly #recent = new Map<string, { times: Float64Array, next: number }>()
   readonly #labelCache = new Map<string, Readonly<Record<string, string>>>()
+  readonly #instances = new Map<string, Map<string, { since: number, last: number, served: number }>>()
   /** Told what every request and event delivery used (settlement metering); off when unset */
   meter: ((usage: Usage) => void) | undefined
 
@@ -280,7 +294,34 @@ export class RequestObserver {
     if (mem !== undefined) {
       this.#mem.observe(mem, labels)
     }
+    if (typeof timing.instance === 'string') {
+      this.#instanceServed(brane, timing.instance)
+    }
     this.#tick(brane)
+  }
+
+  #instanceServed (brane: string, id: string): void {
+    let instances = this.#instances.get(brane)
+    if (instances === undefined) {
+      instances = new Map()
+      this.#instances.set(brane, instances)
+    }
+    const now = Date.now()
+    const seen = instances.get(id)
+    if (seen !== undefined) {
+      seen.last = now
+      seen.served++
+      return
+    }
+    instances.set(id, { since: now, last: now, served: 1 })
+    if (instances.size > INSTANCES) {
+      instances.delete(instances.keys().next().value as string)
+    }
+  }
+
+  /** The latest instances of `brane` that served calls, newest first */
+  instances (brane: string): InstanceRow[] {
+    return [...this.#instances.get(brane) ?? []].map(([id, i]) => ({ id, ...i })).reverse()
   }
 
   #tick (brane: string): void {

@@ -222,6 +222,8 @@ export class EventQueue {
   readonly #adoptDelivery: Database.Statement
   readonly #adoptTx: (copies: readonly DeliveryCopy[], now: number) => number
   #acked = 0
+  /** acknowledged and failed attempts per edge since this queue was opened (the dashboard's rates) */
+  readonly #edgeTotals = new Map<string, { acked: number, failed: number }>()
   readonly #completeTx: (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => void
   readonly #inTransaction: (work: () => unknown) => unknown
   readonly #claimTx: (edge: string, limit: number, now: number) => { rows: DeliveryRow[], nextDue: number | undefined }
@@ -296,6 +298,7 @@ export class EventQueue {
       }
       for (const row of this.#markDone.all(now, JSON.stringify(done.map(({ id }) => id))) as Array<{ edge: string }>) {
         this.#acked++
+        this.#totals(row.edge).acked++
         this.#count(row.edge, -1)
       }
     })
@@ -464,6 +467,7 @@ export class EventQueue {
    */
   fail (delivery: Delivery, error: string, options: { final?: boolean, now?: number } = {}): 'retry' | 'dead' {
     const now = options.now ?? Date.now()
+    this.#totals(delivery.edge).failed++
     if (options.final === true || delivery.attempts + 1 >= this.#maxAttempts) {
       // counted like every other write: it takes effect when its transaction commits
       this.#counted(() => { this.#count(delivery.edge, -this.#kill.run(error, now, delivery.id).changes) })
@@ -481,6 +485,41 @@ export class EventQueue {
    */
   release (delivery: Delivery, reason: string, delayMs: number, now = Date.now()): void {
     this.#release.run(now + delayMs, reason, now, delivery.id)
+  }
+
+  #totals (edge: string): { acked: number, failed: number } {
+    let totals = this.#edgeTotals.get(edge)
+    if (totals === undefined) {
+      totals = { acked: 0, failed: 0 }
+      this.#edgeTotals.set(edge, totals)
+    }
+    return totals
+  }
+
+  /** Per edge: deliveries acknowledged and attempts failed since this queue was opened (counters, not queries) */
+  edgeTotals (): ReadonlyMap<string, { readonly acked: number, readonly failed: number }> {
+    return this.#edgeTotals
+  }
+
+  /**
+   * The latest traces this node recorded a hop of, newest first: each with the topic,
+   * source and target of its latest hop
+   */
+  recentTraces (limit: number): Array<{ traceId: string, eventId: string, topic: string, source: string, target: string, at: number }> {
+    const rows = this.#prepare('SELECT trace_id, event_id, topic, source, target, started_at FROM hops ORDER BY id DESC LIMIT 500').all() as Array<{ trace_id: string, event_id: string, topic: string, source: string, target: string, started_at: number }>
+    const seen = new Set<string>()
+    const out = []
+    for (const row of rows) {
+      if (seen.has(row.trace_id)) {
+        continue
+      }
+      seen.add(row.trace_id)
+      out.push({ traceId: row.trace_id, eventId: row.event_id, topic: row.topic, source: row.source, target: row.target, at: row.started_at })
+      if (out.length === limit) {
+        break
+      }
+    }
+    return out
   }
 
   /** Pending and in-flight deliveries per edge */

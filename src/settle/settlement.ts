@@ -112,6 +112,11 @@ export class Settlement implements Startable {
     return this.#store?.list(since) ?? []
   }
 
+  /** The latest receipt: the head of this node's chain */
+  head (): Receipt | undefined {
+    return this.#store?.last()
+  }
+
   /** Cut the final receipt and close the store */
   stop (): void {
     if (this.#timer !== undefined) {

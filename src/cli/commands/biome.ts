@@ -9,7 +9,7 @@ import type { TraceEndRecord } from '../../dispatch/index.ts'
 import { UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
-import { portOption, waitForAbort } from './up.ts'
+import { dashboardOption, dashboardOptions, portOption, waitForAbort } from './up.ts'
 import { renderTrace } from './events.ts'
 
 const SUBSTRATES = ['gaia', 'biome', 'habitat'] as const
@@ -29,6 +29,7 @@ interface NodeOptions {
   port: string
   host: string
   metricsPort?: string
+  dashboard: string | false
   logFormat: 'json' | 'pretty'
   logLevel: 'debug' | 'info' | 'warn' | 'error'
 }
@@ -39,7 +40,7 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 export function biomeCommands (program: Command, ctx: CliContext): void {
   const signal = ctx.signal === undefined ? {} : { signal: ctx.signal }
 
-  program.command('node')
+  dashboardOptions(program.command('node'))
     .description('Run a mesh node: join the other nodes, take the deployments they gossip, run this node\'s share of each manifest')
     .option('--name <name>', 'this node\'s name, matched by manifests\' `peers` globs', hostname())
     .option('--substrate <substrate>', 'the pool this node serves: gaia, biome or habitat', 'biome')
@@ -66,6 +67,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
       const admit = opts.admit.length === 0 ? undefined : await admitOption(opts.admit)
       const port = portOption('--port', opts.port)
       const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
+      const dashboard = dashboardOption(opts.dashboard)
       const logging = createLogging(ctx.stderr, { format: opts.logFormat, level: opts.logLevel })
       const discovery = {
         ...(opts.mdns === true ? { mdns: true } : {}),
@@ -86,9 +88,10 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         host: opts.host,
         port,
         logging,
-        ...(metricsPort === undefined ? {} : { metricsPort })
+        ...(metricsPort === undefined ? {} : { metricsPort }),
+        ...(dashboard === undefined ? {} : { dashboard })
       }, signal)
-      ctx.stdout.write(`omega: node ${node.did}\nomega: name ${opts.name}\n${node.mesh.addrs.map((a) => `omega: mesh ${a}\n`).join('')}omega: gateway ${node.url}\n`)
+      ctx.stdout.write(`omega: node ${node.did}\nomega: name ${opts.name}\n${node.mesh.addrs.map((a) => `omega: mesh ${a}\n`).join('')}omega: gateway ${node.url}\n${node.dashboardUrl === undefined ? '' : `omega: dashboard ${node.dashboardUrl} (sign in: omega dashboard)\n`}`)
       ctx.stdout.write(`\n${node.deployment === undefined ? 'No deployment yet: run "omega deploy FILE" against any node. ' : ''}Press Ctrl-C to stop.\n`)
       await waitForAbort(ctx.signal)
       ctx.stdout.write('omega: leaving the mesh\n')

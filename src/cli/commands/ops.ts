@@ -37,6 +37,33 @@ export function opsCommands (program: Command, ctx: CliContext): void {
         ])))
       }
     })
+
+  program.command('dashboard')
+    .description('Print a one-time sign-in link to the running node\'s live dashboard, and open it in a browser where one can be started')
+    .option('--no-open', 'only print the link')
+    .option('--json', 'print the address and the link as JSON')
+    .action(async (opts: { open: boolean, json?: boolean }, command: Command) => {
+      const { url, link } = await adminJson<{ url: string, link: string }>(ctx.home(homeOption(command)), '/v1/dashboard', signal)
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify({ url, link }, null, 2) + '\n')
+        return
+      }
+      ctx.stdout.write(`${link}\n`)
+      ctx.stderr.write(`omega: this link signs one browser in to ${url} within 5 minutes, once\n`)
+      if (opts.open && ctx.isTTY) {
+        openBrowser(link)
+      }
+    })
+}
+
+/** Hands `url` to the desktop's opener (xdg-open, open, start), if there is one; quietly does nothing else */
+function openBrowser (url: string): void {
+  const [cmd, ...args] = process.platform === 'darwin' ? ['open', url] : process.platform === 'win32' ? ['cmd', '/c', 'start', '', url] : ['xdg-open', url]
+  import('node:child_process').then(({ spawn }) => {
+    const child = spawn(cmd as string, args, { stdio: 'ignore', detached: true })
+    child.on('error', () => {})
+    child.unref()
+  }, () => {})
 }
 
 /** `omega logs` (and `omega gaia logs`) */

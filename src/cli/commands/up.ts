@@ -15,10 +15,34 @@ interface UpOptions {
   logLevel: 'debug' | 'info' | 'warn' | 'error'
   trustRoot: string[]
   settleInterval?: string
+  dashboard: string | false
+}
+
+/** Where the dashboard listens unless told otherwise (another port when this one is taken) */
+export const DEFAULT_DASHBOARD = '127.0.0.1:7070'
+
+/** `--dashboard [HOST:]PORT` (`--no-dashboard`: false) → where the dashboard listens */
+export function dashboardOption (value: string | false): { host: string, port: number, anyPortIfTaken: boolean } | undefined {
+  if (value === false) {
+    return undefined
+  }
+  const match = /^(?:(\[[^\]]+\]|[^:]+):)?(\d+)$/.exec(value)
+  if (match === null) {
+    throw new UsageError(`Invalid --dashboard "${value}": expected [HOST:]PORT, e.g. 127.0.0.1:7070`)
+  }
+  const host = (match[1] ?? '127.0.0.1').replace(/^\[(.*)\]$/, '$1')
+  return { host, port: portOption('--dashboard', match[2] as string), anyPortIfTaken: value === DEFAULT_DASHBOARD }
+}
+
+/** The options `omega up` and `omega node` share for the dashboard */
+export function dashboardOptions (command: Command): Command {
+  return command
+    .option('--dashboard <[host:]port>', 'serve the live dashboard here (sign in with "omega dashboard")', DEFAULT_DASHBOARD)
+    .option('--no-dashboard', 'serve no dashboard')
 }
 
 export function upCommand (program: Command, ctx: CliContext): void {
-  program.command('up')
+  dashboardOptions(program.command('up'))
     .description('Run a manifest on this machine: every substrate maps to this node, every standard brane is served by the HTTP gateway')
     .argument('<file>', 'manifest file (TOML, JSON or YAML)')
     .option('-p, --port <port>', 'gateway port (0 picks a free one)', '8080')
@@ -36,7 +60,7 @@ export function upCommand (program: Command, ctx: CliContext): void {
       prebootWorker()
       const manifest = resolve(ctx.cwd, file)
       const node = await start(manifest, opts, command).finally(releaseStandbyWorker)
-      ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}\n`)
+      ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}${node.dashboardUrl === undefined ? '' : `omega: dashboard ${node.dashboardUrl} (sign in: omega dashboard)\n`}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
         b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : firstLine(b.reason)
       ])))
@@ -62,6 +86,7 @@ export function upCommand (program: Command, ctx: CliContext): void {
     ])
     const port = portOption('--port', opts.port)
     const metricsPort = opts.metricsPort === undefined ? undefined : portOption('--metrics-port', opts.metricsPort)
+    const dashboard = dashboardOption(opts.dashboard)
     if (opts.logFormat !== 'json' && opts.logFormat !== 'pretty') {
       throw new UsageError(`Invalid --log-format "${String(opts.logFormat)}": expected "json" or "pretty"`)
     }
@@ -82,6 +107,7 @@ export function upCommand (program: Command, ctx: CliContext): void {
       port,
       logging,
       ...(metricsPort === undefined ? {} : { metricsPort }),
+      ...(dashboard === undefined ? {} : { dashboard }),
       trustedRoots: opts.trustRoot,
       settleIntervalMs
     }, signal)
