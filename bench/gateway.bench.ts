@@ -58,6 +58,19 @@ function helloCase (lifecycle: 'ephemeral' | 'pooled'): BenchCase {
 }
 
 let workerd: Workerd | undefined
+let watched: { on: LocalNode, off: LocalNode, dir: string } | undefined
+
+/** Two nodes serving pooled hello.wasm with their admin API, one with the dashboard on (nobody watching) */
+async function setupDashboardPair (): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'omega-bench-'))
+  await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'hello.wasm'))
+  await writeFile(join(dir, 'omega.toml'), '[brane.hello]\nimage = "hello.wasm"\nlifecycle = "pooled"\ntrigger = { http = "/..." }\n')
+  const start = async (name: string, dashboard: boolean): Promise<LocalNode> => LocalNode.start(join(dir, 'omega.toml'), {
+    home: join(dir, name), port: 0, logging: silentLogging(), ...(dashboard ? { dashboard: { port: 0 } } : {})
+  })
+  const on = await start('on', true)
+  watched = { on, off: await start('off', false), dir }
+}
 
 /** Requests/s through the gateway to the hello component, beside a bare node:http hello server (and workerd) */
 export const cases: BenchCase[] = [helloCase('ephemeral'), helloCase('pooled'), {
@@ -76,6 +89,20 @@ export const cases: BenchCase[] = [helloCase('ephemeral'), helloCase('pooled'), 
   budget: { rounds: 3, roundMs: 3000, warmupMs: 1000 },
   subject: { label: 'omega gateway → hello.wasm (pooled)', round: async (budget) => loadRound(`${node?.url ?? ''}/hello`, budget) },
   baseline: { label: 'workerd, one reused wasm instance', round: async (budget) => loadRound(workerd?.url ?? '', budget) }
+}, {
+  name: 'hello-pooled-dashboard-unwatched-req-per-s',
+  description: 'GET /hello with 32 connections from a separate autocannon process: omega gateway + hello.wasm (pooled) with the dashboard served and nobody watching vs the same node without a dashboard (both with their admin API): what an unwatched dashboard costs the data path',
+  metrics: ['ops/s', 'p99'],
+  setup: setupDashboardPair,
+  teardown: async () => {
+    await watched?.on.stop()
+    await watched?.off.stop()
+    await rm(watched?.dir ?? '', { recursive: true, force: true })
+    watched = undefined
+  },
+  budget: { rounds: 6, roundMs: 3000, warmupMs: 1000 },
+  subject: { label: 'omega gateway → hello.wasm, dashboard on', round: async (budget) => loadRound(`${watched?.on.url ?? ''}/hello`, budget) },
+  baseline: { label: 'the same, no dashboard', round: async (budget) => loadRound(`${watched?.off.url ?? ''}/hello`, budget) }
 }, {
   name: 'js-hello-pooled-req-per-s',
   description: 'GET /hello with 32 connections from a separate autocannon process: omega gateway + examples/js-hello (JavaScript, componentize-js, exporting wasi:http/incoming-handler: instances reused) vs a bare node:http server',
