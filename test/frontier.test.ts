@@ -41,7 +41,7 @@ describe('frontier branes on a real microVM', { skip }, () => {
   let driver: VmmDriver
   let brane: FrontierBrane
   const key = generateNodeKey()
-  const emitted: Array<{ topic: string, payload: string, traceId?: string }> = []
+  const emitted: Array<{ topic: string, payload: string, traceId?: string, traceparent?: string }> = []
   const logs: string[] = []
 
   before(async () => {
@@ -59,7 +59,7 @@ describe('frontier branes on a real microVM', { skip }, () => {
       deadlineMs: 20_000,
       emitTopics: ['shouted'],
       onEmit: async (topic, payload, options) => {
-        emitted.push({ topic, payload: Buffer.from(payload).toString(), ...(options.traceId === undefined ? {} : { traceId: options.traceId }) })
+        emitted.push({ topic, payload: Buffer.from(payload).toString(), ...(options.traceId === undefined ? {} : { traceId: options.traceId }), ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent }) })
         return `${topic}:1`
       },
       log: (stream, line) => { logs.push(`${stream}: ${line}`) },
@@ -122,6 +122,11 @@ describe('frontier branes on a real microVM', { skip }, () => {
     await brane.deliver({ id: 'hits:b3:0011', topic: 'hits', payload: Buffer.from('/shout/abc'), source: 'web', traceId: 'hits:b3:0011', attempt: 1 })
     assert.deepEqual(emitted, [{ topic: 'shouted', payload: '/SHOUT/ABC', traceId: 'hits:b3:0011' }])
     assert.ok(logs.includes('stdout: upper-cased event hits:b3:0011 from web'))
+    // the delivery's span (OpenTelemetry export on) is the parent of what it emits
+    emitted.length = 0
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+    await brane.deliver({ id: 'hits:b3:0012', topic: 'hits', payload: Buffer.from('/shout/x'), source: 'web', traceId: 'hits:b3:0011', attempt: 1, traceparent })
+    assert.deepEqual(emitted, [{ topic: 'shouted', payload: '/SHOUT/X', traceId: 'hits:b3:0011', traceparent }])
   })
 
   it('kill -9 of the VMM mid-request: the caller gets a clear error and a replacement serves the next request', async () => {

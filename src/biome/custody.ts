@@ -62,6 +62,8 @@ interface WireCopy {
   topic: string
   source: string
   traceId: string
+  /** absent from an older node's copies, and while OpenTelemetry export is off */
+  traceparent?: string
   hops: unknown[]
   createdAt: number
   edge: string
@@ -406,6 +408,7 @@ function pack (copies: readonly DeliveryCopy[]): { params: { copies: WireCopy[] 
         topic: c.event.topic,
         source: c.event.source,
         traceId: c.event.traceId,
+        ...(c.event.traceparent === undefined ? {} : { traceparent: c.event.traceparent }),
         hops: [...c.event.hops],
         createdAt: c.event.createdAt,
         edge: c.edge,
@@ -440,7 +443,16 @@ function unpack (params: unknown, body: Uint8Array): DeliveryCopy[] {
       to: w.to,
       priority: w.priority,
       attempts: w.attempts,
-      event: { id: w.id, topic: w.topic, source: w.source, payload, traceId: w.traceId, hops: w.hops, createdAt: w.createdAt }
+      event: {
+        id: w.id,
+        topic: w.topic,
+        source: w.source,
+        payload,
+        traceId: w.traceId,
+        hops: w.hops,
+        createdAt: w.createdAt,
+        ...(typeof w.traceparent === 'string' && w.traceparent.length <= 64 ? { traceparent: w.traceparent } : {})
+      }
     }
   })
 }

@@ -57,7 +57,9 @@ export function splitPayloads (sizes: readonly unknown[], body: Uint8Array, what
  */
 export async function sendEventBatch (rpc: Rpc, peer: string, brane: string, events: readonly BraneEvent[], options: AbortOptions & { timeoutMs: number }): Promise<Array<PromiseSettledResult<void>>> {
   // named fields: an object rest and spread per event cost more
-  const metas: EventMeta[] = events.map((e) => ({ id: e.id, topic: e.topic, source: e.source, traceId: e.traceId, attempt: e.attempt, bytes: e.payload.byteLength }))
+  const metas: EventMeta[] = events.map((e) => e.traceparent === undefined
+    ? { id: e.id, topic: e.topic, source: e.source, traceId: e.traceId, attempt: e.attempt, bytes: e.payload.byteLength }
+    : { id: e.id, topic: e.topic, source: e.source, traceId: e.traceId, attempt: e.attempt, bytes: e.payload.byteLength, traceparent: e.traceparent })
   const reply = await rpc.call(peer, DELIVER_BATCH, { brane, events: metas }, Buffer.concat(events.map((e) => e.payload)), options)
   const outcomes = (reply.result as { outcomes?: unknown }).outcomes
   if (!Array.isArray(outcomes) || outcomes.length !== events.length) {
@@ -80,7 +82,12 @@ export function serveEventBatches (rpc: Rpc, find: (brane: string, options: Abor
     }
     const target = await find(brane, options)
     const payloads = splitPayloads(events.map((e) => e.bytes), body, DELIVER_BATCH)
-    const whole = events.map(({ bytes: _bytes, ...event }, i) => ({ ...event, payload: payloads[i] as Uint8Array }))
+    const whole = events.map(({ bytes: _bytes, traceparent, ...event }, i): BraneEvent => ({
+      ...event,
+      payload: payloads[i] as Uint8Array,
+      // a trace context is only ever a short string (a receiver parses it, and ignores a malformed one)
+      ...(typeof traceparent === 'string' && traceparent.length <= 64 ? { traceparent } : {})
+    }))
     const results = await deliverInOrder(target, whole)
     return { result: { outcomes: results.map((r): Outcome => r.status === 'fulfilled' ? {} : { error: errorName(r.reason), message: errorMessage(r.reason) }) } }
   })

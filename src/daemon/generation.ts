@@ -51,7 +51,7 @@ export interface RunningBrane {
 export interface BraneContext {
   readonly observer: RequestObserver
   /** emit from a brane through the node's current dispatcher */
-  readonly emit: (brane: string, topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string }) => Promise<string>
+  readonly emit: (brane: string, topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string, traceparent?: string }) => Promise<string>
   /** the replicated state of branes granted `state` */
   readonly state: StateStore
 }
@@ -193,7 +193,7 @@ export async function startBrane (brane: BranePlan, manifestFile: string, init: 
     memMaxBytes: brane.limits.memMaxBytes,
     cpuQuota: brane.limits.cpuQuota,
     config: brane.config,
-    onEmit: async (topic: string, payload: Uint8Array, opts: AbortOptions & { traceId?: string }) => context.emit(brane.name, topic, payload, opts),
+    onEmit: async (topic: string, payload: Uint8Array, opts: AbortOptions & { traceId?: string, traceparent?: string }) => context.emit(brane.name, topic, payload, opts),
     ...(brane.grants.state === undefined ? {} : { onState: (call: StateCall) => context.state.call(brane.name, call) }),
     log: (stream: LogStream, line: string, _level?: unknown, instance?: string) => {
       observer.logBook.append({ brane: brane.name, kind: stream, level: stream === 'stderr' ? 'warn' : 'info', message: line, ...(instance === undefined ? {} : { fields: { instance } }) })

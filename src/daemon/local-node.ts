@@ -15,7 +15,7 @@ import { Gateway, type RouteEntry } from '../gateway/index.ts'
 import type { WorkerBrane } from '../runtime/wasm/index.ts'
 import { AdminServer, type AdminComponents, type AdminStatus } from './admin.ts'
 import { StateStore } from '../biome/lite.ts'
-import { cpuProfileToPprof, encodePprof, LogBook } from '../observe/index.ts'
+import { cpuProfileToPprof, encodePprof, LogBook, startTelemetry, type Telemetry, type TelemetryInit } from '../observe/index.ts'
 import { RequestObserver } from './observer.ts'
 import { MetricsEndpoint } from './metrics-endpoint.ts'
 import { openSnapshot, sealSnapshot, type SnapshotDocument } from './snapshot.ts'
@@ -57,6 +57,11 @@ export interface LocalNodeInit {
   resolverEnv?: Readonly<Record<string, string | undefined>>
   /** first restart delay of a failed resolver process. @default 500 */
   resolverBackoffMs?: number
+  /**
+   * export spans and metrics over OTLP/HTTP (the CLI reads the `OTEL_*` variables with
+   * `telemetryFromEnv`); off when unset, and then the OpenTelemetry packages are not loaded
+   */
+  telemetry?: TelemetryInit
 }
 
 /** How a node in a mesh splits a manifest with the other nodes */
@@ -123,6 +128,7 @@ export class LocalNode {
   #resolvers: Resolvers | undefined
   #settlement: Settlement | undefined
   #revocations: RevocationList | undefined
+  #telemetry: Telemetry | undefined
   #generation: Generation
   /** reloads (and retries of failed branes) run one after another */
   #reloading: Promise<unknown> = Promise.resolve()
@@ -240,6 +246,11 @@ export class LocalNode {
       observer.meter = (usage) => { settlement.record(usage) }
     }
     try {
+      if (init.telemetry !== undefined) {
+        // before the first request: it has its span
+        node.#telemetry = await startTelemetry({ metrics: observer.metrics, logger: init.logging.forComponent('otel'), instanceId: key.did }, init.telemetry)
+        observer.telemetry = node.#telemetry.tracing ? node.#telemetry : undefined
+      }
       await gateway.start()
       if (init.admin !== false) {
         node.#admin = new AdminServer({
@@ -578,7 +589,7 @@ export class LocalNode {
   }
 
   /** Emit an event from `brane` (HTTP branes and the CLI use this; durable when it resolves) */
-  async emit (brane: string, topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string } = {}): Promise<string> {
+  async emit (brane: string, topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string, traceparent?: string } = {}): Promise<string> {
     return this.#dispatcher.emit(brane, topic, payload, options)
   }
 
@@ -699,6 +710,9 @@ export class LocalNode {
     this.#context.state.close()
     this.#dispatcher.flush()
     this.#queue.close()
+    // the spans of everything served until now, and the last metrics (bounded: a collector that is gone does not hold the stop)
+    this.observer.telemetry = undefined
+    await this.#telemetry?.shutdown()
     // the final receipt covers everything served until now
     try {
       this.#settlement?.stop()

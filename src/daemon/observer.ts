@@ -4,7 +4,7 @@
  */
 import type { AbortOptions, BodyChunks, BraneHttpRequest, BraneHttpResponse, HttpHandler, StreamingHttpRequest, StreamingHttpResponse, Usage } from '../interfaces/index.ts'
 import { OmegaError } from '../errors.ts'
-import { MetricsRegistry, BYTE_BUCKETS, type LogBook, type Summary } from '../observe/index.ts'
+import { MetricsRegistry, BYTE_BUCKETS, type LogBook, type Summary, type Telemetry, type TelemetrySpan } from '../observe/index.ts'
 import type { BraneEvent, EventTarget } from '../dispatch/index.ts'
 
 interface EventRuntime {
@@ -12,10 +12,13 @@ interface EventRuntime {
   deliverBatch?: (events: readonly BraneEvent[]) => Promise<Array<PromiseSettledResult<{ timing?: object }>>>
 }
 
+/** `traceparent`: the span serving the request (its emits and outgoing requests continue it), while tracing */
+type ServeOptions = AbortOptions & { traceparent?: string }
+
 interface Runtime {
-  handle: (request: BraneHttpRequest, options?: AbortOptions) => Promise<BraneHttpResponse & { timing?: object }>
+  handle: (request: BraneHttpRequest, options?: ServeOptions) => Promise<BraneHttpResponse & { timing?: object }>
   /** serves with bodies that stream, when the runtime can */
-  stream?: (request: StreamingHttpRequest, options?: AbortOptions) => Promise<StreamingHttpResponse & { timing?: object }>
+  stream?: (request: StreamingHttpRequest, options?: ServeOptions) => Promise<StreamingHttpResponse & { timing?: object }>
   close: () => Promise<void>
 }
 
@@ -67,6 +70,11 @@ export class RequestObserver {
   readonly #instances = new Map<string, Map<string, { since: number, last: number, served: number }>>()
   /** Told what every request and event delivery used (settlement metering); off when unset */
   meter: ((usage: Usage) => void) | undefined
+  /**
+   * Opens a span per request and per delivery (OpenTelemetry export); off when unset, and
+   * then no span is made
+   */
+  telemetry: Telemetry | undefined
 
   constructor (logBook: LogBook) {
     this.logBook = logBook
@@ -82,12 +90,13 @@ export class RequestObserver {
     return {
       handle: async (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse> => {
         const start = performance.now()
+        const span = this.telemetry?.request(brane, request)
         try {
-          const response = await runtime.handle(request, options)
-          this.#served(brane, request, start, response.status, request.body.byteLength, response.body.byteLength, response.timing)
+          const response = await runtime.handle(request, span === undefined ? options : { ...options, traceparent: span.traceparent })
+          this.#served(brane, request, start, response.status, request.body.byteLength, response.body.byteLength, response.timing, span)
           return response
         } catch (err) {
-          this.#refused(brane, request, start, request.body.byteLength, err)
+          this.#refused(brane, request, start, request.body.byteLength, err, span)
           throw err
         }
       },
@@ -96,6 +105,7 @@ export class RequestObserver {
         : {
             stream: async (request: StreamingHttpRequest, options: AbortOptions = {}): Promise<StreamingHttpResponse> => {
               const start = performance.now()
+              const span = this.telemetry?.request(brane, request)
               const read = { bytes: 0 }
               let unread: unknown
               const counted = request.body instanceof Uint8Array
@@ -104,14 +114,14 @@ export class RequestObserver {
               const bytesIn = (): number => request.body instanceof Uint8Array ? request.body.byteLength : read.bytes
               let response: StreamingHttpResponse & { timing?: object }
               try {
-                response = await stream.call(runtime, counted, options)
+                response = await stream.call(runtime, counted, span === undefined ? options : { ...options, traceparent: span.traceparent })
               } catch (err) {
-                this.#refused(brane, request, start, bytesIn(), err)
+                this.#refused(brane, request, start, bytesIn(), err, span)
                 throw err
               }
               const { body } = response
               if (body instanceof Uint8Array) {
-                this.#served(brane, request, start, response.status, bytesIn(), body.byteLength, response.timing)
+                this.#served(brane, request, start, response.status, bytesIn(), body.byteLength, response.timing, span)
                 return response
               }
               const written = { bytes: 0 }
@@ -120,9 +130,9 @@ export class RequestObserver {
                 body: counting(body, written, (err) => {
                   err ??= unread // the request failed half-way (its body went past its limit, or its client left)
                   if (err === undefined) {
-                    this.#served(brane, request, start, response.status, bytesIn(), written.bytes, (body as { timing?: object }).timing)
+                    this.#served(brane, request, start, response.status, bytesIn(), written.bytes, (body as { timing?: object }).timing, span)
                   } else {
-                    this.#refused(brane, request, start, bytesIn(), err)
+                    this.#refused(brane, request, start, bytesIn(), err, span)
                   }
                 })
               }
@@ -133,7 +143,8 @@ export class RequestObserver {
     }
   }
 
-  #served (brane: string, request: Pick<BraneHttpRequest, 'method' | 'pathWithQuery'>, start: number, status: number, bytesIn: number, bytesOut: number, responseTiming: object | undefined): void {
+  #served (brane: string, request: Pick<BraneHttpRequest, 'method' | 'pathWithQuery'>, start: number, status: number, bytesIn: number, bytesOut: number, responseTiming: object | undefined, span: TelemetrySpan | undefined): void {
+    span?.end(status)
     const path = request.pathWithQuery
     const totalMs = performance.now() - start
     const timing = (responseTiming ?? {}) as Readonly<Record<string, unknown>>
@@ -148,7 +159,8 @@ export class RequestObserver {
     })
   }
 
-  #refused (brane: string, request: Pick<BraneHttpRequest, 'method' | 'pathWithQuery'>, start: number, bytesIn: number, err: unknown): void {
+  #refused (brane: string, request: Pick<BraneHttpRequest, 'method' | 'pathWithQuery'>, start: number, bytesIn: number, err: unknown, span: TelemetrySpan | undefined): void {
+    span?.end(undefined, err)
     const path = request.pathWithQuery
     const name = err instanceof Error ? err.name : 'Error'
     const message = err instanceof Error ? err.message : String(err)
@@ -175,10 +187,14 @@ export class RequestObserver {
     return {
       deliver: async (event: BraneEvent, options: AbortOptions = {}): Promise<void> => {
         const start = performance.now()
+        const span = this.telemetry?.delivery(brane, event)
         try {
-          const { timing = {} } = await runtime.deliver(event, options)
+          // the brane's emits and outgoing requests continue the delivery's span
+          const { timing = {} } = await runtime.deliver(span === undefined ? event : { ...event, traceparent: span.traceparent }, options)
+          span?.end()
           this.#delivered(brane, event, start, timing)
         } catch (err) {
+          span?.end(undefined, err)
           this.#failed(brane, event, start, err)
           throw err
         }
@@ -188,13 +204,18 @@ export class RequestObserver {
         : {
             deliverBatch: async (events: readonly BraneEvent[]): Promise<Array<PromiseSettledResult<void>>> => {
               const start = performance.now()
-              const results = await deliverBatch.call(runtime, events)
+              const telemetry = this.telemetry
+              const spans = telemetry === undefined ? undefined : events.map((event) => telemetry.delivery(brane, event))
+              const results = await deliverBatch.call(runtime, spans === undefined ? events : events.map((event, i) => ({ ...event, traceparent: (spans[i] as TelemetrySpan).traceparent })))
               return results.map((result, i) => {
                 const event = events[i] as BraneEvent
+                const span = spans?.[i]
                 if (result.status === 'fulfilled') {
+                  span?.end()
                   this.#delivered(brane, event, start, result.value.timing ?? {})
                   return { status: 'fulfilled', value: undefined }
                 }
+                span?.end(undefined, result.reason)
                 if (!(result.reason instanceof Error && result.reason.name === 'SkippedEventError')) {
                   this.#failed(brane, event, start, result.reason)
                 }

@@ -1,6 +1,7 @@
 import { describe, it, afterEach } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
+import Database from 'better-sqlite3'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Dispatcher, EventQueue, signTrace, verifyTrace, type BraneEvent, type DeliveryCopy, type EventTarget } from './index.ts'
@@ -222,6 +223,16 @@ describe('dispatcher', () => {
     gate?.()
     await until(() => order.length === 11)
     assert.deepEqual(order, ['z', 'y', 'y', 'y', 'y', 'y', 'x', 'x', 'x', 'x', 'x'])
+  })
+
+  it('hands a target the trace context an event was emitted with, and none when it had none', async () => {
+    const seen: Array<string | undefined> = []
+    const { dispatcher } = await setup([edge('a', 'b', 'x')], { b: { deliver: async (event) => { seen.push(event.traceparent) } } })
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+    await dispatcher.emit('a', 'x', Buffer.from('1'), { traceparent })
+    await dispatcher.emit('a', 'x', Buffer.from('2'))
+    await until(() => seen.length === 2)
+    assert.deepEqual(seen, [traceparent, undefined])
   })
 
   it('records the hops of a trace and signs an end record that verifies, and fails when tampered', async () => {
@@ -494,6 +505,49 @@ describe('event queue', () => {
       assert.equal(holder.dropReplicas('did:key:other', 'all'), 1)
     } finally {
       holder.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('keeps an event\'s trace context through the queue, a hand-over and held copies, and reads a queue written before it had one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'omega-queue-'))
+    try {
+      // a queue as an older Omega wrote it: no traceparent columns
+      const path = join(dir, 'old.db')
+      const old = new Database(path)
+      old.exec(`CREATE TABLE events (id TEXT PRIMARY KEY, topic TEXT NOT NULL, source TEXT NOT NULL, payload BLOB NOT NULL, trace_id TEXT NOT NULL, hops TEXT NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE deliveries (id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL REFERENCES events(id), edge TEXT NOT NULL, target TEXT NOT NULL, priority INTEGER NOT NULL,
+          state TEXT NOT NULL CHECK (state IN ('pending', 'inflight', 'done', 'dead')), attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL, last_error TEXT, updated_at INTEGER NOT NULL, UNIQUE (event_id, edge));
+        CREATE TABLE replicas (seq INTEGER PRIMARY KEY AUTOINCREMENT, origin TEXT NOT NULL, event_id TEXT NOT NULL, edge TEXT NOT NULL, target TEXT NOT NULL, priority INTEGER NOT NULL, attempts INTEGER NOT NULL,
+          topic TEXT NOT NULL, source TEXT NOT NULL, payload BLOB NOT NULL, trace_id TEXT NOT NULL, hops TEXT NOT NULL, created_at INTEGER NOT NULL, UNIQUE (origin, event_id, edge));
+        INSERT INTO events VALUES ('old', 't', 'a', x'6f6c64', 'old', '[]', 1);
+        INSERT INTO deliveries (event_id, edge, target, priority, state, next_at, updated_at) VALUES ('old', 'a>b:t', 'b', 5, 'pending', 0, 0);`)
+      old.close()
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+      const queue = new EventQueue({ path })
+      const other = new EventQueue({ path: join(dir, 'other.db') })
+      try {
+        queue.enqueue({ id: 'new', topic: 't', source: 'a', payload: Buffer.from('new'), traceId: 'new', traceparent, hops: [], createdAt: 2 }, [{ edge: 'a>b:t', to: 'b', priority: 5 }])
+        const claimed = queue.claim('a>b:t', 10)
+        assert.deepEqual(claimed.map((d) => [d.event.id, Buffer.from(d.event.payload).toString(), d.event.traceparent]), [['old', 'old', undefined], ['new', 'new', traceparent]])
+        assert.equal('traceparent' in (claimed[0]?.event ?? {}), false, 'an event without one has no such field')
+        assert.equal(other.adopt(queue.undelivered(10, 0, { inflight: true })), 2)
+        assert.deepEqual(other.claim('a>b:t', 10).map((d) => d.event.traceparent), [undefined, traceparent])
+        assert.equal(other.holdReplicas('did:key:origin', claimed), 2)
+        assert.equal(other.promoteReplicas('did:key:origin'), 0, 'the same deliveries, adopted already')
+        const third = new EventQueue({ path: join(dir, 'third.db') })
+        try {
+          third.holdReplicas('did:key:origin', claimed)
+          assert.equal(third.promoteReplicas('did:key:origin'), 2)
+          assert.deepEqual(third.claim('a>b:t', 10).map((d) => d.event.traceparent), [undefined, traceparent])
+        } finally {
+          third.close()
+        }
+      } finally {
+        queue.close()
+        other.close()
+      }
+    } finally {
       await rm(dir, { recursive: true, force: true })
     }
   })

@@ -82,6 +82,11 @@ export interface DispatcherInit {
 export interface EmitOptions extends AbortOptions {
   /** continue this trace (default: a new trace starting at this event) */
   traceId?: string
+  /**
+   * the W3C trace context of the span that emits (OpenTelemetry export on): kept with the
+   * event, the parent of its deliveries' spans
+   */
+  traceparent?: string
 }
 
 export function edgeKey (edge: Pick<Edge, 'from' | 'to' | 'on'>): string {
@@ -243,7 +248,8 @@ export class Dispatcher implements Startable {
     }
     await this.#backPressure(edges, options)
     const id = eventId(source, topic, payload)
-    const event = { id, topic, source, payload, traceId: options.traceId ?? id, hops: [], createdAt: Date.now() }
+    const traced = { id, topic, source, payload, traceId: options.traceId ?? id, hops: [], createdAt: Date.now() }
+    const event: QueuedEvent = options.traceparent === undefined ? traced : { ...traced, traceparent: options.traceparent }
     const targets = edges.map((s) => ({ edge: s.key, to: s.edge.to, priority: s.edge.priority }))
     await new Promise<void>((resolve, reject) => {
       this.#unwritten.push({ event, targets, edges, resolve, reject })
@@ -620,7 +626,7 @@ function eventId (source: string, topic: string, payload: Uint8Array): string {
 
 /** The event a delivery carries, as its target receives it */
 function eventOf (delivery: Delivery): BraneEvent {
-  return {
+  const event: BraneEvent = {
     id: delivery.event.id,
     topic: delivery.event.topic,
     payload: delivery.event.payload,
@@ -628,6 +634,8 @@ function eventOf (delivery: Delivery): BraneEvent {
     traceId: delivery.event.traceId,
     attempt: delivery.attempts + 1
   }
+  const traceparent = delivery.event.traceparent
+  return traceparent === undefined ? event : { ...event, traceparent }
 }
 
 /** The hop a delivery of `event` to `to` made, ending now */

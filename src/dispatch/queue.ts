@@ -39,6 +39,8 @@ export interface QueuedEvent {
   readonly source: string
   readonly payload: Uint8Array
   readonly traceId: string
+  /** the W3C trace context of the span that emitted it (OpenTelemetry export on), its delivery's parent */
+  readonly traceparent?: string
   /** hops so far, JSON-serialisable */
   readonly hops: readonly unknown[]
   readonly createdAt: number
@@ -109,6 +111,7 @@ interface DeliveryRow {
   trace_id: string
   hops: string
   created_at: number
+  traceparent: string | null
 }
 
 export const SCHEMA = `
@@ -119,7 +122,8 @@ CREATE TABLE IF NOT EXISTS events (
   payload BLOB NOT NULL,
   trace_id TEXT NOT NULL,
   hops TEXT NOT NULL,
-  created_at INTEGER NOT NULL
+  created_at INTEGER NOT NULL,
+  traceparent TEXT
 );
 CREATE TABLE IF NOT EXISTS deliveries (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -167,12 +171,34 @@ CREATE TABLE IF NOT EXISTS replicas (
   trace_id TEXT NOT NULL,
   hops TEXT NOT NULL,
   created_at INTEGER NOT NULL,
+  traceparent TEXT,
   UNIQUE (origin, event_id, edge)
 );
 `
 
+/**
+ * Columns added since the first schema, each nullable: a queue written by an older
+ * Omega gets them when it is opened (its rows hold NULL), and an older Omega still
+ * reads and writes a queue that has them (it names its columns)
+ */
+const ADDED_COLUMNS: ReadonlyArray<readonly [table: string, column: string, type: string]> = [
+  ['events', 'traceparent', 'TEXT'],
+  ['replicas', 'traceparent', 'TEXT']
+]
+
+/** {@link SCHEMA}, and the columns an older queue lacks */
+export function createSchema (db: Database.Database): void {
+  db.exec(SCHEMA)
+  for (const [table, column, type] of ADDED_COLUMNS) {
+    const columns = db.prepare(`SELECT name FROM pragma_table_info('${table}')`).pluck().all() as string[]
+    if (!columns.includes(column)) {
+      db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`)
+    }
+  }
+}
+
 /** An event row, written once (an event id seen again adds nothing) */
-export const INSERT_EVENT = 'INSERT OR IGNORE INTO events (id, topic, source, payload, trace_id, hops, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'
+export const INSERT_EVENT = 'INSERT OR IGNORE INTO events (id, topic, source, payload, trace_id, hops, created_at, traceparent) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'
 
 const DAMAGED_HINT = 'the node refuses to start over it so that no stored event is lost; "omega queue check" says what is wrong, "omega queue salvage" copies every readable event into a new queue and keeps the damaged file beside it'
 
@@ -251,7 +277,7 @@ export class EventQueue {
       }
       this.#db.pragma('journal_mode = WAL')
       this.#db.pragma(`synchronous = ${init.durability === 'full' ? 'FULL' : 'NORMAL'}`)
-      this.#db.exec(SCHEMA)
+      createSchema(this.#db)
       // statement journals (savepoints of a group commit) in memory, not in temporary files
       this.#db.pragma('temp_store = MEMORY')
     } catch (err) {
@@ -356,7 +382,7 @@ export class EventQueue {
   /** The claim query: its LIMIT a literal (one bound as a parameter makes SQLite prepare the statement again at every run) */
   #dueStatement (limit: number): Database.Statement {
     return this.#prepare(`
-        SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at
+        SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at, e.traceparent
         FROM deliveries d JOIN events e ON e.id = d.event_id
         WHERE d.state = 'pending' AND d.edge = ?
         ORDER BY d.id LIMIT ${Math.max(1, Math.floor(limit))}`, true)
@@ -413,7 +439,7 @@ export class EventQueue {
   }
 
   #writeEvent (event: QueuedEvent): void {
-    this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, event.hops.length === 0 ? '[]' : JSON.stringify(event.hops), event.createdAt)
+    this.#insertEvent.run(event.id, event.topic, event.source, Buffer.from(event.payload.buffer, event.payload.byteOffset, event.payload.byteLength), event.traceId, event.hops.length === 0 ? '[]' : JSON.stringify(event.hops), event.createdAt, event.traceparent ?? null)
   }
 
   /**
@@ -609,7 +635,7 @@ export class EventQueue {
    */
   undelivered (limit: number, afterId = 0, options: { inflight?: boolean } = {}): Delivery[] {
     const rows = this.#prepare(`
-      SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at
+      SELECT d.id, d.edge, d.target, d.priority, d.attempts, d.next_at, e.id AS event_id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at, e.traceparent
       FROM deliveries d JOIN events e ON e.id = d.event_id
       WHERE d.state IN ('pending', ?) AND d.id > ? ORDER BY d.id LIMIT ?`).all(options.inflight === true ? 'inflight' : 'pending', afterId, limit) as DeliveryRow[]
     return rows.map(deliveryOf)
@@ -650,10 +676,10 @@ export class EventQueue {
    * not delivered from here unless {@link promoteReplicas} is called when that node is gone
    */
   holdReplicas (origin: string, copies: readonly DeliveryCopy[]): number {
-    const insert = this.#prepare(`INSERT OR IGNORE INTO replicas (origin, event_id, edge, target, priority, attempts, topic, source, payload, trace_id, hops, created_at)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    const insert = this.#prepare(`INSERT OR IGNORE INTO replicas (origin, event_id, edge, target, priority, attempts, topic, source, payload, trace_id, hops, created_at, traceparent)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
     return this.#db.transaction(() => copies.reduce((n, c) => n + insert.run(origin, c.event.id, c.edge, c.to, c.priority, c.attempts, c.event.topic, c.event.source,
-      Buffer.from(c.event.payload.buffer, c.event.payload.byteOffset, c.event.payload.byteLength), c.event.traceId, JSON.stringify(c.event.hops), c.event.createdAt).changes, 0))()
+      Buffer.from(c.event.payload.buffer, c.event.payload.byteOffset, c.event.payload.byteLength), c.event.traceId, JSON.stringify(c.event.hops), c.event.createdAt, c.event.traceparent ?? null).changes, 0))()
   }
 
   /** Drop held copies of `origin`'s deliveries (delivered there), or all of them. Returns how many */
@@ -670,7 +696,7 @@ export class EventQueue {
    * they were held), in one transaction. Returns the deliveries added.
    */
   promoteReplicas (origin: string, now = Date.now()): number {
-    const rows = this.#prepare('SELECT 0 AS id, edge, target, priority, attempts, 0 AS next_at, event_id, topic, source, payload, trace_id, hops, created_at FROM replicas WHERE origin = ? ORDER BY seq')
+    const rows = this.#prepare('SELECT 0 AS id, edge, target, priority, attempts, 0 AS next_at, event_id, topic, source, payload, trace_id, hops, created_at, traceparent FROM replicas WHERE origin = ? ORDER BY seq')
     return this.#counted(() => this.#db.transaction(() => {
       const added = this.#adoptTx((rows.all(origin) as DeliveryRow[]).map(deliveryOf), now)
       this.dropReplicas(origin, 'all')
@@ -690,10 +716,10 @@ export class EventQueue {
 }
 
 /** A row of the claim query in raw mode: its columns in the order of {@link DeliveryRow} */
-type DueRow = [number, string, string, number, number, number, string, string, string, Buffer, string, string, number]
+type DueRow = [number, string, string, number, number, number, string, string, string, Buffer, string, string, number, string | null]
 
 function dueRow (r: DueRow): DeliveryRow {
-  return { id: r[0], edge: r[1], target: r[2], priority: r[3], attempts: r[4], next_at: r[5], event_id: r[6], topic: r[7], source: r[8], payload: r[9], trace_id: r[10], hops: r[11], created_at: r[12] }
+  return { id: r[0], edge: r[1], target: r[2], priority: r[3], attempts: r[4], next_at: r[5], event_id: r[6], topic: r[7], source: r[8], payload: r[9], trace_id: r[10], hops: r[11], created_at: r[12], traceparent: r[13] }
 }
 
 function deliveryOf (row: DeliveryRow): Delivery {
@@ -703,16 +729,22 @@ function deliveryOf (row: DeliveryRow): Delivery {
     to: row.target,
     priority: row.priority,
     attempts: row.attempts,
-    event: {
-      id: row.event_id,
-      topic: row.topic,
-      source: row.source,
-      payload: new Uint8Array(row.payload.buffer, row.payload.byteOffset, row.payload.byteLength),
-      traceId: row.trace_id,
-      hops: row.hops === '[]' ? [] : JSON.parse(row.hops) as unknown[],
-      createdAt: row.created_at
-    }
+    event: eventOfRow(row)
   }
+}
+
+function eventOfRow (row: DeliveryRow): QueuedEvent {
+  const event: QueuedEvent = {
+    id: row.event_id,
+    topic: row.topic,
+    source: row.source,
+    payload: new Uint8Array(row.payload.buffer, row.payload.byteOffset, row.payload.byteLength),
+    traceId: row.trace_id,
+    hops: row.hops === '[]' ? [] : JSON.parse(row.hops) as unknown[],
+    createdAt: row.created_at
+  }
+  // a row of an older queue has no such column (undefined), a newer one NULL
+  return row.traceparent === null || row.traceparent === undefined ? event : { ...event, traceparent: row.traceparent }
 }
 
 interface HopRow {

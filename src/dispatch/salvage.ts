@@ -5,7 +5,7 @@
  */
 import { existsSync, renameSync, rmSync, statSync } from 'node:fs'
 import Database from 'better-sqlite3'
-import { INSERT_EVENT, QueueError, quickCheck, SCHEMA } from './queue.ts'
+import { createSchema, INSERT_EVENT, QueueError, quickCheck } from './queue.ts'
 
 export interface QueueCheck {
   readonly path: string
@@ -95,7 +95,7 @@ export function salvageQueue (path: string, now = new Date()): SalvageReport {
   let deliveries = 0
   try {
     target.pragma('journal_mode = WAL')
-    target.exec(SCHEMA)
+    createSchema(target)
     const insertEvent = target.prepare(INSERT_EVENT)
     const insertDelivery = target.prepare('INSERT OR IGNORE INTO deliveries (id, event_id, edge, target, priority, state, attempts, next_at, last_error, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
     const known = new Set<string>()
@@ -105,7 +105,7 @@ export function salvageQueue (path: string, now = new Date()): SalvageReport {
           lost.count++
           continue
         }
-        insertEvent.run(e.id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at)
+        insertEvent.run(e.id, e.topic, e.source, e.payload, e.trace_id, e.hops, e.created_at, typeof e.traceparent === 'string' ? e.traceparent : null)
         known.add(e.id)
         events++
       }

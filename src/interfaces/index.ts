@@ -86,6 +86,11 @@ export interface BraneEvent {
   readonly source: string
   /** shared by every event caused by the same first emit */
   readonly traceId: string
+  /**
+   * the W3C trace context of the span that emitted it (`00-<trace id>-<span id>-<flags>`),
+   * the parent of its delivery's span; set only while OpenTelemetry export is on
+   */
+  readonly traceparent?: string
   /** 1 for the first delivery, more for retries */
   readonly attempt: number
 }

@@ -38,4 +38,18 @@ describe('metrics', () => {
     assert.deepEqual(h.summary(), { count: 100, p50: 50, p99: 99, mean: 50.5, max: 100 })
     assert.equal(h.summary({ other: 'series' }), undefined)
   })
+
+  it('lists its series for an exporter: counts per bucket with the one above every bound', () => {
+    const registry = new MetricsRegistry()
+    const requests = registry.counter('omega_requests_total', 'Requests served')
+    const latency = registry.histogram('omega_exec_ms', 'Guest execution time', [1, 10])
+    requests.inc({ brane: 'a' }, 2)
+    for (const v of [0.5, 5, 50, 60]) {
+      latency.observe(v, { brane: 'a' })
+    }
+    assert.deepEqual(registry.all.map((m) => m.name), ['omega_requests_total', 'omega_exec_ms'])
+    assert.deepEqual(requests.series(), [{ labels: { brane: 'a' }, value: 2 }])
+    assert.deepEqual(latency.buckets, [1, 10])
+    assert.deepEqual(latency.series(), [{ labels: { brane: 'a' }, counts: [1, 1, 2], sum: 115.5, count: 4 }])
+  })
 })

@@ -71,6 +71,11 @@ export class Counter {
     return total
   }
 
+  /** Every series: its labels and value (for an exporter) */
+  series (): Array<{ readonly labels: Labels, readonly value: number }> {
+    return [...this.#values.values()].map(({ labels, value }) => ({ labels, value }))
+  }
+
   render (): string {
     let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} counter\n`
     for (const { labels, value } of this.#values.values()) {
@@ -155,6 +160,22 @@ export class Histogram {
     return { count: series.count, p50: at(0.5), p99: at(0.99), mean: series.sum / series.count, max: sorted[sorted.length - 1] ?? 0 }
   }
 
+  /** The upper bounds of the buckets */
+  get buckets (): readonly number[] {
+    return this.#buckets
+  }
+
+  /**
+   * Every series (for an exporter): its labels, its count per bucket (one more than the
+   * bounds: the last counts what is above every bound), sum and count
+   */
+  series (): Array<{ readonly labels: Labels, readonly counts: number[], readonly sum: number, readonly count: number }> {
+    return [...this.#series.values()].map((s) => {
+      const inBuckets = s.counts.reduce((a, b) => a + b, 0)
+      return { labels: s.labels, counts: [...s.counts, s.count - inBuckets], sum: s.sum, count: s.count }
+    })
+  }
+
   render (): string {
     let out = `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} histogram\n`
     for (const series of this.#series.values()) {
@@ -185,6 +206,11 @@ export class MetricsRegistry {
     const metric = new Histogram(name, help, buckets)
     this.#metrics.push(metric)
     return metric
+  }
+
+  /** Every metric, in the order they were made */
+  get all (): ReadonlyArray<Counter | Histogram> {
+    return this.#metrics
   }
 
   /** The Prometheus text exposition of every metric */

@@ -2,7 +2,7 @@ import type { Command } from 'commander'
 import { watch } from 'node:fs'
 import { join, relative, resolve } from 'node:path'
 import { homeOption, type CliContext } from '../context.ts'
-import { portOption, waitForAbort } from './up.ts'
+import { otelOption, portOption, waitForAbort } from './up.ts'
 
 export function authoringCommands (program: Command, ctx: CliContext): void {
   program.command('new')
@@ -36,14 +36,15 @@ export function authoringCommands (program: Command, ctx: CliContext): void {
     .option('-p, --port <port>', 'gateway port (0 picks a free one)', '8080')
     .action(async (dir: string, opts: { port: string }, command: Command) => {
       const { buildProject } = await import('../../authoring/index.ts')
-      const { createLogging } = await import('../../observe/index.ts')
+      const { createLogging, telemetryFromEnv } = await import('../../observe/index.ts')
       const { LocalNode } = await import('../../daemon/index.ts')
       const port = portOption('--port', opts.port)
+      const telemetry = otelOption(telemetryFromEnv, ctx.env)
       const project = resolve(ctx.cwd, dir)
       const manifest = join(project, 'omega.toml')
       const say = (line: string): void => { ctx.stderr.write(`omega dev: ${line}\n`) }
       await buildProject(project, { progress: say, ...(ctx.signal === undefined ? {} : { signal: ctx.signal }) })
-      const node = await LocalNode.start(manifest, { home: ctx.home(homeOption(command)), port, logging: createLogging(ctx.stderr, { format: 'pretty', level: 'info' }) })
+      const node = await LocalNode.start(manifest, { home: ctx.home(homeOption(command)), port, logging: createLogging(ctx.stderr, { format: 'pretty', level: 'info' }), ...(telemetry === undefined ? {} : { telemetry }) })
       ctx.stdout.write(`omega: gateway ${node.url}\nWatching ${relative(ctx.cwd, project) || '.'} (src/, wit/, omega.toml). Press Ctrl-C to stop.\n`)
       // one rebuild at a time; changes meanwhile make one more
       let running: Promise<void> | undefined

@@ -9,7 +9,7 @@ import type { TraceEndRecord } from '../../dispatch/index.ts'
 import { UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
-import { dashboardOption, dashboardOptions, portOption, waitForAbort } from './up.ts'
+import { dashboardOption, dashboardOptions, otelOption, portOption, waitForAbort } from './up.ts'
 import { renderTrace } from './events.ts'
 
 const SUBSTRATES = ['gaia', 'biome', 'habitat'] as const
@@ -59,8 +59,9 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--log-format <format>', 'json or pretty', 'pretty')
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .action(async (opts: NodeOptions, command: Command) => {
-      const { createLogging } = await import('../../observe/index.ts')
+      const { createLogging, telemetryFromEnv } = await import('../../observe/index.ts')
       const { startMeshNode } = await import('../../daemon/index.ts')
+      const telemetry = otelOption(telemetryFromEnv, ctx.env)
       if (!(SUBSTRATES as readonly string[]).includes(opts.substrate)) {
         throw new UsageError(`Invalid --substrate "${opts.substrate}": expected one of ${SUBSTRATES.join(', ')}`)
       }
@@ -89,7 +90,8 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         port,
         logging,
         ...(metricsPort === undefined ? {} : { metricsPort }),
-        ...(dashboard === undefined ? {} : { dashboard })
+        ...(dashboard === undefined ? {} : { dashboard }),
+        ...(telemetry === undefined ? {} : { telemetry })
       }, signal)
       ctx.stdout.write(`omega: node ${node.did}\nomega: name ${opts.name}\n${node.mesh.addrs.map((a) => `omega: mesh ${a}\n`).join('')}omega: gateway ${node.url}\n${node.dashboardUrl === undefined ? '' : `omega: dashboard ${node.dashboardUrl} (sign in: omega dashboard)\n`}`)
       ctx.stdout.write(`\n${node.deployment === undefined ? 'No deployment yet: run "omega deploy FILE" against any node. ' : ''}Press Ctrl-C to stop.\n`)

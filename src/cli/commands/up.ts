@@ -81,7 +81,7 @@ export function upCommand (program: Command, ctx: CliContext): void {
   /** Checks the options, then starts the node */
   async function start (manifest: string, opts: UpOptions, command: Command): Promise<LocalNode> {
     // one concurrent load of the daemon's module graph, not four in a row
-    const [{ isRootDid }, { parseDuration }, { createLogging }, { LocalNode }] = await Promise.all([
+    const [{ isRootDid }, { parseDuration }, { createLogging, telemetryFromEnv }, { LocalNode }] = await Promise.all([
       import('../../identity/index.ts'), import('../../manifest/index.ts'), import('../../observe/index.ts'), import('../../daemon/index.ts')
     ])
     const port = portOption('--port', opts.port)
@@ -97,6 +97,7 @@ export function upCommand (program: Command, ctx: CliContext): void {
         throw new UsageError(`Invalid --trust-root "${did}": expected an Ed25519 did:key (see "omega id")`)
       }
     }
+    const telemetry = otelOption(telemetryFromEnv, ctx.env)
     const settleIntervalMs = parseDuration(opts.settleInterval ?? '60s')
     if (settleIntervalMs === undefined || settleIntervalMs <= 0) {
       throw new UsageError(`Invalid --settle-interval "${String(opts.settleInterval)}": expected a duration such as 60s or 5m`)
@@ -109,7 +110,8 @@ export function upCommand (program: Command, ctx: CliContext): void {
       ...(metricsPort === undefined ? {} : { metricsPort }),
       ...(dashboard === undefined ? {} : { dashboard }),
       trustedRoots: opts.trustRoot,
-      settleIntervalMs
+      settleIntervalMs,
+      ...(telemetry === undefined ? {} : { telemetry })
     }, signal)
   }
 }
@@ -137,6 +139,15 @@ function watchManifest (manifest: string, node: LocalNode, ctx: CliContext): () 
   return () => {
     clearTimeout(timer)
     watcher.close()
+  }
+}
+
+/** OpenTelemetry export as the `OTEL_*` variables ask (see `telemetryFromEnv`); a bad endpoint is a usage error */
+export function otelOption<T> (fromEnv: (env: CliContext['env']) => T, env: CliContext['env']): T {
+  try {
+    return fromEnv(env)
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err))
   }
 }
 

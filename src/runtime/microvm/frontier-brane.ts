@@ -40,7 +40,7 @@ export interface FrontierBraneInit {
   readonly poolSize?: number
   /** the topics its outgoing edges allow it to emit */
   readonly emitTopics?: readonly string[]
-  readonly onEmit?: (topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string }) => Promise<string>
+  readonly onEmit?: (topic: string, payload: Uint8Array, options: AbortOptions & { traceId?: string, traceparent?: string }) => Promise<string>
   readonly log?: (stream: 'stdout' | 'stderr', line: string) => void
   /** where golden snapshots live (a tmpfs) */
   readonly snapshotRoot: string
@@ -309,7 +309,8 @@ export class FrontierBrane {
     }
   }
 
-  async #emit (result: RunResult, traceId: string | undefined, options: AbortOptions): Promise<void> {
+  /** `trace`: the trace the emits continue, and the span they are made in (OpenTelemetry export on) */
+  async #emit (result: RunResult, trace: { readonly traceId?: string | undefined, readonly traceparent?: string | undefined }, options: AbortOptions): Promise<void> {
     if (result.emits.byteLength === 0) {
       return
     }
@@ -329,12 +330,20 @@ export class FrontierBrane {
       return
     }
     for (const e of emits) {
-      await this.#init.onEmit(e.topic, e.payload, { ...(traceId === undefined ? {} : { traceId }), ...(options.signal === undefined ? {} : { signal: options.signal }) })
+      await this.#init.onEmit(e.topic, e.payload, {
+        ...(trace.traceId === undefined ? {} : { traceId: trace.traceId }),
+        ...(trace.traceparent === undefined ? {} : { traceparent: trace.traceparent }),
+        ...(options.signal === undefined ? {} : { signal: options.signal })
+      })
     }
   }
 
-  /** Serves an HTTP request (the workload sees CGI-style variables and writes a CGI-style or plain reply) */
-  async handle (request: BraneHttpRequest, options: AbortOptions = {}): Promise<BraneHttpResponse & { timing: FrontierTiming }> {
+  /**
+   * Serves an HTTP request (the workload sees CGI-style variables and writes a CGI-style
+   * or plain reply); `traceparent`: the span serving it (OpenTelemetry export on), which
+   * the workload sees as `TRACEPARENT`
+   */
+  async handle (request: BraneHttpRequest, options: AbortOptions & { traceparent?: string } = {}): Promise<BraneHttpResponse & { timing: FrontierTiming }> {
     const [path = '/', query = ''] = splitOnce(request.pathWithQuery, '?')
     const env: Record<string, string> = {
       OMEGA_KIND: 'http',
@@ -356,12 +365,15 @@ export class FrontierBrane {
         env[key] = env[key] === undefined || key === 'HTTP_HOST' ? value : `${env[key]}, ${value}`
       }
     }
+    if (options.traceparent !== undefined) {
+      env.TRACEPARENT = options.traceparent
+    }
     const { result, timing } = await this.#call({ env, stdin: request.body }, `${request.method} ${request.pathWithQuery}`, options)
     this.#logOutput('stderr', result.stderr)
     if (result.status !== 0) {
       throw new GuestError(`Brane "${this.name}": /app/run exited with status ${result.status}${tail(result.stderr)}`)
     }
-    await this.#emit(result, undefined, options)
+    await this.#emit(result, { traceparent: options.traceparent }, options)
     return { ...parseCgi(result.stdout), timing }
   }
 
@@ -374,7 +386,9 @@ export class FrontierBrane {
       OMEGA_EVENT_ID: event.id,
       OMEGA_SOURCE: event.source,
       OMEGA_TRACE_ID: event.traceId,
-      OMEGA_ATTEMPT: String(event.attempt)
+      OMEGA_ATTEMPT: String(event.attempt),
+      // the delivery's span (OpenTelemetry export on)
+      ...(event.traceparent === undefined ? {} : { TRACEPARENT: event.traceparent })
     }
     const { result, timing } = await this.#call({ env, stdin: event.payload }, `event ${event.id}`, options)
     this.#logOutput('stdout', result.stdout)
@@ -385,7 +399,7 @@ export class FrontierBrane {
     if (result.status !== 0) {
       throw new RetryableEventError(`Brane "${this.name}": /app/run exited with status ${result.status} on event ${event.id}${result.status === EXIT_RETRY ? ' (retry asked)' : ''}${tail(result.stderr)}`)
     }
-    await this.#emit(result, event.traceId, options)
+    await this.#emit(result, event, options)
     return { timing }
   }
 

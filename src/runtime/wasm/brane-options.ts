@@ -18,6 +18,8 @@ export interface OnEmitOptions {
    * starts a new trace)
    */
   readonly traceId?: string
+  /** the W3C trace context of the span the job runs in (OpenTelemetry export on): the new event's parent span */
+  readonly traceparent?: string
   /** aborted when the guest no longer waits (its call hit the deadline or its worker stopped) */
   readonly signal: AbortSignal
 }
@@ -226,6 +228,8 @@ export interface RunOptions {
   readonly what: string
   /** the trace the job's emits continue */
   readonly traceId?: string
+  /** the W3C trace context of the span the job runs in, while OpenTelemetry export is on */
+  readonly traceparent?: string
   readonly signal?: AbortSignal
 }
 

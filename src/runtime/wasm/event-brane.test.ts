@@ -141,14 +141,18 @@ describe('EventBrane', () => {
   it('emits through onEmit with the trace of the handled event, and the guest gets the id', async () => {
     const { onEmit, calls } = recorder()
     const { brane, lines } = await startBrane('forward', { grants: EMIT_OUT, onEmit })
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
     await brane.deliver(event('payload-1', { traceId: 'trace-A' }))
-    await brane.deliver(event('payload-2', { traceId: 'trace-B' }))
-    assert.deepEqual(calls.map((c) => [c.topic, c.payload, c.options.traceId]), [
-      ['out', 'payload-1', 'trace-A'],
-      ['out', 'payload-2', 'trace-B']
+    await brane.deliver(event('payload-2', { traceId: 'trace-B', traceparent }))
+    await brane.deliverBatch([event('payload-3', { traceId: 'trace-C', traceparent })])
+    // the W3C context (its delivery's span, while OpenTelemetry export is on) goes with it
+    assert.deepEqual(calls.map((c) => [c.topic, c.payload, c.options.traceId, c.options.traceparent]), [
+      ['out', 'payload-1', 'trace-A', undefined],
+      ['out', 'payload-2', 'trace-B', traceparent],
+      ['out', 'payload-3', 'trace-C', traceparent]
     ])
     // forward logs the id its emit returned
-    assert.deepEqual(lines, [['stdout', 'out:b3:0001', 'info'], ['stdout', 'out:b3:0002', 'info']])
+    assert.deepEqual(lines, [['stdout', 'out:b3:0001', 'info'], ['stdout', 'out:b3:0002', 'info'], ['stdout', 'out:b3:0003', 'info']])
   })
 
   it('blocks the guest until onEmit resolves', async () => {
@@ -302,7 +306,7 @@ describe('HttpBrane emitting', () => {
     await rm(cacheDir, { recursive: true, force: true })
   })
 
-  it('emits from an HTTP request on a new trace', async () => {
+  it('emits from an HTTP request on a new trace, a child of the request\'s span when it has one', async () => {
     const { onEmit, calls } = recorder()
     const loaded = await loadComponent(await readFile(join(ROOT, 'build/fixtures/http-emit.wasm')), { cacheDir })
     const brane = await HttpBrane.create(loaded, { name: 'ingest', grants: { emit: { topics: ['hits'] } }, log: () => {}, onEmit })
@@ -312,6 +316,20 @@ describe('HttpBrane emitting', () => {
       assert.equal(text(res.body), 'hits:b3:0001\n')
       assert.deepEqual(calls.map((c) => [c.topic, c.payload, c.options.traceId]), [['hits', '/ingest?n=1', undefined]])
       assert.equal('traceId' in (calls[0]?.options ?? {}), false)
+      assert.equal('traceparent' in (calls[0]?.options ?? {}), false)
+      // served in a span (OpenTelemetry export on): the emit's event is its child
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+      await brane.handle({ method: 'POST', pathWithQuery: '/ingest?n=2', scheme: 'http', authority: 'localhost', headers: [], body: new Uint8Array() }, { traceparent })
+      const streamed = await brane.stream({ method: 'POST', pathWithQuery: '/ingest?n=3', scheme: 'http', authority: 'localhost', headers: [], body: new Uint8Array() }, { traceparent })
+      if (!(streamed.body instanceof Uint8Array)) {
+        // the guest emits after it set its response: read its body to the end
+        let bytes = 0
+        for await (const chunk of streamed.body) {
+          bytes += chunk.byteLength
+        }
+        assert.ok(bytes > 0)
+      }
+      assert.deepEqual(calls.slice(1).map((c) => [c.payload, c.options.traceId, c.options.traceparent]), [['/ingest?n=2', undefined, traceparent], ['/ingest?n=3', undefined, traceparent]])
     } finally {
       await brane.close()
     }

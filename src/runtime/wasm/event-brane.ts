@@ -104,7 +104,8 @@ export class EventBrane extends WorkerBrane {
     const results = await this.runBatch(events.map((event) => ({
       work: { type: 'event' as const, event },
       what: `handle event "${event.id}" on "${event.topic}"`,
-      traceId: event.traceId
+      traceId: event.traceId,
+      ...(event.traceparent === undefined ? {} : { traceparent: event.traceparent })
     })))
     return results.map((r) => r.status === 'fulfilled' ? { status: 'fulfilled', value: { timing: r.value.timing } } : r)
   }
@@ -113,6 +114,7 @@ export class EventBrane extends WorkerBrane {
     const result = await this.run({ type: 'event', event }, {
       what: `handle event "${event.id}" on "${event.topic}"`,
       traceId: event.traceId,
+      ...(event.traceparent === undefined ? {} : { traceparent: event.traceparent }),
       ...(options.signal === undefined ? {} : { signal: options.signal })
     })
     return { timing: result.timing }

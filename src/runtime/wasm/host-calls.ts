@@ -10,6 +10,8 @@ import type { OnEmit, OnEmitOptions, OnState, Work } from './brane-options.ts'
 /** What a host call needs of the job that made it */
 export interface HostCallJob {
   readonly traceId: string | undefined
+  /** the W3C trace context of the span it runs in (OpenTelemetry export on) */
+  readonly traceparent: string | undefined
   readonly work: Work
   /** made at the job's first emit; aborted when the job leaves its worker */
   calls: AbortController | undefined
@@ -59,7 +61,10 @@ export class HostCalls {
     }
     job.calls ??= new AbortController()
     const { topic, payload } = call
-    const options: OnEmitOptions = job.traceId === undefined ? { signal: job.calls.signal } : { traceId: job.traceId, signal: job.calls.signal }
+    let options: OnEmitOptions = job.traceId === undefined ? { signal: job.calls.signal } : { traceId: job.traceId, signal: job.calls.signal }
+    if (job.traceparent !== undefined) {
+      options = { ...options, traceparent: job.traceparent }
+    }
     let emitted: Promise<string>
     try {
       emitted = onEmit(topic, payload, options)

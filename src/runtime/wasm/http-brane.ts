@@ -23,6 +23,11 @@ export interface HandleOptions {
    * worker, else when its worker answers (a running guest runs on to its deadline)
    */
   readonly signal?: AbortSignal
+  /**
+   * the W3C trace context of the span serving the request (OpenTelemetry export on): the
+   * parent of the events the guest emits, and sent on its outgoing `wasi:http` requests
+   */
+  readonly traceparent?: string
 }
 
 /** A snapshot of a brane's workers and queue */
@@ -90,7 +95,8 @@ export class HttpBrane extends WorkerBrane {
   async handle (request: HttpRequest, options: HandleOptions = {}): Promise<HttpResponse> {
     const result = await this.run({ type: 'request', request }, {
       what: `answer ${request.method} ${request.pathWithQuery}`,
-      ...(options.signal === undefined ? {} : { signal: options.signal })
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent })
     })
     if (result.response === undefined) {
       throw new TypeError('HTTP worker finished without a response')
@@ -125,7 +131,8 @@ export class HttpBrane extends WorkerBrane {
       const buffered: HttpRequest = { ...request, body: request.body instanceof Uint8Array ? request.body : EMPTY }
       this.run({ type: 'request', request: buffered, streams }, {
         what: `answer ${request.method} ${request.pathWithQuery}`,
-        ...(options.signal === undefined ? {} : { signal: options.signal })
+        ...(options.signal === undefined ? {} : { signal: options.signal }),
+        ...(options.traceparent === undefined ? {} : { traceparent: options.traceparent })
       }).then((result) => {
         rest?.close()
         const response = result.response

@@ -22,8 +22,8 @@ export interface Job extends HostCallJob {
 }
 
 /** A job with every field set from the start (one object shape for all jobs) */
-export function newJob (id: number, work: Work, what: string, traceId: string | undefined, resolve: Job['resolve'], reject: Job['reject'], group?: Job['group'], signal?: AbortSignal): Job {
-  return { id, work, what, traceId, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false, timer: undefined, cleanup: undefined, calls: undefined, group, signal }
+export function newJob (id: number, work: Work, what: string, trace: { readonly traceId?: string | undefined, readonly traceparent?: string | undefined }, resolve: Job['resolve'], reject: Job['reject'], group?: Job['group'], signal?: AbortSignal): Job {
+  return { id, work, what, traceId: trace.traceId, traceparent: trace.traceparent, resolve, reject, enqueuedAt: performance.now(), queueMs: 0, startedAt: 0, settled: false, timer: undefined, cleanup: undefined, calls: undefined, group, signal }
 }
 
 export interface Slot {

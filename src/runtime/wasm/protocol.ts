@@ -113,9 +113,13 @@ export type ToWorker =
    * `more`: the body goes on after `request.body`, read through `body-read` host calls;
    * `stream`: the response may stream (`head`, then `chunk`s, before the job's answer)
    */
-  | { readonly type: 'request', readonly id: number, readonly request: HttpRequest, readonly more?: boolean, readonly stream?: boolean }
-  /** `group`: events of one batch, in order: once one fails, the worker skips the rest */
-  | { readonly type: 'event', readonly id: number, readonly event: BraneEventInput, readonly group?: number }
+  | { readonly type: 'request', readonly id: number, readonly request: HttpRequest, readonly more?: boolean, readonly stream?: boolean, readonly traceparent?: string }
+  /**
+   * `group`: events of one batch, in order: once one fails, the worker skips the rest.
+   * `traceparent` (of a request too): the span the job runs in, sent on the guest's
+   * outgoing `wasi:http` requests; set only while OpenTelemetry export is on
+   */
+  | { readonly type: 'event', readonly id: number, readonly event: BraneEventInput, readonly group?: number, readonly traceparent?: string }
   /** copy the state of the instance the next request would get (answered by `response` with `state`) */
   | { readonly type: 'snapshot', readonly id: number }
   /** replace that instance with a fresh one holding `state` (answered by `response`) */

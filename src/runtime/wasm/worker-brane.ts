@@ -186,7 +186,7 @@ export abstract class WorkerBrane {
       throw new OverloadedError(`Brane "${this.name}" has ${this.#queue.length} calls waiting for a worker, its limit: try again shortly`)
     }
     return new Promise<JobResult>((resolve, reject) => {
-      const job = newJob(this.#nextId++, work, options.what, options.traceId, resolve, reject, undefined, signal)
+      const job = newJob(this.#nextId++, work, options.what, options, resolve, reject, undefined, signal)
       this.#queue.push(job)
       this.#pump()
       if (this.#queue.at(-1) === job) {
@@ -232,7 +232,7 @@ export abstract class WorkerBrane {
    * rest, which fail with SkippedEventError. What a failing job reports is what `run`
    * would. Used to deliver several events of one edge per round trip.
    */
-  protected async runBatch (works: ReadonlyArray<{ work: Work, what: string, traceId?: string }>): Promise<Array<PromiseSettledResult<JobResult>>> {
+  protected async runBatch (works: ReadonlyArray<{ work: Work, what: string, traceId?: string, traceparent?: string }>): Promise<Array<PromiseSettledResult<JobResult>>> {
     if (this.#closing) {
       throw new BraneClosedError(`Brane "${this.name}" is closed`)
     }
@@ -242,13 +242,13 @@ export abstract class WorkerBrane {
     if (slot === undefined) {
       // no worker is ready (or no quota): one at a time, stopping at the first failure
       return untilFirstFailure(works.length, async (i) => {
-        const { work, what, traceId } = works[i] as typeof works[number]
-        return this.run(work, { what, ...(traceId === undefined ? {} : { traceId }) })
+        const { work, what, traceId, traceparent } = works[i] as typeof works[number]
+        return this.run(work, { what, ...(traceId === undefined ? {} : { traceId }), ...(traceparent === undefined ? {} : { traceparent }) })
       }, (i) => new SkippedEventError(`Brane "${this.name}" did not ${works[i]?.what ?? 'run'}: an earlier event of its batch failed`))
     }
     const group = { id: this.#nextId, failed: false }
-    const promises = works.map(async ({ work, what, traceId }) => new Promise<JobResult>((resolve, reject) => {
-      const job = newJob(this.#nextId++, work, what, traceId, resolve, reject, group)
+    const promises = works.map(async (w) => new Promise<JobResult>((resolve, reject) => {
+      const job = newJob(this.#nextId++, w.work, w.what, w, resolve, reject, group)
       this.#dispatch(slot, job)
     }))
     this.#pump()
@@ -661,7 +661,8 @@ export abstract class WorkerBrane {
         : work.type === 'snapshot'
           ? { type: 'snapshot', id: job.id }
           : { type: 'restore', id: job.id, state: work.state }
-    slot.outbox.push(message)
+    // the worker sends the span's context on the guest's outgoing requests (OpenTelemetry export on)
+    slot.outbox.push(job.traceparent === undefined || message.type === 'snapshot' || message.type === 'restore' ? message : { ...message, traceparent: job.traceparent })
     if (!this.#flushing) {
       this.#flushing = true
       setImmediate(() => { this.#flush() })

@@ -16,6 +16,7 @@ import { decodeStateValue, HostCaller } from './host/sync-call.ts'
 import { WorkerProfiler, type ToProfiler } from './cpu-profile.ts'
 import { Failure, InstanceFactory, InstancePool, RequestOutput, type GuestInstance, type ServeStreams } from './instance.ts'
 import { guestWaits, onGuestWait } from './host/waits.ts'
+import { traceOutgoing } from './host/net.ts'
 import { shim, WitError } from './host/shim.ts'
 import type { FromWorker, InstanceState, LogLine, LogStream, ToWorker, WorkerTiming } from './protocol.ts'
 // last: a worker started ahead of its brane waits here for its init, every other module loaded
@@ -202,6 +203,10 @@ async function serve (message: ToWorker): Promise<void> {
   }
   const start = performance.now()
   current = { id, deadline: start + init.deadlineMs }
+  const traced = message.type === 'request' || message.type === 'event' ? message.traceparent : undefined
+  if (traced !== undefined) {
+    traceOutgoing(traced)
+  }
   caller?.takeBlockedMs()
   const output = new RequestOutput(log, { maxBytes: init.maxLogBytes, maxLines: init.maxLogLines })
   let instance: GuestInstance | undefined
@@ -271,6 +276,9 @@ async function serve (message: ToWorker): Promise<void> {
     }
   }
   current = undefined
+  if (traced !== undefined) {
+    traceOutgoing(undefined)
+  }
   onGuestWait(undefined)
   if (group !== undefined && outcome.type === 'error') {
     failedGroups.add(group)

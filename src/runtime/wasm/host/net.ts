@@ -28,6 +28,10 @@
  *
  * A refused request fails inside the guest with the wasi:http `error-code`
  * `HTTP-request-denied` and is reported to the host's `onDenied` callback.
+ *
+ * While OpenTelemetry export is on, a request carries the W3C `traceparent` of the span
+ * its job runs in (set by the worker per job, see {@link traceOutgoing}), unless the
+ * guest set one itself.
  */
 import { guestWaits } from './waits.ts'
 import { shim, WitError, type ImportInterface } from './shim.ts'
@@ -67,6 +71,17 @@ export interface RequestTarget {
 export type Verdict = { readonly ok: true } | { readonly ok: false, readonly reason: string }
 
 const DEFAULT_PORTS: Readonly<Record<string, number>> = { http: 80, https: 443 }
+
+/** the `traceparent` of the job running in this worker, while OpenTelemetry export is on */
+let jobTraceparent: Uint8Array | undefined
+
+/**
+ * Outgoing requests from now on carry `traceparent` (the span of the job this worker
+ * runs now); `undefined` when the job ends or carries none
+ */
+export function traceOutgoing (traceparent: string | undefined): void {
+  jobTraceparent = traceparent === undefined ? undefined : new TextEncoder().encode(traceparent)
+}
 const LABEL = /^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/
 const PORT = /^[1-9][0-9]{0,4}$/
 
@@ -123,6 +138,7 @@ interface OutgoingRequestLike {
   scheme: () => { tag: string, val?: string } | undefined
   authority: () => string | undefined
   pathWithQuery: () => string | undefined
+  headers: () => unknown
 }
 
 /**
@@ -148,13 +164,39 @@ export function outgoingHandlerFor (allowlist: Allowlist, onDenied: (event: Deni
         throw new WitError({ tag: 'HTTP-request-denied' })
       }
       guestWaits() // the guest waits for the response next
-      const future = inner(request, options)
+      const future = jobTraceparent === undefined ? inner(request, options) : sendTraced(inner, request, options, jobTraceparent)
       if (onOutgoing !== undefined) {
         const method = request.method()
         reportWhenAnswered(future, `REQ ${method.tag === 'other' ? method.val ?? '' : method.tag.toUpperCase()} ${target.authority ?? ''}${target.pathWithQuery ?? '/'}`, onOutgoing)
       }
       return future
     }
+  }
+}
+
+/** The shim's `fields`, as much of them as adding a header needs */
+interface FieldsLike {
+  get: (name: string) => Uint8Array[]
+  entries: () => Array<[string, Uint8Array]>
+}
+
+/**
+ * `inner(request, options)` with a `traceparent` header added, unless the guest set one.
+ * The request's headers are immutable once it is made (the shim locks them), and the
+ * shim reads them once, synchronously, while it sends: for that call only, their
+ * `entries` answer with the header added, on the object itself (it stays the shim's).
+ */
+function sendTraced (inner: (request: unknown, options: unknown) => unknown, request: OutgoingRequestLike, options: unknown, traceparent: Uint8Array): unknown {
+  const fields = request.headers() as FieldsLike
+  if (fields.get('traceparent').length > 0) {
+    return inner(request, options)
+  }
+  const entries: Array<[string, Uint8Array]> = [...fields.entries(), ['traceparent', traceparent]]
+  Object.defineProperty(fields, 'entries', { configurable: true, writable: true, value: () => entries })
+  try {
+    return inner(request, options)
+  } finally {
+    Reflect.deleteProperty(fields, 'entries')
   }
 }
 
