@@ -48,6 +48,12 @@ describe('omega CLI', () => {
     assert.match(out, /✓ examples\/seeds\/gaia-fetch\.toml: valid \(2 branes, 1 edge\)/)
   })
 
+  it('refuses a malformed --dashboard address with exit 2, and says the form it takes', async () => {
+    const { code, err } = await run(['up', 'examples/hello/omega.toml', '--dashboard', 'localhost:http', '--home', home])
+    assert.equal(code, 2)
+    assert.match(err, /Invalid --dashboard "localhost:http": expected \[HOST:\]PORT/)
+  })
+
   it('gives validation results as JSON', async () => {
     const { code, out } = await run(['validate', '--json', 'test/fixtures/invalid/03-edge-unknown-brane.toml'])
     assert.equal(code, 3)
