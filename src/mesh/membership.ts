@@ -296,6 +296,13 @@ export class MemberVerifier {
   }
 }
 
+/**
+ * Signatures verified in this process: a fact whichever node of the process checked it,
+ * so every node shares them (a test mesh or a simulation runs many nodes in one process,
+ * and a joiner's record is then checked once, not once per node)
+ */
+const VERIFIED = new MemberVerifier()
+
 /** a refused member record is logged once per did and reason in this interval */
 const REFUSAL_LOG_INTERVAL_MS = 60_000
 const REFUSAL_LOG_MAX = 1024
@@ -307,7 +314,7 @@ const REFUSAL_LOG_MAX = 1024
 export class MemberTrust {
   readonly #admit: ReadonlySet<string> | undefined
   readonly #log: Logger
-  readonly #verifier = new MemberVerifier()
+  readonly #verifier = VERIFIED
   readonly #refusals = new Map<string, number>()
 
   /** @param admit - the dids believed (self included), or any */
