@@ -8,10 +8,8 @@
 import { MeshError } from '../errors.ts'
 import type { NodeKey } from '../identity/index.ts'
 import type { Logger } from '../interfaces/index.ts'
-import { Gossip } from './gossip.ts'
-import type { Rumor } from './gossip.ts'
-import { MemberTrust, memberClaim, memberView, parseWireMember, signMember, supersedes } from './membership.ts'
-import type { Member, MemberState, MembershipSettings, Substrate, WireMember } from './membership.ts'
+import { Gossip, type Rumor } from './gossip.ts'
+import { MemberTrust, memberClaim, memberView, parseWireMember, signMember, supersedes, type Member, type MemberState, type MembershipSettings, type Substrate, type WireMember } from './membership.ts'
 import { PhiAccrualDetector } from './phi.ts'
 import { Ring, shuffle } from './ring.ts'
 
