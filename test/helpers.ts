@@ -125,9 +125,9 @@ export interface MeshProcess {
 }
 
 /** Start `omega node` as its own process; resolves once it prints its gateway */
-export async function startNode (home: string, name: string, args: string[]): Promise<MeshProcess> {
+export async function startNode (home: string, name: string, args: string[], env?: Record<string, string | undefined>): Promise<MeshProcess> {
   const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'node', '--home', home, '--name', name, '--port', '0', ...args], {
-    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']
+    cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env })
   })
   let out = ''
   child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })

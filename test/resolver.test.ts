@@ -14,7 +14,7 @@ import { silentLogging } from '../src/observe/index.ts'
 import { Resolvers, type ResolverStatus } from '../src/resolver/index.ts'
 import type { ResolverPlan } from '../src/manifest/index.ts'
 import { freePort } from '../src/util/index.ts'
-import { ROOT, get, until } from './helpers.ts'
+import { ROOT, cli, eventually, get, json, ok, startNode, stopDaemon, until, type MeshProcess, type Placement } from './helpers.ts'
 
 /** One script for the four providers; it acts by the name it was called with */
 const STANDIN = `
@@ -154,6 +154,31 @@ describe('resolvers', () => {
     assert.ok(resolvers.status().every((s) => s.state === 'stopped'))
   })
 
+  it('takes a new plan (a reload, a placement): starts the new, stops the gone and the changed, keeps the rest running', async () => {
+    const { env, log } = await standins(join(dir, 'update'))
+    const resolvers = new Resolvers({ logger: silentLogging().forComponent('resolver') }, [PLANS[1]!, PLANS[2]!], {
+      port: 18081, env: { ...env, STANDIN_PORT: '18081' }, backoffMs: 50
+    })
+    resolvers.start()
+    try {
+      await until(() => resolvers.status().every((s) => s.state === 'up'), 15_000, 'cf and grok up')
+      const pidOf = (name: string): number | undefined => resolvers.status().find((s) => s.name === name)?.pid
+      const grok = pidOf('grok')
+      // cf goes, bird comes, grok stays as it is
+      await resolvers.update([PLANS[2]!, PLANS[3]!])
+      await until(() => resolvers.status().every((s) => s.state === 'up'), 15_000, 'grok and bird up')
+      assert.deepEqual(resolvers.status().map((s) => s.name), ['grok', 'bird'])
+      assert.equal(pidOf('grok'), grok, 'an unchanged resolver keeps its process')
+      assert.deepEqual((await log()).filter((l) => l.event === 'stop').map((l) => l.name), ['cloudflared'])
+      // placed elsewhere (another node leads its brane): stopped here, listed as elsewhere
+      await resolvers.update([PLANS[2]!, PLANS[3]!], (plan) => plan.name !== 'bird')
+      assert.deepEqual(resolvers.status().map((s) => [s.name, s.state]), [['grok', 'up'], ['bird', 'elsewhere']])
+      assert.deepEqual((await log()).filter((l) => l.event === 'stop').map((l) => l.name), ['cloudflared', 'netbird'])
+    } finally {
+      await resolvers.stop()
+    }
+  })
+
   it('health: a provider that announces no URL in time is stopped and restarted', async () => {
     const { env, log } = await standins(join(dir, 'silent'))
     const resolvers = new Resolvers({ logger: silentLogging().forComponent('resolver') }, [PLANS[3]!], {
@@ -231,5 +256,64 @@ brane = "hello"
     }
     assert.ok(ngrokPid !== undefined && !alive(ngrokPid), 'ngrok stopped with the node')
     assert.deepEqual((await log()).map((l) => l.event), ['start', 'stop'])
+  })
+})
+
+describe('resolvers in a mesh', { timeout: 180_000 }, () => {
+  it('runs a provider on the node leading its brane only, and moves it with the brane when that node dies', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'omega-resolver-mesh-'))
+    const nodes: MeshProcess[] = []
+    const { env, log } = await standins(join(dir, 's'))
+    try {
+      await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'hello.wasm'))
+      await writeFile(join(dir, 'omega.toml'), `
+[brane.hello]
+substrate = "biome"
+image = "hello.wasm"
+trigger = { http = "/hello/*" }
+peers = "lab/*"
+
+[resolver.public]
+host = "hello.example.org"
+mode = "ngrok"
+brane = "hello"
+`)
+      const ports = [await freePort(), await freePort()]
+      const start = async (name: string, port: number, args: string[]): Promise<MeshProcess> =>
+        startNode(join(dir, name), `lab/${name}`, ['--port', String(port), '--no-dashboard', ...args], { ...env, STANDIN_PORT: String(port) })
+      nodes.push(await start('a', ports[0] as number, []))
+      const deployer = (await cli(['id'], nodes[0]?.home)).out.trim()
+      nodes.push(await start('b', ports[1] as number, ['--bootstrap', nodes[0]?.addr ?? '', '--trust', deployer]))
+      await ok(['deploy', join(dir, 'omega.toml')], nodes[0]?.home)
+      let leader: MeshProcess | undefined
+      await eventually(async () => {
+        const view = await json<Placement>(['biome', 'placement'], nodes[0]?.home ?? '')
+        leader = nodes.find((n) => n.name === view.placement.find((p) => p.brane === 'hello')?.names[0])
+        return leader !== undefined
+      }, 30_000, 'hello to be placed')
+      const other = nodes.find((n) => n !== leader) as MeshProcess
+      const resolverOf = async (node: MeshProcess): Promise<ResolverStatus | undefined> =>
+        (await json<{ resolvers?: ResolverStatus[] }>(['ps'], node.home)).resolvers?.find((r) => r.name === 'public')
+      await eventually(async () => (await resolverOf(leader as MeshProcess))?.state === 'up', 30_000, 'the leader to publish hello')
+      await eventually(async () => (await resolverOf(other))?.state === 'elsewhere', 30_000, 'the other node to leave it to the leader')
+      const tunnel = '1a2b-203-0-113-7.ngrok-free.app'
+      assert.equal((await get(leader?.gateway ?? '', '/via-tunnel', tunnel)).body, 'hello from omega: /via-tunnel\n')
+      const starts = async (): Promise<LogLine[]> => (await log()).filter((l) => l.event === 'start')
+      assert.deepEqual((await starts()).map((l) => l.args[1]), [String(leader === nodes[0] ? ports[0] : ports[1])], 'one provider, on the leader')
+      // the leader dies: the brane and its publication move to the survivor
+      leader?.child.kill('SIGKILL')
+      await eventually(async () => (await resolverOf(other))?.state === 'up', 60_000, 'the survivor to publish hello')
+      assert.deepEqual((await starts()).map((l) => l.args[1]), [String(ports[nodes.indexOf(leader as MeshProcess)]), String(ports[nodes.indexOf(other)])])
+      assert.equal((await get(other.gateway, '/after', tunnel)).body, 'hello from omega: /after\n')
+    } finally {
+      await Promise.all(nodes.map(async (n) => { await stopDaemon(n, 'SIGKILL') }))
+      // the killed node's provider outlived it (as a real one would): end the stand-ins
+      for (const line of await log().catch(() => [])) {
+        if (alive(line.pid)) {
+          process.kill(line.pid, 'SIGKILL')
+        }
+      }
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })

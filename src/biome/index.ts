@@ -11,7 +11,7 @@ export {
   type AuthorizeOptions, type DeploymentDocument, type DeploymentGossipComponents, type DeploymentImage, type PreparedDeployment
 } from './deployment.ts'
 export { Registry } from './registry.ts'
-export { advertisedBacklogs, place, ineligible, wantedReplicas, weight, META_VFIO, type BranePlacement, type Candidate } from './placement.ts'
+export { advertisedBacklogs, place, runsResolver, ineligible, wantedReplicas, weight, META_VFIO, type BranePlacement, type Candidate } from './placement.ts'
 export { StateStore, StateSync, type StateStoreInit, type StateSyncComponents, type UpdateListener, type UpdateOrigin } from './state.ts'
 export { Rpc, RemoteError, RPC_PROTOCOL, type Broadcaster, type RpcChannel, type RpcTransport, type RpcHandler, type RpcReply, type RpcRequest } from './rpc.ts'
 export { meshSettingsFor, type MeshSettings, type NodeIdentity } from './network.ts'

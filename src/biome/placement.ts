@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto'
 import picomatch from 'picomatch'
-import type { BranePlan, Plan } from '../manifest/index.ts'
+import type { BranePlan, Plan, ResolverPlan } from '../manifest/index.ts'
 
 /** What placement needs to know of a node */
 export interface Candidate {
@@ -106,6 +106,26 @@ export function place (plan: Plan, members: readonly Candidate[], options: Place
     placements.set(brane.name, { brane: brane.name, nodes, wanted, eligible: eligible.length, ...(reason === undefined ? {} : { reason }) })
   }
   return placements
+}
+
+/**
+ * Whether node `did` runs `resolver`'s provider: one node of the mesh does, the first of
+ * its brane's placement (where that brane's requests are served), or for a resolver of
+ * the whole gateway the alive member ranked first for the resolver's name. When that node
+ * goes, the brane's next node takes it over with the brane.
+ */
+export function runsResolver (resolver: ResolverPlan, did: string, placement: ReadonlyMap<string, BranePlacement>, members: readonly Candidate[]): boolean {
+  if (resolver.brane !== undefined) {
+    return placement.get(resolver.brane)?.nodes[0] === did
+  }
+  let best: { did: string, w: bigint } | undefined
+  for (const m of members) {
+    const w = weight(`resolver/${resolver.name}`, m.did)
+    if (m.state === 'alive' && (best === undefined || w > best.w)) {
+      best = { did: m.did, w }
+    }
+  }
+  return best?.did === did
 }
 
 /**

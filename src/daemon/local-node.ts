@@ -6,7 +6,7 @@
 import { join } from 'node:path'
 import { BraneNotFoundError, CapabilityTokenError, OmegaError, SnapshotError, UnsupportedError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
-import { loadManifest, parseDuration, type BranePlan, type Plan } from '../manifest/index.ts'
+import { loadManifest, parseDuration, type BranePlan, type Plan, type ResolverPlan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, RevocationList, verifyCapability, type NodeKey } from '../identity/index.ts'
 import type { Resolvers, ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
@@ -68,6 +68,8 @@ export interface LocalNodeInit {
 export interface PlacementHooks {
   /** whether `brane` runs on this node */
   readonly runsHere: (brane: BranePlan) => boolean
+  /** whether this node runs a resolver's provider (the node leading its brane). @default every node */
+  readonly runsResolver?: (resolver: ResolverPlan) => boolean
   /** where it runs instead, for `omega ps` */
   readonly elsewhere: (brane: BranePlan) => string
   /** delivers events to a replica on another node */
@@ -305,17 +307,7 @@ export class LocalNode {
       }
       // after the admin socket is claimed: a second daemon on this home never gets here
       node.#settlement?.start()
-      if (plan.resolvers.length > 0) {
-        // loaded only by a manifest that has resolvers, like the microVM runtime by a frontier brane
-        const { Resolvers } = await import('../resolver/index.ts')
-        node.#resolvers = new Resolvers({ logger: init.logging.forComponent('resolver'), onChange: () => { node.#route() } }, plan.resolvers, {
-          port: Number(new URL(gateway.url).port),
-          ...(init.resolverEnv === undefined ? {} : { env: init.resolverEnv }),
-          ...(init.resolverBackoffMs === undefined ? {} : { backoffMs: init.resolverBackoffMs })
-        })
-        node.#resolvers.start()
-        node.#route()
-      }
+      await node.#syncResolvers(plan)
     } catch (err) {
       await node.stop()
       throw err
@@ -494,6 +486,7 @@ export class LocalNode {
     const replaced = [...old.running.values()].filter((r) => !reused.has(r.plan.name))
     // the old instances drain: close() waits for what they are serving
     await Promise.allSettled(replaced.map(async (r) => { await r.close() }))
+    await this.#syncResolvers(plan)
     const report: ReloadReport = {
       added: plan.branes.filter((b) => !old.plan.branes.some((o) => o.name === b.name)).map((b) => b.name),
       changed: plan.branes.filter((b) => old.plan.branes.some((o) => o.name === b.name) && !reused.has(b.name)).map((b) => b.name),
@@ -502,6 +495,44 @@ export class LocalNode {
     }
     this.#log.info({ ...report }, 'reloaded')
     return report
+  }
+
+  /**
+   * Run the resolvers of `plan` this node runs (all of them on one node; in a mesh, those
+   * of the branes it leads), stopping those gone, changed or placed elsewhere
+   */
+  async #syncResolvers (plan: Plan): Promise<void> {
+    if (this.#resolvers === undefined) {
+      if (plan.resolvers.length === 0) {
+        return
+      }
+      // loaded only by a manifest that has resolvers, like the microVM runtime by a frontier brane
+      const { Resolvers } = await import('../resolver/index.ts')
+      const init = this.#init
+      this.#resolvers = new Resolvers({ logger: init.logging.forComponent('resolver'), onChange: () => { this.#route() } }, plan.resolvers, {
+        port: Number(new URL(this.#gateway.url).port),
+        ...(init.resolverEnv === undefined ? {} : { env: init.resolverEnv }),
+        ...(init.resolverBackoffMs === undefined ? {} : { backoffMs: init.resolverBackoffMs })
+      }, this.#runsResolver)
+      this.#resolvers.start()
+    } else {
+      await this.#resolvers.update(plan.resolvers, this.#runsResolver)
+    }
+    this.#route()
+  }
+
+  readonly #runsResolver = (resolver: ResolverPlan): boolean => this.#init.placement?.runsResolver?.(resolver) ?? true
+
+  /** The mesh's view changed without changing what runs here: resolvers may move all the same */
+  async placementChanged (): Promise<void> {
+    const run = this.#reloading.then(async () => {
+      if (!this.#stopping.signal.aborted) {
+        await this.#syncResolvers(this.plan)
+      }
+    })
+    this.#reloading = run.catch(() => {})
+    await run
+    this.kick()
   }
 
   /** The signed end record of the trace that holds `id` (an event or trace id, or a prefix) */

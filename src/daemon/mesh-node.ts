@@ -10,13 +10,13 @@ import { join } from 'node:path'
 import { BraneNotFoundError, DeploymentError, OmegaError } from '../errors.ts'
 import type { AbortOptions, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadOrCreateNodeKey, RevocationList, type ContentAddress, type NodeKey } from '../identity/index.ts'
-import { checkManifest, loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
+import { checkManifest, loadManifest, type BranePlan, type Plan, type ResolverPlan } from '../manifest/index.ts'
 import { edgeKey, signTrace, type DeliveryCopy, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
 import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
   authorizeDeployment, compareHlc, DeploymentGossip, deploymentId, EventCustody, fetchBlobs, formatHlc, Forwarder, HybridClock, materialise, meshSettingsFor, place, Registry,
-  RevocationGossip, Rpc, serveBlobs, advertisedBacklogs, StateSync, verifyDeployment,
+  RevocationGossip, Rpc, runsResolver, serveBlobs, advertisedBacklogs, StateSync, verifyDeployment,
   type BranePlacement, type DeploymentDocument
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
@@ -239,6 +239,7 @@ export class OmegaMeshNode {
       ...this.#init,
       placement: {
         runsHere: (brane: BranePlan) => this.#placement.get(brane.name)?.nodes.includes(this.did) ?? false,
+        runsResolver: (resolver: ResolverPlan) => runsResolver(resolver, this.did, this.#placement, this.mesh.members()),
         elsewhere: (brane: BranePlan) => this.#describe(brane),
         events: (brane: string) => this.#remoteEvents(brane),
         http: (brane: string) => this.#remoteHttp(brane),
@@ -463,7 +464,8 @@ export class OmegaMeshNode {
     if (this.#appliedId === current.id && applied.join(',') === now.join(',') && local.plan.file === current.file) {
       this.#placement = placement
       this.#applied = placement
-      local.kick()
+      // the branes here are the same, but a resolver may come here with a brane this node now leads
+      await local.placementChanged()
       return
     }
     // a stateful brane that comes here brings its state from the nodes that held it

@@ -18,8 +18,11 @@ export interface ResolverStatus {
   readonly mode: ResolverPlan['mode']
   readonly host: string
   readonly brane?: string
-  /** `up` once the public URL is known (always for `local`) */
-  readonly state: 'starting' | 'up' | 'restarting' | 'stopped'
+  /**
+   * `up` once the public URL is known (always for `local`); `elsewhere`: another node of
+   * the mesh runs it (the one that leads its brane)
+   */
+  readonly state: 'starting' | 'up' | 'restarting' | 'stopped' | 'elsewhere'
   readonly url?: string
   readonly pid?: number
   readonly restarts: number
@@ -201,20 +204,28 @@ class ResolverProcess {
   }
 }
 
-/** The resolvers of one plan */
+/** Whether two plans publish the same thing the same way (a running process is kept) */
+function samePublication (a: ResolverPlan, b: ResolverPlan): boolean {
+  return a.name === b.name && a.mode === b.mode && a.host === b.host && a.brane === b.brane
+}
+
+/** The resolvers of the running plan: the providers this node runs, supervised */
 export class Resolvers implements Startable {
-  readonly #plans: readonly ResolverPlan[]
-  readonly #processes: ResolverProcess[] = []
+  #plans: readonly ResolverPlan[]
+  /** which provider resolvers this node runs (in a mesh: those of the branes it leads) */
+  #here: (plan: ResolverPlan) => boolean
+  #processes: ResolverProcess[] = []
   readonly #components: ResolversComponents
   readonly #init: ResolvedInit
   #started = false
 
-  constructor (components: ResolversComponents, plans: readonly ResolverPlan[], init: ResolversInit) {
+  constructor (components: ResolversComponents, plans: readonly ResolverPlan[], init: ResolversInit, here: (plan: ResolverPlan) => boolean = () => true) {
     if (!Number.isInteger(init.port) || init.port <= 0) {
       throw new OmegaError(`Cannot start resolvers: the gateway port ${init.port} is not known`)
     }
     this.#components = components
     this.#plans = plans
+    this.#here = here
     this.#init = {
       port: init.port,
       ...(init.env === undefined ? {} : { env: init.env }),
@@ -227,14 +238,39 @@ export class Resolvers implements Startable {
 
   start (): void {
     this.#started = true
-    for (const plan of this.#plans) {
-      if (plan.mode === 'local') {
+    // nothing runs yet, so nothing is stopped: the processes start now
+    this.#apply().catch((err: unknown) => { this.#components.logger.error({ err }, 'cannot start the resolvers') })
+  }
+
+  /**
+   * Take the resolvers of a new plan (a reload), or a new answer of which run here (the
+   * mesh placed their branes elsewhere): start the new ones, stop those gone or changed,
+   * keep the others running as they are
+   */
+  async update (plans: readonly ResolverPlan[], here: (plan: ResolverPlan) => boolean = this.#here): Promise<void> {
+    this.#plans = plans
+    this.#here = here
+    if (this.#started) {
+      await this.#apply()
+    }
+  }
+
+  async #apply (): Promise<void> {
+    const wanted = this.#plans.filter((plan) => plan.mode !== 'local' && this.#here(plan))
+    const gone = this.#processes.filter((proc) => !wanted.some((plan) => samePublication(plan, proc.plan)))
+    this.#processes = this.#processes.filter((proc) => !gone.includes(proc))
+    for (const plan of wanted) {
+      if (plan.mode === 'local' || this.#processes.some((proc) => samePublication(plan, proc.plan))) {
         continue
       }
       const proc = new ResolverProcess(plan, providerCommand(plan.mode, this.#init.port), this.#init,
         this.#components.logger, () => { this.#components.onChange?.() })
       this.#processes.push(proc)
       proc.start()
+    }
+    await Promise.all(gone.map(async (proc) => { await proc.stop() }))
+    if (gone.length > 0) {
+      this.#components.onChange?.()
     }
   }
 
@@ -250,17 +286,18 @@ export class Resolvers implements Startable {
   /** Every resolver, `local` ones included */
   status (): ResolverStatus[] {
     return this.#plans.map((plan) => {
-      const proc = this.#processes.find((p) => p.plan === plan)
+      const proc = this.#processes.find((p) => samePublication(p.plan, plan))
       if (proc !== undefined) {
         return proc.status()
       }
+      const up = this.#started && plan.mode === 'local'
       return {
         name: plan.name,
         mode: plan.mode,
         host: plan.host,
         ...(plan.brane === undefined ? {} : { brane: plan.brane }),
-        state: this.#started ? 'up' : 'stopped',
-        ...(this.#started ? { url: `http://${plan.host}:${this.#init.port}` } : {}),
+        state: up ? 'up' : this.#started && !this.#here(plan) ? 'elsewhere' : 'stopped',
+        ...(up ? { url: `http://${plan.host}:${this.#init.port}` } : {}),
         restarts: 0
       }
     })
@@ -277,7 +314,7 @@ export class Resolvers implements Startable {
         continue
       }
       out.push({ host: plan.host.toLowerCase(), brane: plan.brane })
-      const url = this.#processes.find((p) => p.plan === plan)?.url
+      const url = this.#processes.find((p) => samePublication(p.plan, plan))?.url
       if (url !== undefined) {
         const host = new URL(url).hostname.toLowerCase()
         if (host !== plan.host.toLowerCase()) {
