@@ -58,6 +58,7 @@ const TYPES: Readonly<Record<string, string>> = {
 }
 
 const COOKIE = 'omega_dashboard'
+const COOKIE_PATTERN = new RegExp(`(?:^|;\\s*)${COOKIE}=([A-Za-z0-9_-]+)`)
 const SESSION_MS = 12 * 3600_000
 const CODE_MS = 5 * 60_000
 const TICK_MS = 1000
@@ -197,7 +198,7 @@ export class Dashboard implements Startable {
       return
     }
     this.#file(file).then(
-      (body) => { answer(res, 200, TYPES[file.slice(file.lastIndexOf('.') + 1)] ?? 'application/octet-stream', req.method === 'HEAD' ? '' : body) },
+      (body) => { answer(res, 200, TYPES[file.slice(file.lastIndexOf('.') + 1)] ?? 'application/octet-stream', body, {}, req.method === 'HEAD') },
       (err: unknown) => { answer(res, 500, 'text/plain; charset=utf-8', `The dashboard's files are missing: ${(err as Error).message}\n`) })
   }
 
@@ -257,7 +258,7 @@ export class Dashboard implements Startable {
       const token = header.slice(7)
       return this.#allowed(token) ? { expires: Date.now() + SESSION_MS, token } : undefined
     }
-    const id = /(?:^|;\s*)omega_dashboard=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1]
+    const id = COOKIE_PATTERN.exec(req.headers.cookie ?? '')?.[1]
     const session = id === undefined ? undefined : this.#sessions.get(id)
     if (id === undefined || session === undefined) {
       return undefined
@@ -391,13 +392,14 @@ async function listen (port: number, host: string, handler: (req: IncomingMessag
   return server
 }
 
-function answer (res: ServerResponse, status: number, type: string, body: string | Buffer, extra: Readonly<Record<string, string>> = {}): void {
+/** `head`: the headers of `body` (its length too), without it */
+function answer (res: ServerResponse, status: number, type: string, body: string | Buffer, extra: Readonly<Record<string, string>> = {}, head = false): void {
   if (res.headersSent) {
     res.end()
     return
   }
   res.writeHead(status, { ...HEADERS, ...extra, 'content-type': type, 'content-length': Buffer.byteLength(body) })
-  res.end(body)
+  res.end(head ? undefined : body)
 }
 
 /** What a page shows of a log record */
