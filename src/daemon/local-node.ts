@@ -22,6 +22,7 @@ import { openSnapshot, sealSnapshot, type SnapshotDocument } from './snapshot.ts
 import type { Dashboard, DashboardInit } from './dashboard.ts'
 import type { MeshView } from './dashboard-state.ts'
 import { loadGeneration, startBrane, type BraneContext, type BraneStarter, type BraneStatus, type Generation } from './generation.ts'
+import { Supervisor } from './supervisor.ts'
 
 export type { BraneStatus }
 
@@ -97,11 +98,6 @@ export interface RestoreReport {
   readonly bytes: number
 }
 
-/** Back-off between start attempts of a failed brane: 1 s, doubling, at most 5 min */
-export function retryDelayMs (attempts: number): number {
-  return Math.min(1000 * 2 ** Math.min(attempts - 1, 20), 300_000)
-}
-
 export interface ReloadOptions extends AbortOptions {
   /** only this brane may change: a manifest that changes anything else is refused, nothing changed */
   brane?: string
@@ -131,17 +127,17 @@ export class LocalNode {
   #settlement: Settlement | undefined
   #revocations: RevocationList | undefined
   #telemetry: Telemetry | undefined
-  #generation: Generation
-  /** reloads (and retries of failed branes) run one after another */
-  #reloading: Promise<unknown> = Promise.resolve()
-  readonly #retryTimers = new Map<string, NodeJS.Timeout>()
-  /** aborted by stop(): ends a retry that is still starting its brane */
-  readonly #stopping = new AbortController()
+  /** what runs, reloads and retries of failed branes (one after another) */
+  readonly #supervisor: Supervisor
   readonly #log: Logger
   readonly #startedAt = new Date()
   /** compacts replicated state at the shortest `gc_interval` of the running branes */
   readonly #stateGc: NodeJS.Timeout
   #lastGc = Date.now()
+
+  get #generation (): Generation {
+    return this.#supervisor.generation
+  }
 
   private constructor (key: NodeKey, init: LocalNodeInit, generation: Generation, context: BraneContext, gateway: Gateway, queue: EventQueue) {
     this.#context = context
@@ -150,7 +146,14 @@ export class LocalNode {
     this.#key = key
     this.#queue = queue
     this.#init = init
-    this.#generation = generation
+    this.#supervisor = new Supervisor(generation, {
+      starter: (plan) => starter(plan, init, context),
+      log: init.logging.forComponent('node'),
+      started: () => {
+        this.#route()
+        this.#dispatcher.kick()
+      }
+    })
     this.observer = observer
     this.logBook = observer.logBook
     this.#gateway = gateway
@@ -313,9 +316,7 @@ export class LocalNode {
       throw err
     }
     log.info({ did: key.did, url: gateway.url, branes: generation.running.size }, init.placement === undefined ? 'node up (one-node mode: every substrate maps to this node)' : 'node up (mesh mode: this node runs its share of each deployment)')
-    for (const name of generation.failed.keys()) {
-      node.#scheduleRetry(name)
-    }
+    node.#supervisor.retryFailed()
     return node
   }
 
@@ -377,57 +378,6 @@ export class LocalNode {
     return [...[...this.#generation.running.values()].map((r) => r.status), ...this.#generation.skipped, ...failed]
   }
 
-  /** Try a failed brane again after its back-off; on success it joins the running generation */
-  #scheduleRetry (name: string): void {
-    const failure = this.#generation.failed.get(name)
-    if (failure === undefined || this.#stopping.signal.aborted) {
-      return
-    }
-    const delay = retryDelayMs(failure.attempts)
-    this.#generation.failed.set(name, { ...failure, retryAt: Date.now() + delay })
-    // one pending retry per brane (a reload may schedule it again)
-    clearTimeout(this.#retryTimers.get(name))
-    const timer = setTimeout(() => {
-      this.#retryTimers.delete(name)
-      const run = this.#reloading.then(async () => this.#retry(name))
-      this.#reloading = run.catch(() => {})
-    }, delay)
-    timer.unref()
-    this.#retryTimers.set(name, timer)
-  }
-
-  async #retry (name: string): Promise<void> {
-    const generation = this.#generation
-    const failure = generation.failed.get(name)
-    if (failure === undefined || this.#stopping.signal.aborted) {
-      return
-    }
-    let started: Awaited<ReturnType<typeof startBrane>>
-    try {
-      started = await startBrane(failure.plan, generation.file, this.#init, this.#context, undefined, { signal: this.#stopping.signal })
-    } catch (err) {
-      generation.failed.set(name, { ...failure, error: err as Error, attempts: failure.attempts + 1 })
-      this.#log.warn({ brane: name, attempts: failure.attempts + 1, error: (err as Error).name }, `brane ${name} still cannot start: ${(err as Error).message}`)
-      this.#scheduleRetry(name)
-      return
-    }
-    if ('reason' in started || this.#stopping.signal.aborted || this.#generation !== generation) {
-      // placed elsewhere now, or the node moved on while it started
-      if (!('reason' in started)) {
-        await started.close()
-      }
-      return
-    }
-    generation.failed.delete(name)
-    generation.running.set(name, started)
-    if (started.events !== undefined) {
-      generation.events.set(name, started.events)
-    }
-    this.#route()
-    this.#dispatcher.kick()
-    this.#log.info({ brane: name, attempts: failure.attempts + 1 }, `brane ${name} started after ${failure.attempts} failed attempts`)
-  }
-
   /** What `omega ps` shows */
   status (): AdminStatus {
     return {
@@ -456,9 +406,7 @@ export class LocalNode {
    * whose plan and component did not change keep running untouched.
    */
   async reload (file: string = this.#generation.file, options: ReloadOptions = {}): Promise<ReloadReport> {
-    const run = this.#reloading.then(async () => this.#reload(file, options))
-    this.#reloading = run.catch(() => {})
-    return run
+    return this.#supervisor.serially(async () => this.#reload(file, options))
   }
 
   async #reload (file: string, options: ReloadOptions): Promise<ReloadReport> {
@@ -473,17 +421,12 @@ export class LocalNode {
     // a reload confined to one brane keeps every other one exactly as it runs
     const keep = options.brane === undefined ? new Set<string>() : confineReload(old.plan, plan, options.brane)
     // a brane that could not start before may still fail: that alone does not refuse the reload
-    const { generation, reused } = await loadGeneration(plan, old.running, starter(plan, this.#init, this.#context), this.#log, options, { keep, tolerate: (name) => old.failed.has(name) })
-    this.#generation = generation
+    const { generation, reused, replaced } = await this.#supervisor.load(plan, options, { keep, tolerate: (name) => old.failed.has(name) })
     this.#route()
-    for (const name of generation.failed.keys()) {
-      this.#scheduleRetry(name)
-    }
     // events follow the new edges from now on; deliveries already running finish
     this.#dispatcher.stop()
     this.#dispatcher = this.#newDispatcher(generation)
     this.#dispatcher.start()
-    const replaced = [...old.running.values()].filter((r) => !reused.has(r.plan.name))
     // the old instances drain: close() waits for what they are serving
     await Promise.allSettled(replaced.map(async (r) => { await r.close() }))
     await this.#syncResolvers(plan)
@@ -525,13 +468,11 @@ export class LocalNode {
 
   /** The mesh's view changed without changing what runs here: resolvers may move all the same */
   async placementChanged (): Promise<void> {
-    const run = this.#reloading.then(async () => {
-      if (!this.#stopping.signal.aborted) {
+    await this.#supervisor.serially(async () => {
+      if (!this.#supervisor.signal.aborted) {
         await this.#syncResolvers(this.plan)
       }
     })
-    this.#reloading = run.catch(() => {})
-    await run
     this.kick()
   }
 
@@ -725,11 +666,7 @@ export class LocalNode {
 
   /** Stop accepting requests, then close every brane */
   async stop (): Promise<void> {
-    this.#stopping.abort(new OmegaError('The node is stopping'))
-    for (const timer of this.#retryTimers.values()) {
-      clearTimeout(timer)
-    }
-    await this.#reloading
+    await this.#supervisor.stop()
     await this.#resolvers?.stop()
     await this.#metrics?.stop()
     await this.#dashboard?.stop()

@@ -1,11 +1,13 @@
-// A generation made from a plan through a brane starter: stub runtimes stand in for the
-// WASM and microVM ones, so that reuse, rollback, tolerated failures, branes placed
-// elsewhere and kept branes are tested without starting anything.
+// The supervisor and the generations it loads through a brane starter: stub runtimes
+// stand in for the WASM and microVM ones, so that reuse, rollback, tolerated failures,
+// branes placed elsewhere, kept branes, retries with back-off and stopping are tested
+// without starting anything.
 import { describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import type { BranePlan, Plan } from '../manifest/index.ts'
 import { silentLogging } from '../observe/index.ts'
 import { loadGeneration, type BraneStarter, type RunningBrane } from './generation.ts'
+import { retryDelayMs, Supervisor } from './supervisor.ts'
 
 const log = silentLogging().forComponent('node')
 
@@ -15,13 +17,23 @@ function planOf (names: readonly string[], version: Readonly<Record<string, numb
   return { file: '/srv/omega.toml', branes, edges: [], resolvers: [] } as unknown as Plan
 }
 
-/** A stub runtime: starts anything, hands back the running brane when its plan is the same, fails or places elsewhere as told */
-function stubStarter (settings: { fail?: ReadonlySet<string>, elsewhere?: ReadonlySet<string> } = {}): BraneStarter & { started: string[], closed: string[] } {
+/**
+ * A stub runtime: starts anything, hands back the running brane when its plan is the
+ * same, fails or places elsewhere as told (`failures`: the first N starts of a brane fail;
+ * `gate`: starts wait for it)
+ */
+function stubStarter (settings: { fail?: ReadonlySet<string>, failures?: Map<string, number>, elsewhere?: ReadonlySet<string>, gate?: () => Promise<void> } = {}): BraneStarter & { started: string[], closed: string[] } {
   const started: string[] = []
   const closed: string[] = []
   const start: BraneStarter = async (brane, current) => {
+    await settings.gate?.()
     if (settings.elsewhere?.has(brane.name) === true) {
       return { name: brane.name, state: 'remote', routes: [], reason: 'placed on node-b' }
+    }
+    const left = settings.failures?.get(brane.name) ?? 0
+    if (left > 0) {
+      settings.failures?.set(brane.name, left - 1)
+      throw Object.assign(new Error(`brane ${brane.name} cannot start yet`), { name: 'ComponentLoadError' })
     }
     if (settings.fail?.has(brane.name) === true) {
       throw Object.assign(new Error(`brane ${brane.name} cannot start`), { name: 'ComponentLoadError' })
@@ -105,5 +117,81 @@ describe('a generation of branes', () => {
 
   it('stops at once when the load is aborted', async () => {
     await assert.rejects(loadGeneration(planOf(['web']), new Map(), stubStarter(), log, { signal: AbortSignal.abort(new Error('stop')) }), /stop/)
+  })
+})
+
+describe('the supervisor', () => {
+  const quick = (): number => 5
+
+  it('backs off 1 s, doubling, at most 5 min', () => {
+    assert.deepEqual([1, 2, 3, 9, 10, 50].map(retryDelayMs), [1000, 2000, 4000, 256_000, 300_000, 300_000])
+  })
+
+  it('starts a brane that could not start again, with back-off, until it runs; then it is routed', async () => {
+    const start = stubStarter({ failures: new Map([['bad', 3]]) })
+    const { generation } = await loadGeneration(planOf(['web', 'bad']), new Map(), start, log, {}, { tolerate: () => true })
+    const routed: string[] = []
+    const delays: number[] = []
+    const supervisor = new Supervisor(generation, { starter: () => start, log, started: (name) => { routed.push(name) }, retryDelayMs: (attempts) => { delays.push(attempts); return 5 } })
+    supervisor.retryFailed()
+    for (let i = 0; i < 200 && routed.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    assert.deepEqual(routed, ['bad'])
+    assert.deepEqual(delays, [1, 2, 3], 'one more attempt counted per failed start')
+    assert.deepEqual([...supervisor.generation.running.keys()], ['web', 'bad'])
+    assert.equal(supervisor.generation.failed.size, 0)
+    await supervisor.stop()
+  })
+
+  it('loads a new plan beside what runs: hands back the replaced branes to drain, keeps the unchanged ones', async () => {
+    const start = stubStarter()
+    const { generation } = await loadGeneration(planOf(['web', 'api']), new Map(), start, log, {})
+    const supervisor = new Supervisor(generation, { starter: () => start, log, started: () => {}, retryDelayMs: quick })
+    const load = await supervisor.serially(async () => supervisor.load(planOf(['web', 'api'], { api: 2 }), {}))
+    assert.deepEqual([...load.reused], ['web'])
+    assert.deepEqual(load.replaced.map((r) => r.plan.name), ['api'])
+    assert.equal(supervisor.generation, load.generation)
+    // a failed load changes nothing
+    const failing = stubStarter({ fail: new Set(['api']) })
+    const broken = new Supervisor(load.generation, { starter: () => failing, log, started: () => {}, retryDelayMs: quick })
+    await assert.rejects(broken.serially(async () => broken.load(planOf(['web', 'api'], { api: 3 }), {})), { name: 'ComponentLoadError' })
+    assert.equal(broken.generation, load.generation)
+    await supervisor.stop()
+    await broken.stop()
+  })
+
+  it('closes what a retry was still starting when the supervisor stopped, and routes nothing to it', async () => {
+    let open: () => void = () => {}
+    const gated = new Promise<void>((resolve) => { open = resolve })
+    let holding = false
+    const start = stubStarter({ failures: new Map([['bad', 1]]), gate: async () => { if (holding) { await gated } } })
+    const { generation } = await loadGeneration(planOf(['web', 'bad']), new Map(), start, log, {}, { tolerate: () => true })
+    const routed: string[] = []
+    const supervisor = new Supervisor(generation, { starter: () => start, log, started: (name) => { routed.push(name) }, retryDelayMs: quick })
+    holding = true
+    supervisor.retryFailed()
+    await new Promise((resolve) => setTimeout(resolve, 30))
+    // the retry waits in the gate; stop waits for it
+    const stopped = supervisor.stop()
+    open()
+    await stopped
+    assert.deepEqual(start.started, ['web', 'bad'])
+    assert.deepEqual(start.closed, ['bad'])
+    assert.deepEqual(routed, [])
+    assert.ok(supervisor.generation.failed.has('bad'))
+  })
+
+  it('stops: pending retries are dropped, and nothing loads after', async () => {
+    const start = stubStarter({ failures: new Map([['bad', 1]]) })
+    const { generation } = await loadGeneration(planOf(['web', 'bad']), new Map(), start, log, {}, { tolerate: () => true })
+    const routed: string[] = []
+    const supervisor = new Supervisor(generation, { starter: () => start, log, started: (name) => { routed.push(name) }, retryDelayMs: () => 20 })
+    supervisor.retryFailed()
+    await supervisor.stop()
+    await new Promise((resolve) => setTimeout(resolve, 60))
+    assert.deepEqual(start.started, ['web'])
+    assert.deepEqual(routed, [])
+    await assert.rejects(supervisor.load(planOf(['web']), {}), /stopping/)
   })
 })
