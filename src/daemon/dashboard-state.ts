@@ -169,8 +169,31 @@ export function localEdges (node: Pick<LocalNode, 'queue'>): Map<string, EdgeCou
   return out
 }
 
+/**
+ * Every live node's edge counters summed: this node's, and what each of `peers` answers
+ * to `ask` (an answer that is not a list of counters is left out, as a peer that does
+ * not answer)
+ */
+export async function meshEdges (local: Pick<LocalNode, 'queue'> | undefined, peers: readonly string[], ask: (did: string) => Promise<unknown>): Promise<Map<string, EdgeCounters>> {
+  const answers = await Promise.allSettled(peers.map(async (did) => countersOf(await ask(did))))
+  return sumEdges([...(local === undefined ? [] : [localEdges(local)]), ...answers.flatMap((a) => a.status === 'fulfilled' ? [a.value] : [])])
+}
+
+/** Edge counters from a peer's answer, `[[edge, {acked, failed, backlog}], …]`, checked */
+function countersOf (answer: unknown): Map<string, EdgeCounters> {
+  const out = new Map<string, EdgeCounters>()
+  const count = (n: unknown): number => typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : 0
+  for (const entry of Array.isArray(answer) ? answer : []) {
+    if (Array.isArray(entry) && typeof entry[0] === 'string' && typeof entry[1] === 'object' && entry[1] !== null) {
+      const c = entry[1] as Record<string, unknown>
+      out.set(entry[0], { acked: count(c.acked), failed: count(c.failed), backlog: count(c.backlog) })
+    }
+  }
+  return out
+}
+
 /** Counters of several nodes, summed per edge */
-export function sumEdges (all: ReadonlyArray<ReadonlyMap<string, EdgeCounters>>): Map<string, EdgeCounters> {
+function sumEdges (all: ReadonlyArray<ReadonlyMap<string, EdgeCounters>>): Map<string, EdgeCounters> {
   const out = new Map<string, EdgeCounters>()
   for (const counters of all) {
     for (const [key, c] of counters) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { request } from 'node:http'
 import { LogBook, silentLogging } from '../observe/index.ts'
 import { Dashboard, type DashboardState } from './dashboard.ts'
+import { meshEdges } from './dashboard-state.ts'
 
 interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: string }
 
@@ -109,5 +110,26 @@ describe('dashboard server', () => {
     const settled = reads
     await new Promise((resolve) => setTimeout(resolve, 2_200))
     assert.equal(reads, settled)
+  })
+})
+
+describe('dashboard state of a mesh', () => {
+  it('sums the edge counters the peers answer, leaving out a peer that fails or answers nonsense', async () => {
+    const answers: Record<string, unknown> = {
+      a: [['web>mid:hits', { acked: 5, failed: 1, backlog: 2 }]],
+      b: [['web>mid:hits', { acked: 3, failed: 0, backlog: 0 }], ['mid>end:out', { acked: 7, failed: 0, backlog: 1 }]],
+      liar: [['web>mid:hits', { acked: -1e9, failed: 'many', backlog: Infinity }], 'garbage', [42, {}]],
+      junk: { not: 'a list' }
+    }
+    const sums = await meshEdges(undefined, ['a', 'b', 'liar', 'junk', 'gone'], async (did) => {
+      if (did === 'gone') {
+        throw new Error('no answer')
+      }
+      return answers[did]
+    })
+    assert.deepEqual(Object.fromEntries(sums), {
+      'web>mid:hits': { acked: 8, failed: 1, backlog: 2 },
+      'mid>end:out': { acked: 7, failed: 0, backlog: 1 }
+    })
   })
 })

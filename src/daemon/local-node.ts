@@ -409,6 +409,14 @@ export class LocalNode {
     return this.#supervisor.serially(async () => this.#reload(file, options))
   }
 
+  /**
+   * Hot reload to a plan that was validated already (a mesh deployment, read once when it
+   * arrived): as {@link reload}, without reading its manifest again
+   */
+  async apply (plan: Plan, options: ReloadOptions = {}): Promise<ReloadReport> {
+    return this.#supervisor.serially(async () => this.#switch(plan, options))
+  }
+
   async #reload (file: string, options: ReloadOptions): Promise<ReloadReport> {
     if (file === '') {
       throw new OmegaError('This node runs no manifest yet: give one to reload, or deploy one to the mesh with "omega deploy FILE"')
@@ -417,6 +425,11 @@ export class LocalNode {
     for (const w of warnings) {
       this.#log.warn({ path: w.path, line: w.line }, w.message)
     }
+    return this.#switch(plan, options)
+  }
+
+  /** Load `plan` beside what runs, switch the routes and the dispatcher to it, drain what it replaced */
+  async #switch (plan: Plan, options: ReloadOptions): Promise<ReloadReport> {
     const old = this.#generation
     // a reload confined to one brane keeps every other one exactly as it runs
     const keep = options.brane === undefined ? new Set<string>() : confineReload(old.plan, plan, options.brane)

@@ -21,7 +21,7 @@ import {
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
 import type { AdminRoute } from './admin.ts'
-import { localEdges, sumEdges, type EdgeCounters, type PeerRow } from './dashboard-state.ts'
+import { localEdges, meshEdges, type PeerRow } from './dashboard-state.ts'
 
 export type { PeerRow }
 
@@ -120,6 +120,8 @@ export class OmegaMeshNode {
   #local: LocalNode | undefined
   /** the deployment running now, its plan and its placement */
   #current: { doc: DeploymentDocument, id: string, file: string, plan: Plan } | undefined
+  /** the plan of the deployment offered last, loaded once */
+  #loaded: { id: string, plan: Plan } | undefined
   #placement = new Map<string, BranePlacement>()
   /** the placement this node has finished applying (what `omega biome placement` shows) */
   #applied = new Map<string, BranePlacement>()
@@ -253,10 +255,7 @@ export class OmegaMeshNode {
         name: this.#init.name,
         peers: () => this.peers(),
         placement: () => new Map([...this.#applied.values()].map((p) => [p.brane, p.nodes.map((d) => this.mesh.member(d)?.name ?? d)])),
-        edges: async (opts: AbortOptions) => {
-          const theirs = await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => new Map((await this.#rpc.call(m.did, 'edges', {}, undefined, opts)).result as Array<[string, EdgeCounters]>)))
-          return sumEdges([...(this.#local === undefined ? [] : [localEdges(this.#local)]), ...theirs.flatMap((a) => a.status === 'fulfilled' ? [a.value] : [])])
-        },
+        edges: async (opts: AbortOptions) => meshEdges(this.#local, this.#peers().filter((m) => m.state === 'alive').map((m) => m.did), async (did) => (await this.#rpc.call(did, 'edges', {}, undefined, opts)).result),
         trace: async (id: string, opts: AbortOptions) => this.trace(id, opts)
       },
       trustedRoots: [...this.#trust],
@@ -388,7 +387,7 @@ export class OmegaMeshNode {
     await this.#fetchBlobs(doc, from, settings.options ?? {})
     // only a deployment that materialises and whose manifest loads is kept
     const file = await materialise(doc, this.#registry.deployDir, this.#init.home, (hash) => this.#registry.blobPath(hash), settings.options ?? {})
-    await loadManifest(file, settings.options ?? {})
+    this.#loaded = { id: deploymentId(doc), plan: (await loadManifest(file, settings.options ?? {})).plan }
     if (!await this.#registry.offer(doc)) {
       return false
     }
@@ -418,7 +417,8 @@ export class OmegaMeshNode {
     }
     await this.#fetchBlobs(doc, from, options)
     const file = await materialise(doc, this.#registry.deployDir, this.#init.home, (hash) => this.#registry.blobPath(hash), options)
-    const { plan } = await loadManifest(file, options)
+    // the plan of a deployment just taken was loaded when it was offered: not again
+    const plan = this.#loaded?.id === id ? this.#loaded.plan : (await loadManifest(file, options)).plan
     this.#current = { doc, id, file, plan }
     this.mesh.setMeta('deploy', id)
     this.#placement = this.#place(plan)
@@ -475,7 +475,7 @@ export class OmegaMeshNode {
       await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => { await this.#stateSync.reconcileWith(m.did, gained, { anyPeer: true }) }))
     }
     try {
-      const report = await local.reload(current.file)
+      const report = await local.apply(current.plan)
       this.#log.info({ deployment: current.id, runs: now.join(','), ...report }, 'placement applied')
     } catch (err) {
       // what runs is still the previous placement: say so, and try again soon
