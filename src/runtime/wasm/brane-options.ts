@@ -103,7 +103,7 @@ export interface BraneOptions {
    * @default Infinity (no throttle)
    */
   readonly cpuQuota?: number
-  /** @default 1000 */
+  /** @default 100 */
   readonly cpuWindowMs?: number
   /**
    * Fewest worker threads kept (each runs one request at a time).

@@ -8,7 +8,7 @@
 export interface CpuThrottleInit {
   /** fraction of one core, e.g. 0.25; `Infinity` turns the throttle off */
   readonly quota: number
-  /** @default 1000 */
+  /** @default 100 (as Linux CFS's period: a brane over its quota waits tens of ms, not a second) */
   readonly windowMs?: number
   /** the clock, in ms (tests pass their own) @default performance.now */
   readonly now?: () => number
@@ -17,7 +17,7 @@ export interface CpuThrottleInit {
 /**
  * The `cpu_quota` limit, as admission control over fixed windows.
  *
- * Semantics: time is cut into windows of `windowMs` (1 s by default) and a brane may
+ * Semantics: time is cut into windows of `windowMs` (100 ms by default) and a brane may
  * use `quota × windowMs` ms of CPU per window (its budget). Each call's CPU time is
  * charged when the call ends, to the window it ends in. While the current window's
  * charge is at or above the budget, no new call of the brane is admitted: requests
@@ -40,7 +40,7 @@ export class CpuThrottle {
     if (!(init.quota > 0)) {
       throw new RangeError(`Cannot throttle CPU: quota must be above 0 (got ${init.quota})`)
     }
-    this.#windowMs = init.windowMs ?? 1000
+    this.#windowMs = init.windowMs ?? 100
     if (!(this.#windowMs > 0)) {
       throw new RangeError(`Cannot throttle CPU: window must be above 0 ms (got ${this.#windowMs})`)
     }
