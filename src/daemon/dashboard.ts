@@ -67,6 +67,8 @@ const RECHECK_MS = 60_000
 const LOG_LINES_PER_TICK = 200
 const MAX_SESSIONS = 1000
 const MAX_STREAMS = 64
+/** a page that reads slower than the stream writes is cut off once this much waits for it (it reconnects) */
+const MAX_UNREAD_BYTES = 4 * 2 ** 20
 
 interface Session {
   readonly expires: number
@@ -343,6 +345,10 @@ export class Dashboard implements Startable {
         return
       }
       for (const stream of this.#streams) {
+        if (stream.res.writableLength > MAX_UNREAD_BYTES) {
+          stream.res.destroy()
+          continue
+        }
         let chunk = `event: state\ndata: ${state}\n\n`
         if (stream.logs.length > 0 || stream.skipped > 0) {
           chunk += `event: logs\ndata: ${JSON.stringify({ lines: stream.logs.map(logLine), skipped: stream.skipped })}\n\n`
