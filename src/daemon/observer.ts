@@ -4,7 +4,7 @@
  */
 import type { AbortOptions, BodyChunks, BraneHttpRequest, BraneHttpResponse, HttpHandler, StreamingHttpRequest, StreamingHttpResponse, Usage } from '../interfaces/index.ts'
 import { OmegaError } from '../errors.ts'
-import { MetricsRegistry, BYTE_BUCKETS, type LogBook, type Summary, type Telemetry, type TelemetrySpan } from '../observe/index.ts'
+import { DeferredRecord, MetricsRegistry, BYTE_BUCKETS, type LogBook, type RecordText, type Summary, type Telemetry, type TelemetrySpan } from '../observe/index.ts'
 import type { BraneEvent, EventTarget } from '../dispatch/index.ts'
 
 interface EventRuntime {
@@ -150,13 +150,7 @@ export class RequestObserver {
     const timing = (responseTiming ?? {}) as Readonly<Record<string, unknown>>
     this.#record(brane, status, totalMs, timing)
     this.meter?.(usage(brane, 'request', totalMs, timing, bytesIn, bytesOut, true))
-    this.logBook.append({
-      brane,
-      kind: 'request',
-      level: status >= 500 ? 'warn' : 'info',
-      message: requestLine(request.method, path, status, bytesOut, totalMs, timing),
-      fields: Object.assign({ method: request.method, path, status, bytes: bytesOut, totalMs: round(totalMs) }, timing)
-    })
+    this.logBook.append(new RequestRecord(brane, status >= 500 ? 'warn' : 'info', request.method, path, status, bytesOut, totalMs, timing))
   }
 
   #refused (brane: string, request: Pick<BraneHttpRequest, 'method' | 'pathWithQuery'>, start: number, bytesIn: number, err: unknown, span: TelemetrySpan | undefined): void {
@@ -226,18 +220,13 @@ export class RequestObserver {
     }
   }
 
-  #eventLine (brane: string, event: BraneEvent): string {
-    return `EVT ${event.topic} …${event.id.slice(-12)} ${event.source} → ${brane}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`
-  }
-
   #delivered (brane: string, event: BraneEvent, start: number, timing: object): void {
     const totalMs = performance.now() - start
     const fields: Record<string, unknown> = { ...timing }
     this.#events.inc({ brane, outcome: 'ok' })
     this.#record(brane, undefined, totalMs, fields)
     this.meter?.(usage(brane, 'event', totalMs, fields, event.payload.byteLength, 0, true))
-    const exec = typeof fields.execMs === 'number' ? ` exec=${ms(fields.execMs)}` : ''
-    this.logBook.append({ brane, kind: 'request', level: 'info', message: `${this.#eventLine(brane, event)} OK ${event.payload.byteLength}B${exec} total=${ms(totalMs)}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, totalMs: round(totalMs), ...fields } })
+    this.logBook.append(new DeliveryRecord(brane, event, totalMs, fields))
   }
 
   #failed (brane: string, event: BraneEvent, start: number, err: unknown): void {
@@ -246,7 +235,7 @@ export class RequestObserver {
     this.#events.inc({ brane, outcome: name })
     this.meter?.(usage(brane, 'event', performance.now() - start, {}, event.payload.byteLength, 0, false))
     this.#tick(brane)
-    this.logBook.append({ brane, kind: 'request', level: 'error', message: `${this.#eventLine(brane, event)} ERR ${name}: ${message}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, error: name } })
+    this.logBook.append({ brane, kind: 'request', level: 'error', message: `${eventLine(brane, event)} ERR ${name}: ${message}`, fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, error: name } })
   }
 
   /** P50/P99 of cold, exec, cpu, mem and the request rate of one brane */
@@ -354,6 +343,73 @@ export class RequestObserver {
     recent.times[recent.next] = performance.now()
     recent.next = (recent.next + 1) % RECENT
   }
+}
+
+/** One request served, its line made when read */
+class RequestRecord extends DeferredRecord {
+  readonly #method: string
+  readonly #path: string
+  readonly #status: number
+  readonly #bytes: number
+  readonly #totalMs: number
+  readonly #timing: Readonly<Record<string, unknown>>
+
+  constructor (brane: string, level: 'info' | 'warn', method: string, path: string, status: number, bytes: number, totalMs: number, timing: Readonly<Record<string, unknown>>) {
+    super(brane, 'request', level)
+    this.#method = method
+    this.#path = path
+    this.#status = status
+    this.#bytes = bytes
+    this.#totalMs = totalMs
+    this.#timing = timing
+  }
+
+  get size (): number {
+    return this.#path.length + 96
+  }
+
+  protected text (): RecordText {
+    return {
+      message: requestLine(this.#method, this.#path, this.#status, this.#bytes, this.#totalMs, this.#timing),
+      fields: Object.assign({ method: this.#method, path: this.#path, status: this.#status, bytes: this.#bytes, totalMs: round(this.#totalMs) }, this.#timing)
+    }
+  }
+}
+
+/** One event delivered, its line made when read (of the event it keeps what the line says, never the payload) */
+class DeliveryRecord extends DeferredRecord {
+  readonly #event: EventNames
+  readonly #bytes: number
+  readonly #totalMs: number
+  readonly #timing: Readonly<Record<string, unknown>>
+
+  constructor (brane: string, event: BraneEvent, totalMs: number, timing: Readonly<Record<string, unknown>>) {
+    super(brane, 'request', 'info')
+    this.#event = { id: event.id, topic: event.topic, source: event.source, attempt: event.attempt }
+    this.#bytes = event.payload.byteLength
+    this.#totalMs = totalMs
+    this.#timing = timing
+  }
+
+  get size (): number {
+    return this.#event.id.length + this.#event.topic.length + this.#event.source.length + this.brane.length + 64
+  }
+
+  protected text (): RecordText {
+    const event = this.#event
+    const exec = typeof this.#timing.execMs === 'number' ? ` exec=${ms(this.#timing.execMs)}` : ''
+    return {
+      message: `${eventLine(this.brane, event)} OK ${this.#bytes}B${exec} total=${ms(this.#totalMs)}`,
+      fields: { event: event.id, topic: event.topic, source: event.source, attempt: event.attempt, totalMs: round(this.#totalMs), ...this.#timing }
+    }
+  }
+}
+
+/** What an event's log line names of it */
+type EventNames = Pick<BraneEvent, 'id' | 'topic' | 'source' | 'attempt'>
+
+function eventLine (brane: string, event: EventNames): string {
+  return `EVT ${event.topic} …${event.id.slice(-12)} ${event.source} → ${brane}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`
 }
 
 /** `REQ GET /x RES 200 25B cpu=0.41ms END cold=1.30ms exec=0.48ms total=2.10ms pooled✓` */
