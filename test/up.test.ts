@@ -36,6 +36,13 @@ describe('omega up', () => {
       assert.equal(logs.out.split('\n').filter((l) => l.includes(' REQ GET /n/')).length, 20)
       const ps = await cli(['ps'], home)
       assert.match(ps.out, /^hello\s+running\s+gaia\s+standard\s+ephemeral\s+\/\*\s+hello\.wasm$/m)
+      // the dashboard is on by default, on loopback, and asks a stranger to sign in
+      const dashboard = /^omega: dashboard (http:\/\/127\.0\.0\.1:\d+) \(sign in: omega dashboard\)$/m.exec(daemon.output())?.[1]
+      assert.ok(dashboard !== undefined, daemon.output())
+      assert.match(ps.out, new RegExp(`^dashboard ${dashboard} `, 'm'))
+      const page = await fetch(dashboard)
+      assert.equal(page.status, 401)
+      assert.match(await page.text(), /omega dashboard/)
     } finally {
       assert.equal(await stopDaemon(daemon), 0, daemon.output())
     }

@@ -21,6 +21,8 @@ export interface AdminStatus {
   readonly did: string
   readonly manifest: string
   readonly gateway: string
+  /** the live dashboard's address, when it is on */
+  readonly dashboard?: string
   readonly startedAt: string
   readonly resolvers?: readonly object[]
   readonly branes: ReadonlyArray<Record<string, unknown>>

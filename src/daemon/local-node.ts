@@ -384,6 +384,7 @@ export class LocalNode {
       did: this.did,
       manifest: this.#generation.file,
       gateway: this.url,
+      ...(this.#dashboard === undefined ? {} : { dashboard: this.#dashboard.url }),
       startedAt: this.#startedAt.toISOString(),
       ...(this.#resolvers === undefined ? {} : { resolvers: this.#resolvers.status() }),
       branes: this.branes.map((b) => {

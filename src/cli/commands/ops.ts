@@ -22,7 +22,7 @@ export function opsCommands (program: Command, ctx: CliContext): void {
         ctx.stdout.write(JSON.stringify(status, null, 2) + '\n')
         return
       }
-      ctx.stdout.write(`node ${status.did}\nmanifest ${status.manifest}\ngateway ${status.gateway} (up since ${status.startedAt})\n\n`)
+      ctx.stdout.write(`node ${status.did}\nmanifest ${status.manifest}\ngateway ${status.gateway} (up since ${status.startedAt})\n${status.dashboard === undefined ? '' : `dashboard ${status.dashboard} (sign in: omega dashboard)\n`}\n`)
       ctx.stdout.write(table(['brane', 'state', 'substrate', 'profile', 'lifecycle', 'routes', 'image'], status.branes.map((b) => [
         String(b.name), String(b.state), String(b.substrate ?? ''), String(b.profile ?? ''), String(b.lifecycle ?? ''),
         Array.isArray(b.routes) ? b.routes.join(' ') || '—' : '—',
