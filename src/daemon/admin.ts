@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { CapabilityTokenError, OmegaError } from '../errors.ts'
 import { verifyAdminToken, verifyCapability } from '../identity/index.ts'
 import { ADMIN_SOCKET, MAX_RESTORE_BODY_BYTES } from './admin-client.ts'
-import { socketAnswers } from '../util/index.ts'
+import { listening, socketAnswers } from '../util/index.ts'
 import type { AbortOptions, Logger, Startable } from '../interfaces/index.ts'
 import type { LogBook, LogRecord } from '../observe/index.ts'
 
@@ -174,13 +174,7 @@ export class AdminServer implements Startable {
   async start (): Promise<void> {
     await claimSocket(this.#socket)
     const server = createServer((req, res) => { this.#serve(req, res) })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.#socket, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
+    await listening(server, this.#socket)
     await chmod(this.#socket, 0o600)
     this.#server = server
   }

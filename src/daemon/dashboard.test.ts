@@ -86,6 +86,19 @@ describe('dashboard server', () => {
     assert.equal((await get(`${dashboard.url}/api/trace?id=known`, { authorization: 'Bearer bad' })).status, 401)
   })
 
+  it('takes a free port when its default one is taken, and fails on a taken port it was given', async () => {
+    const port = Number(new URL(dashboard.url).port)
+    const components = { logBook, state: async () => ({}) as unknown as DashboardState, trace: async () => undefined, authorize: () => {}, logger: silentLogging().forComponent('dashboard') }
+    const fallback = new Dashboard(components, { port, anyPortIfTaken: true })
+    await fallback.start()
+    try {
+      assert.notEqual(new URL(fallback.url).port, String(port))
+    } finally {
+      await fallback.stop()
+    }
+    await assert.rejects(new Dashboard(components, { port }).start(), { code: 'EADDRINUSE' })
+  })
+
   it('answers no request made under another host name (DNS rebinding)', async () => {
     const { headers } = await get(dashboard.link())
     const cookie = cookieOf({ status: 0, headers, body: '' })

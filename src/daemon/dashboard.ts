@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import type { AbortOptions, Logger, Startable } from '../interfaces/index.ts'
+import { listening } from '../util/index.ts'
 import type { LogBook, LogRecord } from '../observe/index.ts'
 import type { DashboardState } from './dashboard-state.ts'
 
@@ -131,13 +132,20 @@ export class Dashboard implements Startable {
 
   async start (): Promise<void> {
     const host = this.#init.host ?? '127.0.0.1'
+    const server = createServer((req, res) => { this.#serve(req, res) })
+    let taken = false
     try {
-      this.#server = await listen(this.#init.port, host, (req, res) => { this.#serve(req, res) })
+      await listening(server, this.#init.port, host)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || this.#init.anyPortIfTaken !== true) {
         throw err
       }
-      this.#server = await listen(0, host, (req, res) => { this.#serve(req, res) })
+      // a server may listen again after its listen failed
+      await listening(server, 0, host)
+      taken = true
+    }
+    this.#server = server
+    if (taken) {
       this.#components.logger.info({ wanted: this.#init.port, url: this.url }, `dashboard port ${this.#init.port} is taken; serving on ${this.url}`)
     }
   }
@@ -384,18 +392,6 @@ export class Dashboard implements Startable {
     }
     return body
   }
-}
-
-async function listen (port: number, host: string, handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<Server> {
-  const server = createServer(handler)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(port, host, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  return server
 }
 
 /** `head`: the headers of `body` (its length too), without it */

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Startable } from '../interfaces/index.ts'
+import { listening } from '../util/index.ts'
 
 /**
  * `GET /metrics` in the Prometheus text format, on its own listener (loopback by
@@ -34,13 +35,7 @@ export class MetricsEndpoint implements Startable {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) })
       res.end(req.method === 'HEAD' ? undefined : text)
     })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.#port, this.#host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
+    await listening(server, this.#port, this.#host)
     this.#server = server
   }
 

@@ -7,6 +7,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import type { BodyChunks, HttpHandler, Logger, Startable, StreamingHttpResponse } from '../interfaces/index.ts'
 import { OmegaError, OverloadedError, PayloadTooLargeError, UnauthorizedError, byErrorName, type OmegaErrorName } from '../errors.ts'
+import { listening } from '../util/index.ts'
 
 export { OverloadedError, PayloadTooLargeError, UnauthorizedError }
 import { Router, type RouteEntry } from './router.ts'
@@ -112,13 +113,7 @@ export class Gateway implements Startable {
 
   async start (): Promise<void> {
     const server = createServer({ keepAliveTimeout: 5_000 }, (req, res) => { this.#serve(req, res) })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(this.#port, this.#host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    }).catch((err: NodeJS.ErrnoException) => {
+    await listening(server, this.#port, this.#host).catch((err: NodeJS.ErrnoException) => {
       const why = err.code === 'EADDRINUSE' ? `port ${this.#port} is in use (choose another with --port)` : err.message
       throw new OmegaError(`Cannot start the gateway on ${this.#host}:${this.#port}: ${why}`, { cause: err })
     })

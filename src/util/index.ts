@@ -3,7 +3,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { open, rename, unlink } from 'node:fs/promises'
-import { connect, createServer } from 'node:net'
+import { connect, createServer, type Server } from 'node:net'
 import { basename, dirname, join } from 'node:path'
 
 /**
@@ -159,4 +159,23 @@ export async function freePort (): Promise<number> {
     throw new Error('127.0.0.1 has no TCP address')
   }
   return address.port
+}
+
+/**
+ * `server` listening on `port` and `host` (or on the Unix socket `path`): resolves once it
+ * listens, rejects with the error that stopped it (EADDRINUSE, EACCES, …)
+ */
+export async function listening (server: Server, ...at: [port: number, host: string] | [path: string]): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    const listened = (): void => {
+      server.off('error', reject)
+      resolve()
+    }
+    if (at.length === 1) {
+      server.listen(at[0], listened)
+    } else {
+      server.listen(at[0], at[1], listened)
+    }
+  })
 }
