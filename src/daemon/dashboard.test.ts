@@ -8,7 +8,8 @@ import { LogBook, silentLogging } from '../observe/index.ts'
 import { Dashboard, type DashboardState } from './dashboard.ts'
 import { meshEdges } from './dashboard-state.ts'
 
-interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: string }
+/** `ended`: the server ended the body (not the client hanging up after `readMs`) */
+interface Answer { status: number, headers: Record<string, string | string[] | undefined>, body: string, ended?: boolean }
 
 async function get (url: string, headers: Record<string, string> = {}, readMs?: number): Promise<Answer> {
   return new Promise((resolve, reject) => {
@@ -16,11 +17,11 @@ async function get (url: string, headers: Record<string, string> = {}, readMs?: 
       let body = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { body += chunk })
-      const done = (): void => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body }) }
-      res.on('end', done)
+      const done = (ended: boolean): void => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body, ended }) }
+      res.on('end', () => { done(true) })
       if (readMs !== undefined) {
         // a stream: read it for a while, then hang up
-        setTimeout(() => { req.destroy(); done() }, readMs)
+        setTimeout(() => { req.destroy(); done(false) }, readMs)
       }
     })
     req.on('error', reject)
@@ -97,6 +98,35 @@ describe('dashboard server', () => {
       await fallback.stop()
     }
     await assert.rejects(new Dashboard(components, { port }).start(), { code: 'EADDRINUSE' })
+  })
+
+  it('ends an open stream once its token is no longer allowed, and keeps serving', async () => {
+    let allowed = true
+    const strict = new Dashboard({
+      logBook,
+      state: async () => ({ at: Date.now() }) as unknown as DashboardState,
+      trace: async () => undefined,
+      authorize: () => {
+        if (!allowed) {
+          throw new Error('revoked')
+        }
+      },
+      logger: silentLogging().forComponent('dashboard')
+    }, { port: 0, recheckMs: 100 })
+    await strict.start()
+    try {
+      const signedIn = await get(`${strict.url}/login?token=t`)
+      const streaming = get(`${strict.url}/api/events`, { cookie: cookieOf(signedIn) }, 20_000)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      allowed = false
+      const stream = await streaming
+      assert.match(stream.body, /event: state/)
+      assert.equal(stream.ended, true, 'the server ended the stream')
+      assert.equal((await get(`${strict.url}/api/trace?id=x`, { cookie: cookieOf(signedIn) })).status, 401)
+      assert.equal((await get(`${strict.url}/`)).status, 401, 'the server still answers')
+    } finally {
+      await strict.stop()
+    }
   })
 
   it('answers no request made under another host name (DNS rebinding)', async () => {

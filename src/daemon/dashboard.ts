@@ -43,6 +43,8 @@ export interface DashboardInit {
   port: number
   /** when `port` is taken, take a free one instead of failing (the default port) */
   anyPortIfTaken?: boolean
+  /** ms between checks of an open stream's token (revoked or expired: the stream ends). @default 60000 */
+  recheckMs?: number
 }
 
 /** The page's files: `dashboard/` at the package's root */
@@ -63,7 +65,6 @@ const COOKIE_PATTERN = new RegExp(`(?:^|;\\s*)${COOKIE}=([A-Za-z0-9_-]+)`)
 const SESSION_MS = 12 * 3600_000
 const CODE_MS = 5 * 60_000
 const TICK_MS = 1000
-const RECHECK_MS = 60_000
 /** log lines sent per stream and second at most; the rest are counted as skipped */
 const LOG_LINES_PER_TICK = 200
 const MAX_SESSIONS = 1000
@@ -337,11 +338,12 @@ export class Dashboard implements Startable {
       const now = Date.now()
       for (const stream of this.#streams) {
         const token = stream.session.token
-        if (stream.session.expires <= now || (token !== undefined && now - stream.checkedAt >= RECHECK_MS && !this.#allowed(token))) {
+        const recheck = now - stream.checkedAt >= (this.#init.recheckMs ?? 60_000)
+        if (stream.session.expires <= now || (recheck && token !== undefined && !this.#allowed(token))) {
+          // gone from the set now: nothing more is written to it (its close event comes later)
+          this.#closed(stream)
           stream.res.end()
-          continue
-        }
-        if (now - stream.checkedAt >= RECHECK_MS) {
+        } else if (recheck) {
           stream.checkedAt = now
         }
       }
@@ -354,6 +356,7 @@ export class Dashboard implements Startable {
       }
       for (const stream of this.#streams) {
         if (stream.res.writableLength > MAX_UNREAD_BYTES) {
+          this.#closed(stream)
           stream.res.destroy()
           continue
         }
