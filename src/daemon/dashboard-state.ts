@@ -96,7 +96,8 @@ export class DashboardModel {
   async read (options: AbortOptions): Promise<DashboardState> {
     const node = this.#node
     const plan = node.plan
-    const status = node.status()
+    // once: each read of `branes` builds the list anew
+    const statuses = new Map(node.branes.map((b) => [b.name, b]))
     const name = this.#mesh?.name ?? hostname()
     const counters = this.#mesh === undefined ? localEdges(node) : await this.#mesh.edges(options)
     const at = Date.now()
@@ -110,10 +111,10 @@ export class DashboardModel {
     const placement = this.#mesh?.placement()
     const settlement = node.settlement
     const head = settlement?.head()
-    const running = node.branes.filter((b) => b.state === 'running').map((b) => b.name)
+    const running = [...statuses.values()].filter((b) => b.state === 'running').map((b) => b.name)
     return {
       at,
-      node: { did: node.did, name, mode: this.#mesh === undefined ? 'one node' : 'mesh', gateway: node.url, manifest: status.manifest, startedAt: status.startedAt },
+      node: { did: node.did, name, mode: this.#mesh === undefined ? 'one node' : 'mesh', gateway: node.url, manifest: plan.file, startedAt: node.startedAt },
       peers: this.#mesh?.peers() ?? [{
         name,
         did: node.did,
@@ -126,16 +127,16 @@ export class DashboardModel {
         addrs: [node.url]
       }],
       branes: plan.branes.map((b) => {
-        const running = node.branes.find((s) => s.name === b.name)
+        const status = statuses.get(b.name)
         return {
           name: b.name,
           substrate: b.substrate,
           profile: b.profile,
           lifecycle: b.lifecycle,
-          state: running?.state ?? 'unknown',
-          ...(running?.reason === undefined ? {} : { reason: running.reason }),
-          routes: running?.routes ?? [],
-          nodes: placement?.get(b.name) ?? (running?.state === 'running' ? [name] : []),
+          state: status?.state ?? 'unknown',
+          ...(status?.reason === undefined ? {} : { reason: status.reason }),
+          routes: status?.routes ?? [],
+          nodes: placement?.get(b.name) ?? (status?.state === 'running' ? [name] : []),
           stats: node.observer.profile(b.name),
           instances: node.observer.instances(b.name)
         }

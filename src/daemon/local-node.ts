@@ -339,6 +339,11 @@ export class LocalNode {
     return this.#gateway.url
   }
 
+  /** when the node started, ISO 8601 */
+  get startedAt (): string {
+    return this.#startedAt.toISOString()
+  }
+
   /** `http://host:port` of the dashboard, when it is on */
   get dashboardUrl (): string | undefined {
     return this.#dashboard?.url
@@ -385,7 +390,7 @@ export class LocalNode {
       manifest: this.#generation.file,
       gateway: this.url,
       ...(this.#dashboard === undefined ? {} : { dashboard: this.#dashboard.url }),
-      startedAt: this.#startedAt.toISOString(),
+      startedAt: this.startedAt,
       ...(this.#resolvers === undefined ? {} : { resolvers: this.#resolvers.status() }),
       branes: this.branes.map((b) => {
         const plan = this.plan.branes.find((p) => p.name === b.name)
