@@ -9,7 +9,7 @@ import type { TraceEndRecord } from '../../dispatch/index.ts'
 import { UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { table } from '../table.ts'
-import { dashboardOption, dashboardOptions, otelOption, portOption, waitForAbort } from './up.ts'
+import { dashboardLine, dashboardOption, dashboardOptions, otelOption, portOption, waitForAbort } from './up.ts'
 import { renderTrace } from './events.ts'
 
 const SUBSTRATES = ['gaia', 'biome', 'habitat'] as const
@@ -93,7 +93,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         ...(dashboard === undefined ? {} : { dashboard }),
         ...(telemetry === undefined ? {} : { telemetry })
       }, signal)
-      ctx.stdout.write(`omega: node ${node.did}\nomega: name ${opts.name}\n${node.mesh.addrs.map((a) => `omega: mesh ${a}\n`).join('')}omega: gateway ${node.url}\n${node.dashboardUrl === undefined ? '' : `omega: dashboard ${node.dashboardUrl} (sign in: omega dashboard)\n`}`)
+      ctx.stdout.write(`omega: node ${node.did}\nomega: name ${opts.name}\n${node.mesh.addrs.map((a) => `omega: mesh ${a}\n`).join('')}omega: gateway ${node.url}\n${dashboardLine(node.dashboardUrl)}`)
       ctx.stdout.write(`\n${node.deployment === undefined ? 'No deployment yet: run "omega deploy FILE" against any node. ' : ''}Press Ctrl-C to stop.\n`)
       await waitForAbort(ctx.signal)
       ctx.stdout.write('omega: leaving the mesh\n')

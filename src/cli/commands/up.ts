@@ -34,6 +34,11 @@ export function dashboardOption (value: string | false): { host: string, port: n
   return { host, port: portOption('--dashboard', match[2] as string), anyPortIfTaken: value === DEFAULT_DASHBOARD }
 }
 
+/** The line `omega up` and `omega node` print of their dashboard (none when it is off) */
+export function dashboardLine (url: string | undefined): string {
+  return url === undefined ? '' : `omega: dashboard ${url} (sign in: omega dashboard)\n`
+}
+
 /** The options `omega up` and `omega node` share for the dashboard */
 export function dashboardOptions (command: Command): Command {
   return command
@@ -60,7 +65,7 @@ export function upCommand (program: Command, ctx: CliContext): void {
       prebootWorker()
       const manifest = resolve(ctx.cwd, file)
       const node = await start(manifest, opts, command).finally(releaseStandbyWorker)
-      ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}${node.dashboardUrl === undefined ? '' : `omega: dashboard ${node.dashboardUrl} (sign in: omega dashboard)\n`}\n`)
+      ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}${dashboardLine(node.dashboardUrl)}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
         b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : firstLine(b.reason)
       ])))
