@@ -8,7 +8,8 @@ import { join } from 'node:path'
 import { generateNodeKey } from '../identity/index.ts'
 import { checkManifest } from '../manifest/index.ts'
 import { compareHlc, HybridClock, MAX_CLOCK_SKEW_MS } from './hlc.ts'
-import { materialise, prepareDeployment, verifyDeployment, type DeploymentDocument } from './deployment.ts'
+import { authorizeDeployment, deploymentId, materialise, prepareDeployment, prepareRemoval, verifyDeployment, versionOf, type DeploymentDocument } from './deployment.ts'
+import { issueCapability, parseCapability } from '../identity/index.ts'
 import { Registry } from './registry.ts'
 import { place, wantedReplicas, type Candidate } from './placement.ts'
 import { StateStore } from './state.ts'
@@ -63,7 +64,7 @@ describe('deployments and the registry', () => {
 
   it('signs a manifest with its images, verifies it offline, and refuses any change', async () => {
     const { document, blobs } = await prepareDeployment(join(dir, 'app', 'omega.toml'), key, { home: dir, time: clock.now() })
-    assert.equal(verifyDeployment(JSON.parse(JSON.stringify(document))).name, 'default')
+    assert.equal(verifyDeployment(JSON.parse(JSON.stringify(document))).name, 'omega', 'an app is named after its manifest file when it does not say')
     assert.deepEqual(document.images.map((i) => i.image), ['wasm/a.wasm', '../shared.wasm'])
     assert.equal(blobs.size, 2)
     const tampered = [
@@ -96,7 +97,45 @@ describe('deployments and the registry', () => {
     assert.equal(await registry.offer(second), false, 'the same one again changes nothing')
     const reopened = new Registry({ root })
     await reopened.open()
-    assert.deepEqual(reopened.get('default'), second)
+    assert.deepEqual(reopened.get('omega'), second)
+  })
+
+  it('names an app by --app, by [app] name, or by its file; a removal is a signed document that replaces the app', async () => {
+    const named = await prepareDeployment(join(dir, 'app', 'omega.toml'), key, { home: dir, time: clock.now(), name: 'shop' })
+    assert.equal(named.document.name, 'shop')
+    await writeFile(join(dir, 'app', 'other.toml'), '[app]\nname = "blog"\n\n[brane.c]\nimage = "wasm/a.wasm"\n')
+    assert.equal((await prepareDeployment(join(dir, 'app', 'other.toml'), key, { home: dir, time: clock.now() })).document.name, 'blog')
+    await assert.rejects(prepareDeployment(join(dir, 'app', 'omega.toml'), key, { home: dir, time: clock.now(), name: 'Not An App' }), { name: 'DeploymentError', message: /Invalid app name/ })
+    const removal = prepareRemoval('shop', key, { time: clock.now() })
+    const registry = new Registry({ root: join(dir, 'node4', 'biome') })
+    await registry.open()
+    assert.equal(await registry.offer(named.document), true)
+    assert.equal(await registry.offer(verifyDeployment(JSON.parse(JSON.stringify(removal)))), true)
+    assert.equal(await registry.offer(named.document), false, 'the app stays removed: an older deployment heard later loses')
+    assert.equal(registry.get('shop')?.removed, true)
+    // a removal cannot smuggle a manifest or images
+    assert.throws(() => verifyDeployment({ ...removal, manifest: { file: 'omega.toml', text: '[brane.x]\nimage = "x.wasm"\n' } }), { name: 'DeploymentError', message: /removal/ })
+    // the version of what a node holds: one deployment's id, or a digest of them all, whatever their order
+    assert.equal(versionOf([named.document]), deploymentId(named.document))
+    assert.equal(versionOf([named.document, removal]), versionOf([removal, named.document]))
+    assert.notEqual(versionOf([named.document, removal]), versionOf([named.document]))
+  })
+
+  it('takes a token for deploy on app/NAME for the whole app, or one for each of its branes', async () => {
+    const root = generateNodeKey()
+    const trust = new Set([root.did])
+    const revoked = { has: () => false }
+    const token = (cap: string): string => issueCapability(root, { subject: key.did, capabilities: [parseCapability(cap)] })
+    const shop = await prepareDeployment(join(dir, 'app', 'omega.toml'), key, { home: dir, time: clock.now(), name: 'shop', token: token('deploy:app/shop') })
+    authorizeDeployment(shop.document, { trust, current: undefined, revoked })
+    const blog = await prepareDeployment(join(dir, 'app', 'omega.toml'), key, { home: dir, time: clock.now(), name: 'blog', token: token('deploy:app/shop') })
+    assert.throws(() => { authorizeDeployment(blog.document, { trust, current: undefined, revoked }) }, { name: 'DeploymentError', message: /does not allow deploy on brane\/a/ })
+    const byBranes = await prepareDeployment(join(dir, 'app', 'omega.toml'), key, { home: dir, time: clock.now(), name: 'blog', token: token('deploy:brane/*') })
+    authorizeDeployment(byBranes.document, { trust, current: undefined, revoked })
+    // removing an app takes a token for it (or for the branes it runs)
+    assert.throws(() => { authorizeDeployment(prepareRemoval('blog', key, { time: clock.now(), token: token('deploy:app/shop') }), { trust, current: byBranes.document, revoked }) }, { message: /does not allow deploy on brane\/a/ })
+    assert.throws(() => { authorizeDeployment(prepareRemoval('blog', key, { time: clock.now(), token: token('deploy:app/shop') }), { trust, current: undefined, revoked }) }, { message: /does not allow deploy on app\/blog/ })
+    authorizeDeployment(prepareRemoval('shop', key, { time: clock.now(), token: token('deploy:app/shop') }), { trust, current: shop.document, revoked })
   })
 
   it('materialises a deployment where its manifest loads unchanged, checking every blob', async () => {

@@ -12,7 +12,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'nod
 import { DeploymentError } from '../errors.ts'
 import { blake3Hex, canonicalJson, contentAddress, signDocument, verifyCapability, verifyDocument, type ContentAddress, type NodeKey } from '../identity/index.ts'
 import type { AbortOptions, Logger } from '../interfaces/index.ts'
-import { checkManifest, formatIssues } from '../manifest/index.ts'
+import { appNameOf, checkManifest, formatIssues, isAppName } from '../manifest/index.ts'
 import { imageStore, isImagePath } from '../store/index.ts'
 import { compareHlc, isHlcTime, type HlcTime } from './hlc.ts'
 import type { Broadcaster, Rpc } from './rpc.ts'
@@ -30,8 +30,13 @@ export interface DeploymentImage {
 
 export interface DeploymentDocument {
   readonly version: 1
-  /** the deployment's name: a newer deployment of the same name replaces it */
+  /** the app's name: a newer deployment of the same name replaces it; other apps run beside it */
   readonly name: string
+  /**
+   * the app is undeployed: this document (with an empty manifest and no images) replaces
+   * it, so that an older deployment of it heard later loses, as any older one does
+   */
+  readonly removed?: true
   readonly manifest: {
     /** file name (no directory), which gives the format */
     readonly file: string
@@ -56,7 +61,7 @@ export interface PreparedDeployment {
 }
 
 export interface PrepareOptions extends AbortOptions {
-  /** @default 'default' */
+  /** the app's name. @default the manifest's `[app] name`, or its file name without the extension */
   name?: string
   /** Omega home of the deployer, for `NAME:TAG` images */
   home: string
@@ -76,6 +81,10 @@ export async function prepareDeployment (manifestFile: string, key: NodeKey, opt
     throw new DeploymentError(`Cannot deploy ${manifestFile}: a manifest may hold at most ${MAX_MANIFEST_BYTES} bytes`)
   }
   const { plan } = checkManifest(text, manifestFile)
+  const name = options.name ?? appNameOf(manifestFile, plan)
+  if (!isAppName(name)) {
+    throw new DeploymentError(`Invalid app name "${name}": 1 to 64 of a-z 0-9 . _ - (name it with --app NAME or [app] name in the manifest)`)
+  }
   const images: DeploymentImage[] = []
   const blobs = new Map<ContentAddress, string>()
   const seen = new Set<string>()
@@ -103,7 +112,7 @@ export async function prepareDeployment (manifestFile: string, key: NodeKey, opt
   }
   const unsigned = {
     version: 1 as const,
-    name: options.name ?? 'default',
+    name,
     manifest: { file: basename(manifestFile), text },
     images,
     deployer: key.did,
@@ -113,9 +122,44 @@ export async function prepareDeployment (manifestFile: string, key: NodeKey, opt
   return { document: signDocument(unsigned, key), blobs }
 }
 
+/** A signed document that undeploys the app `name` (see {@link DeploymentDocument.removed}) */
+export function prepareRemoval (name: string, key: NodeKey, options: Pick<PrepareOptions, 'time' | 'token'>): DeploymentDocument {
+  if (!isAppName(name)) {
+    throw new DeploymentError(`Invalid app name "${name}": 1 to 64 of a-z 0-9 . _ - (see "omega apps")`)
+  }
+  const unsigned = {
+    version: 1 as const,
+    name,
+    removed: true as const,
+    manifest: { file: REMOVED_FILE, text: '' },
+    images: [],
+    deployer: key.did,
+    time: options.time,
+    ...(options.token === undefined ? {} : { token: options.token })
+  }
+  return signDocument(unsigned, key)
+}
+
+/** The manifest file name of a removal */
+const REMOVED_FILE = 'removed'
+
 /** A short, stable id of a document: BLAKE3 of its canonical JSON, 16 hex digits */
 export function deploymentId (doc: DeploymentDocument): string {
   return blake3Hex(Buffer.from(canonicalJson(doc))).slice(0, 16)
+}
+
+/** Most apps a mesh carries (a pull answers with all of them) */
+export const MAX_APPS = 256
+
+/**
+ * One id for every deployment a node holds (removals too), the same on every node that
+ * holds the same ones: the id of the only one, or a digest of all their ids
+ */
+export function versionOf (docs: readonly DeploymentDocument[]): string | undefined {
+  if (docs.length <= 1) {
+    return docs[0] === undefined ? undefined : deploymentId(docs[0])
+  }
+  return blake3Hex(Buffer.from(docs.map(deploymentId).sort().join(','))).slice(0, 16)
 }
 
 /**
@@ -130,8 +174,11 @@ export function verifyDeployment (value: unknown): DeploymentDocument {
   if (typeof doc !== 'object' || doc === null || doc.version !== 1) {
     return bad('not a version 1 deployment document')
   }
-  if (typeof doc.name !== 'string' || !/^[a-z0-9][a-z0-9._-]{0,63}$/.test(doc.name)) {
+  if (typeof doc.name !== 'string' || !isAppName(doc.name)) {
     return bad('"name" must be 1 to 64 of a-z 0-9 . _ -')
+  }
+  if (doc.removed !== undefined && (doc.removed !== true || doc.manifest?.text !== '' || doc.manifest.file !== REMOVED_FILE || !Array.isArray(doc.images) || doc.images.length > 0)) {
+    return bad(`a removal must have "removed": true, an empty manifest "${REMOVED_FILE}" and no images`)
   }
   const m = doc.manifest
   if (typeof m !== 'object' || m === null || typeof m.file !== 'string' || typeof m.text !== 'string' || m.file !== basename(m.file) || m.file === '' || m.file.startsWith('.')) {
@@ -154,6 +201,9 @@ export function verifyDeployment (value: unknown): DeploymentDocument {
   }
   if (!valid) {
     return bad(`the signature does not match the content and the deployer ${doc.deployer}`)
+  }
+  if (doc.removed === true) {
+    return doc as DeploymentDocument
   }
   try {
     checkManifest(m.text, m.file)
@@ -226,8 +276,6 @@ async function exists (path: string): Promise<boolean> {
 }
 
 export interface AuthorizeOptions {
-  /** the one deployment name the node runs */
-  name: string
   /** the keys whose deployments the node runs, and the roots of capability tokens */
   trust: ReadonlySet<string>
   /** the deployment `doc` would replace, if any */
@@ -237,38 +285,46 @@ export interface AuthorizeOptions {
 }
 
 /**
- * A deployment is allowed when a trusted key signed it, or when it carries a capability
- * token, rooted in a trusted key, that grants `deploy` on each of its branes to the key
- * that signed it (the signature is the proof that the deployer holds the token's key)
+ * A deployment (or a removal) is allowed when a trusted key signed it, or when it carries
+ * a capability token, rooted in a trusted key and delegated to the key that signed it (the
+ * signature is the proof that the deployer holds the token's key), that grants `deploy`
+ * on the whole app (`app/NAME`) or on each of its branes (`brane/NAME`)
  *
  * @throws DeploymentError saying why it is refused
  */
 export function authorizeDeployment (doc: DeploymentDocument, options: AuthorizeOptions): void {
-  const { name: wanted, trust } = options
-  if (doc.name !== wanted) {
-    throw new DeploymentError(`Refusing deployment "${doc.name}": this node runs one deployment, named "${wanted}"`)
-  }
+  const { trust } = options
   if (trust.has(doc.deployer)) {
     return
   }
   if (doc.token === undefined) {
     throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: this node trusts deployments from ${[...trust].join(', ')} (start it with --trust DID, or deploy with a capability token from a trusted key: omega deploy --token)`)
   }
-  // it replaces the running deployment whole: the token must cover the branes it removes too
-  const current = options.current
-  const names = new Set([
-    ...checkManifest(doc.manifest.text, doc.manifest.file).plan.branes.map((b) => b.name),
-    ...(current === undefined ? [] : checkManifest(current.manifest.text, current.manifest.file).plan.branes.map((b) => b.name))
-  ])
-  for (const name of names) {
+  /** why the token does not allow deploy on `resource`, or undefined when it does */
+  const denial = (resource: string): DeploymentError | undefined => {
     let subject: string
     try {
-      subject = verifyCapability(doc.token, { ability: 'deploy', resource: `brane/${name}`, roots: [...trust], revoked: options.revoked }).subject
+      subject = verifyCapability(doc.token as string, { ability: 'deploy', resource, roots: [...trust], revoked: options.revoked }).subject
     } catch (err) {
-      throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token does not allow deploy on brane/${name}: ${(err as Error).message}`, { cause: err })
+      return new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token does not allow deploy on ${resource}: ${(err as Error).message}`, { cause: err })
     }
-    if (subject !== doc.deployer) {
-      throw new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token was delegated to ${subject}, not to the key that signed it`)
+    return subject === doc.deployer ? undefined : new DeploymentError(`Refusing a deployment signed by ${doc.deployer}: its token was delegated to ${subject}, not to the key that signed it`)
+  }
+  const wholeApp = denial(`app/${doc.name}`)
+  if (wholeApp === undefined) {
+    return
+  }
+  // it replaces the app whole: a token for its branes must cover the branes it removes too
+  const current = options.current
+  const branesOf = (d: DeploymentDocument | undefined): string[] => d === undefined || d.removed === true ? [] : checkManifest(d.manifest.text, d.manifest.file).plan.branes.map((b) => b.name)
+  const names = new Set([...branesOf(doc), ...branesOf(current)])
+  if (names.size === 0) {
+    throw wholeApp
+  }
+  for (const name of names) {
+    const refused = denial(`brane/${name}`)
+    if (refused !== undefined) {
+      throw refused
     }
   }
 }
@@ -326,7 +382,7 @@ export class DeploymentGossip {
   async pull (peer: string, settings: { reconcile?: boolean, options?: AbortOptions } = {}): Promise<void> {
     try {
       const { result } = await this.#components.rpc.call(peer, 'deployments', {}, undefined, settings.options)
-      for (const raw of Array.isArray(result) ? result.slice(0, 16) as unknown[] : []) {
+      for (const raw of Array.isArray(result) ? result.slice(0, MAX_APPS) as unknown[] : []) {
         const doc = verifyDeployment(raw)
         await this.#components.accept(doc, peer, settings)
       }

@@ -9,7 +9,7 @@ import { contentAddress, type ContentAddress } from '../identity/index.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
 import { writeFileAtomic } from '../util/index.ts'
 import { DeploymentError } from '../errors.ts'
-import { isNewer, verifyDeployment, type DeploymentDocument } from './deployment.ts'
+import { isNewer, MAX_APPS, verifyDeployment, type DeploymentDocument } from './deployment.ts'
 
 export interface RegistryInit {
   /** `<home>/biome` */
@@ -51,7 +51,7 @@ export class Registry {
     }
   }
 
-  /** The newest deployment of each name */
+  /** The newest deployment of each name (removals too) */
   list (): DeploymentDocument[] {
     return [...this.#current.values()].sort((a, b) => a.name < b.name ? -1 : 1)
   }
@@ -67,6 +67,9 @@ export class Registry {
   async offer (doc: DeploymentDocument): Promise<boolean> {
     if (!isNewer(doc, this.#current.get(doc.name))) {
       return false
+    }
+    if (!this.#current.has(doc.name) && this.#current.size >= MAX_APPS) {
+      throw new DeploymentError(`Refusing app "${doc.name}": this node holds ${MAX_APPS} apps already, the most a mesh carries`)
     }
     const dir = join(this.#root, 'registry')
     const file = join(dir, `${doc.name}.json`)

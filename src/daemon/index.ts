@@ -11,7 +11,7 @@ export { resolveImage, isImagePath, type ResolvedImageFile } from './images.ts'
 export { AdminServer, adminBytes, adminJson, adminResource, adminStream, parseAdminCall, DaemonNotRunningError, AdminRequestError, ADMIN_SOCKET, MAX_RELOAD_BODY_BYTES, MAX_RESTORE_BODY_BYTES } from './admin.ts'
 export type { AdminCall, AdminStatus, AdminInit, AdminComponents, AdminClientOptions } from './admin.ts'
 export { linkCheck, type LinkResult } from './link-check.ts'
-export type { OmegaMeshNode, MeshNodeInit, PeerRow, DeployRequest, DeployReport } from './mesh-node.ts'
+export type { OmegaMeshNode, MeshNodeInit, PeerRow, DeployRequest, DeployReport, AppRow } from './mesh-node.ts'
 
 /**
  * Start a mesh node (`omega node`). The mesh stack (libp2p) loads here, on first use, so

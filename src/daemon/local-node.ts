@@ -1,12 +1,12 @@
 /**
- * One node running one manifest: `omega up`. Every substrate maps to this node; every
- * standard brane is loaded, linked against its grants (generation.ts) and served
- * through the gateway. This is where the manifest, the runtime and the gateway meet.
+ * One node running its manifests, each an app: `omega up`. Every substrate maps to this
+ * node; every standard brane is loaded, linked against its grants (generation.ts) and
+ * served through the gateway. This is where the manifest, the runtime and the gateway meet.
  */
-import { join } from 'node:path'
-import { BraneNotFoundError, CapabilityTokenError, OmegaError, SnapshotError, UnsupportedError } from '../errors.ts'
+import { join, resolve } from 'node:path'
+import { BraneNotFoundError, CapabilityTokenError, OmegaError, SnapshotError, UnsupportedError, UsageError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
-import { loadManifest, parseDuration, type BranePlan, type Plan, type ResolverPlan } from '../manifest/index.ts'
+import { appNameOf, combineApps, loadManifest, parseDuration, type BranePlan, type Plan, type ResolverPlan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, RevocationList, verifyCapability, type NodeKey } from '../identity/index.ts'
 import type { Resolvers, ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
@@ -84,6 +84,12 @@ export interface PlacementHooks {
 /** A plan with no branes: what a mesh node runs before its first deployment */
 const EMPTY_PLAN: Plan = { file: '', branes: [], edges: [], resolvers: [] }
 
+/**
+ * What a node runs: manifest files (each an app, see manifest/apps.ts), a plan that was
+ * loaded already (a mesh's apps, combined), or nothing yet
+ */
+export type NodeSource = string | readonly string[] | Plan | undefined
+
 /** How often replicated state is compacted when no brane sets `[brane.X.state] gc_interval` (ms) */
 const DEFAULT_STATE_GC_MS = 60_000
 
@@ -134,6 +140,8 @@ export class LocalNode {
   /** compacts replicated state at the shortest `gc_interval` of the running branes */
   readonly #stateGc: NodeJS.Timeout
   #lastGc = Date.now()
+  /** the manifest file of each app, when the node runs files (`omega up`), by app name */
+  #files = new Map<string, string>()
 
   get #generation (): Generation {
     return this.#supervisor.generation
@@ -187,12 +195,10 @@ export class LocalNode {
    * Validate, plan, load and serve a manifest. Fails (and leaves nothing running) when
    * any standard brane cannot be loaded, listing every failure.
    */
-  static async start (manifestFile: string | undefined, init: LocalNodeInit, options: AbortOptions = {}): Promise<LocalNode> {
+  static async start (source: NodeSource, init: LocalNodeInit, options: AbortOptions = {}): Promise<LocalNode> {
     const log = init.logging.forComponent('node')
-    const { plan, warnings } = manifestFile === undefined ? { plan: EMPTY_PLAN, warnings: [] } : await loadManifest(manifestFile, options)
-    for (const w of warnings) {
-      log.warn({ path: w.path, line: w.line }, w.message)
-    }
+    const files = typeof source === 'string' ? [source] : Array.isArray(source) ? source as readonly string[] : []
+    const { plan, apps } = files.length > 0 ? await loadApps(new Map(), files, log, options) : { plan: source as Plan | undefined ?? EMPTY_PLAN, apps: new Map<string, string>() }
     const key = await loadOrCreateNodeKey(init.home, options)
     const observer = new RequestObserver(new LogBook({ logger: init.logging.forComponent('brane') }))
     // branes emit through whichever dispatcher is current (it is replaced on reload)
@@ -238,6 +244,7 @@ export class LocalNode {
       ...(init.port === undefined ? {} : { port: init.port })
     })
     const node = new LocalNode(key, init, generation, context, gateway, queue)
+    node.#files = apps
     holder.node = node
     node.#revocations = revocations
     node.#route()
@@ -410,8 +417,12 @@ export class LocalNode {
    * warm every new or changed brane beside the running ones, switch the routes in one
    * step, then let the replaced branes finish what they were doing and close. Branes
    * whose plan and component did not change keep running untouched.
+   *
+   * `file` is the manifest of one of the apps this node runs (the others keep running as
+   * they are), or, on a node that runs one app, a manifest that replaces it. Without it,
+   * every app's manifest is read again.
    */
-  async reload (file: string = this.#generation.file, options: ReloadOptions = {}): Promise<ReloadReport> {
+  async reload (file?: string, options: ReloadOptions = {}): Promise<ReloadReport> {
     return this.#supervisor.serially(async () => this.#reload(file, options))
   }
 
@@ -423,15 +434,26 @@ export class LocalNode {
     return this.#supervisor.serially(async () => this.#switch(plan, options))
   }
 
-  async #reload (file: string, options: ReloadOptions): Promise<ReloadReport> {
-    if (file === '') {
-      throw new OmegaError('This node runs no manifest yet: give one to reload, or deploy one to the mesh with "omega deploy FILE"')
+  async #reload (file: string | undefined, options: ReloadOptions): Promise<ReloadReport> {
+    const files = new Map(this.#files)
+    if (file !== undefined) {
+      const path = resolve(file)
+      const app = [...files].find(([, f]) => resolve(f) === path)?.[0]
+      if (app === undefined && files.size > 1) {
+        throw new UsageError(`This node runs the apps ${[...files].map(([name, f]) => `${name} (${f})`).join(', ')}: reload one of their manifests`)
+      }
+      if (app === undefined) {
+        files.clear()
+      }
+      files.set(app ?? '', file)
     }
-    const { plan, warnings } = await loadManifest(file, options)
-    for (const w of warnings) {
-      this.#log.warn({ path: w.path, line: w.line }, w.message)
+    if (files.size === 0) {
+      throw new OmegaError('This node runs no manifest file: give one to reload, or deploy to the mesh with "omega deploy FILE"')
     }
-    return this.#switch(plan, options)
+    const { plan, apps } = await loadApps(files, [...files.values()], this.#log, options)
+    const report = await this.#switch(plan, options)
+    this.#files = apps
+    return report
   }
 
   /** Load `plan` beside what runs, switch the routes and the dispatcher to it, drain what it replaced */
@@ -751,5 +773,31 @@ export function confineReload (old: Plan, next: Plan, brane: string): Set<string
 
 /** Starts the branes of `plan` on this node (their image paths are relative to its manifest) */
 function starter (plan: Plan, init: LocalNodeInit, context: BraneContext): BraneStarter {
-  return async (brane, current, options) => startBrane(brane, plan.file, init, context, current, options)
+  return async (brane, current, options) => startBrane(brane, brane.manifest ?? plan.file, init, context, current, options)
+}
+
+/**
+ * Load manifest files as apps and combine them (see manifest/apps.ts). `names`: the app
+ * each file was before (a reloaded file stays its app, whatever its name says now).
+ *
+ * @throws ManifestError for an invalid manifest; DeploymentError when two apps collide
+ */
+async function loadApps (names: ReadonlyMap<string, string>, files: readonly string[], log: Logger, options: AbortOptions): Promise<{ plan: Plan, apps: Map<string, string> }> {
+  const apps = new Map<string, string>()
+  const plans = []
+  for (const file of files) {
+    const { plan, warnings } = await loadManifest(file, options)
+    for (const w of warnings) {
+      log.warn({ path: w.path, line: w.line }, w.message)
+    }
+    const before = [...names].find(([name, f]) => f === file && name !== '')?.[0]
+    const name = before ?? appNameOf(file, plan)
+    const other = apps.get(name)
+    if (other !== undefined) {
+      throw new UsageError(`${other} and ${file} are both the app "${name}": give one another name with [app] name = "..."`)
+    }
+    apps.set(name, file)
+    plans.push({ name, plan })
+  }
+  return { plan: combineApps(plans).plan, apps }
 }

@@ -1,22 +1,23 @@
 /**
  * A node of a mesh: `omega node`. The same LocalNode as `omega up`, joined to the other
  * nodes by the mesh. There is no control plane: a deployment signed by a trusted key
- * reaches every node by gossip, each node keeps the newest (last writer wins by signed
- * hybrid-logical-clock time), computes the same placement from its membership view, runs
- * its share, and forwards events and requests for the rest to the nodes that run them.
- * Replicated state follows the replicas of each brane.
+ * reaches every node by gossip, each node keeps the newest of each app (last writer wins
+ * by signed hybrid-logical-clock time), combines the apps into one plan, computes the same
+ * placement from its membership view, runs its share, and forwards events and requests
+ * for the rest to the nodes that run them. Replicated state follows the replicas of each
+ * brane.
  */
 import { join } from 'node:path'
 import { BraneNotFoundError, DeploymentError, OmegaError } from '../errors.ts'
 import type { AbortOptions, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadOrCreateNodeKey, RevocationList, type ContentAddress, type NodeKey } from '../identity/index.ts'
-import { checkManifest, loadManifest, type BranePlan, type Plan, type ResolverPlan } from '../manifest/index.ts'
+import { checkManifest, combineApps, loadManifest, type BranePlan, type CombinedApps, type Plan, type ResolverPlan } from '../manifest/index.ts'
 import { edgeKey, signTrace, type DeliveryCopy, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
 import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
   authorizeDeployment, compareHlc, DeploymentGossip, deploymentId, EventCustody, fetchBlobs, formatHlc, Forwarder, HybridClock, materialise, meshSettingsFor, place, Registry,
-  RevocationGossip, Rpc, runsResolver, serveBlobs, advertisedBacklogs, StateSync, verifyDeployment,
+  RevocationGossip, Rpc, runsResolver, serveBlobs, advertisedBacklogs, StateSync, verifyDeployment, versionOf,
   type BranePlacement, type DeploymentDocument
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
@@ -75,15 +76,40 @@ export interface DeployRequest {
 /** What a node answers to a deployment */
 export interface DeployReport {
   readonly id: string
+  /** the app's name */
   readonly name: string
+  /** it undeploys the app */
+  readonly removed?: boolean
   readonly deployer: string
   readonly time: string
   /** false when the node already had this or a newer deployment */
   readonly accepted: boolean
 }
 
-/** The deployment name this node runs */
-const DEPLOYMENT = 'default'
+/** An app this node has prepared: its newest deployment, materialised, and its plan */
+interface PreparedApp {
+  readonly doc: DeploymentDocument
+  readonly id: string
+  readonly file: string
+  readonly plan: Plan
+}
+
+/** What `omega apps` lists */
+export interface AppRow {
+  readonly name: string
+  readonly id: string
+  readonly deployer: string
+  readonly time: string
+  /** running (its branes placed), pending (not prepared yet), or refused (it collides with an app deployed before it) */
+  readonly status: 'running' | 'pending' | 'refused'
+  readonly reason?: string
+  readonly manifest: string
+  /** brane → names of the nodes it runs on */
+  readonly placement: Readonly<Record<string, readonly string[]>>
+}
+
+/** A plan with no branes */
+const NOTHING: CombinedApps = { plan: { file: '', branes: [], edges: [], resolvers: [] }, refused: new Map() }
 /** How often state is reconciled with one other replica (anti-entropy, ms) */
 const ANTI_ENTROPY_MS = 2_000
 /** How often the backlog per brane is advertised (for `replicas = "auto"`, ms) */
@@ -118,15 +144,19 @@ export class OmegaMeshNode {
   /** revoked capability tokens: until the local node runs, a list of its own */
   #revocations: RevocationList
   #local: LocalNode | undefined
-  /** the deployment running now, its plan and its placement */
-  #current: { doc: DeploymentDocument, id: string, file: string, plan: Plan } | undefined
-  /** the plan of the deployment offered last, loaded once */
-  #loaded: { id: string, plan: Plan } | undefined
+  /** the apps prepared to run, by name */
+  readonly #apps = new Map<string, PreparedApp>()
+  /** the apps combined into one plan, oldest deployment first (a later one that collides is refused) */
+  #combined: CombinedApps = NOTHING
+  /** {@link versionOf} the deployments of `#apps` (and the removals): what the peers compare */
+  #version: string | undefined
+  /** the plans of deployments offered, loaded once (by deployment id) */
+  readonly #loaded = new Map<string, Plan>()
   #placement = new Map<string, BranePlacement>()
   /** the placement this node has finished applying (what `omega biome placement` shows) */
   #applied = new Map<string, BranePlacement>()
-  /** the deployment of `#applied` */
-  #appliedId: string | undefined
+  /** the version of `#applied` */
+  #appliedVersion: string | undefined
   #retryTimer: NodeJS.Timeout | undefined
   #healing = true
   /** reconciliations and deployments run one at a time */
@@ -158,15 +188,15 @@ export class OmegaMeshNode {
       localEvents: async (brane, options) => this.#arriving(brane, (local) => local.localEvents(brane), options),
       localHttp: async (brane, options) => this.#arriving(brane, (local) => local.localHttp(brane), options),
       unplaced: (brane) => this.#placement.get(brane)?.reason ?? 'placement pending',
-      deadlineMs: (brane) => this.#current?.plan.branes.find((b) => b.name === brane)?.limits.deadlineMs ?? 30_000,
+      deadlineMs: (brane) => this.#brane(brane)?.limits.deadlineMs ?? 30_000,
       nameOf: (did) => this.mesh.member(did)?.name ?? did
     })
     this.#stateSync = new StateSync({
       rpc: this.#rpc,
       store: () => this.local.state,
       replicas: (brane) => this.#replicasElsewhere(brane),
-      fanout: (brane) => Number(this.#current?.plan.branes.find((b) => b.name === brane)?.state?.fanout ?? Infinity),
-      stateful: (brane) => this.#current?.plan.branes.some((b) => b.name === brane && b.grants.state !== undefined) === true,
+      fanout: (brane) => Number(this.#brane(brane)?.state?.fanout ?? Infinity),
+      stateful: (brane) => typeof brane === 'string' && this.#brane(brane)?.grants.state !== undefined,
       member: (did) => this.mesh.member(did)?.state,
       logger: this.#log
     })
@@ -183,8 +213,8 @@ export class OmegaMeshNode {
       rpc: this.#rpc,
       members: () => this.mesh.members(),
       queue: () => this.#stopping ? undefined : this.#local?.queue,
-      deployment: () => this.#current?.id,
-      edges: () => new Set(this.#current?.plan.edges.map(edgeKey) ?? []),
+      deployment: () => this.#version,
+      edges: () => new Set(this.#combined.plan.edges.map(edgeKey)),
       kick: () => { this.#local?.kick() },
       logger: init.logging.forComponent('custody')
     })
@@ -198,7 +228,7 @@ export class OmegaMeshNode {
     await registry.open(options)
     const revocations = await new RevocationList(init.home).load()
     const probe = init.frontier === undefined ? await probeFrontier() : undefined
-    const { listen, bootstrap, discovery } = await meshOptions(init, registry.get(DEPLOYMENT), options)
+    const { listen, bootstrap, discovery } = await meshOptions(init, registry.list(), options)
     const mesh = await MeshNode.create({
       key,
       name: init.name,
@@ -233,10 +263,7 @@ export class OmegaMeshNode {
     if ((this.#init.bootstrap?.length ?? 0) > 0 || this.#init.discovery !== undefined) {
       await this.#catchUp(options)
     }
-    const doc = this.#registry.get(DEPLOYMENT)
-    if (doc !== undefined) {
-      await this.#prepare(doc, undefined, options)
-    }
+    await this.#prepare(undefined, options)
     const localInit = {
       ...this.#init,
       placement: {
@@ -259,16 +286,16 @@ export class OmegaMeshNode {
         trace: async (id: string, opts: AbortOptions) => this.trace(id, opts)
       },
       trustedRoots: [...this.#trust],
-      deployerOf: () => this.#current?.doc.deployer ?? this.did
+      deployerOf: (brane: string) => this.#apps.get(this.#brane(brane)?.app ?? '')?.doc.deployer ?? this.did
     }
     try {
-      this.#local = await LocalNode.start(this.#current?.file, localInit, options)
+      this.#local = await LocalNode.start(this.#apps.size === 0 ? undefined : this.#combined.plan, localInit, options)
     } catch (err) {
-      if (this.#current === undefined || (err as Error).name === 'AbortError') {
+      if (this.#apps.size === 0 || (err as Error).name === 'AbortError') {
         throw err
       }
-      // serve the mesh anyway; the deployment is tried again (and says why) until it runs
-      this.#log.error({ deployment: this.#current.id, err: (err as Error).message }, 'cannot run the deployment this node had; starting without it and retrying')
+      // serve the mesh anyway; the deployments are tried again (and say why) until they run
+      this.#log.error({ version: this.#version, err: (err as Error).message }, 'cannot run the deployments this node had; starting without them and retrying')
       this.#local = await LocalNode.start(undefined, localInit, options)
     }
     // the node's own list from now on; revocations made here reach every node
@@ -327,9 +354,14 @@ export class OmegaMeshNode {
     return this.#local
   }
 
-  /** The deployment running now */
-  get deployment (): DeploymentDocument | undefined {
-    return this.#current?.doc
+  /** The deployments of the apps this node runs, by app name */
+  get apps (): ReadonlyMap<string, DeploymentDocument> {
+    return new Map([...this.#apps].map(([name, app]) => [name, app.doc]))
+  }
+
+  /** The plan of a brane of the running apps */
+  #brane (name: string): BranePlan | undefined {
+    return this.#combined.plan.branes.find((b) => b.name === name)
   }
 
   /** Where each brane of the running deployment is placed, as far as this node has applied it */
@@ -349,31 +381,42 @@ export class OmegaMeshNode {
   }
 
   /**
-   * Take a deployment submitted here (`omega deploy`): check it, keep its images, and
-   * gossip it to every node when it is the newest.
+   * Take a deployment (or a removal) submitted here (`omega deploy`, `omega undeploy`):
+   * check it, keep its images, and gossip it to every node when it is the newest of its app.
    *
-   * @throws DeploymentError when it is malformed, wrongly signed, or from an untrusted key
+   * @throws DeploymentError when it is malformed, wrongly signed, from an untrusted key, or
+   * collides with another app (a brane name, a route, a resolver), or removes no app
    */
   async deploy (request: DeployRequest, options: AbortOptions = {}): Promise<DeployReport> {
     const doc = verifyDeployment(request.document)
     this.#authorize(doc)
+    if (doc.removed === true) {
+      const known = this.#registry.get(doc.name)
+      if (known === undefined || known.removed === true) {
+        throw new DeploymentError(`No app named "${doc.name}" runs on this mesh${this.#apps.size === 0 ? '' : ` (apps: ${[...this.#apps.keys()].join(', ')})`}`)
+      }
+    }
     for (const [hash, base64] of Object.entries(request.blobs ?? {})) {
       await this.#registry.putBlob(Buffer.from(base64, 'base64'), hash as ContentAddress)
     }
-    const accepted = await this.#serially(async () => this.#accept(doc, undefined, { options }))
+    const accepted = await this.#serially(async () => this.#accept(doc, undefined, { options, refuseCollisions: true }))
     if (accepted) {
       this.#deployments.announce(doc)
     }
-    return { id: deploymentId(doc), name: doc.name, deployer: doc.deployer, time: formatHlc(doc.time), accepted }
+    return { id: deploymentId(doc), name: doc.name, ...(doc.removed === true ? { removed: true } : {}), deployer: doc.deployer, time: formatHlc(doc.time), accepted }
   }
 
   /** Whether `doc` may run here (see {@link authorizeDeployment}) */
   #authorize (doc: DeploymentDocument): void {
-    authorizeDeployment(doc, { name: DEPLOYMENT, trust: this.#trust, current: this.#registry.get(doc.name), revoked: this.#revocations })
+    authorizeDeployment(doc, { trust: this.#trust, current: this.#registry.get(doc.name), revoked: this.#revocations })
   }
 
-  /** Keep `doc` if it is the newest, with its images; then run it. Serialised. */
-  async #accept (doc: DeploymentDocument, from: string | undefined, settings: { reconcile?: boolean, options?: AbortOptions } = {}): Promise<boolean> {
+  /**
+   * Keep `doc` if it is the newest of its app, with its images; then run it. Serialised.
+   * `refuseCollisions` (a deployment submitted here): refuse it when it collides with
+   * another app; heard from the mesh, it is kept, and every node refuses the same one to run.
+   */
+  async #accept (doc: DeploymentDocument, from: string | undefined, settings: { reconcile?: boolean, options?: AbortOptions, refuseCollisions?: boolean } = {}): Promise<boolean> {
     this.#authorize(doc)
     try {
       this.#clock.observe(doc.time)
@@ -384,14 +427,17 @@ export class OmegaMeshNode {
     if (known !== undefined && compareHlc(doc.time, known.time) <= 0) {
       return false
     }
-    await this.#fetchBlobs(doc, from, settings.options ?? {})
-    // only a deployment that materialises and whose manifest loads is kept
-    const file = await materialise(doc, this.#registry.deployDir, this.#init.home, (hash) => this.#registry.blobPath(hash), settings.options ?? {})
-    this.#loaded = { id: deploymentId(doc), plan: (await loadManifest(file, settings.options ?? {})).plan }
+    if (doc.removed !== true) {
+      // only a deployment that materialises and whose manifest loads is kept
+      const { plan } = await this.#materialise(doc, from, settings.options ?? {})
+      if (settings.refuseCollisions === true) {
+        combineApps([...this.#ordered().filter((app) => app.doc.name !== doc.name), { doc, plan }].map((app) => ({ name: app.doc.name, plan: app.plan })))
+      }
+    }
     if (!await this.#registry.offer(doc)) {
       return false
     }
-    this.#log.info({ id: deploymentId(doc), deployer: doc.deployer, time: formatHlc(doc.time), from }, 'new deployment')
+    this.#log.info({ app: doc.name, id: deploymentId(doc), removed: doc.removed, deployer: doc.deployer, time: formatHlc(doc.time), from }, doc.removed === true ? 'app undeployed' : 'new deployment')
     if (settings.reconcile !== false && this.#local !== undefined) {
       await this.#reconcile()
     }
@@ -409,19 +455,67 @@ export class OmegaMeshNode {
     })
   }
 
-  /** Materialise `doc` and load its plan */
-  async #prepare (doc: DeploymentDocument, from: string | undefined, options: AbortOptions): Promise<void> {
+  /** Fetch the images of `doc`, write it out, and load its plan (once per deployment) */
+  async #materialise (doc: DeploymentDocument, from: string | undefined, options: AbortOptions): Promise<{ file: string, plan: Plan }> {
     const id = deploymentId(doc)
-    if (this.#current?.id === id) {
-      return
-    }
     await this.#fetchBlobs(doc, from, options)
     const file = await materialise(doc, this.#registry.deployDir, this.#init.home, (hash) => this.#registry.blobPath(hash), options)
-    // the plan of a deployment just taken was loaded when it was offered: not again
-    const plan = this.#loaded?.id === id ? this.#loaded.plan : (await loadManifest(file, options)).plan
-    this.#current = { doc, id, file, plan }
-    this.mesh.setMeta('deploy', id)
-    this.#placement = this.#place(plan)
+    let plan = this.#loaded.get(id)
+    if (plan === undefined) {
+      plan = (await loadManifest(file, options)).plan
+      this.#loaded.set(id, plan)
+    }
+    return { file, plan }
+  }
+
+  /** The prepared apps, oldest deployment first (the order every node combines them in) */
+  #ordered (): PreparedApp[] {
+    return [...this.#apps.values()].sort((a, b) => compareHlc(a.doc.time, b.doc.time) || (a.doc.name < b.doc.name ? -1 : 1))
+  }
+
+  /**
+   * Prepare every app of the registry (materialised, plan loaded), drop the removed ones,
+   * combine them, and place the result. An app that cannot be prepared keeps its previous
+   * version, if any, and is tried again at the next reconciliation.
+   */
+  async #prepare (from: string | undefined, options: AbortOptions): Promise<void> {
+    const docs = this.#registry.list()
+    let failed: Error | undefined
+    for (const doc of docs) {
+      const id = deploymentId(doc)
+      if (doc.removed === true) {
+        this.#apps.delete(doc.name)
+        continue
+      }
+      if (this.#apps.get(doc.name)?.id === id) {
+        continue
+      }
+      try {
+        const { file, plan } = await this.#materialise(doc, from, options)
+        this.#apps.set(doc.name, { doc, id, file, plan })
+      } catch (err) {
+        if ((err as Error).name === 'AbortError') {
+          throw err
+        }
+        this.#log.error({ app: doc.name, id, err: (err as Error).message }, 'cannot prepare an app; it is tried again')
+        failed ??= err as Error
+      }
+    }
+    this.#version = versionOf(docs)
+    for (const id of this.#loaded.keys()) {
+      if (!docs.some((d) => deploymentId(d) === id)) {
+        this.#loaded.delete(id)
+      }
+    }
+    this.#combined = this.#apps.size === 0 ? NOTHING : combineApps(this.#ordered().map((app) => ({ name: app.doc.name, plan: app.plan })), { conflicts: 'skip' })
+    for (const [app, reason] of this.#combined.refused) {
+      this.#log.error({ app }, `not running: ${reason}`)
+    }
+    this.mesh.setMeta('deploy', this.#version ?? '')
+    this.#placement = this.#place(this.#combined.plan)
+    if (failed !== undefined) {
+      throw failed
+    }
   }
 
   #place (plan: Plan): Map<string, BranePlacement> {
@@ -445,23 +539,24 @@ export class OmegaMeshNode {
     }, 50)
   }
 
-  /** Run the newest deployment with the placement of the current membership view */
+  /** Run the newest deployment of each app with the placement of the current membership view */
   async #reconcile (): Promise<void> {
     const local = this.#local
-    const doc = this.#registry.get(DEPLOYMENT)
-    if (local === undefined || doc === undefined || this.#stopping) {
+    if (local === undefined || this.#stopping) {
       return
     }
     const mine = (p: ReadonlyMap<string, BranePlacement>): string[] => [...p.values()].filter((b) => b.nodes.includes(this.did)).map((b) => b.brane).sort()
     const applied = mine(this.#applied)
-    await this.#prepare(doc, undefined, {})
-    const current = this.#current
-    if (current === undefined) {
-      return
+    try {
+      await this.#prepare(undefined, {})
+    } catch (err) {
+      // what could be prepared runs; the rest is tried again soon
+      this.#retrySoon(err as Error)
     }
-    const placement = this.#place(current.plan)
+    const plan = this.#combined.plan
+    const placement = this.#place(plan)
     const now = mine(placement)
-    if (this.#appliedId === current.id && applied.join(',') === now.join(',') && local.plan.file === current.file) {
+    if (this.#appliedVersion === this.#version && applied.join(',') === now.join(',')) {
       this.#placement = placement
       this.#applied = placement
       // the branes here are the same, but a resolver may come here with a brane this node now leads
@@ -469,25 +564,29 @@ export class OmegaMeshNode {
       return
     }
     // a stateful brane that comes here brings its state from the nodes that held it
-    const gained = now.filter((b) => !applied.includes(b) && current.plan.branes.some((p) => p.name === b && p.grants.state !== undefined))
+    const gained = now.filter((b) => !applied.includes(b) && plan.branes.some((p) => p.name === b && p.grants.state !== undefined))
     this.#placement = placement
     if (gained.length > 0) {
       await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => { await this.#stateSync.reconcileWith(m.did, gained, { anyPeer: true }) }))
     }
     try {
-      const report = await local.apply(current.plan)
-      this.#log.info({ deployment: current.id, runs: now.join(','), ...report }, 'placement applied')
+      const report = await local.apply(plan)
+      this.#log.info({ version: this.#version, apps: [...this.#apps.keys()].join(','), runs: now.join(','), ...report }, 'placement applied')
     } catch (err) {
       // what runs is still the previous placement: say so, and try again soon
-      this.#log.error({ deployment: current.id, err: (err as Error).message }, 'cannot apply the placement; retrying in 5 s')
-      clearTimeout(this.#retryTimer)
-      this.#retryTimer = setTimeout(() => { this.#scheduleReconcile() }, 5_000).unref()
+      this.#retrySoon(err as Error)
       return
     }
     this.#applied = placement
-    this.#appliedId = current.id
+    this.#appliedVersion = this.#version
     this.mesh.setMeta('branes', now.join(','))
     local.kick()
+  }
+
+  #retrySoon (err: Error): void {
+    this.#log.error({ version: this.#version, err: err.message }, 'cannot apply the deployments; retrying in 5 s')
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = setTimeout(() => { this.#scheduleReconcile() }, 5_000).unref()
   }
 
   async #serially<T> (work: () => Promise<T>): Promise<T> {
@@ -561,8 +660,7 @@ export class OmegaMeshNode {
 
   /** Branes granted `state` that run here */
   #statefulHere (): string[] {
-    const plan = this.#current?.plan
-    return plan === undefined ? [] : plan.branes.filter((b) => b.grants.state !== undefined && this.#placement.get(b.name)?.nodes.includes(this.did) === true).map((b) => b.name)
+    return this.#combined.plan.branes.filter((b) => b.grants.state !== undefined && this.#placement.get(b.name)?.nodes.includes(this.did) === true).map((b) => b.name)
   }
 
   /** Every ANTI_ENTROPY_MS: reconcile each stateful brane with one random other replica */
@@ -571,10 +669,10 @@ export class OmegaMeshNode {
       return
     }
     // a node that missed a deployment's gossip (or could not take it then) asks again
-    const ours = this.#registry.get(DEPLOYMENT)
+    const ours = versionOf(this.#registry.list())
     for (const peer of this.#peers()) {
       const theirs = peer.meta.deploy
-      if (peer.state !== 'alive' || theirs === undefined || theirs === this.#current?.id || (ours !== undefined && theirs === deploymentId(ours))) {
+      if (peer.state !== 'alive' || theirs === undefined || theirs === '' || theirs === this.#version || theirs === ours) {
         continue
       }
       if (Date.now() - (this.#asked.get(peer.did) ?? 0) > 5 * ANTI_ENTROPY_MS) {
@@ -616,7 +714,7 @@ export class OmegaMeshNode {
     for (const depth of backlog.values()) {
       pending += depth
     }
-    for (const brane of this.#current?.plan.branes ?? []) {
+    for (const brane of this.#combined.plan.branes) {
       if (brane.replicas.kind !== 'auto') {
         continue
       }
@@ -625,15 +723,42 @@ export class OmegaMeshNode {
       this.mesh.setMeta(`q.${brane.name}`, String(depth < AUTO_EVENTS_PER_REPLICA ? 0 : Math.round(depth / 100) * 100))
     }
     this.mesh.setLoad(Math.round(pending))
-    if (this.#current?.plan.branes.some((b) => b.replicas.kind === 'auto') === true) {
+    if (this.#combined.plan.branes.some((b) => b.replicas.kind === 'auto')) {
       this.#scheduleReconcile()
     }
   }
 
+  /** What `omega apps` lists: every app with its version, status and placement */
+  appRows (): AppRow[] {
+    const rows: AppRow[] = []
+    for (const doc of this.#registry.list()) {
+      if (doc.removed === true) {
+        continue
+      }
+      const prepared = this.#apps.get(doc.name)
+      const refused = this.#combined.refused.get(doc.name)
+      const placement: Record<string, string[]> = {}
+      for (const brane of prepared?.id === deploymentId(doc) ? prepared.plan.branes : []) {
+        placement[brane.name] = (this.#applied.get(brane.name)?.nodes ?? []).map((did) => this.mesh.member(did)?.name ?? did)
+      }
+      rows.push({
+        name: doc.name,
+        id: deploymentId(doc),
+        deployer: doc.deployer,
+        time: formatHlc(doc.time),
+        status: refused !== undefined ? 'refused' : prepared?.id === deploymentId(doc) && this.#appliedVersion === this.#version ? 'running' : 'pending',
+        ...(refused === undefined ? {} : { reason: refused }),
+        manifest: doc.manifest.file,
+        placement
+      })
+    }
+    return rows
+  }
+
   /** The seeds' peers table */
   peers (brane?: string): PeerRow[] {
-    const plan = this.#current?.plan
-    const ours = this.#current?.id
+    const plan = this.#combined.plan
+    const ours = this.#version ?? ''
     const rows = this.mesh.members().map((m): PeerRow => {
       const self = m.did === this.did
       const branes = self
@@ -695,17 +820,22 @@ export class OmegaMeshNode {
       ['/v1/biome/clock', {
         action: 'deploy',
         handle: async () => {
-          const running = this.#registry.get(DEPLOYMENT)
-          if (running !== undefined) {
-            this.#clock.observe(running.time)
+          for (const doc of this.#registry.list()) {
+            this.#clock.observe(doc.time)
           }
           return this.#clock.now()
         }
       }],
       ['/v1/biome/placement', {
         action: 'ps',
-        handle: async () => ({ deployment: this.#current?.id ?? null, placement: [...this.#applied.values()].map((p) => ({ ...p, names: p.nodes.map((d) => this.mesh.member(d)?.name ?? d) })) })
+        handle: async () => ({
+          // the one deployment's id, or a digest of every app's (see versionOf)
+          deployment: this.#appliedVersion ?? null,
+          apps: Object.fromEntries([...this.#apps].map(([name, app]) => [name, app.id])),
+          placement: [...this.#applied.values()].map((p) => ({ ...p, names: p.nodes.map((d) => this.mesh.member(d)?.name ?? d) }))
+        })
       }],
+      ['/v1/apps', { action: 'ps', handle: async () => this.appRows() }],
       ['/v1/biome/trace', {
         action: 'trace',
         handle: async (q, _body, options) => {
@@ -747,7 +877,7 @@ export class OmegaMeshNode {
     }
     // leave nothing queued behind: take no more work, let running deliveries settle, hand the rest over
     const local = this.#local
-    if (local !== undefined && this.#current !== undefined) {
+    if (local !== undefined && this.#apps.size > 0) {
       try {
         await local.quiesce(LEAVE_DRAIN_MS)
         await this.#custody.handOver({ timeoutMs: LEAVE_HANDOVER_MS, queue: local.queue })
@@ -768,13 +898,14 @@ export class OmegaMeshNode {
  * Listen addresses, bootstrap peers and discovery: the command line's, plus what the
  * manifest's branes that may run here ask for (see biome/network.ts)
  */
-async function meshOptions (init: MeshNodeInit, previous: DeploymentDocument | undefined, options: AbortOptions): Promise<{ listen: string[], bootstrap: string[], discovery: DiscoveryInit | undefined }> {
+async function meshOptions (init: MeshNodeInit, previous: readonly DeploymentDocument[], options: AbortOptions): Promise<{ listen: string[], bootstrap: string[], discovery: DiscoveryInit | undefined }> {
   const listen = init.listen ?? ['/ip4/127.0.0.1/tcp/0']
   let plan: Plan | undefined
+  const apps = previous.filter((doc) => doc.removed !== true)
   if (init.manifest !== undefined) {
     plan = (await loadManifest(init.manifest, options)).plan
-  } else if (previous !== undefined) {
-    plan = checkManifest(previous.manifest.text, previous.manifest.file).plan
+  } else if (apps.length > 0) {
+    plan = combineApps(apps.map((doc) => ({ name: doc.name, plan: checkManifest(doc.manifest.text, doc.manifest.file).plan })), { conflicts: 'skip' }).plan
   }
   if (plan === undefined) {
     return { listen, bootstrap: init.bootstrap ?? [], discovery: init.discovery }

@@ -22,6 +22,7 @@ export { compilePlan, DEFAULTS } from './plan.ts'
 export type { Plan, BranePlan, Grants, Limits, HttpRoute, Edge, ReplicaRule, ResolverPlan } from './plan.ts'
 export { parseSize, parseDuration, parseCpuQuota, formatSize, formatDuration } from './quantity.ts'
 export { formatOf, type ManifestFormat } from './parse.ts'
+export { appNameOf, combineApps, isAppName, type AppPlan, type CombinedApps } from './apps.ts'
 export { formatKeyPath }
 export { MANIFEST_LIMITS, checkManifestBounds } from './limits.ts'
 

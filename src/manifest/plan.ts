@@ -72,6 +72,10 @@ export interface Edge {
 
 export interface BranePlan {
   readonly name: string
+  /** the app the brane belongs to, when several run together (see combineApps) */
+  readonly app?: string
+  /** the manifest file it was declared in, when it is not the plan's (image paths are relative to it) */
+  readonly manifest?: string
   readonly substrate: Substrate
   readonly profile: Profile
   readonly replicas: ReplicaRule
@@ -111,6 +115,8 @@ export interface ResolverPlan {
 export interface Plan {
   readonly file: string
   readonly name?: string
+  /** `[app] name`: the app this manifest is, when it says */
+  readonly app?: string
   readonly branes: readonly BranePlan[]
   readonly edges: readonly Edge[]
   readonly resolvers: readonly ResolverPlan[]
@@ -127,7 +133,7 @@ export function compilePlan (manifest: Manifest, file: string): Plan {
   const resolvers = Object.entries(manifest.resolver ?? {}).map(([name, r]) => ({
     name, host: r.host, mode: r.mode, ...(r.brane === undefined ? {} : { brane: r.brane })
   }))
-  return { file, ...(manifest.name === undefined ? {} : { name: manifest.name }), branes, edges, resolvers, durability: manifest.graph?.durability ?? 'local' }
+  return { file, ...(manifest.name === undefined ? {} : { name: manifest.name }), ...(manifest.app?.name === undefined ? {} : { app: manifest.app.name }), branes, edges, resolvers, durability: manifest.graph?.durability ?? 'local' }
 }
 
 function compileBrane (name: string, spec: BraneSpec, edges: readonly Edge[]): BranePlan {

@@ -21,7 +21,7 @@ function oneOf<const T extends readonly string[]> (values: T, description: strin
 
 import {
   AUTH_MODES, CLOCK_RESOLUTIONS, CRDT_TYPES, DISCOVERY_MODES, DURABILITY_MODES, FS_LIFETIMES, GPU_MODES, LIFECYCLES, PROFILES,
-  RESOLVER_MODES, STDOUT_MODES, SUBSTRATES
+  RESOLVER_MODES, STDOUT_MODES, SUBSTRATES, APP_NAME_PATTERN
 } from './vocabulary.ts'
 
 const SIZE_PATTERN = '^\\s*\\d+(\\.\\d+)?\\s*([kKmMgGtT]i?[bB]|[bB])?\\s*$'
@@ -166,8 +166,13 @@ const Resolver = Type.Object({
 
 const BRANE_NAME = '^[a-z][a-z0-9_-]{0,62}$'
 
+const App = Type.Object({
+  name: Type.Optional(Type.String({ pattern: APP_NAME_PATTERN, description: 'the app this manifest is (default: the file name without its extension); a mesh runs many apps, each replaced only by a newer deployment of the same name' }))
+}, { additionalProperties: false, description: 'the application this manifest describes' })
+
 export const ManifestSchema = Type.Object({
   name: Type.Optional(Type.String()),
+  app: Type.Optional(App),
   version: Type.Optional(Type.Union([Type.String(), Type.Number()])),
   description: Type.Optional(Type.String()),
   brane: Type.Record(Type.String({ pattern: BRANE_NAME }), BraneSchema, { description: 'a table of workloads: [brane.NAME]' }),

@@ -26,3 +26,5 @@ export type CapabilityKey = typeof CAPABILITY_KEYS[number]
 export type ResolverMode = typeof RESOLVER_MODES[number]
 export type AuthMode = typeof AUTH_MODES[number]
 export type StdoutMode = typeof STDOUT_MODES[number]
+/** App names (and deployment names): lowercase, digits, `.`, `-` and `_`, at most 64 characters */
+export const APP_NAME_PATTERN = '^[a-z0-9][a-z0-9._-]{0,63}$'

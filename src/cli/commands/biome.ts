@@ -3,8 +3,9 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { resolve } from 'node:path'
 import { adminJson } from '../../daemon/lite.ts'
-import type { DeployReport, PeerRow } from '../../daemon/index.ts'
+import type { AppRow, DeployReport, PeerRow } from '../../daemon/index.ts'
 import type { HlcTime } from '../../biome/index.ts'
+import type { NodeKey } from '../../identity/index.ts'
 import type { TraceEndRecord } from '../../dispatch/index.ts'
 import { UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
@@ -94,28 +95,38 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         ...(telemetry === undefined ? {} : { telemetry })
       }, signal)
       ctx.stdout.write(`omega: node ${node.did}\nomega: name ${opts.name}\n${node.mesh.addrs.map((a) => `omega: mesh ${a}\n`).join('')}omega: gateway ${node.url}\n${dashboardLine(node.dashboardUrl)}`)
-      ctx.stdout.write(`\n${node.deployment === undefined ? 'No deployment yet: run "omega deploy FILE" against any node. ' : ''}Press Ctrl-C to stop.\n`)
+      ctx.stdout.write(`\n${node.apps.size === 0 ? 'No apps yet: run "omega deploy FILE" against any node. ' : ''}Press Ctrl-C to stop.\n`)
       await waitForAbort(ctx.signal)
       ctx.stdout.write('omega: leaving the mesh\n')
       await node.stop()
     })
 
-  program.command('deploy')
-    .description('Sign a manifest with this home\'s key and hand it to the running node, which gossips it to every node of the mesh')
-    .argument('<file>', 'manifest file (TOML, JSON or YAML); its image files travel with it')
+  /** Sign with `opts.key` (or the home's key) at a time later than anything the node has seen */
+  async function signer (opts: { key?: string, token?: string }, command: Command): Promise<{ home: string, key: NodeKey, token: string | undefined, time: HlcTime }> {
+    const { loadOrCreateNodeKey, readNodeKeyFile } = await import('../../identity/index.ts')
+    const { HybridClock } = await import('../../biome/index.ts')
+    const home = ctx.home(homeOption(command))
+    const key = opts.key === undefined ? await loadOrCreateNodeKey(home, signal) : await readNodeKeyFile(resolve(ctx.cwd, opts.key))
+    const token = opts.token === undefined ? undefined : await readTokenArgument(opts.token, ctx.cwd)
+    // later than what the node has seen, even when this machine's clock is behind
+    const clock = new HybridClock(key.did)
+    clock.observe(await adminJson<HlcTime>(home, '/v1/biome/clock', signal))
+    return { home, key, token, time: clock.now() }
+  }
+
+  const signingOptions = (command: Command, what: string): Command => command
     .option('--key <file>', 'sign with this Ed25519 key (PEM) instead of the home\'s node key')
-    .option('--token <token>', 'a capability token (or a file holding one) granting deploy on the manifest\'s branes to the signing key, from a key the nodes trust')
+    .option('--token <token>', `a capability token (or a file holding one) granting deploy on app/NAME (or on each brane${what}) to the signing key, from a key the nodes trust`)
     .option('--json', 'print the report as JSON')
-    .action(async (file: string, opts: { json?: boolean, key?: string, token?: string }, command: Command) => {
-      const { loadOrCreateNodeKey, readNodeKeyFile } = await import('../../identity/index.ts')
-      const { HybridClock, prepareDeployment } = await import('../../biome/index.ts')
-      const home = ctx.home(homeOption(command))
-      const key = opts.key === undefined ? await loadOrCreateNodeKey(home, signal) : await readNodeKeyFile(resolve(ctx.cwd, opts.key))
-      const token = opts.token === undefined ? undefined : await readTokenArgument(opts.token, ctx.cwd)
-      // later than what the node has seen, even when this machine's clock is behind
-      const clock = new HybridClock(key.did)
-      clock.observe(await adminJson<HlcTime>(home, '/v1/biome/clock', signal))
-      const { document, blobs } = await prepareDeployment(resolve(ctx.cwd, file), key, { home, time: clock.now(), ...(token === undefined ? {} : { token }), ...signal })
+
+  signingOptions(program.command('deploy'), ' of the manifest')
+    .description('Sign a manifest with this home\'s key and hand it to the running node, which gossips it to every node of the mesh. Each manifest is an app: a newer deployment of an app replaces it, other apps keep running')
+    .argument('<file>', 'manifest file (TOML, JSON or YAML); its image files travel with it')
+    .option('--app <name>', 'the app\'s name (default: the manifest\'s [app] name, or its file name without the extension)')
+    .action(async (file: string, opts: { json?: boolean, key?: string, token?: string, app?: string }, command: Command) => {
+      const { prepareDeployment } = await import('../../biome/index.ts')
+      const { home, key, token, time } = await signer(opts, command)
+      const { document, blobs } = await prepareDeployment(resolve(ctx.cwd, file), key, { home, time, ...(opts.app === undefined ? {} : { name: opts.app }), ...(token === undefined ? {} : { token }), ...signal })
       const encoded: Record<string, string> = {}
       for (const [hash, path] of blobs) {
         encoded[hash] = (await readFile(path)).toString('base64')
@@ -126,8 +137,38 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         return
       }
       ctx.stdout.write(report.accepted
-        ? `✓ deployed ${file} as ${report.id} (signed by ${report.deployer} at ${report.time}); every node places its share\n`
-        : `= ${file}: the mesh already runs this or a newer deployment (${report.id})\n`)
+        ? `✓ deployed ${file} as app ${report.name}, version ${report.id} (signed by ${report.deployer} at ${report.time}); every node places its share\n`
+        : `= ${file}: the mesh already runs this or a newer deployment of app ${report.name} (${report.id})\n`)
+    })
+
+  signingOptions(program.command('undeploy'), ' the app has')
+    .description('Remove an app from the mesh: every node stops its branes (its queued events and state stay on disk); the other apps keep running')
+    .argument('<app>', 'the app\'s name (see "omega apps")')
+    .action(async (app: string, opts: { json?: boolean, key?: string, token?: string }, command: Command) => {
+      const { prepareRemoval } = await import('../../biome/index.ts')
+      const { home, key, token, time } = await signer(opts, command)
+      const document = prepareRemoval(app, key, { time, ...(token === undefined ? {} : { token }) })
+      const report = await adminJson<DeployReport>(home, '/v1/deploy', { body: { document }, ...signal })
+      ctx.stdout.write(opts.json === true ? JSON.stringify(report, null, 2) + '\n' : `✓ undeployed app ${report.name} (${report.id}); every node stops its branes\n`)
+    })
+
+  program.command('apps')
+    .description('The apps the mesh runs: version, status and where each brane runs')
+    .option('--json', 'print as JSON')
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      const rows = await adminJson<AppRow[]>(ctx.home(homeOption(command)), '/v1/apps', signal)
+      if (opts.json === true) {
+        ctx.stdout.write(JSON.stringify(rows, null, 2) + '\n')
+        return
+      }
+      if (rows.length === 0) {
+        ctx.stdout.write('No apps: deploy one with "omega deploy FILE"\n')
+        return
+      }
+      ctx.stdout.write(table(['app', 'version', 'status', 'deployed', 'branes'], rows.map((r) => [
+        r.name, r.id, r.reason === undefined ? r.status : `${r.status}: ${r.reason}`, r.time,
+        Object.entries(r.placement).map(([brane, nodes]) => `${brane}@${nodes.join('+') || '—'}`).join(' ') || '—'
+      ])))
     })
 
   const biome = program.command('biome').description('The mesh this node belongs to')

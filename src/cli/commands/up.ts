@@ -48,8 +48,8 @@ export function dashboardOptions (command: Command): Command {
 
 export function upCommand (program: Command, ctx: CliContext): void {
   dashboardOptions(program.command('up'))
-    .description('Run a manifest on this machine: every substrate maps to this node, every standard brane is served by the HTTP gateway')
-    .argument('<file>', 'manifest file (TOML, JSON or YAML)')
+    .description('Run manifests on this machine, each an app: every substrate maps to this node, every standard brane is served by the HTTP gateway')
+    .argument('<files...>', 'manifest files (TOML, JSON or YAML); several run side by side as apps (no two may share a brane name or a route)')
     .option('-p, --port <port>', 'gateway port (0 picks a free one)', '8080')
     .option('--host <address>', 'gateway address', '127.0.0.1')
     .option('--metrics-port <port>', 'also serve Prometheus metrics at http://HOST:PORT/metrics')
@@ -58,13 +58,13 @@ export function upCommand (program: Command, ctx: CliContext): void {
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .option('--trust-root <did>', 'also accept capability tokens rooted at this did:key (repeatable)', (did: string, all: string[]) => [...all, did], [])
     .option('--settle-interval <duration>', 'time between settlement receipts, e.g. 60s or 5m', '60s')
-    .action(async (file: string, opts: UpOptions, command: Command) => {
+    .action(async (files: string[], opts: UpOptions, command: Command) => {
       // first: a brane worker boots on another core while this thread loads the daemon
       // and reads the manifest; the first brane takes it (it is stopped if none does)
       const { prebootWorker, releaseStandbyWorker } = await import('../../runtime/wasm/lite.ts')
       prebootWorker()
-      const manifest = resolve(ctx.cwd, file)
-      const node = await start(manifest, opts, command).finally(releaseStandbyWorker)
+      const manifests = files.map((file) => resolve(ctx.cwd, file))
+      const node = await start(manifests, opts, command).finally(releaseStandbyWorker)
       ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}${dashboardLine(node.dashboardUrl)}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
         b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : firstLine(b.reason)
@@ -75,16 +75,18 @@ export function upCommand (program: Command, ctx: CliContext): void {
       for (const r of node.resolvers) {
         ctx.stdout.write(`omega: resolver ${r.name} (${r.mode}) ${r.host}${r.brane === undefined ? '' : ` → ${r.brane}`}\n`)
       }
-      ctx.stdout.write(`\n${opts.watch === true ? `Watching ${file} for changes. ` : ''}Press Ctrl-C to stop.\n`)
-      const stopWatching = opts.watch === true ? watchManifest(manifest, node, ctx) : () => {}
+      ctx.stdout.write(`\n${opts.watch === true ? `Watching ${files.join(', ')} for changes. ` : ''}Press Ctrl-C to stop.\n`)
+      const stopWatching = opts.watch === true ? manifests.map((manifest) => watchManifest(manifest, node, ctx)) : []
       await waitForAbort(ctx.signal)
-      stopWatching()
+      for (const stop of stopWatching) {
+        stop()
+      }
       ctx.stdout.write('omega: stopping\n')
       await node.stop()
     })
 
   /** Checks the options, then starts the node */
-  async function start (manifest: string, opts: UpOptions, command: Command): Promise<LocalNode> {
+  async function start (manifests: readonly string[], opts: UpOptions, command: Command): Promise<LocalNode> {
     // one concurrent load of the daemon's module graph, not four in a row
     const [{ isRootDid }, { parseDuration }, { createLogging, telemetryFromEnv }, { LocalNode }] = await Promise.all([
       import('../../identity/index.ts'), import('../../manifest/index.ts'), import('../../observe/index.ts'), import('../../daemon/index.ts')
@@ -107,7 +109,7 @@ export function upCommand (program: Command, ctx: CliContext): void {
     if (settleIntervalMs === undefined || settleIntervalMs <= 0) {
       throw new UsageError(`Invalid --settle-interval "${String(opts.settleInterval)}": expected a duration such as 60s or 5m`)
     }
-    return LocalNode.start(manifest, {
+    return LocalNode.start(manifests, {
       home: ctx.home(homeOption(command)),
       host: opts.host,
       port,
