@@ -99,9 +99,9 @@ describe('apps: one mesh, many apps', { timeout: 240_000 }, () => {
     const before = (await apps(a)).find((r) => r.name === 'shop')?.id
     const failures: number[] = []
     let sent = 0
-    let stop = false
+    const done = new AbortController()
     const load = (async () => {
-      while (!stop && sent < 5_000) {
+      while (!done.signal.aborted && sent < 5_000) {
         const code = await status(sent % 2 === 0 ? a.gateway : b.gateway, `/blog/load-${sent}`).catch(() => 0)
         sent++
         if (code !== 200) {
@@ -121,7 +121,7 @@ describe('apps: one mesh, many apps', { timeout: 240_000 }, () => {
       }
       assert.equal(await status(a.gateway, '/shop/after'), 200)
     } finally {
-      stop = true
+      done.abort()
       await load
     }
     assert.ok(sent > 20, `blog served during the redeployment (${sent} requests)`)
