@@ -90,6 +90,34 @@ describe('omega up', () => {
     }
   })
 
+  it('runs several manifests side by side as apps, reloads one without touching the other, and refuses two that share a route', async () => {
+    const dir = await mkdtemp(join(home, 'apps-'))
+    await cp(join(ROOT, 'examples/hello/hello.wasm'), join(dir, 'hello.wasm'))
+    const shop = join(dir, 'shop.toml')
+    const blog = join(dir, 'blog.toml')
+    await writeFile(shop, '[brane.cart]\nimage = "hello.wasm"\ntrigger = { http = "/cart/*" }\n')
+    await writeFile(blog, '[brane.posts]\nimage = "hello.wasm"\ntrigger = { http = "/posts/*" }\n')
+    const daemon = await startDaemon([shop, blog, '--watch'], { OMEGA_HOME: join(dir, 'home') })
+    try {
+      assert.equal(await (await fetch(`${daemon.url}/cart/1`)).text(), 'hello from omega: /cart/1\n')
+      assert.equal(await (await fetch(`${daemon.url}/posts/1`)).text(), 'hello from omega: /posts/1\n')
+      // shop changes: blog's brane is left as it runs
+      await writeFile(shop, '[brane.cart]\nimage = "hello.wasm"\ntrigger = { http = "/cart/*" }\n\n[brane.basket]\nimage = "hello.wasm"\ntrigger = { http = "/basket/*" }\n')
+      await until(() => /omega: reloaded: added basket · changed — · removed —/.test(daemon.output()), 30_000, 'the reload of shop')
+      assert.equal((await fetch(`${daemon.url}/basket/1`)).status, 200)
+      assert.equal((await fetch(`${daemon.url}/posts/2`)).status, 200)
+      // a reload that would take blog's route is refused, naming both apps
+      await writeFile(shop, '[brane.cart]\nimage = "hello.wasm"\ntrigger = { http = "/posts/*" }\n')
+      await until(() => /reload refused, still running the previous version: .*app "shop" cannot run beside app "blog": both serve the route "\/posts\/\*"/.test(daemon.output()), 30_000, 'the refusal')
+      assert.equal((await fetch(`${daemon.url}/cart/2`)).status, 200)
+    } finally {
+      assert.equal(await stopDaemon(daemon), 0, daemon.output())
+    }
+    const clash = await cli(['up', shop, blog, '--port', '0'], join(dir, 'home'))
+    assert.equal(clash.code, 16, clash.err)
+    assert.match(clash.err, /cannot run beside app/)
+  })
+
   it('refuses to start with a missing image and names the command that adds it', async () => {
     const dir = await mkdtemp(join(home, 'missing-'))
     const manifest = join(dir, 'omega.toml')

@@ -445,6 +445,8 @@ export class LocalNode {
       if (app === undefined) {
         files.clear()
       }
+      // the app that changes comes last: a collision names it as the one refused
+      files.delete(app ?? '')
       files.set(app ?? '', file)
     }
     if (files.size === 0) {

@@ -59,9 +59,9 @@ export function combineApps (apps: readonly AppPlan[], options: { conflicts?: 't
   for (const app of apps) {
     const clash = collision(app, owners)
     if (clash !== undefined) {
-      const message = `app "${app.name}" cannot run beside app "${clash.app}": both ${clash.what} (rename one, or undeploy "${clash.app}" first)`
+      const message = `app "${app.name}" cannot run beside app "${clash.app}": both ${clash.what} (rename one, or remove one of the apps)`
       if (options.conflicts !== 'skip') {
-        throw new DeploymentError(`Refusing app "${app.name}": ${message}`)
+        throw new DeploymentError(`Refusing ${message}`)
       }
       refused.set(app.name, message)
       continue
