@@ -12,7 +12,7 @@ import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'nod
 import { DeploymentError } from '../errors.ts'
 import { blake3Hex, canonicalJson, contentAddress, signDocument, verifyCapability, verifyDocument, type ContentAddress, type NodeKey } from '../identity/index.ts'
 import type { AbortOptions, Logger } from '../interfaces/index.ts'
-import { appNameOf, checkManifest, formatIssues, isAppName } from '../manifest/index.ts'
+import { appNameOf, checkManifest, formatIssues, isAppName, type Plan } from '../manifest/index.ts'
 import { imageStore, isImagePath } from '../store/index.ts'
 import { compareHlc, isHlcTime, type HlcTime } from './hlc.ts'
 import type { Broadcaster, Rpc } from './rpc.ts'
@@ -206,12 +206,31 @@ export function verifyDeployment (value: unknown): DeploymentDocument {
     return doc as DeploymentDocument
   }
   try {
-    checkManifest(m.text, m.file)
+    planOf(doc as DeploymentDocument)
   } catch (err) {
     const issues = (err as { issues?: Parameters<typeof formatIssues>[0] }).issues
     throw new DeploymentError(`Refusing a deployment: its manifest is invalid: ${issues === undefined ? (err as Error).message : formatIssues(issues)}`, { cause: err })
   }
   return doc as DeploymentDocument
+}
+
+/** The plans of the documents checked so far: a deployment's manifest is validated once */
+const PLANS = new WeakMap<DeploymentDocument, Plan>()
+
+/**
+ * The plan of a deployment's manifest, validated on the first call for this document
+ * (verifyDeployment makes that call). Its `file` is the manifest's file name: where the
+ * deployment is materialised gives the path that image paths are relative to.
+ *
+ * @throws ManifestError for an invalid manifest
+ */
+export function planOf (doc: DeploymentDocument): Plan {
+  let plan = PLANS.get(doc)
+  if (plan === undefined) {
+    plan = checkManifest(doc.manifest.text, doc.manifest.file).plan
+    PLANS.set(doc, plan)
+  }
+  return plan
 }
 
 /** Whether `a` replaces `b` (a later signed time; the same time means the same deployment) */
@@ -316,7 +335,7 @@ export function authorizeDeployment (doc: DeploymentDocument, options: Authorize
   }
   // it replaces the app whole: a token for its branes must cover the branes it removes too
   const current = options.current
-  const branesOf = (d: DeploymentDocument | undefined): string[] => d === undefined || d.removed === true ? [] : checkManifest(d.manifest.text, d.manifest.file).plan.branes.map((b) => b.name)
+  const branesOf = (d: DeploymentDocument | undefined): string[] => d === undefined || d.removed === true ? [] : planOf(d).branes.map((b) => b.name)
   const names = new Set([...branesOf(doc), ...branesOf(current)])
   if (names.size === 0) {
     throw wholeApp

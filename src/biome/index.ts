@@ -7,7 +7,7 @@
 export { HybridClock, compareHlc, formatHlc, type HlcTime } from './hlc.ts'
 export { DeploymentError } from '../errors.ts'
 export {
-  authorizeDeployment, DEPLOY_TOPIC, DeploymentGossip, deploymentId, MAX_APPS, materialise, prepareDeployment, prepareRemoval, verifyDeployment, versionOf,
+  authorizeDeployment, DEPLOY_TOPIC, DeploymentGossip, deploymentId, MAX_APPS, materialise, planOf, prepareDeployment, prepareRemoval, verifyDeployment, versionOf,
   type AuthorizeOptions, type DeploymentDocument, type DeploymentGossipComponents, type DeploymentImage, type PreparedDeployment
 } from './deployment.ts'
 export { Registry } from './registry.ts'

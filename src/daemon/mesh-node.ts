@@ -11,12 +11,12 @@ import { join } from 'node:path'
 import { BraneNotFoundError, DeploymentError, OmegaError } from '../errors.ts'
 import type { AbortOptions, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadOrCreateNodeKey, RevocationList, type ContentAddress, type NodeKey } from '../identity/index.ts'
-import { checkManifest, combineApps, loadManifest, type BranePlan, type CombinedApps, type Plan, type ResolverPlan } from '../manifest/index.ts'
+import { combineApps, loadManifest, type BranePlan, type CombinedApps, type Plan, type ResolverPlan } from '../manifest/index.ts'
 import { edgeKey, signTrace, type DeliveryCopy, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
 import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
 import { probeFrontier } from '../runtime/microvm/index.ts'
 import {
-  authorizeDeployment, compareHlc, DeploymentGossip, deploymentId, EventCustody, fetchBlobs, formatHlc, Forwarder, HybridClock, materialise, meshSettingsFor, place, Registry,
+  authorizeDeployment, compareHlc, DeploymentGossip, deploymentId, EventCustody, fetchBlobs, formatHlc, Forwarder, HybridClock, materialise, meshSettingsFor, place, planOf, Registry,
   RevocationGossip, Rpc, runsResolver, serveBlobs, advertisedBacklogs, StateSync, verifyDeployment, versionOf,
   type BranePlacement, type DeploymentDocument
 } from '../biome/index.ts'
@@ -150,8 +150,6 @@ export class OmegaMeshNode {
   #combined: CombinedApps = NOTHING
   /** {@link versionOf} the deployments of `#apps` (and the removals): what the peers compare */
   #version: string | undefined
-  /** the plans of deployments offered, loaded once (by deployment id) */
-  readonly #loaded = new Map<string, Plan>()
   #placement = new Map<string, BranePlacement>()
   /** the placement this node has finished applying (what `omega biome placement` shows) */
   #applied = new Map<string, BranePlacement>()
@@ -455,17 +453,11 @@ export class OmegaMeshNode {
     })
   }
 
-  /** Fetch the images of `doc`, write it out, and load its plan (once per deployment) */
+  /** Fetch the images of `doc` and write it out; its plan (validated when it arrived) runs from there */
   async #materialise (doc: DeploymentDocument, from: string | undefined, options: AbortOptions): Promise<{ file: string, plan: Plan }> {
-    const id = deploymentId(doc)
     await this.#fetchBlobs(doc, from, options)
     const file = await materialise(doc, this.#registry.deployDir, this.#init.home, (hash) => this.#registry.blobPath(hash), options)
-    let plan = this.#loaded.get(id)
-    if (plan === undefined) {
-      plan = (await loadManifest(file, options)).plan
-      this.#loaded.set(id, plan)
-    }
-    return { file, plan }
+    return { file, plan: { ...planOf(doc), file } }
   }
 
   /** The prepared apps, oldest deployment first (the order every node combines them in) */
@@ -502,11 +494,6 @@ export class OmegaMeshNode {
       }
     }
     this.#version = versionOf(docs)
-    for (const id of this.#loaded.keys()) {
-      if (!docs.some((d) => deploymentId(d) === id)) {
-        this.#loaded.delete(id)
-      }
-    }
     this.#combined = this.#apps.size === 0 ? NOTHING : combineApps(this.#ordered().map((app) => ({ name: app.doc.name, plan: app.plan })), { conflicts: 'skip' })
     for (const [app, reason] of this.#combined.refused) {
       this.#log.error({ app }, `not running: ${reason}`)
@@ -905,7 +892,7 @@ async function meshOptions (init: MeshNodeInit, previous: readonly DeploymentDoc
   if (init.manifest !== undefined) {
     plan = (await loadManifest(init.manifest, options)).plan
   } else if (apps.length > 0) {
-    plan = combineApps(apps.map((doc) => ({ name: doc.name, plan: checkManifest(doc.manifest.text, doc.manifest.file).plan })), { conflicts: 'skip' }).plan
+    plan = combineApps(apps.map((doc) => ({ name: doc.name, plan: planOf(doc) })), { conflicts: 'skip' }).plan
   }
   if (plan === undefined) {
     return { listen, bootstrap: init.bootstrap ?? [], discovery: init.discovery }
