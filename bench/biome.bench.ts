@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { HybridClock, MAX_BATCH_EVENTS, prepareDeployment, Rpc, sendEventBatch, serveEventBatches } from '../src/biome/index.ts'
-import { LocalNode, startMeshNode, type OmegaMeshNode } from '../src/daemon/index.ts'
+import { LocalNode, startNode, type OmegaMeshNode } from '../src/daemon/index.ts'
 import { Dispatcher, EventQueue, type BraneEvent } from '../src/dispatch/index.ts'
 import { generateNodeKey, loadOrCreateNodeKey } from '../src/identity/index.ts'
 import { MeshNode } from '../src/mesh/index.ts'
@@ -63,7 +63,7 @@ interface ChainNode { child: ChildProcess, did: string, acked: () => number, ser
 /** The child: a mesh node that joins node a, then reports `acked serving` every 10 ms on stdout */
 async function runChainNode (): Promise<void> {
   const init = JSON.parse(process.env[CHAIN_NODE_INIT] ?? '{}') as { home: string, bootstrap: string[], trust: string[] }
-  const node = await startMeshNode({ ...init, name: 'bench/b', substrate: 'biome', port: 0, logging: silentLogging(), admin: false, frontier: false })
+  const node = await startNode({ ...init, name: 'bench/b', substrate: 'biome', port: 0, logging: silentLogging(), admin: false, frontier: false })
   process.stdout.write(`${JSON.stringify({ did: node.did })}\n`)
   setInterval(() => {
     process.stdout.write(`${node.local.acked} ${node.placement.get('mid')?.nodes[0] === node.did ? 1 : 0}\n`)
@@ -256,7 +256,7 @@ export const cases: BenchCase[] = process.env[PEER_ENV] === '1' || process.env[C
             await cp(join(ROOT, `build/fixtures/${name}.wasm`), join(dir, `${name}.wasm`))
           }
           const logging = silentLogging()
-          a = await startMeshNode({ home: join(dir, 'a'), name: 'bench/a', substrate: 'biome', port: 0, logging, admin: false, frontier: false })
+          a = await startNode({ home: join(dir, 'a'), name: 'bench/a', substrate: 'biome', port: 0, logging, admin: false, frontier: false })
           const key = await loadOrCreateNodeKey(join(dir, 'a'))
           process.env[CHAIN_NODE_INIT] = JSON.stringify({ home: join(dir, 'b'), bootstrap: a.mesh.addrs, trust: [a.did] })
           b = await spawnChainNode()

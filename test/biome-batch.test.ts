@@ -10,7 +10,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { HybridClock, prepareDeployment } from '../src/biome/index.ts'
-import { startMeshNode, type OmegaMeshNode } from '../src/daemon/index.ts'
+import { startNode, type OmegaMeshNode } from '../src/daemon/index.ts'
 import { loadOrCreateNodeKey } from '../src/identity/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
 import { ROOT, until } from './helpers.ts'
@@ -42,9 +42,9 @@ describe('event batches across nodes', () => {
       await cp(join(ROOT, `build/fixtures/${name}.wasm`), join(dir, `${name}.wasm`))
     }
     const logging = silentLogging()
-    a = await startMeshNode({ home: join(dir, 'a'), name: 't/a', substrate: 'biome', port: 0, logging, admin: false, frontier: false })
+    a = await startNode({ home: join(dir, 'a'), name: 't/a', substrate: 'biome', port: 0, logging, admin: false, frontier: false })
     const key = await loadOrCreateNodeKey(join(dir, 'a'))
-    b = await startMeshNode({ home: join(dir, 'b'), name: 't/b', substrate: 'biome', port: 0, logging, admin: false, frontier: false, bootstrap: a.mesh.addrs, trust: [a.did] })
+    b = await startNode({ home: join(dir, 'b'), name: 't/b', substrate: 'biome', port: 0, logging, admin: false, frontier: false, bootstrap: a.mesh.addrs, trust: [a.did] })
     await writeFile(join(dir, 'mesh.toml'), MANIFEST)
     const { document, blobs } = await prepareDeployment(join(dir, 'mesh.toml'), key, { home: join(dir, 'a'), time: new HybridClock(key.did).now() })
     const encoded: Record<string, string> = {}

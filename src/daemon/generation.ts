@@ -6,9 +6,9 @@
  */
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { OmegaError, PlacementError } from '../errors.ts'
+import { OmegaError, PlacementError, UsageError } from '../errors.ts'
 import type { AbortOptions, HttpHandler, Logger } from '../interfaces/index.ts'
-import type { BranePlan, Plan } from '../manifest/index.ts'
+import { appNameOf, combineApps, loadManifest, type BranePlan, type Plan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey } from '../identity/index.ts'
 import type { EventTarget } from '../dispatch/index.ts'
 import { checkImports, EventBrane, fetchEventReuseWarning, HttpBrane, linkGrantKeys, loadComponent, serveKind, type LogStream, type StateCall, type WorkerBrane } from '../runtime/wasm/index.ts'
@@ -169,7 +169,7 @@ export async function startBrane (brane: BranePlan, manifestFile: string, init: 
   })
   log.info({ brane: brane.name, id: loaded.id, ms: Math.round(performance.now() - loadStart) },
     `loaded brane ${brane.name} (${loaded.cache === 'miss' ? 'transpiled now, cached for next time' : 'from the transpile cache'})`)
-  if (current !== undefined && current.id === loaded.id && JSON.stringify(current.plan) === JSON.stringify(brane)) {
+  if (current !== undefined && current.id === loaded.id && sameBrane(current.plan, brane)) {
     return current
   }
   // nothing it may not reach, then what it is (a command or a 0.3 component is refused as such)
@@ -242,7 +242,7 @@ async function startFrontier (brane: BranePlan, init: LocalNodeInit, context: Br
     throw new OmegaError(`Frontier brane "${brane.name}" has no guest image: set guest = "NAME" in [brane.${brane.name}] and build it with "omega guest build NAME --from DIR"`)
   }
   const image = await resolveGuest(init.home, brane.guest)
-  if (current !== undefined && current.id === image.id && JSON.stringify(current.plan) === JSON.stringify(brane)) {
+  if (current !== undefined && current.id === image.id && sameBrane(current.plan, brane)) {
     return current
   }
   const key = await loadOrCreateNodeKey(init.home, options)
@@ -280,4 +280,40 @@ async function startFrontier (brane: BranePlan, init: LocalNodeInit, context: Br
       routes: [...brane.routes.map((r) => `${r.host ?? ''}${r.path}${r.wildcard ? '*' : ''}`), ...brane.edgesIn.map((e) => `← ${e.on}`)]
     }
   }
+}
+
+/**
+ * Load manifest files as apps and combine them (see manifest/apps.ts). `names`: the app
+ * each file was before (a reloaded file stays its app, whatever its name says now).
+ *
+ * @throws ManifestError for an invalid manifest; DeploymentError when two apps collide
+ */
+export async function loadApps (names: ReadonlyMap<string, string>, files: readonly string[], log: Logger, options: AbortOptions): Promise<{ plan: Plan, apps: Map<string, string> }> {
+  const apps = new Map<string, string>()
+  const plans = []
+  for (const file of files) {
+    const { plan, warnings } = await loadManifest(file, options)
+    for (const w of warnings) {
+      log.warn({ path: w.path, line: w.line }, w.message)
+    }
+    const before = [...names].find(([name, f]) => f === file && name !== '')?.[0]
+    const name = before ?? appNameOf(file, plan)
+    const other = apps.get(name)
+    if (other !== undefined) {
+      throw new UsageError(`${other} and ${file} are both the app "${name}": give one another name with [app] name = "..."`)
+    }
+    apps.set(name, file)
+    plans.push({ name, plan })
+  }
+  return { plan: combineApps(plans).plan, apps }
+}
+
+/**
+ * Whether two plans of a brane are the same: everything but the manifest file it was read
+ * from (which only says where its image path starts; the image's bytes are compared apart)
+ */
+export function sameBrane (a: BranePlan, b: BranePlan): boolean {
+  const { manifest: _a, ...restA } = a
+  const { manifest: _b, ...restB } = b
+  return JSON.stringify(restA) === JSON.stringify(restB)
 }

@@ -6,7 +6,7 @@
 import { join, resolve } from 'node:path'
 import { BraneNotFoundError, CapabilityTokenError, OmegaError, SnapshotError, UnsupportedError, UsageError } from '../errors.ts'
 import type { AbortOptions, ComponentLogger, HttpHandler, Logger } from '../interfaces/index.ts'
-import { appNameOf, combineApps, loadManifest, parseDuration, type BranePlan, type Plan, type ResolverPlan } from '../manifest/index.ts'
+import { parseDuration, type BranePlan, type Plan, type ResolverPlan } from '../manifest/index.ts'
 import { loadOrCreateNodeKey, RevocationList, verifyCapability, type NodeKey } from '../identity/index.ts'
 import type { Resolvers, ResolverStatus } from '../resolver/index.ts'
 import { Settlement } from '../settle/index.ts'
@@ -21,7 +21,7 @@ import { MetricsEndpoint } from './metrics-endpoint.ts'
 import { openSnapshot, sealSnapshot, type SnapshotDocument } from './snapshot.ts'
 import type { Dashboard, DashboardInit } from './dashboard.ts'
 import type { MeshView } from './dashboard-state.ts'
-import { loadGeneration, startBrane, type BraneContext, type BraneStarter, type BraneStatus, type Generation } from './generation.ts'
+import { loadApps, loadGeneration, sameBrane, startBrane, type BraneContext, type BraneStarter, type BraneStatus, type Generation } from './generation.ts'
 import { Supervisor } from './supervisor.ts'
 
 export type { BraneStatus }
@@ -438,16 +438,14 @@ export class LocalNode {
     const files = new Map(this.#files)
     if (file !== undefined) {
       const path = resolve(file)
-      const app = [...files].find(([, f]) => resolve(f) === path)?.[0]
-      if (app === undefined && files.size > 1) {
+      // the app of that file; on a node that runs one app, another file replaces it (the app keeps its name)
+      const app = [...files].find(([, f]) => resolve(f) === path)?.[0] ?? (files.size <= 1 ? [...files.keys()][0] ?? '' : undefined)
+      if (app === undefined) {
         throw new UsageError(`This node runs the apps ${[...files].map(([name, f]) => `${name} (${f})`).join(', ')}: reload one of their manifests`)
       }
-      if (app === undefined) {
-        files.clear()
-      }
       // the app that changes comes last: a collision names it as the one refused
-      files.delete(app ?? '')
-      files.set(app ?? '', file)
+      files.delete(app)
+      files.set(app, file)
     }
     if (files.size === 0) {
       throw new OmegaError('This node runs no manifest file: give one to reload, or deploy to the mesh with "omega deploy FILE"')
@@ -754,7 +752,7 @@ export function confineReload (old: Plan, next: Plan, brane: string): Set<string
       changes.push(`adds brane "${name}"`)
     } else if (b === undefined) {
       changes.push(`removes brane "${name}"`)
-    } else if (JSON.stringify(a) !== JSON.stringify(b)) {
+    } else if (!sameBrane(a, b)) {
       changes.push(`changes brane "${name}"`)
     }
   }
@@ -776,30 +774,4 @@ export function confineReload (old: Plan, next: Plan, brane: string): Set<string
 /** Starts the branes of `plan` on this node (their image paths are relative to its manifest) */
 function starter (plan: Plan, init: LocalNodeInit, context: BraneContext): BraneStarter {
   return async (brane, current, options) => startBrane(brane, brane.manifest ?? plan.file, init, context, current, options)
-}
-
-/**
- * Load manifest files as apps and combine them (see manifest/apps.ts). `names`: the app
- * each file was before (a reloaded file stays its app, whatever its name says now).
- *
- * @throws ManifestError for an invalid manifest; DeploymentError when two apps collide
- */
-async function loadApps (names: ReadonlyMap<string, string>, files: readonly string[], log: Logger, options: AbortOptions): Promise<{ plan: Plan, apps: Map<string, string> }> {
-  const apps = new Map<string, string>()
-  const plans = []
-  for (const file of files) {
-    const { plan, warnings } = await loadManifest(file, options)
-    for (const w of warnings) {
-      log.warn({ path: w.path, line: w.line }, w.message)
-    }
-    const before = [...names].find(([name, f]) => f === file && name !== '')?.[0]
-    const name = before ?? appNameOf(file, plan)
-    const other = apps.get(name)
-    if (other !== undefined) {
-      throw new UsageError(`${other} and ${file} are both the app "${name}": give one another name with [app] name = "..."`)
-    }
-    apps.set(name, file)
-    plans.push({ name, plan })
-  }
-  return { plan: combineApps(plans).plan, apps }
 }

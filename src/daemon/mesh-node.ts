@@ -1,35 +1,43 @@
 /**
- * A node of a mesh: `omega node`. The same LocalNode as `omega up`, joined to the other
- * nodes by the mesh. There is no control plane: a deployment signed by a trusted key
- * reaches every node by gossip, each node keeps the newest of each app (last writer wins
- * by signed hybrid-logical-clock time), combines the apps into one plan, computes the same
- * placement from its membership view, runs its share, and forwards events and requests
- * for the rest to the nodes that run them. Replicated state follows the replicas of each
- * brane.
+ * A node: `omega node`, and `omega up`, the same node alone (a mesh of one, mesh/lone.ts:
+ * no libp2p, every brane here, its manifests run from their files). Its branes run in a
+ * LocalNode. There is no control plane: a deployment signed by a trusted key reaches every
+ * node by gossip, each node keeps the newest of each app (last writer wins by signed
+ * hybrid-logical-clock time), combines the apps into one plan, computes the same placement
+ * from its membership view, runs its share, and forwards events and requests for the rest
+ * to the nodes that run them. Replicated state follows the replicas of each brane.
  */
 import { join } from 'node:path'
 import { BraneNotFoundError, DeploymentError, OmegaError } from '../errors.ts'
 import type { AbortOptions, HttpHandler, Logger } from '../interfaces/index.ts'
 import { loadOrCreateNodeKey, RevocationList, type ContentAddress, type NodeKey } from '../identity/index.ts'
-import { combineApps, loadManifest, type BranePlan, type CombinedApps, type Plan, type ResolverPlan } from '../manifest/index.ts'
+import { combineApps, type BranePlan, type CombinedApps, type Plan, type ResolverPlan } from '../manifest/index.ts'
 import { edgeKey, signTrace, type DeliveryCopy, type EventTarget, type Hop, type TraceEndRecord } from '../dispatch/index.ts'
-import { MeshNode, type DiscoveryInit, type Member, type MembershipSettings, type Substrate } from '../mesh/index.ts'
-import { probeFrontier } from '../runtime/microvm/index.ts'
+import type { DiscoveryInit, Member, MembershipSettings, Substrate } from '../mesh/index.ts'
+import { LoneMesh, type NodeMesh } from '../mesh/lite.ts'
 import {
-  authorizeDeployment, compareHlc, DeploymentGossip, deploymentId, EventCustody, fetchBlobs, formatHlc, Forwarder, HybridClock, materialise, meshSettingsFor, place, planOf, Registry,
+  authorizeDeployment, compareHlc, DeploymentGossip, deploymentId, EventCustody, fetchBlobs, formatHlc, Forwarder, HybridClock, type HlcTime, materialise, place, planOf, Registry,
   RevocationGossip, Rpc, runsResolver, serveBlobs, advertisedBacklogs, StateSync, verifyDeployment, versionOf,
   type BranePlacement, type DeploymentDocument
 } from '../biome/index.ts'
 import { LocalNode, type LocalNodeInit } from './local-node.ts'
-import type { AdminRoute } from './admin.ts'
+import { meshAdminRoutes, type DeployReport, type DeployRequest } from './mesh-admin.ts'
+import { joinMesh, MESH_FRAME_BYTES } from './join.ts'
 import { localEdges, meshEdges, type PeerRow } from './dashboard-state.ts'
+import { appRows, peerRows, type AppRow, type PlacementView } from './mesh-views.ts'
 
-export type { PeerRow }
+export type { AppRow, DeployReport, DeployRequest, PeerRow, PlacementView }
 
 export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRoutes'> {
   /** this node's name, matched by `peers` globs, e.g. "lab.lan/transform-pool-1" */
   name: string
   substrate: Substrate
+  /**
+   * a node with no peers (`omega up`): no mesh stack, no deployments; every brane of
+   * these manifests (each an app) runs here, whatever its substrate or `peers`, and
+   * reloads from its file. The mesh options below do not apply.
+   */
+  lone?: { readonly files: readonly string[] }
   /** libp2p listen addresses. @default ['/ip4/127.0.0.1/tcp/0'] */
   listen?: string[]
   /** multiaddrs (with /p2p/) of nodes to join through */
@@ -66,46 +74,12 @@ export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRo
   admit?: readonly string[]
 }
 
-/** What `omega deploy` sends */
-export interface DeployRequest {
-  readonly document: unknown
-  /** content address → base64 bytes of each image the node may lack */
-  readonly blobs?: Readonly<Record<string, string>>
-}
-
-/** What a node answers to a deployment */
-export interface DeployReport {
-  readonly id: string
-  /** the app's name */
-  readonly name: string
-  /** it undeploys the app */
-  readonly removed?: boolean
-  readonly deployer: string
-  readonly time: string
-  /** false when the node already had this or a newer deployment */
-  readonly accepted: boolean
-}
-
 /** An app this node has prepared: its newest deployment, materialised, and its plan */
 interface PreparedApp {
   readonly doc: DeploymentDocument
   readonly id: string
   readonly file: string
   readonly plan: Plan
-}
-
-/** What `omega apps` lists */
-export interface AppRow {
-  readonly name: string
-  readonly id: string
-  readonly deployer: string
-  readonly time: string
-  /** running (its branes placed), pending (not prepared yet), or refused (it collides with an app deployed before it) */
-  readonly status: 'running' | 'pending' | 'refused'
-  readonly reason?: string
-  readonly manifest: string
-  /** brane → names of the nodes it runs on */
-  readonly placement: Readonly<Record<string, readonly string[]>>
 }
 
 /** A plan with no branes */
@@ -116,8 +90,6 @@ const ANTI_ENTROPY_MS = 2_000
 const BACKLOG_MS = 2_000
 /** Undelivered events per extra replica of a `replicas = "auto"` brane */
 const AUTO_EVENTS_PER_REPLICA = 500
-/** Largest mesh frame: an event or HTTP body (16 MiB at most) with its envelope */
-const MESH_FRAME_BYTES = 17 * 1024 * 1024
 /** How long a call waits for a brane that the placement just moved to this node (ms) */
 const ARRIVAL_WAIT_MS = 10_000
 /** How long a leaving node waits for its running deliveries to settle (ms) */
@@ -127,7 +99,7 @@ const LEAVE_HANDOVER_MS = 15_000
 
 export class OmegaMeshNode {
   readonly did: string
-  readonly mesh: MeshNode
+  readonly mesh: NodeMesh
   readonly #init: MeshNodeInit
   readonly #key: NodeKey
   readonly #registry: Registry
@@ -167,7 +139,7 @@ export class OmegaMeshNode {
   /** when each peer whose deployment differs was last asked for it (ms) */
   readonly #asked = new Map<string, number>()
 
-  private constructor (init: MeshNodeInit, key: NodeKey, registry: Registry, mesh: MeshNode, revocations: RevocationList) {
+  private constructor (init: MeshNodeInit, key: NodeKey, registry: Registry, mesh: NodeMesh, revocations: RevocationList) {
     this.#revocations = revocations
     this.#init = init
     this.#key = key
@@ -219,37 +191,27 @@ export class OmegaMeshNode {
     this.#registerRpc()
   }
 
-  /** Join the mesh, catch up with it (HEAL), then serve */
+  /** Join the mesh, catch up with it (HEAL), then serve; alone (`lone`), just serve */
   static async start (init: MeshNodeInit, options: AbortOptions = {}): Promise<OmegaMeshNode> {
     const key = await loadOrCreateNodeKey(init.home, options)
     const registry = new Registry({ root: join(init.home, 'biome') })
-    await registry.open(options)
     const revocations = await new RevocationList(init.home).load()
-    const probe = init.frontier === undefined ? await probeFrontier() : undefined
-    const { listen, bootstrap, discovery } = await meshOptions(init, registry.list(), options)
-    const mesh = await MeshNode.create({
-      key,
-      name: init.name,
-      substrate: init.substrate,
-      frontier: init.frontier ?? probe?.frontier ?? false,
-      ...(probe?.vfio === true ? { meta: { vfio: '1' } } : {}),
-      listen,
-      bootstrap,
-      ...(discovery === undefined ? {} : { discovery }),
-      ...(init.membership === undefined ? {} : { membership: init.membership }),
-      channels: { maxFrameBytes: MESH_FRAME_BYTES },
-      ...(init.swarmKey === undefined ? {} : { swarmKey: init.swarmKey }),
-      ...(init.admit === undefined ? {} : { admit: init.admit }),
-      logger: init.logging.forComponent('mesh')
-    }, options)
+    const mesh = init.lone === undefined ? await joinMesh(init, key, registry, options) : new LoneMesh({ key, name: init.name, substrate: init.substrate })
     const node = new OmegaMeshNode(init, key, registry, mesh, revocations)
     try {
-      await node.#start(options)
+      await (init.lone === undefined ? node.#start(options) : node.#startAlone(init.lone.files, options))
     } catch (err) {
       await node.stop()
       throw err
     }
     return node
+  }
+
+  /** Alone: the branes of `files` run here, and nothing of the mesh runs */
+  async #startAlone (files: readonly string[], options: AbortOptions): Promise<void> {
+    this.#local = await LocalNode.start(files, this.#init, options)
+    this.#revocations = this.#local.revocations ?? this.#revocations
+    this.#healing = false
   }
 
   async #start (options: AbortOptions): Promise<void> {
@@ -275,7 +237,7 @@ export class OmegaMeshNode {
           settled: (over: ReadonlyArray<{ eventId: string, edge: string }>) => { this.#custody.settled(over) }
         }
       },
-      adminRoutes: this.#adminRoutes(),
+      adminRoutes: meshAdminRoutes(this),
       meshView: {
         name: this.#init.name,
         peers: () => this.peers(),
@@ -717,63 +679,19 @@ export class OmegaMeshNode {
 
   /** What `omega apps` lists: every app with its version, status and placement */
   appRows (): AppRow[] {
-    const rows: AppRow[] = []
-    for (const doc of this.#registry.list()) {
-      if (doc.removed === true) {
-        continue
-      }
-      const prepared = this.#apps.get(doc.name)
-      const refused = this.#combined.refused.get(doc.name)
-      const placement: Record<string, string[]> = {}
-      for (const brane of prepared?.id === deploymentId(doc) ? prepared.plan.branes : []) {
-        placement[brane.name] = (this.#applied.get(brane.name)?.nodes ?? []).map((did) => this.mesh.member(did)?.name ?? did)
-      }
-      rows.push({
-        name: doc.name,
-        id: deploymentId(doc),
-        deployer: doc.deployer,
-        time: formatHlc(doc.time),
-        status: refused !== undefined ? 'refused' : prepared?.id === deploymentId(doc) && this.#appliedVersion === this.#version ? 'running' : 'pending',
-        ...(refused === undefined ? {} : { reason: refused }),
-        manifest: doc.manifest.file,
-        placement
-      })
-    }
-    return rows
+    return appRows({
+      docs: this.#registry.list(),
+      apps: this.#apps,
+      refused: this.#combined.refused,
+      applied: this.#applied,
+      upToDate: this.#appliedVersion === this.#version,
+      nameOf: (did) => this.mesh.member(did)?.name ?? did
+    })
   }
 
   /** The seeds' peers table */
   peers (brane?: string): PeerRow[] {
-    const plan = this.#combined.plan
-    const ours = this.#version ?? ''
-    const rows = this.mesh.members().map((m): PeerRow => {
-      const self = m.did === this.did
-      const branes = self
-        ? [...this.#placement.values()].filter((p) => p.nodes.includes(this.did)).map((p) => p.brane)
-        : (m.meta.branes ?? '').split(',').filter((b) => b !== '')
-      const status: PeerRow['status'] = m.state === 'dead'
-        ? 'DEAD'
-        : m.state === 'left'
-          ? 'LEFT'
-          : m.state === 'suspect'
-            ? 'TAIL'
-            : (self ? this.#healing : m.meta.heal === '1' || m.meta.deploy !== ours) ? 'HEAL' : 'HEAD'
-      const edges = plan?.edges ?? []
-      return {
-        name: m.name,
-        did: m.did,
-        status,
-        self,
-        substrate: m.substrate,
-        ...(m.rttMs === undefined ? {} : { rttMs: m.rttMs }),
-        ...(m.load === undefined ? {} : { load: m.load }),
-        branes,
-        edgesIn: edges.filter((e) => branes.includes(e.to)).length,
-        edgesOut: edges.filter((e) => branes.includes(e.from)).length,
-        addrs: m.addrs
-      }
-    })
-    return (brane === undefined ? rows : rows.filter((r) => r.branes.includes(brane))).sort((a, b) => a.name < b.name ? -1 : 1)
+    return peerRows({ members: this.mesh.members(), self: this.did, placement: this.#placement, healing: this.#healing, version: this.#version ?? '', edges: this.#combined.plan.edges }, brane)
   }
 
   /** The hops of a trace from every live node, merged and signed by this node */
@@ -799,56 +717,38 @@ export class OmegaMeshNode {
     return signTrace(traceId, hops, this.#key)
   }
 
-  #adminRoutes (): ReadonlyMap<string, AdminRoute> {
-    return new Map<string, AdminRoute>([
-      ['/v1/deploy', { action: 'deploy', handle: async (_q, body, options) => this.deploy(body as DeployRequest, options) }],
-      ['/v1/biome/peers', { action: 'ps', handle: async (q) => this.peers(q.get('brane') ?? undefined) }],
-      // a deployer stamps its deployment later than anything this node has seen
-      ['/v1/biome/clock', {
-        action: 'deploy',
-        handle: async () => {
-          for (const doc of this.#registry.list()) {
-            this.#clock.observe(doc.time)
-          }
-          return this.#clock.now()
-        }
-      }],
-      ['/v1/biome/placement', {
-        action: 'ps',
-        handle: async () => ({
-          // the one deployment's id, or a digest of every app's (see versionOf)
-          deployment: this.#appliedVersion ?? null,
-          apps: Object.fromEntries([...this.#apps].map(([name, app]) => [name, app.id])),
-          placement: [...this.#applied.values()].map((p) => ({ ...p, names: p.nodes.map((d) => this.mesh.member(d)?.name ?? d) }))
-        })
-      }],
-      ['/v1/apps', { action: 'ps', handle: async () => this.appRows() }],
-      ['/v1/biome/trace', {
-        action: 'trace',
-        handle: async (q, _body, options) => {
-          const record = await this.trace(q.get('id') ?? '', options)
-          if (record === undefined) {
-            throw new BraneNotFoundError(`No node holds a trace of "${q.get('id') ?? ''}"`)
-          }
-          return record
-        }
-      }],
-      ['/v1/biome/isolate', {
-        action: 'isolate',
-        handle: async (_q, body) => {
-          const names = (body as { peers?: unknown } | undefined)?.peers
-          const wanted = Array.isArray(names) ? names.map(String) : []
-          const dids = this.#peers().filter((m) => wanted.includes(m.name) || wanted.includes(m.did)).map((m) => m.did)
-          const unknown = wanted.filter((w) => !this.#peers().some((m) => m.name === w || m.did === w))
-          if (unknown.length > 0) {
-            throw new BraneNotFoundError(`Unknown peers: ${unknown.join(', ')} (see "omega biome peers")`)
-          }
-          this.mesh.isolate(dids)
-          this.#scheduleReconcile()
-          return { isolated: dids }
-        }
-      }]
-    ])
+  /** A time later than every deployment this node holds: what a deployer stamps its deployment with */
+  clock (): HlcTime {
+    for (const doc of this.#registry.list()) {
+      this.#clock.observe(doc.time)
+    }
+    return this.#clock.now()
+  }
+
+  /** What `omega biome placement` shows: where each brane of the running apps is placed */
+  placementView (): PlacementView {
+    return {
+      // the one deployment's id, or a digest of every app's (see versionOf)
+      deployment: this.#appliedVersion ?? null,
+      apps: Object.fromEntries([...this.#apps].map(([name, app]) => [name, app.id])),
+      placement: [...this.#applied.values()].map((p) => ({ ...p, names: p.nodes.map((d) => this.mesh.member(d)?.name ?? d) }))
+    }
+  }
+
+  /**
+   * Cut this node off from the peers named (names or did:keys); none heals (partition drills)
+   *
+   * @throws BraneNotFoundError naming the peers this node does not know
+   */
+  isolate (wanted: readonly string[]): { isolated: string[] } {
+    const dids = this.#peers().filter((m) => wanted.includes(m.name) || wanted.includes(m.did)).map((m) => m.did)
+    const unknown = wanted.filter((w) => !this.#peers().some((m) => m.name === w || m.did === w))
+    if (unknown.length > 0) {
+      throw new BraneNotFoundError(`Unknown peers: ${unknown.join(', ')} (see "omega biome peers")`)
+    }
+    this.mesh.isolate(dids)
+    this.#scheduleReconcile()
+    return { isolated: dids }
   }
 
   async stop (): Promise<void> {
@@ -878,39 +778,5 @@ export class OmegaMeshNode {
     await this.#chain.catch(() => {})
     await this.#local?.stop()
     await this.mesh.stop()
-  }
-}
-
-/**
- * Listen addresses, bootstrap peers and discovery: the command line's, plus what the
- * manifest's branes that may run here ask for (see biome/network.ts)
- */
-async function meshOptions (init: MeshNodeInit, previous: readonly DeploymentDocument[], options: AbortOptions): Promise<{ listen: string[], bootstrap: string[], discovery: DiscoveryInit | undefined }> {
-  const listen = init.listen ?? ['/ip4/127.0.0.1/tcp/0']
-  let plan: Plan | undefined
-  const apps = previous.filter((doc) => doc.removed !== true)
-  if (init.manifest !== undefined) {
-    plan = (await loadManifest(init.manifest, options)).plan
-  } else if (apps.length > 0) {
-    plan = combineApps(apps.map((doc) => ({ name: doc.name, plan: planOf(doc) })), { conflicts: 'skip' }).plan
-  }
-  if (plan === undefined) {
-    return { listen, bootstrap: init.bootstrap ?? [], discovery: init.discovery }
-  }
-  const ip = /^\/ip[46]\/([^/]+)\//.exec(listen[0] ?? '')?.[1] ?? '127.0.0.1'
-  const wanted = meshSettingsFor(plan, { name: init.name, substrate: init.substrate, ip })
-  for (const note of wanted.notes) {
-    init.logging.forComponent('biome').warn({}, note)
-  }
-  const discovery: DiscoveryInit = {
-    ...init.discovery,
-    ...(wanted.mdns ? { mdns: true } : {}),
-    ...(wanted.tailscale === undefined || init.discovery?.tailscale !== undefined ? {} : { tailscale: wanted.tailscale }),
-    ...(wanted.netbird === undefined || init.discovery?.netbird !== undefined ? {} : { netbird: wanted.netbird })
-  }
-  return {
-    listen: [...new Set([...listen, ...wanted.listen])],
-    bootstrap: [...new Set([...(init.bootstrap ?? []), ...wanted.bootstrap])],
-    discovery: Object.keys(discovery).length === 0 ? undefined : discovery
   }
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { watch } from 'node:fs'
+import { hostname } from 'node:os'
 import { join, relative, resolve } from 'node:path'
 import { homeOption, type CliContext } from '../context.ts'
 import { otelOption, portOption, waitForAbort } from './up.ts'
@@ -37,14 +38,17 @@ export function authoringCommands (program: Command, ctx: CliContext): void {
     .action(async (dir: string, opts: { port: string }, command: Command) => {
       const { buildProject } = await import('../../authoring/index.ts')
       const { createLogging, telemetryFromEnv } = await import('../../observe/index.ts')
-      const { LocalNode } = await import('../../daemon/index.ts')
+      const { startNode } = await import('../../daemon/index.ts')
       const port = portOption('--port', opts.port)
       const telemetry = otelOption(telemetryFromEnv, ctx.env)
       const project = resolve(ctx.cwd, dir)
       const manifest = join(project, 'omega.toml')
       const say = (line: string): void => { ctx.stderr.write(`omega dev: ${line}\n`) }
       await buildProject(project, { progress: say, ...(ctx.signal === undefined ? {} : { signal: ctx.signal }) })
-      const node = await LocalNode.start(manifest, { home: ctx.home(homeOption(command)), port, logging: createLogging(ctx.stderr, { format: 'pretty', level: 'info' }), ...(telemetry === undefined ? {} : { telemetry }) })
+      const lone = await startNode({
+        lone: { files: [manifest] }, name: hostname(), substrate: 'habitat', home: ctx.home(homeOption(command)), port, logging: createLogging(ctx.stderr, { format: 'pretty', level: 'info' }), ...(telemetry === undefined ? {} : { telemetry })
+      })
+      const node = lone.local
       ctx.stdout.write(`omega: gateway ${node.url}\nWatching ${relative(ctx.cwd, project) || '.'} (src/, wit/, omega.toml). Press Ctrl-C to stop.\n`)
       // one rebuild at a time; changes meanwhile make one more
       let running: Promise<void> | undefined
@@ -84,6 +88,6 @@ export function authoringCommands (program: Command, ctx: CliContext): void {
       }
       await running
       ctx.stdout.write('omega: stopping\n')
-      await node.stop()
+      await lone.stop()
     })
 }

@@ -61,7 +61,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .action(async (opts: NodeOptions, command: Command) => {
       const { createLogging, telemetryFromEnv } = await import('../../observe/index.ts')
-      const { startMeshNode } = await import('../../daemon/index.ts')
+      const { startNode } = await import('../../daemon/index.ts')
       const telemetry = otelOption(telemetryFromEnv, ctx.env)
       if (!(SUBSTRATES as readonly string[]).includes(opts.substrate)) {
         throw new UsageError(`Invalid --substrate "${opts.substrate}": expected one of ${SUBSTRATES.join(', ')}`)
@@ -76,7 +76,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         ...(opts.tailscale === undefined ? {} : { tailscale: { peers: opts.tailscale } }),
         ...(opts.netbird === undefined ? {} : { netbird: { peers: opts.netbird } })
       }
-      const node = await startMeshNode({
+      const node = await startNode({
         home: ctx.home(homeOption(command)),
         name: opts.name,
         substrate: opts.substrate as typeof SUBSTRATES[number],

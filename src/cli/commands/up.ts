@@ -1,7 +1,8 @@
 import type { Command } from 'commander'
 import { watch } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
-import type { LocalNode } from '../../daemon/index.ts'
+import { hostname } from 'node:os'
+import type { LocalNode, OmegaMeshNode } from '../../daemon/index.ts'
 import { UsageError } from '../../errors.ts'
 import { homeOption, type CliContext } from '../context.ts'
 import { firstLine, table } from '../table.ts'
@@ -64,7 +65,8 @@ export function upCommand (program: Command, ctx: CliContext): void {
       const { prebootWorker, releaseStandbyWorker } = await import('../../runtime/wasm/lite.ts')
       prebootWorker()
       const manifests = files.map((file) => resolve(ctx.cwd, file))
-      const node = await start(manifests, opts, command).finally(releaseStandbyWorker)
+      const lone = await start(manifests, opts, command).finally(releaseStandbyWorker)
+      const node = lone.local
       ctx.stdout.write(`omega: node ${node.did}\nomega: gateway ${node.url}\n${node.metricsUrl === undefined ? '' : `omega: metrics ${node.metricsUrl}\n`}${dashboardLine(node.dashboardUrl)}\n`)
       ctx.stdout.write(table(['brane', 'state', 'routes', 'image'], node.branes.map((b) => [
         b.name, b.state, b.routes.join(' ') || '—', b.state === 'running' ? `${b.source ?? ''} ${b.id?.slice(0, 15) ?? ''}…` : firstLine(b.reason)
@@ -82,13 +84,13 @@ export function upCommand (program: Command, ctx: CliContext): void {
         stop()
       }
       ctx.stdout.write('omega: stopping\n')
-      await node.stop()
+      await lone.stop()
     })
 
-  /** Checks the options, then starts the node */
-  async function start (manifests: readonly string[], opts: UpOptions, command: Command): Promise<LocalNode> {
+  /** Checks the options, then starts the node: a node alone, the same as a mesh node with no mesh */
+  async function start (manifests: readonly string[], opts: UpOptions, command: Command): Promise<OmegaMeshNode> {
     // one concurrent load of the daemon's module graph, not four in a row
-    const [{ isRootDid }, { parseDuration }, { createLogging, telemetryFromEnv }, { LocalNode }] = await Promise.all([
+    const [{ isRootDid }, { parseDuration }, { createLogging, telemetryFromEnv }, { startNode }] = await Promise.all([
       import('../../identity/index.ts'), import('../../manifest/index.ts'), import('../../observe/index.ts'), import('../../daemon/index.ts')
     ])
     const port = portOption('--port', opts.port)
@@ -109,7 +111,10 @@ export function upCommand (program: Command, ctx: CliContext): void {
     if (settleIntervalMs === undefined || settleIntervalMs <= 0) {
       throw new UsageError(`Invalid --settle-interval "${String(opts.settleInterval)}": expected a duration such as 60s or 5m`)
     }
-    return LocalNode.start(manifests, {
+    return startNode({
+      lone: { files: manifests },
+      name: hostname(),
+      substrate: 'habitat',
       home: ctx.home(homeOption(command)),
       host: opts.host,
       port,
