@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process'
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { LocalNode, adminJson } from '../src/daemon/index.ts'
 import { generateNodeKey, issueAdminToken } from '../src/identity/index.ts'
 import { silentLogging } from '../src/observe/index.ts'
@@ -116,6 +117,32 @@ describe('omega up', () => {
     const clash = await cli(['up', shop, blog, '--port', '0'], join(dir, 'home'))
     assert.equal(clash.code, 16, clash.err)
     assert.match(clash.err, /cannot run beside app/)
+  })
+
+  it('is a node alone: it serves without loading the mesh stack, which omega node cannot do without', async () => {
+    const dir = await mkdtemp(join(home, 'lone-'))
+    // a module loader that refuses libp2p and Omega's mesh module, passed to the CLI by NODE_OPTIONS
+    await writeFile(join(dir, 'hooks.mjs'), `
+export async function resolve (specifier, context, next) {
+  if (/libp2p|@chainsafe|mesh\\/index\\.js$/.test(specifier)) {
+    throw new Error('loaded ' + specifier)
+  }
+  return next(specifier, context)
+}
+`)
+    await writeFile(join(dir, 'register.mjs'), `import { register } from 'node:module'\nregister(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)})\n`)
+    const env = { OMEGA_HOME: join(dir, 'home'), NODE_OPTIONS: `--import ${pathToFileURL(join(dir, 'register.mjs')).href}` }
+    const daemon = await startDaemon(['examples/hello/omega.toml', '--no-dashboard'], env)
+    try {
+      assert.equal(await (await fetch(`${daemon.url}/lone`)).text(), 'hello from omega: /lone\n')
+    } finally {
+      assert.equal(await stopDaemon(daemon), 0, daemon.output())
+    }
+    const meshNode = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'node', '--name', 'lab/x', '--port', '0', '--no-dashboard'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+    let out = ''
+    meshNode.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
+    assert.notEqual(await new Promise((resolve) => { meshNode.on('close', resolve) }), 0)
+    assert.match(out, /loaded .*(libp2p|mesh\/index)/)
   })
 
   it('refuses to start with a missing image and names the command that adds it', async () => {
