@@ -5,7 +5,8 @@
  */
 import { existsSync, renameSync, rmSync, statSync } from 'node:fs'
 import Database from 'better-sqlite3'
-import { createSchema, INSERT_EVENT, QueueError, quickCheck } from './queue.ts'
+import { QueueError } from './queue.ts'
+import { createSchema, INSERT_EVENT, quickCheck } from './schema.ts'
 
 export interface QueueCheck {
   readonly path: string
