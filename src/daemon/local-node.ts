@@ -90,6 +90,11 @@ const EMPTY_PLAN: Plan = { file: '', branes: [], edges: [], resolvers: [] }
  */
 export type NodeSource = string | readonly string[] | Plan | undefined
 
+/** Rows of each queue table pruned per batch, batches per 5 s tick, and the time a tick may take (ms) */
+const PRUNE_BATCH = 5_000
+const PRUNE_BATCHES = 40
+const PRUNE_BUDGET_MS = 50
+
 /** How often replicated state is compacted when no brane sets `[brane.X.state] gc_interval` (ms) */
 const DEFAULT_STATE_GC_MS = 60_000
 
@@ -167,7 +172,25 @@ export class LocalNode {
     this.#gateway = gateway
     this.#log = init.logging.forComponent('node')
     this.#dispatcher = this.#newDispatcher(generation)
-    this.#stateGc = setInterval(() => { this.#compactState() }, 5_000).unref()
+    this.#stateGc = setInterval(() => {
+      this.#pruneQueue()
+      this.#compactState()
+    }, 5_000).unref()
+  }
+
+  /** Forget delivered events and old traces (EventQueue.prune), a few batches at a time */
+  #pruneQueue (): void {
+    const until = performance.now() + PRUNE_BUDGET_MS
+    try {
+      for (let batch = 0; batch < PRUNE_BATCHES && performance.now() < until; batch++) {
+        const removed = this.#queue.prune({ limit: PRUNE_BATCH })
+        if (Math.max(removed.deliveries, removed.events, removed.hops) < PRUNE_BATCH) {
+          break
+        }
+      }
+    } catch (err) {
+      this.#log.error({ err }, 'could not prune the event queue')
+    }
   }
 
   #compactState (): void {

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import Database from 'better-sqlite3'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Dispatcher, EventQueue, signTrace, verifyTrace, type BraneEvent, type DeliveryCopy, type EventTarget } from './index.ts'
+import { Dispatcher, EventQueue, signTrace, verifyTrace, type BraneEvent, type DeliveryCopy, type EventTarget, type Hop, type QueuedEvent } from './index.ts'
 import { generateNodeKey } from '../identity/index.ts'
 import { silentLogging } from '../observe/index.ts'
 import type { Edge } from '../manifest/index.ts'
@@ -252,7 +252,7 @@ describe('dispatcher', () => {
     const second = trace.hops[1]?.eventId ?? ''
     assert.notEqual(second, id)
     assert.equal(queue.trace(second)?.traceId, id, 'found by the id of a later event of the trace')
-    queue.compact(Date.now() + 1000)
+    assert.deepEqual(queue.prune({ doneMs: 0, traceMs: Infinity }), { deliveries: 2, events: 2, hops: 0 })
     assert.equal(queue.trace(second)?.traceId, id, 'and once that event is compacted away')
     assert.equal(queue.trace('tensor.shard:b3:ffffffff'), undefined)
     assert.deepEqual(trace.hops.map((h) => [h.from, h.to, h.topic, h.bytes, h.outcome]), [
@@ -346,6 +346,8 @@ describe('dispatcher', () => {
     }
     await until(() => seen.filter((s) => s.startsWith('c:')).length === 3)
     assert.deepEqual(seen.filter((s) => !s.startsWith('c:')), ['1', '2', '3'])
+    // the last acknowledgement is written by the group commit after its delivery returns
+    await until(() => queue.counts().done === 5)
     // the first acknowledgement was rolled back (its delivery stays in flight until the
     // node restarts), and only it: the depth counts it, the other five are done
     assert.deepEqual(queue.counts(), { pending: 0, inflight: 1, done: 5, dead: 0 })
@@ -443,6 +445,39 @@ describe('event queue', () => {
       assert.equal(second.enqueue({ id: 'e1', topic: 't', source: 'a', payload: Buffer.from('1'), traceId: 'e1', hops: [], createdAt: Date.now() }, [{ edge: 'a>b:t', to: 'b', priority: 5 }]), 0)
       second.close()
     } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('prunes what is over once it is old: done deliveries and their events, then traces; never what is still owed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'omega-queue-'))
+    const queue = new EventQueue({ path: join(dir, 'q.db'), maxAttempts: 1 })
+    try {
+      const event = (id: string): QueuedEvent => ({ id, topic: 't', source: 'a', payload: Buffer.from(id), traceId: id, hops: [], createdAt: 1 })
+      const hop = (id: string): Hop => ({ traceId: id, eventId: id, from: 'a', to: 'b', topic: 't', bytes: 2, compressed: false, attempt: 1, startedAt: 1, endedAt: 2, outcome: 'ok' })
+      const edge = [{ edge: 'a>b:t', to: 'b', priority: 5 }]
+      for (const id of ['done1', 'done2', 'dead', 'owed']) {
+        queue.enqueue(event(id), edge)
+      }
+      const [done1, done2, dead] = queue.claim('a>b:t', 3)
+      assert.ok(done1 !== undefined && done2 !== undefined && dead !== undefined)
+      queue.complete([{ id: done1.id, hop: hop('done1') }, { id: done2.id, hop: hop('done2') }])
+      assert.equal(queue.fail(dead, 'boom'), 'dead')
+      const hour = 3_600_000
+      // the first call only notes where the tables end: nothing is old yet
+      assert.deepEqual(queue.prune({ now: 0, doneMs: hour, traceMs: 24 * hour }), { deliveries: 0, events: 0, hops: 0 })
+      queue.enqueue(event('later'), edge)
+      // an hour on: the done deliveries noted an hour ago go, with their events, one row per call here
+      assert.deepEqual(queue.prune({ now: hour, doneMs: hour, traceMs: 24 * hour, limit: 1 }), { deliveries: 1, events: 1, hops: 0 })
+      assert.deepEqual(queue.prune({ now: hour + 1, doneMs: hour, traceMs: 24 * hour }), { deliveries: 1, events: 1, hops: 0 })
+      assert.deepEqual(queue.counts(), { pending: 2, inflight: 0, done: 0, dead: 1 }, 'the dead letter and the owed events stay')
+      assert.equal(queue.deadLetters().length, 1)
+      assert.equal(queue.trace('done1')?.hops.length, 1, 'the trace outlives its event')
+      assert.deepEqual(queue.prune({ now: 24 * hour, doneMs: hour, traceMs: 24 * hour }), { deliveries: 0, events: 0, hops: 2 })
+      assert.equal(queue.trace('done1'), undefined)
+      assert.deepEqual(queue.claim('a>b:t', 10).map((d) => d.event.id), ['owed', 'later'])
+    } finally {
+      queue.close()
       await rm(dir, { recursive: true, force: true })
     }
   })

@@ -115,6 +115,25 @@ interface DeliveryRow {
   traceparent: string | null
 }
 
+/** How long a delivery that is done, and its event, are kept (ms): a copy of the event heard again meanwhile is not queued twice */
+export const DONE_RETENTION_MS = 60 * 60_000
+/** How long the hops of a trace are kept (ms): what `omega trace` and the dashboard read */
+export const TRACE_RETENTION_MS = 24 * 60 * 60_000
+
+/** How often {@link EventQueue.prune} notes where the tables end, at most (ms) */
+const MARK_EVERY_MS = 10_000
+
+export interface PruneSettings {
+  /** @default Date.now() */
+  now?: number
+  /** @default DONE_RETENTION_MS */
+  doneMs?: number
+  /** @default TRACE_RETENTION_MS */
+  traceMs?: number
+  /** most rows removed from each table. @default 5000 */
+  limit?: number
+}
+
 function refuseEmptyQueue (path: string): void {
   if (path === ':memory:') {
     return
@@ -146,6 +165,8 @@ export class EventQueue {
   readonly #delta = new Map<string, number>()
   #writing = false
   readonly #statements = new Map<string, Database.Statement>()
+  /** the newest row id of each table, noted at each prune (see {@link prune}) */
+  readonly #marks: Array<{ at: number, delivery: number, event: number, hop: number }> = []
   readonly #insertHop: Database.Statement
   readonly #adoptDelivery: Database.Statement
   readonly #adoptTx: (copies: readonly DeliveryCopy[], now: number) => number
@@ -522,12 +543,43 @@ export class EventQueue {
     return out
   }
 
-  /** Remove delivered events older than `before` (ms since the epoch); returns events removed */
-  compact (before: number): number {
-    return this.#db.transaction(() => {
-      this.#db.prepare("DELETE FROM deliveries WHERE state = 'done' AND updated_at < ?").run(before)
-      return this.#db.prepare('DELETE FROM events WHERE created_at < ? AND id NOT IN (SELECT event_id FROM deliveries)').run(before).changes
-    })()
+  /**
+   * Forget what is over, so that the queue does not grow without end: deliveries done
+   * (and their events, once no delivery needs them) `doneMs` after they were queued, and
+   * the hops of traces `traceMs` after they were recorded. Dead letters and undelivered
+   * events stay. At most `limit` rows of each table go per call (a short transaction on
+   * the serving thread); call it again while it returns `limit`.
+   *
+   * Age is told by row id: each call notes the newest id of each table, and a row is old
+   * once an id at least as large was noted that long ago (rows are only ever appended), so
+   * a call reads old rows only. After a restart, rows become old one period after the
+   * first call.
+   */
+  prune (settings: PruneSettings = {}): { deliveries: number, events: number, hops: number } {
+    const now = settings.now ?? Date.now()
+    const doneMs = settings.doneMs ?? DONE_RETENTION_MS
+    const traceMs = settings.traceMs ?? TRACE_RETENTION_MS
+    const limit = settings.limit ?? 5_000
+    const newest = (table: string): number => (this.#prepare(`SELECT COALESCE(MAX(rowid), 0) AS n FROM ${table}`).get() as { n: number }).n
+    const last = this.#marks.at(-1)
+    if (last === undefined || now - last.at >= MARK_EVERY_MS) {
+      this.#marks.push({ at: now, delivery: newest('deliveries'), event: newest('events'), hop: newest('hops') })
+    }
+    const mark = (age: number): { delivery: number, event: number, hop: number } | undefined => this.#marks.findLast((m) => m.at <= now - age)
+    const done = mark(doneMs)
+    const traced = mark(traceMs)
+    // keep the marks that a later call may still need
+    const oldest = this.#marks.findLastIndex((m) => m.at <= now - Math.max(doneMs, traceMs))
+    if (oldest > 0) {
+      this.#marks.splice(0, oldest)
+    }
+    return this.#db.transaction(() => ({
+      deliveries: done === undefined ? 0 : this.#prepare("DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE id <= ? AND state = 'done' ORDER BY id LIMIT ?)").run(done.delivery, limit).changes,
+      events: done === undefined
+        ? 0
+        : this.#prepare('DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e WHERE e.rowid <= ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) ORDER BY e.rowid LIMIT ?)').run(done.event, limit).changes,
+      hops: traced === undefined ? 0 : this.#prepare('DELETE FROM hops WHERE id IN (SELECT id FROM hops WHERE id <= ? ORDER BY id LIMIT ?)').run(traced.hop, limit).changes
+    }))()
   }
 
   /**
