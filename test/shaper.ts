@@ -278,13 +278,15 @@ export class Shaper {
   /**
    * Limit `site`'s access link to `bitsPerSecond`: with `tc tbf` in a network namespace
    * made here when possible (`how` says which), else a token bucket in the relays (each
-   * direction at that rate).
+   * direction at that rate). `tbf: false` asks for the token bucket.
    */
-  async limit (site: string, bitsPerSecond: number): Promise<{ how: 'tbf' | 'relay', reason?: string }> {
+  async limit (site: string, bitsPerSecond: number, options: { tbf?: boolean } = {}): Promise<{ how: 'tbf' | 'relay', reason?: string }> {
     const access: Access = { up: new RateLink(bitsPerSecond), down: new RateLink(bitsPerSecond) }
     this.#access.set(site, access)
     let reason = ''
-    if (process.getuid?.() !== 0) {
+    if (options.tbf === false) {
+      reason = 'asked for the relay\'s token bucket'
+    } else if (process.getuid?.() !== 0) {
       reason = 'not root: no network namespace for tc tbf'
     } else {
       const ns = `omega-wan-${process.pid}-${this.#access.size}`
@@ -488,6 +490,27 @@ export class Shaper {
         this.#held.push(h)
       }
     }
+  }
+
+  /**
+   * Open TCP connections to these ports (nodes' listen ports) dialled by a process other
+   * than this one: connections that went around the relays (there should be none)
+   */
+  async bypasses (ports: readonly number[]): Promise<number> {
+    const wanted = new Set(ports.map((p) => `0100007F:${p.toString(16).toUpperCase().padStart(4, '0')}`))
+    const own = new Set<string>()
+    for (const fd of await readdir('/proc/self/fd').catch(() => [])) {
+      own.add(await readlink(`/proc/self/fd/${fd}`).catch(() => ''))
+    }
+    let count = 0
+    for (const line of (await readFile('/proc/net/tcp', 'utf8').catch(() => '')).split('\n')) {
+      const f = line.trim().split(/\s+/)
+      // the dialling end: its remote address is the listen port; 01 = ESTABLISHED
+      if (f[3] === '01' && wanted.has(f[2] ?? '') && !own.has(`socket:[${f[9] ?? ''}]`)) {
+        count++
+      }
+    }
+    return count
   }
 
   /** connections accepted per relay, by dialler site */
