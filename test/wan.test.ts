@@ -197,7 +197,7 @@ describe('WAN: two sites 80 ms apart with 1 % loss, a partition, a slow link', {
     const accepted = shaper.accepted()
     log(`relayed connections by dialling site: ${JSON.stringify(accepted.map((a) => a.from))}`)
     assert.ok(accepted.every((a) => a.from['?'] === undefined), 'every relayed connection came from a known node')
-    assert.ok(accepted.some((a) => a.site === 'b' && (a.from.a ?? 0) > 0), 'site a dialled site b through the WAN')
+    assert.ok(accepted.some((a) => Object.keys(a.from).some((site) => site !== a.site)), 'the sites dialled each other through the WAN relays')
     assert.equal(await shaper.bypasses(nodes.map((n) => n.port)), 0, 'no node reached another around the relays')
   })
 
