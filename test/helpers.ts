@@ -124,11 +124,15 @@ export interface MeshProcess {
   output: () => string
 }
 
-/** Start `omega node` as its own process; resolves once it prints its gateway */
-export async function startNode (home: string, name: string, args: string[], env?: Record<string, string | undefined>): Promise<MeshProcess> {
+/**
+ * Start `omega node` as its own process; resolves once it prints its gateway. `onSpawn`
+ * sees the process before it starts (e.g. to know its pid before it dials anyone).
+ */
+export async function startNode (home: string, name: string, args: string[], env?: Record<string, string | undefined>, onSpawn?: (child: ChildProcess) => void): Promise<MeshProcess> {
   const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'node', '--home', home, '--name', name, '--port', '0', ...args], {
     cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], ...(env === undefined ? {} : { env })
   })
+  onSpawn?.(child)
   let out = ''
   child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
   child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })

@@ -27,6 +27,7 @@ export async function joinMesh (init: MeshNodeInit, key: NodeKey, registry: Regi
     frontier: init.frontier ?? probe?.frontier ?? false,
     ...(probe?.vfio === true ? { meta: { vfio: '1' } } : {}),
     listen,
+    ...(init.announce === undefined || init.announce.length === 0 ? {} : { announce: init.announce }),
     bootstrap,
     ...(discovery === undefined ? {} : { discovery }),
     ...(init.membership === undefined ? {} : { membership: init.membership }),

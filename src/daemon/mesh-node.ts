@@ -40,6 +40,8 @@ export interface MeshNodeInit extends Omit<LocalNodeInit, 'placement' | 'adminRo
   lone?: { readonly files: readonly string[] }
   /** libp2p listen addresses. @default ['/ip4/127.0.0.1/tcp/0'] */
   listen?: string[]
+  /** multiaddrs this node advertises instead of its listen addresses (see MeshInit.announce). @default the listen addresses */
+  announce?: string[]
   /** multiaddrs (with /p2p/) of nodes to join through */
   bootstrap?: string[]
   discovery?: DiscoveryInit

@@ -54,6 +54,12 @@ export interface MeshInit {
   frontier?: boolean
   /** listen multiaddrs; a `/udp/N/quic-v1` address enables QUIC @default ['/ip4/127.0.0.1/tcp/0'] */
   listen?: string[]
+  /**
+   * multiaddrs this node advertises instead of its listen addresses (in its member record
+   * and to libp2p's identify), for a node reached through a port forward, a NAT or a relay:
+   * peers dial these. Without /p2p/ (this node's id is added). @default the listen addresses
+   */
+  announce?: string[]
   /** multiaddrs with /p2p/ (static discovery); redialled while this node knows no live member */
   bootstrap?: string[]
   discovery?: DiscoveryInit
@@ -205,6 +211,13 @@ export class MeshNode implements Startable {
     if (init.swarmKey !== undefined && listen.some((a) => a.includes('/quic'))) {
       throw new MeshError('Cannot create mesh node: a private swarm (swarm key) runs over TCP only; QUIC connections cannot carry the pre-shared key protection: drop the /quic-v1 listen addresses')
     }
+    const announce = (init.announce ?? []).map((a) => {
+      try {
+        return multiaddr(a)
+      } catch (err) {
+        throw new TypeError(`Cannot create mesh node: announce: "${a}" is not a multiaddr: ${(err as Error).message}`, { cause: err })
+      }
+    })
     const transports: Array<ReturnType<typeof tcp>> = [tcp()]
     if (listen.some((a) => a.includes('/quic'))) {
       const { quic } = await import('@chainsafe/libp2p-quic')
@@ -240,7 +253,7 @@ export class MeshNode implements Startable {
       // (one per connection and stream) asked the tty whether to colour, ~20 µs apiece
       ...(process.env.DEBUG === undefined || process.env.DEBUG === '' ? { logger: SILENT_LIBP2P_LOGGER } : {}),
       privateKey,
-      addresses: { listen },
+      addresses: { listen, ...(announce.length === 0 ? {} : { announce: announce.map((a) => a.toString()) }) },
       transports,
       connectionEncrypters: [noise({ crypto: NOISE_CRYPTO })],
       ...(init.swarmKey === undefined ? {} : { connectionProtector: preSharedKey({ psk: init.swarmKey }) }),

@@ -19,6 +19,7 @@ interface NodeOptions {
   name: string
   substrate: string
   listen: string[]
+  announce: string[]
   bootstrap: string[]
   trust: string[]
   mdns?: boolean
@@ -46,6 +47,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
     .option('--name <name>', 'this node\'s name, matched by manifests\' `peers` globs', hostname())
     .option('--substrate <substrate>', 'the pool this node serves: gaia, biome or habitat', 'biome')
     .option('--listen <multiaddr>', 'mesh listen address (repeatable); /udp/N/quic-v1 adds QUIC', collect, [])
+    .option('--announce <multiaddr>', 'advertise this address instead of the listen addresses (repeatable): where peers reach this node through a port forward, a NAT or a relay', collect, [])
     .option('--bootstrap <multiaddr>', 'a node to join through, with /p2p/ID (repeatable)', collect, [])
     .option('--trust <did>', 'accept deployments signed by this did:key (repeatable; this node\'s own key is always trusted)', collect, [])
     .option('--manifest <file>', 'apply this manifest\'s [brane.X.network] and [brane.X.discovery] settings to this node (default: those of the deployment it ran before)')
@@ -81,6 +83,7 @@ export function biomeCommands (program: Command, ctx: CliContext): void {
         name: opts.name,
         substrate: opts.substrate as typeof SUBSTRATES[number],
         listen: opts.listen.length === 0 ? ['/ip4/127.0.0.1/tcp/0'] : opts.listen,
+        ...(opts.announce.length === 0 ? {} : { announce: opts.announce }),
         bootstrap: opts.bootstrap,
         trust: opts.trust,
         ...(opts.manifest === undefined ? {} : { manifest: resolve(ctx.cwd, opts.manifest) }),
