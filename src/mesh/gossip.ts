@@ -36,6 +36,8 @@ export interface GossipComponents {
   isolated: ReadonlySet<string>
   started: () => boolean
   stopping: () => boolean
+  /** wall-clock ms (this.#components.now(), or a simulation's clock) */
+  now: () => number
   /** members known (self included), for the retransmit count */
   memberCount: () => number
   /** each rumor rides on this many × ceil(log10(n + 1)) probe messages */
@@ -74,7 +76,7 @@ export class Gossip {
       throw new MeshError(`Cannot broadcast on "${topic}": the mesh node is not running`)
     }
     const id = randomBytes(12).toString('base64url')
-    this.#seen.set(id, Date.now() + SEEN_TTL_MS)
+    this.#seen.set(id, this.#components.now() + SEEN_TTL_MS)
     const rumor: Rumor = { k: 'b', id, o: this.did, topic, d: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') }
     this.disseminate([rumor], new Set([this.did]))
   }
@@ -150,7 +152,7 @@ export class Gossip {
         if (this.#seen.has(rumor.id) || this.#isolated.has(rumor.o)) {
           continue
         }
-        this.#seen.set(rumor.id, Date.now() + SEEN_TTL_MS)
+        this.#seen.set(rumor.id, this.#components.now() + SEEN_TTL_MS)
         const b = { k: 'b' as const, id: rumor.id, o: rumor.o, topic: rumor.topic, d: rumor.d }
         fresh.push(b)
         this.#deliver(b)

@@ -9,9 +9,10 @@ export function ringHash (did: string): number {
   return createHash('sha256').update(did).digest().readUInt32BE(0)
 }
 
-export function shuffle<T> (items: T[]): T[] {
+/** shuffle `items` in place with `random` (uniform in [0, 1), e.g. Math.random) */
+export function shuffle<T> (random: () => number, items: T[]): T[] {
   for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1))
+    const j = Math.floor(random() * (i + 1))
     const a = items[i] as T
     items[i] = items[j] as T
     items[j] = a

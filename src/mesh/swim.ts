@@ -8,6 +8,7 @@
 import { MeshError } from '../errors.ts'
 import type { NodeKey } from '../identity/index.ts'
 import type { Logger } from '../interfaces/index.ts'
+import { REAL_CLOCK, type Clock } from './clock.ts'
 import { Gossip, type Rumor } from './gossip.ts'
 import { MemberTrust, memberClaim, memberView, parseWireMember, signMember, supersedes, type Member, type MemberState, type MembershipSettings, type Substrate, type WireMember } from './membership.ts'
 import { PhiAccrualDetector } from './phi.ts'
@@ -26,7 +27,7 @@ interface Entry {
   record: WireMember
   changedAt: number
   rttMs?: number
-  suspectTimer?: NodeJS.Timeout | undefined
+  suspectTimer?: unknown
 }
 
 const encoder = new TextEncoder()
@@ -58,6 +59,8 @@ export interface SwimComponents {
   connected: (did: string) => boolean
   /** `did` became dead or left: abort its channels */
   gone: (did: string, reason: Error) => void
+  /** time, timers and chance (a simulation's virtual ones) @default REAL_CLOCK */
+  clock?: Clock
 }
 
 export interface SwimInit {
@@ -92,16 +95,18 @@ export class Swim {
   readonly #gossip: Gossip
   readonly #syncWaiters = new Map<string, () => void>()
   readonly #trust: MemberTrust
+  readonly #clock: Clock
   #signedSelf: { claim: string, record: WireMember } | undefined
   #seq = 0
   #fingerCursor = 0
   #expectedTick = 0
-  #announceTimer: NodeJS.Timeout | undefined
+  #announceTimer: unknown
   #lastAnnounce = 0
   #calmUntil = 0
 
   constructor (components: SwimComponents, init: SwimInit) {
     this.#components = components
+    this.#clock = components.clock ?? REAL_CLOCK
     this.#log = components.logger
     this.#isolated = components.isolated
     this.#settings = init.settings
@@ -114,6 +119,7 @@ export class Swim {
       isolated: components.isolated,
       started: components.started,
       stopping: components.stopping,
+      now: () => this.#clock.now(),
       memberCount: () => this.#entries.size,
       retransmitMult: init.settings.retransmitMult,
       push: (rumors, exclude, until) => { this.#push(rumors, exclude, until) },
@@ -127,7 +133,7 @@ export class Swim {
       frontier: init.frontier,
       addrs: [],
       state: 'alive',
-      inc: Date.now(),
+      inc: this.#clock.now(),
       meta: { ...init.meta }
     }
   }
@@ -141,12 +147,12 @@ export class Swim {
     if (this.#self.state !== 'alive') {
       // started again after stop(): a new life, above the 'left' the others hold
       this.#self.state = 'alive'
-      this.#self.inc = Math.max(this.#self.inc + 1, Date.now())
+      this.#self.inc = Math.max(this.#self.inc + 1, this.#clock.now())
       this.#entries.clear()
       this.#ring.invalidate()
     }
     this.#self.addrs = addrs
-    this.#entries.set(this.did, { record: this.#self, changedAt: Date.now() })
+    this.#entries.set(this.did, { record: this.#self, changedAt: this.#clock.now() })
     this.#notify(this.#self, undefined)
     this.#expectedTick = firstRoundAt
   }
@@ -156,7 +162,7 @@ export class Swim {
    * each acknowledging; resolves when all did or after leaveTimeoutMs.
    */
   async leave (peers: Iterable<string>): Promise<void> {
-    clearTimeout(this.#announceTimer)
+    this.#clock.clearTimeout(this.#announceTimer)
     this.#announceTimer = undefined
     this.#self.inc++
     this.#self.state = 'left'
@@ -169,14 +175,14 @@ export class Swim {
     const sends = [...targets].map(async (did) => this.#request(did, (a) => ({ t: 'gossip', r: [rumor], a }), this.#settings.leaveTimeoutMs))
     await Promise.race([
       Promise.allSettled(sends),
-      new Promise((resolve) => setTimeout(resolve, this.#settings.leaveTimeoutMs).unref())
+      new Promise<void>((resolve) => { this.#clock.setTimeout(resolve, this.#settings.leaveTimeoutMs) })
     ])
   }
 
   /** the node stops: no more suspicion timers, pending probes fail */
   halt (): void {
     for (const entry of this.#entries.values()) {
-      clearTimeout(entry.suspectTimer)
+      this.#clock.clearTimeout(entry.suspectTimer)
     }
     for (const waiter of this.#pending.values()) {
       waiter.done(false)
@@ -253,7 +259,7 @@ export class Swim {
     this.#detectors.delete(did)
     const entry = this.#entries.get(did)
     if (entry !== undefined) {
-      clearTimeout(entry.suspectTimer)
+      this.#clock.clearTimeout(entry.suspectTimer)
       this.#notify(entry.record, entry.record.state)
     }
   }
@@ -310,15 +316,15 @@ export class Swim {
     if (this.#announceTimer !== undefined) {
       return
     }
-    const wait = this.#lastAnnounce + ANNOUNCE_INTERVAL_MS - Date.now()
+    const wait = this.#lastAnnounce + ANNOUNCE_INTERVAL_MS - this.#clock.now()
     if (wait > 0) {
-      this.#announceTimer = setTimeout(() => {
+      this.#announceTimer = this.#clock.setTimeout(() => {
         this.#announceTimer = undefined
         this.#announceSelf()
       }, wait)
       return
     }
-    this.#lastAnnounce = Date.now()
+    this.#lastAnnounce = this.#clock.now()
     this.#self.inc++
     this.#notify(this.#self, this.#self.state)
     this.#gossip.disseminate([{ k: 'm', m: this.#selfRecord() }], new Set([this.did]))
@@ -365,7 +371,7 @@ export class Swim {
     if (this.#isolated.has(w.did)) {
       return false
     }
-    const now = Date.now()
+    const now = this.#clock.now()
     const entry = this.#entries.get(w.did)
     if (entry === undefined) {
       if (w.state === 'dead' || w.state === 'left' || !this.#believable(w, undefined)) {
@@ -396,18 +402,17 @@ export class Swim {
     if (entry === undefined) {
       return
     }
-    clearTimeout(entry.suspectTimer)
+    this.#clock.clearTimeout(entry.suspectTimer)
     entry.suspectTimer = undefined
     const record = entry.record
     if (record.state === 'suspect') {
       const inc = record.inc
-      entry.suspectTimer = setTimeout(() => {
+      entry.suspectTimer = this.#clock.setTimeout(() => {
         const current = this.#entries.get(did)
         if (current !== undefined && current.record.state === 'suspect' && current.record.inc === inc && !this.#components.stopping()) {
           this.#declare(did, 'dead')
         }
       }, this.#settings.suspectTimeoutMs)
-      entry.suspectTimer.unref()
     }
     if (record.state === 'dead' || record.state === 'left') {
       this.#detectors.delete(did)
@@ -486,8 +491,8 @@ export class Swim {
       }
       (this.#components.connected(did) ? connected : others).push(did)
     }
-    shuffle(connected)
-    shuffle(others)
+    shuffle(this.#clock.random, connected)
+    shuffle(this.#clock.random, others)
     return connected.concat(others).slice(0, count)
   }
 
@@ -495,7 +500,7 @@ export class Swim {
 
   /** one probe round; the next one is expected `probeIntervalMs` after {@link Swim.roundDone} */
   probeRound (): void {
-    const now = Date.now()
+    const now = this.#clock.now()
     const lag = now - this.#expectedTick
     if (lag > this.#settings.probeIntervalMs / 4) {
       // acks to probes sent around now will be read late too: hold verdicts a while
@@ -506,12 +511,12 @@ export class Swim {
 
   /** the round (probes and the node's housekeeping) is over: the next is due in an interval */
   roundDone (): void {
-    this.#expectedTick = Date.now() + this.#settings.probeIntervalMs
+    this.#expectedTick = this.#clock.now() + this.#settings.probeIntervalMs
   }
 
   /** `lagging`: this node's timers ran late, so silence may be ours: no verdicts this round */
   #probe (lagging: boolean): void {
-    const now = Date.now()
+    const now = this.#clock.now()
     const s = this.#settings
     const monitored = this.#ring.successors()
     const monitoredSet = new Set(monitored)
@@ -544,7 +549,7 @@ export class Swim {
     if (fingers.length > 0) {
       probes.push(fingers[this.#fingerCursor++ % fingers.length] as string)
     }
-    const rest = shuffle(this.others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
+    const rest = shuffle(this.#clock.random, this.others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
     probes.push(...rest.slice(0, s.randomProbes))
     for (const did of probes) {
       if (this.#indirecting.has(did)) {
@@ -572,7 +577,7 @@ export class Swim {
 
   /** full-state exchange with one member, one with a channel if any: repair without a new handshake */
   pushPull (): void {
-    const target = shuffle(this.others().filter((did) => this.#components.connected(did)))[0] ?? shuffle(this.others())[0]
+    const target = shuffle(this.#clock.random, this.others().filter((did) => this.#components.connected(did)))[0] ?? shuffle(this.#clock.random, this.others())[0]
     if (target !== undefined) {
       background(this.#sync(target, true))
     }
@@ -580,7 +585,7 @@ export class Swim {
 
   /** full-state exchange with one dead member (partition healing) */
   retryDead (): void {
-    const dead = shuffle([...this.#entries.values()]
+    const dead = shuffle(this.#clock.random, [...this.#entries.values()]
       .filter((e) => e.record.state === 'dead' && !this.#isolated.has(e.record.did))
       .map((e) => e.record.did))[0]
     if (dead !== undefined) {
@@ -604,16 +609,15 @@ export class Swim {
   async #request (did: string, build: (seq: number) => Message, timeoutMs: number): Promise<boolean> {
     const s = ++this.#seq
     return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.#pending.delete(s)
         resolve(false)
       }, timeoutMs)
-      timer.unref()
       this.#pending.set(s, {
         did,
-        sentAt: performance.now(),
+        sentAt: this.#clock.monotonic(),
         done: (ok) => {
-          clearTimeout(timer)
+          this.#clock.clearTimeout(timer)
           this.#pending.delete(s)
           resolve(ok)
         }
@@ -633,15 +637,14 @@ export class Swim {
     try {
       const s = ++this.#seq
       const helpers = this.#pickTargets(this.#settings.indirectProbes, new Set([this.did, did]))
-      const asked = Date.now()
+      const asked = this.#clock.now()
       const reached = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
+        const timer = this.#clock.setTimeout(() => {
           this.#indirectWaiters.delete(s)
           resolve(false)
         }, this.#settings.indirectTimeoutMs)
-        timer.unref()
-        this.#indirectWaiters.set(s, () => {
-          clearTimeout(timer)
+          this.#indirectWaiters.set(s, () => {
+          this.#clock.clearTimeout(timer)
           this.#indirectWaiters.delete(s)
           resolve(true)
         })
@@ -655,14 +658,14 @@ export class Swim {
           }
         }))
       })
-      const late = Date.now() - asked > 1.5 * this.#settings.indirectTimeoutMs
+      const late = this.#clock.now() - asked > 1.5 * this.#settings.indirectTimeoutMs
       if (late) {
         // this node's own event loop stalled during the wait (Lifeguard local health)
-        this.#calmUntil = Date.now() + 3 * this.#settings.probeIntervalMs
+        this.#calmUntil = this.#clock.now() + 3 * this.#settings.probeIntervalMs
       }
       if (reached) {
-        this.#detectors.get(did)?.heartbeat(Date.now())
-      } else if (!late && Date.now() >= this.#calmUntil && !this.#components.stopping() && this.#entries.get(did)?.record.state === 'alive') {
+        this.#detectors.get(did)?.heartbeat(this.#clock.now())
+      } else if (!late && this.#clock.now() >= this.#calmUntil && !this.#components.stopping() && this.#entries.get(did)?.record.state === 'alive') {
         this.#declare(did, 'suspect')
       }
     } finally {
@@ -692,11 +695,11 @@ export class Swim {
         if (pending !== undefined && pending.did === from) {
           const entry = this.#entries.get(from)
           if (entry !== undefined) {
-            entry.rttMs = Math.round((performance.now() - pending.sentAt) * 100) / 100
+            entry.rttMs = Math.round((this.#clock.monotonic() - pending.sentAt) * 100) / 100
           }
           pending.done(true)
         }
-        this.#detectors.get(from)?.heartbeat(Date.now())
+        this.#detectors.get(from)?.heartbeat(this.#clock.now())
         if (message.r !== undefined) {
           this.#gossip.receive(from, message.r)
         }
