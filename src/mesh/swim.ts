@@ -142,6 +142,11 @@ export class Swim {
     return this.#self.name
   }
 
+  /** this node's record as it goes on the wire (signed) */
+  record (): WireMember {
+    return this.#selfRecord()
+  }
+
   /** the node started listening on `addrs` (again after a stop: a new life) */
   start (addrs: string[], firstRoundAt: number): void {
     if (this.#self.state !== 'alive') {
