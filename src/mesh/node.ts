@@ -502,13 +502,13 @@ export class MeshNode implements Startable {
     const s = this.#settings
     this.#swim.expire(now)
     this.#closeIdle(now)
-    if (now - this.#lastPushPull >= s.pushPullIntervalMs) {
+    if (now - this.#lastPushPull >= this.#swim.pushPullInterval()) {
       this.#lastPushPull = now
       this.#swim.pushPull()
     }
     if (now - this.#lastReconnect >= s.reconnectIntervalMs) {
       this.#lastReconnect = now
-      if (this.#swim.others().length === 0) {
+      if (this.#swim.alone()) {
         background(this.#joinBootstrap())
       }
       this.#swim.retryDead()

@@ -23,14 +23,11 @@ export type Message =
   | { t: 'sync', m: WireMember[], reply: boolean }
   | { t: 'gossip', r: Rumor[], a?: number, u?: number }
 
-interface Entry {
-  record: WireMember
-  changedAt: number
-  rttMs?: number
-  suspectTimer?: unknown
-}
-
 const encoder = new TextEncoder()
+/** above this many members, helpers and gossip targets are drawn without a pass over all of them */
+const PICK_SCAN_LIMIT = 256
+/** above this many members, full-state exchanges are spaced out (see Swim.pushPullInterval) */
+const PUSH_PULL_SCALE_THRESHOLD = 32
 /** setMeta/setLoad changes are gossiped at most this often (each bumps the incarnation) */
 const ANNOUNCE_INTERVAL_MS = 1000
 
@@ -85,7 +82,17 @@ export class Swim {
   readonly #log: Logger
   readonly #self: WireMember
   readonly #isolated: ReadonlySet<string>
-  readonly #entries = new Map<string, Entry>()
+  /**
+   * the member records held, self included: one shared, never-mutated record per member
+   * (only self's is changed in place), and side tables for what few members have
+   */
+  readonly #known = new Map<string, WireMember>()
+  /** dead and left members, and since when (forgotten after deadRetentionMs) */
+  readonly #departed = new Map<string, number>()
+  /** the suspicion timers of suspect members */
+  readonly #suspectTimers = new Map<string, unknown>()
+  /** last probe round trip to the members this node probed */
+  readonly #rtt = new Map<string, number>()
   readonly #ring: Ring
   readonly #listeners = new Set<(member: Member, previous: MemberState | undefined) => void>()
   readonly #pending = new Map<number, { did: string, sentAt: number, done: (ok: boolean) => void }>()
@@ -120,7 +127,7 @@ export class Swim {
       started: components.started,
       stopping: components.stopping,
       now: () => this.#clock.now(),
-      memberCount: () => this.#entries.size,
+      memberCount: () => this.#known.size,
       retransmitMult: init.settings.retransmitMult,
       push: (rumors, exclude, until) => { this.#push(rumors, exclude, until) },
       merge: (w) => this.#merge(w)
@@ -136,6 +143,7 @@ export class Swim {
       inc: this.#clock.now(),
       meta: { ...init.meta }
     }
+    this.#trust.own(this.#self)
   }
 
   get name (): string {
@@ -153,11 +161,13 @@ export class Swim {
       // started again after stop(): a new life, above the 'left' the others hold
       this.#self.state = 'alive'
       this.#self.inc = Math.max(this.#self.inc + 1, this.#clock.now())
-      this.#entries.clear()
+      this.#known.clear()
+      this.#departed.clear()
+      this.#rtt.clear()
       this.#ring.invalidate()
     }
     this.#self.addrs = addrs
-    this.#entries.set(this.did, { record: this.#self, changedAt: this.#clock.now() })
+    this.#known.set(this.did, this.#self)
     this.#notify(this.#self, undefined)
     this.#expectedTick = firstRoundAt
   }
@@ -186,9 +196,10 @@ export class Swim {
 
   /** the node stops: no more suspicion timers, pending probes fail */
   halt (): void {
-    for (const entry of this.#entries.values()) {
-      this.#clock.clearTimeout(entry.suspectTimer)
+    for (const timer of this.#suspectTimers.values()) {
+      this.#clock.clearTimeout(timer)
     }
+    this.#suspectTimers.clear()
     for (const waiter of this.#pending.values()) {
       waiter.done(false)
     }
@@ -199,25 +210,25 @@ export class Swim {
 
   members (): Member[] {
     const out: Member[] = []
-    for (const entry of this.#entries.values()) {
-      out.push(this.#view(entry))
+    for (const record of this.#known.values()) {
+      out.push(this.#view(record))
     }
     return out
   }
 
   member (did: string): Member | undefined {
-    const entry = this.#entries.get(did)
-    return entry === undefined ? undefined : this.#view(entry)
+    const record = this.#known.get(did)
+    return record === undefined ? undefined : this.#view(record)
   }
 
   /** the state of `did`'s record as held (isolation not applied), if known */
   stateOf (did: string): MemberState | undefined {
-    return this.#entries.get(did)?.record.state
+    return this.#known.get(did)?.state
   }
 
   /** the addresses `did` advertises, if known */
   addrsOf (did: string): string[] {
-    return this.#entries.get(did)?.record.addrs ?? []
+    return this.#known.get(did)?.addrs ?? []
   }
 
   onMembers (listener: (member: Member, previous: MemberState | undefined) => void): () => void {
@@ -262,18 +273,19 @@ export class Swim {
   /** `did` is isolated now: it looks dead here */
   isolated (did: string): void {
     this.#detectors.delete(did)
-    const entry = this.#entries.get(did)
-    if (entry !== undefined) {
-      this.#clock.clearTimeout(entry.suspectTimer)
-      this.#notify(entry.record, entry.record.state)
+    const record = this.#known.get(did)
+    if (record !== undefined) {
+      this.#clock.clearTimeout(this.#suspectTimers.get(did))
+      this.#suspectTimers.delete(did)
+      this.#notify(record, record.state)
     }
   }
 
   /** `did` is no longer isolated: exchange full state so that both sides converge (refutations follow) */
   healed (did: string): void {
-    const entry = this.#entries.get(did)
-    if (entry !== undefined) {
-      this.#notify(entry.record, 'dead')
+    const record = this.#known.get(did)
+    if (record !== undefined) {
+      this.#notify(record, 'dead')
       if (this.#components.started() && !this.#components.stopping()) {
         background(this.#sync(did, true))
       }
@@ -282,17 +294,19 @@ export class Swim {
 
   // ---------------------------------------------------------------- membership view
 
-  #view (entry: Entry): Member {
-    const r = entry.record
-    return memberView(r, this.#isolated.has(r.did) && r.state !== 'left' ? 'dead' : r.state, entry.rttMs)
+  #view (r: WireMember): Member {
+    return memberView(r, this.#isolated.has(r.did) && r.state !== 'left' ? 'dead' : r.state, this.#rtt.get(r.did))
   }
 
   #notify (record: WireMember, previous: MemberState | undefined): void {
-    const entry = this.#entries.get(record.did)
-    if (entry === undefined) {
+    if (this.#listeners.size === 0) {
       return
     }
-    const member = this.#view(entry)
+    const current = this.#known.get(record.did)
+    if (current === undefined) {
+      return
+    }
+    const member = this.#view(current)
     for (const listener of this.#listeners) {
       try {
         listener(member, previous)
@@ -305,8 +319,8 @@ export class Swim {
   /** alive or suspect members other than self, not isolated */
   others (): string[] {
     const out: string[] = []
-    for (const [did, entry] of this.#entries) {
-      if (did !== this.did && (entry.record.state === 'alive' || entry.record.state === 'suspect') && !this.#isolated.has(did)) {
+    for (const [did, record] of this.#known) {
+      if (did !== this.did && (record.state === 'alive' || record.state === 'suspect') && !this.#isolated.has(did)) {
         out.push(did)
       }
     }
@@ -353,9 +367,7 @@ export class Swim {
   }
 
   * #records (): Iterable<WireMember> {
-    for (const entry of this.#entries.values()) {
-      yield entry.record
-    }
+    yield * this.#known.values()
   }
 
   /**
@@ -376,50 +388,64 @@ export class Swim {
     if (this.#isolated.has(w.did)) {
       return false
     }
-    const now = this.#clock.now()
-    const entry = this.#entries.get(w.did)
-    if (entry === undefined) {
+    // records are never changed once held (parseWireMember's are the message's own), so
+    // they are kept as they are, not copied: a simulation's nodes share them
+    const current = this.#known.get(w.did)
+    if (current === undefined) {
       if (w.state === 'dead' || w.state === 'left' || !this.#believable(w, undefined)) {
         return false
       }
-      const record = { ...w, addrs: [...w.addrs], meta: { ...w.meta } }
-      this.#entries.set(w.did, { record, changedAt: now })
-      this.#onStateChange(w.did)
-      this.#notify(record, undefined)
+      this.#known.set(w.did, w)
+      this.#onStateChange(w.did, undefined)
+      this.#notify(w, undefined)
       return true
     }
-    if (!supersedes(w, entry.record) || !this.#believable(w, entry.record)) {
+    if (!supersedes(w, current) || !this.#believable(w, current)) {
       return false
     }
-    const previous = entry.record.state
-    entry.record = { ...w, addrs: [...w.addrs], meta: { ...w.meta } }
-    entry.changedAt = now
+    const previous = current.state
+    this.#known.set(w.did, w)
     if (previous !== w.state) {
-      this.#onStateChange(w.did)
+      this.#onStateChange(w.did, previous)
+    } else if (this.#departed.has(w.did)) {
+      this.#departed.set(w.did, this.#clock.now())
     }
-    this.#notify(entry.record, previous)
+    this.#notify(w, previous)
     return true
   }
 
-  #onStateChange (did: string): void {
-    this.#ring.invalidate()
-    const entry = this.#entries.get(did)
-    if (entry === undefined) {
+  #onStateChange (did: string, previous: MemberState | undefined): void {
+    const record = this.#known.get(did)
+    if (record === undefined) {
       return
     }
-    this.#clock.clearTimeout(entry.suspectTimer)
-    entry.suspectTimer = undefined
-    const record = entry.record
+    // the ring holds the alive and suspect members: only a move in or out of it changes it
+    const live = record.state === 'alive' || record.state === 'suspect'
+    if (live !== (previous === 'alive' || previous === 'suspect')) {
+      if (live) {
+        this.#ring.add(did)
+      } else {
+        this.#ring.remove(did)
+      }
+    }
+    if (live) {
+      this.#departed.delete(did)
+    } else {
+      this.#departed.set(did, this.#clock.now())
+    }
+    this.#clock.clearTimeout(this.#suspectTimers.get(did))
+    this.#suspectTimers.delete(did)
     if (record.state === 'suspect') {
       const inc = record.inc
-      entry.suspectTimer = this.#clock.setTimeout(() => {
-        const current = this.#entries.get(did)
-        if (current !== undefined && current.record.state === 'suspect' && current.record.inc === inc && !this.#components.stopping()) {
+      this.#suspectTimers.set(did, this.#clock.setTimeout(() => {
+        this.#suspectTimers.delete(did)
+        const current = this.#known.get(did)
+        if (current !== undefined && current.state === 'suspect' && current.inc === inc && !this.#components.stopping()) {
           this.#declare(did, 'dead')
         }
-      }, this.#settings.suspectTimeoutMs)
+      }, this.#settings.suspectTimeoutMs))
     }
-    if (record.state === 'dead' || record.state === 'left') {
+    if (!live) {
       this.#detectors.delete(did)
       this.#components.gone(did, new MeshError(`Member ${did} is ${record.state}`))
     }
@@ -427,11 +453,11 @@ export class Swim {
 
   /** this node's own verdict about another member (suspect or dead), disseminated */
   #declare (did: string, state: 'suspect' | 'dead'): void {
-    const entry = this.#entries.get(did)
-    if (entry === undefined || this.#isolated.has(did)) {
+    const record = this.#known.get(did)
+    if (record === undefined || this.#isolated.has(did)) {
       return
     }
-    const next: WireMember = { ...entry.record, state }
+    const next: WireMember = { ...record, state }
     if (this.#merge(next)) {
       this.#log.info({ did, name: next.name, state }, `mesh: member ${state}`)
       this.#gossip.disseminate([{ k: 'm', m: next }], new Set([this.did, did]))
@@ -486,8 +512,26 @@ export class Swim {
     return [...this.#ring.successors(), ...this.#ring.fingers()]
   }
 
-  /** up to `count` alive members not in `exclude`, those with an open channel first */
+  /**
+   * up to `count` alive or suspect members not in `exclude`, those with an open channel
+   * first. In a large mesh: this node's links that have one, then members drawn at random
+   * from the ring — O(count + links) instead of a pass over the whole membership (an
+   * indirect probe asks for helpers often under loss)
+   */
   #pickTargets (count: number, exclude: Set<string>): string[] {
+    const ring = this.#ring.order()
+    if (ring.length - 1 > PICK_SCAN_LIMIT) {
+      const out = shuffle(this.#clock.random, this.links().filter((did) => !exclude.has(did) && this.#components.connected(did))).slice(0, count)
+      const chosen = new Set(out)
+      for (let tries = 0; out.length < count && tries < 8 * count; tries++) {
+        const did = ring[Math.floor(this.#clock.random() * ring.length)] as string
+        if (did !== this.did && !exclude.has(did) && !chosen.has(did)) {
+          out.push(did)
+          chosen.add(did)
+        }
+      }
+      return out
+    }
     const connected: string[] = []
     const others: string[] = []
     for (const did of this.others()) {
@@ -500,6 +544,7 @@ export class Swim {
     shuffle(this.#clock.random, others)
     return connected.concat(others).slice(0, count)
   }
+
 
   // ---------------------------------------------------------------- probing
 
@@ -543,7 +588,7 @@ export class Swim {
       } else if (lagging) {
         // Lifeguard local health: a late timer says nothing about the peer
       } else if (detector.phi(now) > s.phiThreshold && !this.#indirecting.has(did) &&
-        this.#entries.get(did)?.record.state === 'alive') {
+        this.#known.get(did)?.state === 'alive') {
         background(this.#indirect(did))
       }
       background(this.#ping(did, s.probeIntervalMs * 4))
@@ -554,14 +599,16 @@ export class Swim {
     if (fingers.length > 0) {
       probes.push(fingers[this.#fingerCursor++ % fingers.length] as string)
     }
-    const rest = shuffle(this.#clock.random, this.others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
-    probes.push(...rest.slice(0, s.randomProbes))
+    if (s.randomProbes > 0) {
+      const rest = shuffle(this.#clock.random, this.others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
+      probes.push(...rest.slice(0, s.randomProbes))
+    }
     for (const did of probes) {
       if (this.#indirecting.has(did)) {
         continue
       }
       background(this.#ping(did, s.probeTimeoutMs).then(async (ok) => {
-        if (!ok && !this.#components.stopping() && this.#entries.get(did)?.record.state === 'alive') {
+        if (!ok && !this.#components.stopping() && this.#known.get(did)?.state === 'alive') {
           await this.#indirect(did)
         }
       }))
@@ -571,13 +618,30 @@ export class Swim {
   /** forget expired broadcast ids, and dead and left members after deadRetentionMs */
   expire (now: number): void {
     this.#gossip.expire(now)
-    for (const [did, entry] of this.#entries) {
-      if ((entry.record.state === 'dead' || entry.record.state === 'left') && now - entry.changedAt > this.#settings.deadRetentionMs) {
-        this.#ring.invalidate()
-        this.#entries.delete(did)
+    for (const [did, since] of this.#departed) {
+      if (now - since > this.#settings.deadRetentionMs) {
+        this.#departed.delete(did)
+        this.#known.delete(did)
+        this.#rtt.delete(did)
         this.#ring.forget(did)
       }
     }
+  }
+
+  /** whether this node knows no alive or suspect member but itself */
+  alone (): boolean {
+    return this.#ring.order().length <= 1
+  }
+
+  /**
+   * Time between full-state exchanges: pushPullIntervalMs, times ceil(log2(n) − 5) + 1
+   * above 32 members (memberlist's pushPullScale): each exchange carries the whole table,
+   * so at a fixed interval its cost per node would grow linearly with the mesh
+   */
+  pushPullInterval (): number {
+    const n = this.#ring.order().length
+    const base = this.#settings.pushPullIntervalMs
+    return n <= PUSH_PULL_SCALE_THRESHOLD ? base : base * (Math.ceil(Math.log2(n) - Math.log2(PUSH_PULL_SCALE_THRESHOLD)) + 1)
   }
 
   /** full-state exchange with one member, one with a channel if any: repair without a new handshake */
@@ -588,13 +652,20 @@ export class Swim {
     }
   }
 
-  /** full-state exchange with one dead member (partition healing) */
+  /**
+   * full-state exchange with one dead member that answers a probe (partition healing):
+   * the probe first, so that the table is not encoded every reconnect interval for a
+   * member that is gone for good
+   */
   retryDead (): void {
-    const dead = shuffle(this.#clock.random, [...this.#entries.values()]
-      .filter((e) => e.record.state === 'dead' && !this.#isolated.has(e.record.did))
-      .map((e) => e.record.did))[0]
+    const dead = shuffle(this.#clock.random, [...this.#departed.keys()]
+      .filter((did) => this.#known.get(did)?.state === 'dead' && !this.#isolated.has(did)))[0]
     if (dead !== undefined) {
-      background(this.#sync(dead, true))
+      background(this.#ping(dead, this.#settings.probeTimeoutMs * 4).then(async (ok) => {
+        if (ok && !this.#components.stopping()) {
+          await this.#sync(dead, true)
+        }
+      }))
     }
   }
 
@@ -670,7 +741,7 @@ export class Swim {
       }
       if (reached) {
         this.#detectors.get(did)?.heartbeat(this.#clock.now())
-      } else if (!late && this.#clock.now() >= this.#calmUntil && !this.#components.stopping() && this.#entries.get(did)?.record.state === 'alive') {
+      } else if (!late && this.#clock.now() >= this.#calmUntil && !this.#components.stopping() && this.#known.get(did)?.state === 'alive') {
         this.#declare(did, 'suspect')
       }
     } finally {
@@ -698,9 +769,8 @@ export class Swim {
       case 'ack': {
         const pending = this.#pending.get(message.s)
         if (pending !== undefined && pending.did === from) {
-          const entry = this.#entries.get(from)
-          if (entry !== undefined) {
-            entry.rttMs = Math.round((this.#clock.monotonic() - pending.sentAt) * 100) / 100
+          if (this.#known.has(from)) {
+            this.#rtt.set(from, Math.round((this.#clock.monotonic() - pending.sentAt) * 100) / 100)
           }
           pending.done(true)
         }
@@ -740,7 +810,7 @@ export class Swim {
           if (w === undefined) {
             continue
           }
-          const known = this.#entries.has(w.did)
+          const known = this.#known.has(w.did)
           if (this.#merge(w) && (known || w.did === from)) {
             fresh.push({ k: 'm', m: w })
           }
@@ -765,11 +835,11 @@ export class Swim {
 
   #table (): WireMember[] {
     const out: WireMember[] = []
-    for (const entry of this.#entries.values()) {
-      if (entry.record === this.#self) {
+    for (const record of this.#known.values()) {
+      if (record === this.#self) {
         out.push(this.#selfRecord())
-      } else if (!this.#isolated.has(entry.record.did)) {
-        out.push(entry.record)
+      } else if (!this.#isolated.has(record.did)) {
+        out.push(record)
       }
     }
     return out
