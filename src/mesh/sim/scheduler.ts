@@ -13,12 +13,14 @@ export interface Owner {
   readonly running: boolean
 }
 
-/** A queued timer or delivery; clearing it sets `fn` to undefined */
+/** A queued timer or delivery */
 export interface ScheduledEvent {
   at: number
   seq: number
   fn: (() => void) | undefined
   owner: Owner | undefined
+  /** its place in the heap, -1 once run or cancelled */
+  index: number
 }
 
 /** The first virtual instant: 2026-01-01, so that incarnations look like real ones on the wire */
@@ -32,7 +34,11 @@ async function turn (): Promise<void> {
   await new Promise<void>((resolve) => { setImmediate(resolve) })
 }
 
-/** A binary heap of events in (time, insertion) order */
+/**
+ * A binary heap of events in (time, insertion) order. A cancelled timer leaves the heap at
+ * once (most timers are: a probe's timeout is cleared by its ack), so that it does not
+ * live on until its time and age into the old generation of the garbage collector.
+ */
 export class Scheduler {
   readonly #heap: ScheduledEvent[] = []
   readonly #random: Prng
@@ -54,7 +60,7 @@ export class Scheduler {
     return this.#ran
   }
 
-  /** events queued (cancelled timers included until their time comes) */
+  /** events queued */
   get queued (): number {
     return this.#heap.length
   }
@@ -66,10 +72,34 @@ export class Scheduler {
 
   /** run `fn` at virtual time `at` (not before now) */
   at (at: number, fn: () => void, owner?: Owner): ScheduledEvent {
-    const event: ScheduledEvent = { at: Math.max(at, this.#now), seq: this.#seq++, fn, owner }
+    const event: ScheduledEvent = { at: Math.max(at, this.#now), seq: this.#seq++, fn, owner, index: this.#heap.length }
+    this.#heap.push(event)
+    this.#up(event.index)
+    return event
+  }
+
+  /** take `event` out of the queue (it will not run) */
+  cancel (event: ScheduledEvent): void {
+    event.fn = undefined
+    const i = event.index
+    if (i < 0) {
+      return
+    }
+    event.index = -1
     const heap = this.#heap
-    heap.push(event)
-    let i = heap.length - 1
+    const last = heap.pop() as ScheduledEvent
+    if (i < heap.length) {
+      heap[i] = last
+      last.index = i
+      this.#down(i)
+      this.#up(last.index)
+    }
+  }
+
+  #up (start: number): void {
+    const heap = this.#heap
+    const event = heap[start] as ScheduledEvent
+    let i = start
     while (i > 0) {
       const parent = (i - 1) >> 1
       const p = heap[parent] as ScheduledEvent
@@ -77,21 +107,18 @@ export class Scheduler {
         break
       }
       heap[i] = p
+      p.index = i
       i = parent
     }
     heap[i] = event
-    return event
+    event.index = i
   }
 
-  #pop (): ScheduledEvent | undefined {
+  #down (start: number): void {
     const heap = this.#heap
-    const top = heap[0]
-    const last = heap.pop()
-    if (top === undefined || last === undefined || heap.length === 0) {
-      return top
-    }
-    let i = 0
     const n = heap.length
+    const event = heap[start] as ScheduledEvent
+    let i = start
     for (;;) {
       const l = 2 * i + 1
       if (l >= n) {
@@ -100,13 +127,30 @@ export class Scheduler {
       const r = l + 1
       const child = r < n && earlier(heap[r] as ScheduledEvent, heap[l] as ScheduledEvent) ? r : l
       const c = heap[child] as ScheduledEvent
-      if (!earlier(c, last)) {
+      if (!earlier(c, event)) {
         break
       }
       heap[i] = c
+      c.index = i
       i = child
     }
-    heap[i] = last
+    heap[i] = event
+    event.index = i
+  }
+
+  #pop (): ScheduledEvent | undefined {
+    const heap = this.#heap
+    const top = heap[0]
+    if (top === undefined) {
+      return undefined
+    }
+    top.index = -1
+    const last = heap.pop() as ScheduledEvent
+    if (heap.length > 0) {
+      heap[0] = last
+      last.index = 0
+      this.#down(0)
+    }
     return top
   }
 
@@ -140,7 +184,7 @@ export class Scheduler {
       setTimeout: (fn, ms) => this.schedule(ms, fn, owner),
       clearTimeout: (timer) => {
         if (timer !== undefined && timer !== null) {
-          (timer as ScheduledEvent).fn = undefined
+          this.cancel(timer as ScheduledEvent)
         }
       },
       random: () => this.#random.next()

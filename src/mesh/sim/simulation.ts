@@ -40,6 +40,12 @@ export interface NetworkSettings {
   lossMode: 'stream' | 'datagram'
   /** @default 200 (Linux's minimum RTO) */
   rtoMinMs: number
+  /**
+   * round trips a new channel costs before its first frame (TCP, Noise, stream
+   * negotiation); a dial to a node that is gone or cut off fails after dialTimeoutMs and
+   * sends nothing @default 2
+   */
+  handshakeRtts: number
 }
 
 export const DEFAULT_NETWORK: Readonly<NetworkSettings> = Object.freeze({
@@ -48,7 +54,8 @@ export const DEFAULT_NETWORK: Readonly<NetworkSettings> = Object.freeze({
   jitterMs: 5,
   loss: 0,
   lossMode: 'stream',
-  rtoMinMs: 200
+  rtoMinMs: 200,
+  handshakeRtts: 2
 })
 
 export interface SimulationInit {
@@ -63,6 +70,10 @@ export interface SimulationInit {
 export interface Traffic {
   messages: number
   bytes: number
+  /** new channels opened (dials that succeeded) */
+  dials: number
+  /** dials to nodes that were gone or cut off */
+  failedDials: number
   byType: Record<string, { messages: number, bytes: number }>
 }
 
@@ -116,7 +127,7 @@ export class SimNode implements Owner {
       isolated: NO_ONE,
       started: () => this.running,
       stopping: () => !this.running,
-      send: async (did, bytes) => { sim.send(this, did, bytes) },
+      send: async (did, bytes) => { await sim.send(this, did, bytes) },
       connected: (did) => this.channels.has(did),
       gone: (did) => { this.channels.delete(did); this.arrivals.delete(did) },
       clock: sim.scheduler.clock(this)
@@ -144,7 +155,7 @@ export class Simulation {
   readonly #keys: Prng
   readonly #choice: Prng
   #partition: Map<string, number> | undefined
-  #traffic: Traffic = { messages: 0, bytes: 0, byType: {} }
+  #traffic: Traffic = { messages: 0, bytes: 0, dials: 0, failedDials: 0, byType: {} }
   readonly #watched = new Map<string, { spread: Spread, wanted: MemberState, seen: Map<string, number> }>()
   readonly #suspicions = new Set<string>()
   #churn: { joinsPerSec: number, deathsPerSec: number, active: Owner & { running: boolean } } | undefined
@@ -169,17 +180,28 @@ export class Simulation {
     return this.#all.filter((n) => n.running)
   }
 
+  /** every node ever started, crashed ones included */
+  nodes (): readonly SimNode[] {
+    return this.#all
+  }
+
   node (did: string): SimNode | undefined {
     return this.#nodes.get(did)
   }
 
-  #create (): SimNode {
+  #create (listen = true): SimNode {
     const index = this.#all.length
     const node = new SimNode(this, index, nodeKeyFromSeed(this.#keys.bytes32()), this.#keys.next(), this.#keys.next())
     this.#nodes.set(node.did, node)
     this.#all.push(node)
-    node.swim.onMembers((member, previous) => { this.#observe(node, member, previous) })
+    if (listen) {
+      this.#listen(node)
+    }
     return node
+  }
+
+  #listen (node: SimNode): void {
+    node.swim.onMembers((member, previous) => { this.#observe(node, member, previous) })
   }
 
   #run (node: SimNode, firstRoundIn: number): void {
@@ -199,14 +221,24 @@ export class Simulation {
   form (count: number): SimNode[] {
     const nodes: SimNode[] = []
     for (let i = 0; i < count; i++) {
-      nodes.push(this.#create())
+      nodes.push(this.#create(false))
     }
     for (const node of nodes) {
       this.#run(node, 1 + this.#choice.next() * this.settings.probeIntervalMs)
     }
-    const table: WireMember[] = nodes.map((n) => Object.freeze(n.swim.record()))
+    // one frozen copy of each record for every node (as a process holding them all would)
+    const table: WireMember[] = nodes.map((n) => {
+      const w = n.swim.record()
+      Object.freeze(w.addrs)
+      Object.freeze(w.meta)
+      return Object.freeze(w)
+    })
     for (const node of nodes) {
       node.swim.onMessage(node.did, { t: 'sync', m: table, reply: false })
+      this.#listen(node)
+      // nodes of a real mesh started at different times: their push-pulls are not in step
+      node.lastPushPull = Math.floor(this.now - this.#choice.next() * node.swim.pushPullInterval())
+      node.lastReconnect = Math.floor(this.now - this.#choice.next() * this.settings.reconnectIntervalMs)
     }
     return nodes
   }
@@ -229,10 +261,9 @@ export class Simulation {
     }
     const controller = new AbortController()
     const timer = this.scheduler.schedule(this.settings.dialTimeoutMs, () => { controller.abort(new Error('join timed out')) }, node)
-    node.channels.set(did, this.now)
-    node.swim.join(did, async (bytes) => { this.send(node, did, bytes) }, controller.signal).then(
-      () => { timer.fn = undefined },
-      () => { timer.fn = undefined })
+    node.swim.join(did, async (bytes) => { await this.send(node, did, bytes) }, controller.signal).then(
+      () => { this.scheduler.cancel(timer) },
+      () => { this.scheduler.cancel(timer) })
   }
 
   /** `did`'s process dies: no leave, no more messages or timers */
@@ -317,13 +348,13 @@ export class Simulation {
     const now = Math.floor(this.now)
     node.swim.expire(now)
     this.#closeIdle(node, now)
-    if (now - node.lastPushPull >= s.pushPullIntervalMs) {
+    if (now - node.lastPushPull >= node.swim.pushPullInterval()) {
       node.lastPushPull = now
       node.swim.pushPull()
     }
     if (now - node.lastReconnect >= s.reconnectIntervalMs) {
       node.lastReconnect = now
-      if (node.swim.others().length === 0) {
+      if (node.swim.alone()) {
         this.#joinBootstrap(node)
       }
       node.swim.retryDead()
@@ -348,21 +379,38 @@ export class Simulation {
 
   // ---------------------------------------------------------------- the network
 
-  /** `from` sends one membership frame to `to` */
-  send (from: SimNode, to: string, bytes: Uint8Array): void {
+  /**
+   * `from` sends one membership frame to `to`: written at once on an open channel (lost
+   * if `to` is gone); otherwise a dial first, which fails after dialTimeoutMs when `to` is
+   * gone or cut off
+   */
+  async send (from: SimNode, to: string, bytes: Uint8Array): Promise<void> {
     if (!from.running) {
       return
     }
     const now = this.now
+    const target = this.#nodes.get(to)
+    const reachable = target !== undefined && target.running && this.#reachable(from.did, to)
+    const open = from.channels.has(to)
+    if (!open && !reachable) {
+      this.#traffic.failedDials++
+      await new Promise<void>((resolve, reject) => {
+        this.scheduler.schedule(this.settings.dialTimeoutMs, () => { reject(new Error(`Cannot dial ${to}: timed out`)) }, from)
+      })
+      return
+    }
     from.channels.set(to, now)
     this.#count(bytes)
-    const target = this.#nodes.get(to)
-    if (target === undefined || !target.running || !this.#reachable(from.did, to)) {
+    if (!reachable) {
       return
     }
     const net = this.network
     const rtt = net.rttMinMs + net.rttSpreadMs * Math.hypot(from.x - target.x, from.y - target.y)
     let arrival = now + rtt / 2 + this.#net.exponential(net.jitterMs)
+    if (!open) {
+      this.#traffic.dials++
+      arrival += net.handshakeRtts * rtt
+    }
     if (net.loss > 0 && this.#net.next() < net.loss) {
       if (net.lossMode === 'datagram') {
         return
@@ -407,7 +455,7 @@ export class Simulation {
   }
 
   resetTraffic (): void {
-    this.#traffic = { messages: 0, bytes: 0, byType: {} }
+    this.#traffic = { messages: 0, bytes: 0, dials: 0, failedDials: 0, byType: {} }
   }
 
   // ---------------------------------------------------------------- what the nodes learn
