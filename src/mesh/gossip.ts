@@ -114,17 +114,25 @@ export class Gossip {
       return undefined
     }
     const out: Rumor[] = []
+    const taken: Array<[string, Piggy]> = []
     let bytes = 0
-    for (const [key, p] of this.#piggyback) {
+    for (const entry of this.#piggyback) {
+      const p = entry[1]
       if (bytes + p.size > MAX_PIGGYBACK_BYTES && out.length > 0) {
         break
       }
       out.push(p.rumor)
+      taken.push(entry)
       bytes += p.size
+    }
+    // re-insert at the end: least-sent rumors go first next time. Not while iterating: a
+    // Map's iterator visits entries set during the iteration, so a rumor re-inserted there
+    // rode the same message again and again (up to 2 KiB), spending its transmissions
+    // at once and crowding out the others (found by the simulation under churn)
+    for (const [key, p] of taken) {
       p.left--
       this.#piggyback.delete(key)
       if (p.left > 0) {
-        // re-insert at the end: least-sent rumors go first next time
         this.#piggyback.set(key, p)
       }
     }
