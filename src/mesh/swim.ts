@@ -17,7 +17,7 @@ import { Ring, shuffle } from './ring.ts'
 /** A membership message, one JSON frame on the `/omega/swim/1` channel */
 export type Message =
   | { t: 'ping', s: number, r?: Rumor[] }
-  | { t: 'ack', s: number, r?: Rumor[] }
+  | { t: 'ack', s: number, r?: Rumor[], who?: boolean }
   | { t: 'preq', s: number, target: string }
   | { t: 'pack', s: number, target: string }
   | { t: 'sync', m: WireMember[], reply: boolean }
@@ -756,6 +756,11 @@ export class Swim {
     switch (message.t) {
       case 'ping': {
         const reply: Message = { t: 'ack', s: message.s }
+        if (!this.#known.has(from)) {
+          // a member this node has not heard of probes it (news of its join missed this
+          // node): ask for its record rather than wait for a push-pull
+          reply.who = true
+        }
         const rumors = this.#gossip.takePiggyback()
         if (rumors !== undefined) {
           reply.r = rumors
@@ -775,6 +780,9 @@ export class Swim {
           pending.done(true)
         }
         this.#detectors.get(from)?.heartbeat(this.#clock.now())
+        if (message.who === true && pending !== undefined && pending.did === from && !this.#components.stopping()) {
+          background(this.#send(from, { t: 'gossip', r: [{ k: 'm', m: this.#selfRecord() }] }))
+        }
         if (message.r !== undefined) {
           this.#gossip.receive(from, message.r)
         }

@@ -207,7 +207,8 @@ export class Simulation {
   #run (node: SimNode, firstRoundIn: number): void {
     node.running = true
     node.startedAt = this.now
-    node.lastPushPull = this.now
+    // as MeshNode.start: the first push-pull one reconnect interval after the start
+    node.lastPushPull = Math.floor(this.now - node.swim.pushPullInterval() + this.settings.reconnectIntervalMs)
     node.lastReconnect = this.now
     node.swim.start(node.addrs, Math.floor(this.now + firstRoundIn))
     this.scheduler.schedule(firstRoundIn, () => { this.#tick(node) }, node)
