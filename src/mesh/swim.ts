@@ -545,7 +545,6 @@ export class Swim {
     return connected.concat(others).slice(0, count)
   }
 
-
   // ---------------------------------------------------------------- probing
 
   /** one probe round; the next one is expected `probeIntervalMs` after {@link Swim.roundDone} */
@@ -719,7 +718,7 @@ export class Swim {
           this.#indirectWaiters.delete(s)
           resolve(false)
         }, this.#settings.indirectTimeoutMs)
-          this.#indirectWaiters.set(s, () => {
+        this.#indirectWaiters.set(s, () => {
           this.#clock.clearTimeout(timer)
           this.#indirectWaiters.delete(s)
           resolve(true)
