@@ -87,8 +87,8 @@ export interface MembershipSettings {
   /** each rumor also rides on this many × ceil(log10(n + 1)) probe messages (memberlist's rule) @default 4 */
   retransmitMult: number
   /**
-   * full-state exchange with one random member, to repair what gossip missed; above 32
-   * members the interval grows with log2(n) (see Swim.pushPullInterval) @default 30000
+   * anti-entropy with one random member, to repair what gossip missed: digests of the
+   * table's ring segments are compared, records cross only for segments that differ @default 30000
    */
   pushPullIntervalMs: number
   /** redial bootstrap peers when alone and retry one dead member (partition healing) @default 2000 */

@@ -317,7 +317,7 @@ export class MeshNode implements Startable {
     // the first full-state exchange comes one reconnect interval after the start, not a
     // whole push-pull interval: news that went round while this node was joining (or a
     // bootstrap peer that died mid-join) is repaired at once (found by the simulation under churn)
-    this.#lastPushPull = Date.now() - this.#swim.pushPullInterval() + this.#settings.reconnectIntervalMs
+    this.#lastPushPull = Date.now() - this.#settings.pushPullIntervalMs + this.#settings.reconnectIntervalMs
     await Promise.all([
       this.#joinBootstrap(),
       this.#runDiscovery()
@@ -505,7 +505,7 @@ export class MeshNode implements Startable {
     const s = this.#settings
     this.#swim.expire(now)
     this.#closeIdle(now)
-    if (now - this.#lastPushPull >= this.#swim.pushPullInterval()) {
+    if (now - this.#lastPushPull >= s.pushPullIntervalMs) {
       this.#lastPushPull = now
       this.#swim.pushPull()
     }

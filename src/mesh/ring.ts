@@ -16,6 +16,11 @@ export function ringHash (did: string): number {
  */
 const HASHES = new Map<string, number>()
 
+/** `did`'s position on the ring (ringHash, from the process-wide cache) */
+export function ringPosition (did: string): number {
+  return hashOf(did)
+}
+
 function hashOf (did: string): number {
   let h = HASHES.get(did)
   if (h === undefined) {

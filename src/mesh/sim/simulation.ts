@@ -208,7 +208,7 @@ export class Simulation {
     node.running = true
     node.startedAt = this.now
     // as MeshNode.start: the first push-pull one reconnect interval after the start
-    node.lastPushPull = Math.floor(this.now - node.swim.pushPullInterval() + this.settings.reconnectIntervalMs)
+    node.lastPushPull = Math.floor(this.now - this.settings.pushPullIntervalMs + this.settings.reconnectIntervalMs)
     node.lastReconnect = this.now
     node.swim.start(node.addrs, Math.floor(this.now + firstRoundIn))
     this.scheduler.schedule(firstRoundIn, () => { this.#tick(node) }, node)
@@ -238,7 +238,7 @@ export class Simulation {
       node.swim.onMessage(node.did, { t: 'sync', m: table, reply: false })
       this.#listen(node)
       // nodes of a real mesh started at different times: their push-pulls are not in step
-      node.lastPushPull = Math.floor(this.now - this.#choice.next() * node.swim.pushPullInterval())
+      node.lastPushPull = Math.floor(this.now - this.#choice.next() * this.settings.pushPullIntervalMs)
       node.lastReconnect = Math.floor(this.now - this.#choice.next() * this.settings.reconnectIntervalMs)
     }
     return nodes
@@ -349,7 +349,7 @@ export class Simulation {
     const now = Math.floor(this.now)
     node.swim.expire(now)
     this.#closeIdle(node, now)
-    if (now - node.lastPushPull >= node.swim.pushPullInterval()) {
+    if (now - node.lastPushPull >= s.pushPullIntervalMs) {
       node.lastPushPull = now
       node.swim.pushPull()
     }
@@ -444,7 +444,7 @@ export class Simulation {
     t.messages++
     t.bytes += bytes.byteLength
     // every frame starts with {"t":"<type>"
-    const type = bytes[6] === 0x70 ? (bytes[7] === 0x69 ? 'ping' : bytes[7] === 0x72 ? 'preq' : 'pack') : bytes[6] === 0x61 ? 'ack' : bytes[6] === 0x73 ? 'sync' : 'gossip'
+    const type = bytes[6] === 0x70 ? (bytes[7] === 0x69 ? 'ping' : bytes[7] === 0x72 ? 'preq' : 'pack') : bytes[6] === 0x61 ? 'ack' : bytes[6] === 0x73 ? 'sync' : bytes[6] === 0x64 ? 'digest' : 'gossip'
     const slot = t.byType[type] ??= { messages: 0, bytes: 0 }
     slot.messages++
     slot.bytes += bytes.byteLength
