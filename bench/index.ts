@@ -25,9 +25,10 @@ import * as trust from './trust.bench.ts'
 import * as mesh from './mesh.bench.ts'
 import * as biome from './biome.bench.ts'
 import * as start from './start.bench.ts'
+import * as sim from './sim.bench.ts'
 
-/** Every suite, by name; a case's full name is `suite/case` */
-const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
+/** Every suite, by name; a case's full name is `suite/case`; `details`: printed after the table */
+const SUITES: Record<string, { cases: readonly BenchCase[], details?: () => Promise<string> }> = {
   hash,
   sign,
   gateway,
@@ -37,7 +38,8 @@ const SUITES: Record<string, { cases: readonly BenchCase[] }> = {
   trust,
   mesh,
   biome,
-  start
+  start,
+  sim
 }
 
 const QUICK_BUDGET: Partial<Budget> = { rounds: 3, roundMs: 150, warmupMs: 100 }
@@ -110,6 +112,12 @@ async function main (argv: string[]): Promise<number> {
   }
 
   process.stdout.write('\n' + formatTable(results))
+  for (const module of new Set(selected.map((s) => SUITES[s.name.split('/')[0] as string]))) {
+    const text = await module?.details?.()
+    if (text !== undefined && text !== '') {
+      process.stdout.write('\n' + text + '\n')
+    }
+  }
   if (!values['no-save']) {
     const root = repoRoot()
     const out = values.out === undefined ? join(root, 'bench', 'results') : resolve(values.out)

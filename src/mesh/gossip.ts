@@ -36,6 +36,8 @@ export interface GossipComponents {
   isolated: ReadonlySet<string>
   started: () => boolean
   stopping: () => boolean
+  /** wall-clock ms (this.#components.now(), or a simulation's clock) */
+  now: () => number
   /** members known (self included), for the retransmit count */
   memberCount: () => number
   /** each rumor rides on this many × ceil(log10(n + 1)) probe messages */
@@ -74,7 +76,7 @@ export class Gossip {
       throw new MeshError(`Cannot broadcast on "${topic}": the mesh node is not running`)
     }
     const id = randomBytes(12).toString('base64url')
-    this.#seen.set(id, Date.now() + SEEN_TTL_MS)
+    this.#seen.set(id, this.#components.now() + SEEN_TTL_MS)
     const rumor: Rumor = { k: 'b', id, o: this.did, topic, d: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') }
     this.disseminate([rumor], new Set([this.did]))
   }
@@ -112,17 +114,25 @@ export class Gossip {
       return undefined
     }
     const out: Rumor[] = []
+    const taken: Array<[string, Piggy]> = []
     let bytes = 0
-    for (const [key, p] of this.#piggyback) {
+    for (const entry of this.#piggyback) {
+      const p = entry[1]
       if (bytes + p.size > MAX_PIGGYBACK_BYTES && out.length > 0) {
         break
       }
       out.push(p.rumor)
+      taken.push(entry)
       bytes += p.size
+    }
+    // re-insert at the end: least-sent rumors go first next time. Not while iterating: a
+    // Map's iterator visits entries set during the iteration, so a rumor re-inserted there
+    // rode the same message again and again (up to 2 KiB), spending its transmissions
+    // at once and crowding out the others (found by the simulation under churn)
+    for (const [key, p] of taken) {
       p.left--
       this.#piggyback.delete(key)
       if (p.left > 0) {
-        // re-insert at the end: least-sent rumors go first next time
         this.#piggyback.set(key, p)
       }
     }
@@ -150,7 +160,7 @@ export class Gossip {
         if (this.#seen.has(rumor.id) || this.#isolated.has(rumor.o)) {
           continue
         }
-        this.#seen.set(rumor.id, Date.now() + SEEN_TTL_MS)
+        this.#seen.set(rumor.id, this.#components.now() + SEEN_TTL_MS)
         const b = { k: 'b' as const, id: rumor.id, o: rumor.o, topic: rumor.topic, d: rumor.d }
         fresh.push(b)
         this.#deliver(b)

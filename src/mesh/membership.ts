@@ -86,7 +86,10 @@ export interface MembershipSettings {
   idleCloseMs: number
   /** each rumor also rides on this many × ceil(log10(n + 1)) probe messages (memberlist's rule) @default 4 */
   retransmitMult: number
-  /** full-state exchange with one random member, to repair what gossip missed @default 30000 */
+  /**
+   * anti-entropy with one random member, to repair what gossip missed: digests of the
+   * table's ring segments are compared, records cross only for segments that differ @default 30000
+   */
   pushPullIntervalMs: number
   /** redial bootstrap peers when alone and retry one dead member (partition healing) @default 2000 */
   reconnectIntervalMs: number
@@ -177,7 +180,33 @@ export function memberView (r: WireMember, state: MemberState, rttMs: number | u
 const STATES = new Set<string>(['alive', 'suspect', 'dead', 'left'])
 const SUBSTRATES = new Set<string>(['gaia', 'biome', 'habitat'])
 
-/** A WireMember from untrusted JSON, or undefined when malformed */
+const WIRE_KEYS = new Set(['did', 'peerId', 'name', 'substrate', 'frontier', 'addrs', 'state', 'inc', 'load', 'meta', 'sig'])
+
+/** whether `v` (well-formed as parseWireMember checks) is exactly a WireMember: nothing to strip or fix */
+function clean (v: Record<string, unknown>): boolean {
+  if (typeof v.frontier !== 'boolean' || (v.load !== undefined && (typeof v.load !== 'number' || !Number.isFinite(v.load))) ||
+    (v.sig !== undefined && typeof v.sig !== 'string') || typeof v.meta !== 'object' || v.meta === null ||
+    Object.getPrototypeOf(v) !== Object.prototype || Object.getPrototypeOf(v.meta) !== Object.prototype) {
+    return false
+  }
+  for (const key in v) {
+    if (!WIRE_KEYS.has(key)) {
+      return false
+    }
+  }
+  for (const key in v.meta) {
+    if (typeof (v.meta as Record<string, unknown>)[key] !== 'string' || key === '__proto__') {
+      return false
+    }
+  }
+  return true
+}
+
+/**
+ * A WireMember from untrusted JSON, or undefined when malformed. A record that is exactly
+ * a WireMember (as every node sends) is returned as it is, not copied: the caller owns it
+ * (it was just parsed) and must not change it.
+ */
 export function parseWireMember (value: unknown): WireMember | undefined {
   if (typeof value !== 'object' || value === null) {
     return undefined
@@ -188,6 +217,9 @@ export function parseWireMember (value: unknown): WireMember | undefined {
     !STATES.has(v.state) || typeof v.inc !== 'number' || !Number.isFinite(v.inc) ||
     !Array.isArray(v.addrs) || !v.addrs.every((a) => typeof a === 'string')) {
     return undefined
+  }
+  if (clean(v)) {
+    return v as unknown as WireMember
   }
   const meta: Record<string, string> = {}
   if (typeof v.meta === 'object' && v.meta !== null) {
@@ -268,6 +300,8 @@ export function verifyMember (w: WireMember, claim = memberClaim(w)): boolean {
 export class MemberVerifier {
   readonly #max: number
   readonly #verified = new Map<string, string>()
+  /** frozen records already verified: they cannot have changed since */
+  readonly #frozen = new WeakSet<WireMember>()
 
   /** @param max - signatures remembered (oldest forgotten first) */
   constructor (max = 8192) {
@@ -277,6 +311,9 @@ export class MemberVerifier {
   verify (w: WireMember): boolean {
     if (w.sig === undefined) {
       return false
+    }
+    if (this.#frozen.has(w)) {
+      return true
     }
     const claim = memberClaim(w)
     if (this.#verified.get(w.sig) === claim) {
@@ -292,6 +329,9 @@ export class MemberVerifier {
       }
     }
     this.#verified.set(w.sig, claim)
+    if (Object.isFrozen(w) && Object.isFrozen(w.addrs) && Object.isFrozen(w.meta)) {
+      this.#frozen.add(w)
+    }
     return true
   }
 }
@@ -301,7 +341,43 @@ export class MemberVerifier {
  * so every node shares them (a test mesh or a simulation runs many nodes in one process,
  * and a joiner's record is then checked once, not once per node)
  */
-const VERIFIED = new MemberVerifier()
+const VERIFIED = new MemberVerifier(65_536)
+
+/**
+ * Which did claims each member name, over the records believed in this process (a fact
+ * whichever node of the process saw it, like {@link VERIFIED}). A name no other did ever
+ * claimed cannot be held by another member of any table here, so the name rule needs no
+ * scan of the table: a joiner learning n members does O(n) work, not O(n²).
+ */
+export class NameClaims {
+  readonly #max: number
+  readonly #claims = new Map<string, string | null>()
+
+  /** @param max - names remembered; beyond it, unknown names are checked by a scan */
+  constructor (max = 65_536) {
+    this.#max = max
+  }
+
+  /** whether `did` is the only did that ever claimed `name` here (records the claim) */
+  sole (name: string, did: string): boolean {
+    const holder = this.#claims.get(name)
+    if (holder === undefined) {
+      if (this.#claims.size >= this.#max) {
+        return false
+      }
+      this.#claims.set(name, did)
+      return true
+    }
+    if (holder === did) {
+      return true
+    }
+    // null: contested (two dids claimed it), checked by a scan from now on
+    this.#claims.set(name, null)
+    return false
+  }
+}
+
+const NAMES = new NameClaims()
 
 /** a refused member record is logged once per did and reason in this interval */
 const REFUSAL_LOG_INTERVAL_MS = 60_000
@@ -315,12 +391,18 @@ export class MemberTrust {
   readonly #admit: ReadonlySet<string> | undefined
   readonly #log: Logger
   readonly #verifier = VERIFIED
+  readonly #names = NAMES
   readonly #refusals = new Map<string, number>()
 
   /** @param admit - the dids believed (self included), or any */
   constructor (admit: ReadonlySet<string> | undefined, log: Logger) {
     this.#admit = admit
     this.#log = log
+  }
+
+  /** the holder's own record: its name is claimed by its did (it is in its table unchecked) */
+  own (w: WireMember): void {
+    this.#names.sole(w.name, w.did)
   }
 
   /** log a refused member record, at most once per REFUSAL_LOG_INTERVAL_MS per did and reason */
@@ -351,6 +433,9 @@ export class MemberTrust {
     }
     if (current !== undefined && current.name === w.name && (current.state === 'alive' || current.state === 'suspect')) {
       // the name is already this member's
+      return true
+    }
+    if (this.#names.sole(w.name, w.did)) {
       return true
     }
     for (const r of known) {

@@ -327,7 +327,10 @@ export class MeshNode implements Startable {
     this.#swim.start(this.addrs, Date.now() + this.#settings.probeIntervalMs)
     this.#timer = setTimeout(() => { this.#tick() }, this.#settings.probeIntervalMs)
     this.#lastReconnect = Date.now()
-    this.#lastPushPull = Date.now()
+    // the first full-state exchange comes one reconnect interval after the start, not a
+    // whole push-pull interval: news that went round while this node was joining (or a
+    // bootstrap peer that died mid-join) is repaired at once (found by the simulation under churn)
+    this.#lastPushPull = Date.now() - this.#settings.pushPullIntervalMs + this.#settings.reconnectIntervalMs
     await Promise.all([
       this.#joinBootstrap(),
       this.#runDiscovery()
@@ -521,7 +524,7 @@ export class MeshNode implements Startable {
     }
     if (now - this.#lastReconnect >= s.reconnectIntervalMs) {
       this.#lastReconnect = now
-      if (this.#swim.others().length === 0) {
+      if (this.#swim.alone()) {
         background(this.#joinBootstrap())
       }
       this.#swim.retryDead()

@@ -56,3 +56,31 @@ describe('ring arcs (broadcast)', () => {
     assert.deepEqual([...heard.values()].filter((times) => times !== 1), [])
   })
 })
+
+describe('ring upkeep', () => {
+  it('after adds and removes holds what a ring built afresh holds', () => {
+    const dids = Array.from({ length: 300 }, (_, i) => `did:key:z6Mk-upkeep-${i}`)
+    const self = dids[0] as string
+    const live = new Set(dids.slice(1, 200))
+    const kept = new Ring(self, () => [...live], { monitors: 3 })
+    kept.order()
+    let seed = 1
+    const random = (): number => { seed = (seed * 48271) % 2147483647; return seed / 2147483647 }
+    for (let step = 0; step < 500; step++) {
+      const did = dids[1 + Math.floor(random() * (dids.length - 1))] as string
+      if (live.has(did)) {
+        live.delete(did)
+        kept.remove(did)
+      } else {
+        live.add(did)
+        kept.add(did)
+      }
+      if (step % 50 === 0 || step === 499) {
+        const fresh = new Ring(self, () => [...live], { monitors: 3 })
+        assert.deepEqual(kept.order(), fresh.order())
+        assert.deepEqual(kept.successors(), fresh.successors())
+        assert.deepEqual(kept.fingers(), fresh.fingers())
+      }
+    }
+  })
+})

@@ -9,9 +9,39 @@ export function ringHash (did: string): number {
   return createHash('sha256').update(did).digest().readUInt32BE(0)
 }
 
-export function shuffle<T> (items: T[]): T[] {
+/**
+ * Ring positions of the dids seen in this process: a pure function of the did, so every
+ * node of the process shares them (a simulation runs thousands); a did forgotten by one
+ * node is hashed again by the next that needs it
+ */
+const HASHES = new Map<string, number>()
+
+/** `did`'s position on the ring (ringHash, from the process-wide cache) */
+export function ringPosition (did: string): number {
+  return hashOf(did)
+}
+
+function hashOf (did: string): number {
+  let h = HASHES.get(did)
+  if (h === undefined) {
+    h = ringHash(did)
+    HASHES.set(did, h)
+  }
+  return h
+}
+
+/** ring sort keys hold the member's index below this */
+const INDEX_SPAN = 2 ** 20
+
+/** ring order: by hash, then by did */
+function before (ha: number, a: string, hb: number, b: string): boolean {
+  return ha < hb || (ha === hb && a < b)
+}
+
+/** shuffle `items` in place with `random` (uniform in [0, 1), e.g. Math.random) */
+export function shuffle<T> (random: () => number, items: T[]): T[] {
   for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1))
+    const j = Math.floor(random() * (i + 1))
     const a = items[i] as T
     items[i] = items[j] as T
     items[j] = a
@@ -20,16 +50,20 @@ export function shuffle<T> (items: T[]): T[] {
 }
 
 /**
- * This node's view of the ring, cached until {@link Ring.invalidate} (membership changed).
- * `members` lists the alive/suspect members other than self, not isolated.
+ * This node's view of the ring: built from `members` (the alive/suspect members other than
+ * self, not isolated) on first use and after {@link Ring.invalidate}, and kept up to date
+ * by {@link Ring.add} and {@link Ring.remove} in between (a binary search and a splice, not
+ * a sort of the whole membership at every change).
  */
 export class Ring {
   readonly #did: string
   readonly #members: () => string[]
   readonly #settings: Pick<MembershipSettings, 'monitors'>
-  readonly #hashes = new Map<string, number>()
   #order: string[] | undefined
+  /** the ring hash of each did of #order, in the same order */
+  #orderHashes: number[] = []
   #fingers: string[] | undefined
+  #successors: string[] | undefined
 
   constructor (did: string, members: () => string[], settings: Pick<MembershipSettings, 'monitors'>) {
     this.#did = did
@@ -37,14 +71,60 @@ export class Ring {
     this.#settings = settings
   }
 
-  /** membership changed: order again on next use */
+  /** membership changed in a way add/remove do not tell (isolation, a restart): order again on next use */
   invalidate (): void {
     this.#order = undefined
   }
 
   /** a member forgotten for good: drop its cached hash */
   forget (did: string): void {
-    this.#hashes.delete(did)
+    HASHES.delete(did)
+  }
+
+  /** where `did` is or would go in the order */
+  #position (did: string, h: number): number {
+    const order = this.#order ?? []
+    const hashes = this.#orderHashes
+    let lo = 0
+    let hi = order.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (before(hashes[mid] as number, order[mid] as string, h, did)) {
+        lo = mid + 1
+      } else {
+        hi = mid
+      }
+    }
+    return lo
+  }
+
+  /** `did` became alive or suspect */
+  add (did: string): void {
+    if (this.#order === undefined || did === this.#did) {
+      return
+    }
+    const h = hashOf(did)
+    const at = this.#position(did, h)
+    if (this.#order[at] !== did) {
+      this.#order.splice(at, 0, did)
+      this.#orderHashes.splice(at, 0, h)
+      this.#fingers = undefined
+      this.#successors = undefined
+    }
+  }
+
+  /** `did` is no longer alive or suspect */
+  remove (did: string): void {
+    if (this.#order === undefined || did === this.#did) {
+      return
+    }
+    const at = this.#position(did, hashOf(did))
+    if (this.#order[at] === did) {
+      this.#order.splice(at, 1)
+      this.#orderHashes.splice(at, 1)
+      this.#fingers = undefined
+      this.#successors = undefined
+    }
   }
 
   /** self and the alive/suspect members, ordered by ring hash (cached until membership changes) */
@@ -54,19 +134,46 @@ export class Ring {
     }
     const candidates = this.#members()
     candidates.push(this.#did)
-    candidates.sort((a, b) => this.#hash(a) - this.#hash(b) || (a < b ? -1 : 1))
-    this.#order = candidates
+    if (candidates.length >= INDEX_SPAN) {
+      throw new RangeError(`Cannot order the ring: ${candidates.length} members exceeds ${INDEX_SPAN}`)
+    }
+    // sort numbers, not objects: hash × 2^20 + index is exact in a double (a simulation
+    // orders thousands of rings of thousands); equal hashes are then ordered by did
+    const n = candidates.length
+    const keys = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+      keys[i] = hashOf(candidates[i] as string) * INDEX_SPAN + i
+    }
+    keys.sort()
+    const order: string[] = new Array<string>(n)
+    const hashes: number[] = new Array<number>(n)
+    for (let i = 0; i < n; i++) {
+      const key = keys[i] as number
+      const index = key % INDEX_SPAN
+      order[i] = candidates[index] as string
+      hashes[i] = (key - index) / INDEX_SPAN
+    }
+    for (let i = 1; i < n; i++) {
+      if (hashes[i] === hashes[i - 1] && (order[i] as string) < (order[i - 1] as string)) {
+        // insertion step within a run of equal hashes (32-bit collisions are rare)
+        let j = i
+        while (j > 0 && hashes[j] === hashes[j - 1] && (order[j] as string) < (order[j - 1] as string)) {
+          const t = order[j] as string
+          order[j] = order[j - 1] as string
+          order[j - 1] = t
+          j--
+        }
+      }
+    }
+    this.#order = order
+    this.#orderHashes = hashes
     this.#fingers = undefined
-    return candidates
+    this.#successors = undefined
+    return this.#order
   }
 
   #hash (did: string): number {
-    let h = this.#hashes.get(did)
-    if (h === undefined) {
-      h = ringHash(did)
-      this.#hashes.set(did, h)
-    }
-    return h
+    return hashOf(did)
   }
 
   /**
@@ -90,11 +197,15 @@ export class Ring {
   /** the `monitors` ring successors of this node */
   successors (): string[] {
     const candidates = this.order()
-    const at = candidates.indexOf(this.#did)
+    if (this.#successors !== undefined) {
+      return this.#successors
+    }
+    const at = this.#position(this.#did, hashOf(this.#did))
     const out: string[] = []
     for (let i = 1; i < candidates.length && out.length < this.#settings.monitors; i++) {
       out.push(candidates[(at + i) % candidates.length] as string)
     }
+    this.#successors = out
     return out
   }
 
@@ -108,8 +219,8 @@ export class Ring {
     if (this.#fingers !== undefined) {
       return this.#fingers
     }
-    const hashes = ring.map((did) => this.#hashes.get(did) ?? ringHash(did))
-    const own = this.#hashes.get(this.#did) ?? ringHash(this.#did)
+    const hashes = this.#orderHashes
+    const own = hashOf(this.#did)
     const monitors = new Set(this.successors())
     const out: string[] = []
     for (let bit = 31; bit >= 0; bit--) {

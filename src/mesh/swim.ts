@@ -8,28 +8,45 @@
 import { MeshError } from '../errors.ts'
 import type { NodeKey } from '../identity/index.ts'
 import type { Logger } from '../interfaces/index.ts'
+import { REAL_CLOCK, type Clock } from './clock.ts'
 import { Gossip, type Rumor } from './gossip.ts'
 import { MemberTrust, memberClaim, memberView, parseWireMember, signMember, supersedes, type Member, type MemberState, type MembershipSettings, type Substrate, type WireMember } from './membership.ts'
 import { PhiAccrualDetector } from './phi.ts'
-import { Ring, shuffle } from './ring.ts'
+import { Ring, ringPosition, shuffle } from './ring.ts'
 
 /** A membership message, one JSON frame on the `/omega/swim/1` channel */
 export type Message =
   | { t: 'ping', s: number, r?: Rumor[] }
-  | { t: 'ack', s: number, r?: Rumor[] }
+  | { t: 'ack', s: number, r?: Rumor[], who?: boolean }
   | { t: 'preq', s: number, target: string }
   | { t: 'pack', s: number, target: string }
-  | { t: 'sync', m: WireMember[], reply: boolean }
+  | { t: 'sync', m: WireMember[], reply: boolean, seg?: number[] }
+  | { t: 'digest', d: number[] }
   | { t: 'gossip', r: Rumor[], a?: number, u?: number }
 
-interface Entry {
-  record: WireMember
-  changedAt: number
-  rttMs?: number
-  suspectTimer?: NodeJS.Timeout | undefined
+const encoder = new TextEncoder()
+/**
+ * The table is cut into this many ring segments for push-pull: a digest of each (64
+ * numbers) is exchanged, and records only for the segments that differ
+ */
+export const DIGEST_SEGMENTS = 64
+const STATE_CODE: Readonly<Record<MemberState, number>> = { alive: 0, suspect: 1, dead: 2, left: 3 }
+
+/** the segment of the push-pull digest `did` falls in (the top bits of its ring position) */
+function segmentOf (did: string): number {
+  return ringPosition(did) >>> (32 - Math.log2(DIGEST_SEGMENTS))
 }
 
-const encoder = new TextEncoder()
+/** a 32-bit fingerprint of what a record says that precedence looks at (did, incarnation, state) */
+function fingerprint (did: string, inc: number, state: MemberState): number {
+  let h = ringPosition(did) ^ Math.imul(inc >>> 0, 0x9e3779b1) ^ Math.imul(Math.floor(inc / 2 ** 32), 0x85ebca77) ^ Math.imul(STATE_CODE[state] + 1, 0xc2b2ae3d)
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
+}
+
+/** above this many members, helpers and gossip targets are drawn without a pass over all of them */
+const PICK_SCAN_LIMIT = 256
 /** setMeta/setLoad changes are gossiped at most this often (each bumps the incarnation) */
 const ANNOUNCE_INTERVAL_MS = 1000
 
@@ -58,6 +75,8 @@ export interface SwimComponents {
   connected: (did: string) => boolean
   /** `did` became dead or left: abort its channels */
   gone: (did: string, reason: Error) => void
+  /** time, timers and chance (a simulation's virtual ones) @default REAL_CLOCK */
+  clock?: Clock
 }
 
 export interface SwimInit {
@@ -82,7 +101,17 @@ export class Swim {
   readonly #log: Logger
   readonly #self: WireMember
   readonly #isolated: ReadonlySet<string>
-  readonly #entries = new Map<string, Entry>()
+  /**
+   * the member records held, self included: one shared, never-mutated record per member
+   * (only self's is changed in place), and side tables for what few members have
+   */
+  readonly #known = new Map<string, WireMember>()
+  /** dead and left members, and since when (forgotten after deadRetentionMs) */
+  readonly #departed = new Map<string, number>()
+  /** the suspicion timers of suspect members */
+  readonly #suspectTimers = new Map<string, unknown>()
+  /** last probe round trip to the members this node probed */
+  readonly #rtt = new Map<string, number>()
   readonly #ring: Ring
   readonly #listeners = new Set<(member: Member, previous: MemberState | undefined) => void>()
   readonly #pending = new Map<number, { did: string, sentAt: number, done: (ok: boolean) => void }>()
@@ -92,16 +121,18 @@ export class Swim {
   readonly #gossip: Gossip
   readonly #syncWaiters = new Map<string, () => void>()
   readonly #trust: MemberTrust
+  readonly #clock: Clock
   #signedSelf: { claim: string, record: WireMember } | undefined
   #seq = 0
   #fingerCursor = 0
   #expectedTick = 0
-  #announceTimer: NodeJS.Timeout | undefined
+  #announceTimer: unknown
   #lastAnnounce = 0
   #calmUntil = 0
 
   constructor (components: SwimComponents, init: SwimInit) {
     this.#components = components
+    this.#clock = components.clock ?? REAL_CLOCK
     this.#log = components.logger
     this.#isolated = components.isolated
     this.#settings = init.settings
@@ -114,7 +145,8 @@ export class Swim {
       isolated: components.isolated,
       started: components.started,
       stopping: components.stopping,
-      memberCount: () => this.#entries.size,
+      now: () => this.#clock.now(),
+      memberCount: () => this.#known.size,
       retransmitMult: init.settings.retransmitMult,
       push: (rumors, exclude, until) => { this.#push(rumors, exclude, until) },
       merge: (w) => this.#merge(w)
@@ -127,13 +159,19 @@ export class Swim {
       frontier: init.frontier,
       addrs: [],
       state: 'alive',
-      inc: Date.now(),
+      inc: this.#clock.now(),
       meta: { ...init.meta }
     }
+    this.#trust.own(this.#self)
   }
 
   get name (): string {
     return this.#self.name
+  }
+
+  /** this node's record as it goes on the wire (signed) */
+  record (): WireMember {
+    return this.#selfRecord()
   }
 
   /** the node started listening on `addrs` (again after a stop: a new life) */
@@ -141,12 +179,14 @@ export class Swim {
     if (this.#self.state !== 'alive') {
       // started again after stop(): a new life, above the 'left' the others hold
       this.#self.state = 'alive'
-      this.#self.inc = Math.max(this.#self.inc + 1, Date.now())
-      this.#entries.clear()
+      this.#self.inc = Math.max(this.#self.inc + 1, this.#clock.now())
+      this.#known.clear()
+      this.#departed.clear()
+      this.#rtt.clear()
       this.#ring.invalidate()
     }
     this.#self.addrs = addrs
-    this.#entries.set(this.did, { record: this.#self, changedAt: Date.now() })
+    this.#known.set(this.did, this.#self)
     this.#notify(this.#self, undefined)
     this.#expectedTick = firstRoundAt
   }
@@ -156,7 +196,7 @@ export class Swim {
    * each acknowledging; resolves when all did or after leaveTimeoutMs.
    */
   async leave (peers: Iterable<string>): Promise<void> {
-    clearTimeout(this.#announceTimer)
+    this.#clock.clearTimeout(this.#announceTimer)
     this.#announceTimer = undefined
     this.#self.inc++
     this.#self.state = 'left'
@@ -169,15 +209,16 @@ export class Swim {
     const sends = [...targets].map(async (did) => this.#request(did, (a) => ({ t: 'gossip', r: [rumor], a }), this.#settings.leaveTimeoutMs))
     await Promise.race([
       Promise.allSettled(sends),
-      new Promise((resolve) => setTimeout(resolve, this.#settings.leaveTimeoutMs).unref())
+      new Promise<void>((resolve) => { this.#clock.setTimeout(resolve, this.#settings.leaveTimeoutMs) })
     ])
   }
 
   /** the node stops: no more suspicion timers, pending probes fail */
   halt (): void {
-    for (const entry of this.#entries.values()) {
-      clearTimeout(entry.suspectTimer)
+    for (const timer of this.#suspectTimers.values()) {
+      this.#clock.clearTimeout(timer)
     }
+    this.#suspectTimers.clear()
     for (const waiter of this.#pending.values()) {
       waiter.done(false)
     }
@@ -188,25 +229,25 @@ export class Swim {
 
   members (): Member[] {
     const out: Member[] = []
-    for (const entry of this.#entries.values()) {
-      out.push(this.#view(entry))
+    for (const record of this.#known.values()) {
+      out.push(this.#view(record))
     }
     return out
   }
 
   member (did: string): Member | undefined {
-    const entry = this.#entries.get(did)
-    return entry === undefined ? undefined : this.#view(entry)
+    const record = this.#known.get(did)
+    return record === undefined ? undefined : this.#view(record)
   }
 
   /** the state of `did`'s record as held (isolation not applied), if known */
   stateOf (did: string): MemberState | undefined {
-    return this.#entries.get(did)?.record.state
+    return this.#known.get(did)?.state
   }
 
   /** the addresses `did` advertises, if known */
   addrsOf (did: string): string[] {
-    return this.#entries.get(did)?.record.addrs ?? []
+    return this.#known.get(did)?.addrs ?? []
   }
 
   onMembers (listener: (member: Member, previous: MemberState | undefined) => void): () => void {
@@ -251,18 +292,19 @@ export class Swim {
   /** `did` is isolated now: it looks dead here */
   isolated (did: string): void {
     this.#detectors.delete(did)
-    const entry = this.#entries.get(did)
-    if (entry !== undefined) {
-      clearTimeout(entry.suspectTimer)
-      this.#notify(entry.record, entry.record.state)
+    const record = this.#known.get(did)
+    if (record !== undefined) {
+      this.#clock.clearTimeout(this.#suspectTimers.get(did))
+      this.#suspectTimers.delete(did)
+      this.#notify(record, record.state)
     }
   }
 
   /** `did` is no longer isolated: exchange full state so that both sides converge (refutations follow) */
   healed (did: string): void {
-    const entry = this.#entries.get(did)
-    if (entry !== undefined) {
-      this.#notify(entry.record, 'dead')
+    const record = this.#known.get(did)
+    if (record !== undefined) {
+      this.#notify(record, 'dead')
       if (this.#components.started() && !this.#components.stopping()) {
         background(this.#sync(did, true))
       }
@@ -271,17 +313,19 @@ export class Swim {
 
   // ---------------------------------------------------------------- membership view
 
-  #view (entry: Entry): Member {
-    const r = entry.record
-    return memberView(r, this.#isolated.has(r.did) && r.state !== 'left' ? 'dead' : r.state, entry.rttMs)
+  #view (r: WireMember): Member {
+    return memberView(r, this.#isolated.has(r.did) && r.state !== 'left' ? 'dead' : r.state, this.#rtt.get(r.did))
   }
 
   #notify (record: WireMember, previous: MemberState | undefined): void {
-    const entry = this.#entries.get(record.did)
-    if (entry === undefined) {
+    if (this.#listeners.size === 0) {
       return
     }
-    const member = this.#view(entry)
+    const current = this.#known.get(record.did)
+    if (current === undefined) {
+      return
+    }
+    const member = this.#view(current)
     for (const listener of this.#listeners) {
       try {
         listener(member, previous)
@@ -294,8 +338,8 @@ export class Swim {
   /** alive or suspect members other than self, not isolated */
   others (): string[] {
     const out: string[] = []
-    for (const [did, entry] of this.#entries) {
-      if (did !== this.did && (entry.record.state === 'alive' || entry.record.state === 'suspect') && !this.#isolated.has(did)) {
+    for (const [did, record] of this.#known) {
+      if (did !== this.did && (record.state === 'alive' || record.state === 'suspect') && !this.#isolated.has(did)) {
         out.push(did)
       }
     }
@@ -310,15 +354,15 @@ export class Swim {
     if (this.#announceTimer !== undefined) {
       return
     }
-    const wait = this.#lastAnnounce + ANNOUNCE_INTERVAL_MS - Date.now()
+    const wait = this.#lastAnnounce + ANNOUNCE_INTERVAL_MS - this.#clock.now()
     if (wait > 0) {
-      this.#announceTimer = setTimeout(() => {
+      this.#announceTimer = this.#clock.setTimeout(() => {
         this.#announceTimer = undefined
         this.#announceSelf()
       }, wait)
       return
     }
-    this.#lastAnnounce = Date.now()
+    this.#lastAnnounce = this.#clock.now()
     this.#self.inc++
     this.#notify(this.#self, this.#self.state)
     this.#gossip.disseminate([{ k: 'm', m: this.#selfRecord() }], new Set([this.did]))
@@ -342,9 +386,7 @@ export class Swim {
   }
 
   * #records (): Iterable<WireMember> {
-    for (const entry of this.#entries.values()) {
-      yield entry.record
-    }
+    yield * this.#known.values()
   }
 
   /**
@@ -365,51 +407,64 @@ export class Swim {
     if (this.#isolated.has(w.did)) {
       return false
     }
-    const now = Date.now()
-    const entry = this.#entries.get(w.did)
-    if (entry === undefined) {
+    // records are never changed once held (parseWireMember's are the message's own), so
+    // they are kept as they are, not copied: a simulation's nodes share them
+    const current = this.#known.get(w.did)
+    if (current === undefined) {
       if (w.state === 'dead' || w.state === 'left' || !this.#believable(w, undefined)) {
         return false
       }
-      const record = { ...w, addrs: [...w.addrs], meta: { ...w.meta } }
-      this.#entries.set(w.did, { record, changedAt: now })
-      this.#onStateChange(w.did)
-      this.#notify(record, undefined)
+      this.#known.set(w.did, w)
+      this.#onStateChange(w.did, undefined)
+      this.#notify(w, undefined)
       return true
     }
-    if (!supersedes(w, entry.record) || !this.#believable(w, entry.record)) {
+    if (!supersedes(w, current) || !this.#believable(w, current)) {
       return false
     }
-    const previous = entry.record.state
-    entry.record = { ...w, addrs: [...w.addrs], meta: { ...w.meta } }
-    entry.changedAt = now
+    const previous = current.state
+    this.#known.set(w.did, w)
     if (previous !== w.state) {
-      this.#onStateChange(w.did)
+      this.#onStateChange(w.did, previous)
+    } else if (this.#departed.has(w.did)) {
+      this.#departed.set(w.did, this.#clock.now())
     }
-    this.#notify(entry.record, previous)
+    this.#notify(w, previous)
     return true
   }
 
-  #onStateChange (did: string): void {
-    this.#ring.invalidate()
-    const entry = this.#entries.get(did)
-    if (entry === undefined) {
+  #onStateChange (did: string, previous: MemberState | undefined): void {
+    const record = this.#known.get(did)
+    if (record === undefined) {
       return
     }
-    clearTimeout(entry.suspectTimer)
-    entry.suspectTimer = undefined
-    const record = entry.record
+    // the ring holds the alive and suspect members: only a move in or out of it changes it
+    const live = record.state === 'alive' || record.state === 'suspect'
+    if (live !== (previous === 'alive' || previous === 'suspect')) {
+      if (live) {
+        this.#ring.add(did)
+      } else {
+        this.#ring.remove(did)
+      }
+    }
+    if (live) {
+      this.#departed.delete(did)
+    } else {
+      this.#departed.set(did, this.#clock.now())
+    }
+    this.#clock.clearTimeout(this.#suspectTimers.get(did))
+    this.#suspectTimers.delete(did)
     if (record.state === 'suspect') {
       const inc = record.inc
-      entry.suspectTimer = setTimeout(() => {
-        const current = this.#entries.get(did)
-        if (current !== undefined && current.record.state === 'suspect' && current.record.inc === inc && !this.#components.stopping()) {
+      this.#suspectTimers.set(did, this.#clock.setTimeout(() => {
+        this.#suspectTimers.delete(did)
+        const current = this.#known.get(did)
+        if (current !== undefined && current.state === 'suspect' && current.inc === inc && !this.#components.stopping()) {
           this.#declare(did, 'dead')
         }
-      }, this.#settings.suspectTimeoutMs)
-      entry.suspectTimer.unref()
+      }, this.#settings.suspectTimeoutMs))
     }
-    if (record.state === 'dead' || record.state === 'left') {
+    if (!live) {
       this.#detectors.delete(did)
       this.#components.gone(did, new MeshError(`Member ${did} is ${record.state}`))
     }
@@ -417,11 +472,11 @@ export class Swim {
 
   /** this node's own verdict about another member (suspect or dead), disseminated */
   #declare (did: string, state: 'suspect' | 'dead'): void {
-    const entry = this.#entries.get(did)
-    if (entry === undefined || this.#isolated.has(did)) {
+    const record = this.#known.get(did)
+    if (record === undefined || this.#isolated.has(did)) {
       return
     }
-    const next: WireMember = { ...entry.record, state }
+    const next: WireMember = { ...record, state }
     if (this.#merge(next)) {
       this.#log.info({ did, name: next.name, state }, `mesh: member ${state}`)
       this.#gossip.disseminate([{ k: 'm', m: next }], new Set([this.did, did]))
@@ -476,8 +531,26 @@ export class Swim {
     return [...this.#ring.successors(), ...this.#ring.fingers()]
   }
 
-  /** up to `count` alive members not in `exclude`, those with an open channel first */
+  /**
+   * up to `count` alive or suspect members not in `exclude`, those with an open channel
+   * first. In a large mesh: this node's links that have one, then members drawn at random
+   * from the ring — O(count + links) instead of a pass over the whole membership (an
+   * indirect probe asks for helpers often under loss)
+   */
   #pickTargets (count: number, exclude: Set<string>): string[] {
+    const ring = this.#ring.order()
+    if (ring.length - 1 > PICK_SCAN_LIMIT) {
+      const out = shuffle(this.#clock.random, this.links().filter((did) => !exclude.has(did) && this.#components.connected(did))).slice(0, count)
+      const chosen = new Set(out)
+      for (let tries = 0; out.length < count && tries < 8 * count; tries++) {
+        const did = ring[Math.floor(this.#clock.random() * ring.length)] as string
+        if (did !== this.did && !exclude.has(did) && !chosen.has(did)) {
+          out.push(did)
+          chosen.add(did)
+        }
+      }
+      return out
+    }
     const connected: string[] = []
     const others: string[] = []
     for (const did of this.others()) {
@@ -486,8 +559,8 @@ export class Swim {
       }
       (this.#components.connected(did) ? connected : others).push(did)
     }
-    shuffle(connected)
-    shuffle(others)
+    shuffle(this.#clock.random, connected)
+    shuffle(this.#clock.random, others)
     return connected.concat(others).slice(0, count)
   }
 
@@ -495,7 +568,7 @@ export class Swim {
 
   /** one probe round; the next one is expected `probeIntervalMs` after {@link Swim.roundDone} */
   probeRound (): void {
-    const now = Date.now()
+    const now = this.#clock.now()
     const lag = now - this.#expectedTick
     if (lag > this.#settings.probeIntervalMs / 4) {
       // acks to probes sent around now will be read late too: hold verdicts a while
@@ -506,12 +579,12 @@ export class Swim {
 
   /** the round (probes and the node's housekeeping) is over: the next is due in an interval */
   roundDone (): void {
-    this.#expectedTick = Date.now() + this.#settings.probeIntervalMs
+    this.#expectedTick = this.#clock.now() + this.#settings.probeIntervalMs
   }
 
   /** `lagging`: this node's timers ran late, so silence may be ours: no verdicts this round */
   #probe (lagging: boolean): void {
-    const now = Date.now()
+    const now = this.#clock.now()
     const s = this.#settings
     const monitored = this.#ring.successors()
     const monitoredSet = new Set(monitored)
@@ -533,7 +606,7 @@ export class Swim {
       } else if (lagging) {
         // Lifeguard local health: a late timer says nothing about the peer
       } else if (detector.phi(now) > s.phiThreshold && !this.#indirecting.has(did) &&
-        this.#entries.get(did)?.record.state === 'alive') {
+        this.#known.get(did)?.state === 'alive') {
         background(this.#indirect(did))
       }
       background(this.#ping(did, s.probeIntervalMs * 4))
@@ -544,14 +617,16 @@ export class Swim {
     if (fingers.length > 0) {
       probes.push(fingers[this.#fingerCursor++ % fingers.length] as string)
     }
-    const rest = shuffle(this.others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
-    probes.push(...rest.slice(0, s.randomProbes))
+    if (s.randomProbes > 0) {
+      const rest = shuffle(this.#clock.random, this.others().filter((did) => !monitoredSet.has(did) && !this.#indirecting.has(did) && !probes.includes(did)))
+      probes.push(...rest.slice(0, s.randomProbes))
+    }
     for (const did of probes) {
       if (this.#indirecting.has(did)) {
         continue
       }
       background(this.#ping(did, s.probeTimeoutMs).then(async (ok) => {
-        if (!ok && !this.#components.stopping() && this.#entries.get(did)?.record.state === 'alive') {
+        if (!ok && !this.#components.stopping() && this.#known.get(did)?.state === 'alive') {
           await this.#indirect(did)
         }
       }))
@@ -561,30 +636,61 @@ export class Swim {
   /** forget expired broadcast ids, and dead and left members after deadRetentionMs */
   expire (now: number): void {
     this.#gossip.expire(now)
-    for (const [did, entry] of this.#entries) {
-      if ((entry.record.state === 'dead' || entry.record.state === 'left') && now - entry.changedAt > this.#settings.deadRetentionMs) {
-        this.#ring.invalidate()
-        this.#entries.delete(did)
+    for (const [did, since] of this.#departed) {
+      if (now - since > this.#settings.deadRetentionMs) {
+        this.#departed.delete(did)
+        this.#known.delete(did)
+        this.#rtt.delete(did)
         this.#ring.forget(did)
       }
     }
   }
 
-  /** full-state exchange with one member, one with a channel if any: repair without a new handshake */
+  /** whether this node knows no alive or suspect member but itself */
+  alone (): boolean {
+    return this.#ring.order().length <= 1
+  }
+
+  /**
+   * anti-entropy with one member, one with a channel if any (repair without a new
+   * handshake): this node sends a digest of its table (one number per ring segment); the
+   * member answers with its records of the segments that differ and asks for this node's
+   * (a whole table crossed the wire each time before, 4.5 MB at 10 000 members: found by
+   * the simulation)
+   */
   pushPull (): void {
-    const target = shuffle(this.others().filter((did) => this.#components.connected(did)))[0] ?? shuffle(this.others())[0]
+    const target = shuffle(this.#clock.random, this.others().filter((did) => this.#components.connected(did)))[0] ?? shuffle(this.#clock.random, this.others())[0]
     if (target !== undefined) {
-      background(this.#sync(target, true))
+      background(this.#send(target, { t: 'digest', d: this.#digest() }))
     }
   }
 
-  /** full-state exchange with one dead member (partition healing) */
+  /** per ring segment, the XOR of the fingerprints of the records held there (isolated members left out, as in #table) */
+  #digest (): number[] {
+    const d = new Array<number>(DIGEST_SEGMENTS).fill(0)
+    for (const record of this.#known.values()) {
+      if (record === this.#self || !this.#isolated.has(record.did)) {
+        const segment = segmentOf(record.did)
+        d[segment] = ((d[segment] as number) ^ fingerprint(record.did, record.inc, record.state)) >>> 0
+      }
+    }
+    return d
+  }
+
+  /**
+   * full-state exchange with one dead member that answers a probe (partition healing):
+   * the probe first, so that the table is not encoded every reconnect interval for a
+   * member that is gone for good
+   */
   retryDead (): void {
-    const dead = shuffle([...this.#entries.values()]
-      .filter((e) => e.record.state === 'dead' && !this.#isolated.has(e.record.did))
-      .map((e) => e.record.did))[0]
+    const dead = shuffle(this.#clock.random, [...this.#departed.keys()]
+      .filter((did) => this.#known.get(did)?.state === 'dead' && !this.#isolated.has(did)))[0]
     if (dead !== undefined) {
-      background(this.#sync(dead, true))
+      background(this.#ping(dead, this.#settings.probeTimeoutMs * 4).then(async (ok) => {
+        if (ok && !this.#components.stopping()) {
+          await this.#send(dead, { t: 'digest', d: this.#digest() })
+        }
+      }))
     }
   }
 
@@ -604,16 +710,15 @@ export class Swim {
   async #request (did: string, build: (seq: number) => Message, timeoutMs: number): Promise<boolean> {
     const s = ++this.#seq
     return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         this.#pending.delete(s)
         resolve(false)
       }, timeoutMs)
-      timer.unref()
       this.#pending.set(s, {
         did,
-        sentAt: performance.now(),
+        sentAt: this.#clock.monotonic(),
         done: (ok) => {
-          clearTimeout(timer)
+          this.#clock.clearTimeout(timer)
           this.#pending.delete(s)
           resolve(ok)
         }
@@ -633,15 +738,14 @@ export class Swim {
     try {
       const s = ++this.#seq
       const helpers = this.#pickTargets(this.#settings.indirectProbes, new Set([this.did, did]))
-      const asked = Date.now()
+      const asked = this.#clock.now()
       const reached = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
+        const timer = this.#clock.setTimeout(() => {
           this.#indirectWaiters.delete(s)
           resolve(false)
         }, this.#settings.indirectTimeoutMs)
-        timer.unref()
         this.#indirectWaiters.set(s, () => {
-          clearTimeout(timer)
+          this.#clock.clearTimeout(timer)
           this.#indirectWaiters.delete(s)
           resolve(true)
         })
@@ -655,14 +759,14 @@ export class Swim {
           }
         }))
       })
-      const late = Date.now() - asked > 1.5 * this.#settings.indirectTimeoutMs
+      const late = this.#clock.now() - asked > 1.5 * this.#settings.indirectTimeoutMs
       if (late) {
         // this node's own event loop stalled during the wait (Lifeguard local health)
-        this.#calmUntil = Date.now() + 3 * this.#settings.probeIntervalMs
+        this.#calmUntil = this.#clock.now() + 3 * this.#settings.probeIntervalMs
       }
       if (reached) {
-        this.#detectors.get(did)?.heartbeat(Date.now())
-      } else if (!late && Date.now() >= this.#calmUntil && !this.#components.stopping() && this.#entries.get(did)?.record.state === 'alive') {
+        this.#detectors.get(did)?.heartbeat(this.#clock.now())
+      } else if (!late && this.#clock.now() >= this.#calmUntil && !this.#components.stopping() && this.#known.get(did)?.state === 'alive') {
         this.#declare(did, 'suspect')
       }
     } finally {
@@ -677,6 +781,11 @@ export class Swim {
     switch (message.t) {
       case 'ping': {
         const reply: Message = { t: 'ack', s: message.s }
+        if (!this.#known.has(from)) {
+          // a member this node has not heard of probes it (news of its join missed this
+          // node): ask for its record rather than wait for a push-pull
+          reply.who = true
+        }
         const rumors = this.#gossip.takePiggyback()
         if (rumors !== undefined) {
           reply.r = rumors
@@ -690,13 +799,15 @@ export class Swim {
       case 'ack': {
         const pending = this.#pending.get(message.s)
         if (pending !== undefined && pending.did === from) {
-          const entry = this.#entries.get(from)
-          if (entry !== undefined) {
-            entry.rttMs = Math.round((performance.now() - pending.sentAt) * 100) / 100
+          if (this.#known.has(from)) {
+            this.#rtt.set(from, Math.round((this.#clock.monotonic() - pending.sentAt) * 100) / 100)
           }
           pending.done(true)
         }
-        this.#detectors.get(from)?.heartbeat(Date.now())
+        this.#detectors.get(from)?.heartbeat(this.#clock.now())
+        if (message.who === true && pending !== undefined && pending.did === from && !this.#components.stopping()) {
+          background(this.#send(from, { t: 'gossip', r: [{ k: 'm', m: this.#selfRecord() }] }))
+        }
         if (message.r !== undefined) {
           this.#gossip.receive(from, message.r)
         }
@@ -732,7 +843,7 @@ export class Swim {
           if (w === undefined) {
             continue
           }
-          const known = this.#entries.has(w.did)
+          const known = this.#known.has(w.did)
           if (this.#merge(w) && (known || w.did === from)) {
             fresh.push({ k: 'm', m: w })
           }
@@ -741,9 +852,26 @@ export class Swim {
           this.#gossip.disseminate(fresh, new Set([this.did, from]))
         }
         if (message.reply) {
-          background(this.#sync(from, false))
+          background(this.#sync(from, false, segmentsOf(message.seg)))
         }
         this.#syncWaiters.get(from)?.()
+        break
+      }
+      case 'digest': {
+        if (!Array.isArray(message.d) || message.d.length !== DIGEST_SEGMENTS) {
+          break
+        }
+        const own = this.#digest()
+        const differ: number[] = []
+        for (let i = 0; i < DIGEST_SEGMENTS; i++) {
+          if (own[i] !== message.d[i]) {
+            differ.push(i)
+          }
+        }
+        if (differ.length > 0) {
+          // ours of those segments, and theirs in return
+          background(this.#sync(from, true, new Set(differ)))
+        }
         break
       }
       case 'gossip':
@@ -755,20 +883,29 @@ export class Swim {
     }
   }
 
-  #table (): WireMember[] {
+  /** the records held (isolated members left out), or those of the ring `segments` */
+  #table (segments?: ReadonlySet<number>): WireMember[] {
     const out: WireMember[] = []
-    for (const entry of this.#entries.values()) {
-      if (entry.record === this.#self) {
+    for (const record of this.#known.values()) {
+      if (segments !== undefined && !segments.has(segmentOf(record.did))) {
+        continue
+      }
+      if (record === this.#self) {
         out.push(this.#selfRecord())
-      } else if (!this.#isolated.has(entry.record.did)) {
-        out.push(entry.record)
+      } else if (!this.#isolated.has(record.did)) {
+        out.push(record)
       }
     }
     return out
   }
 
-  async #sync (did: string, reply: boolean): Promise<void> {
-    await this.#send(did, { t: 'sync', m: this.#table(), reply })
+  /** send the records held (of `segments` only, when given); `reply`: ask for the other's (of the same segments) */
+  async #sync (did: string, reply: boolean, segments?: ReadonlySet<number>): Promise<void> {
+    const message: Message = { t: 'sync', m: this.#table(segments), reply }
+    if (segments !== undefined) {
+      message.seg = [...segments]
+    }
+    await this.#send(did, message)
   }
 
   async #send (did: string, message: Message): Promise<void> {
@@ -796,4 +933,18 @@ export class Swim {
       this.#syncWaiters.delete(did)
     }
   }
+}
+
+/** the valid segment numbers of a sync's `seg`, or undefined (all) */
+function segmentsOf (seg: unknown): Set<number> | undefined {
+  if (!Array.isArray(seg)) {
+    return undefined
+  }
+  const out = new Set<number>()
+  for (const x of seg as unknown[]) {
+    if (typeof x === 'number' && Number.isInteger(x) && x >= 0 && x < DIGEST_SEGMENTS) {
+      out.add(x)
+    }
+  }
+  return out
 }
