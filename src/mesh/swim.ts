@@ -6,89 +6,21 @@
  * ({@link SwimComponents}) and runs its rounds; see {@link MembershipSettings}.
  */
 import { MeshError } from '../errors.ts'
-import type { NodeKey } from '../identity/index.ts'
 import type { Logger } from '../interfaces/index.ts'
 import { REAL_CLOCK, type Clock } from './clock.ts'
 import { Gossip, type Rumor } from './gossip.ts'
-import { MemberTrust, memberClaim, memberView, parseWireMember, signMember, supersedes, type Member, type MemberState, type MembershipSettings, type Substrate, type WireMember } from './membership.ts'
+import { MemberTrust, memberClaim, memberView, signMember, supersedes, type Member, type MemberState, type MembershipSettings, type WireMember } from './membership.ts'
 import { PhiAccrualDetector } from './phi.ts'
-import { Ring, ringPosition, shuffle } from './ring.ts'
+import { Ring, shuffle } from './ring.ts'
+import { background, encodeMessage, pickTargets, type Message, type SwimComponents, type SwimInit } from './swim-wire.ts'
+import { TableSync } from './swim-sync.ts'
 
-/** A membership message, one JSON frame on the `/omega/swim/1` channel */
-export type Message =
-  | { t: 'ping', s: number, r?: Rumor[] }
-  | { t: 'ack', s: number, r?: Rumor[], who?: boolean }
-  | { t: 'preq', s: number, target: string }
-  | { t: 'pack', s: number, target: string }
-  | { t: 'sync', m: WireMember[], reply: boolean, seg?: number[] }
-  | { t: 'digest', d: number[] }
-  | { t: 'gossip', r: Rumor[], a?: number, u?: number }
-
-const encoder = new TextEncoder()
-/**
- * The table is cut into this many ring segments for push-pull: a digest of each (64
- * numbers) is exchanged, and records only for the segments that differ
- */
-export const DIGEST_SEGMENTS = 64
-const STATE_CODE: Readonly<Record<MemberState, number>> = { alive: 0, suspect: 1, dead: 2, left: 3 }
-
-/** the segment of the push-pull digest `did` falls in (the top bits of its ring position) */
-function segmentOf (did: string): number {
-  return ringPosition(did) >>> (32 - Math.log2(DIGEST_SEGMENTS))
-}
-
-/** a 32-bit fingerprint of what a record says that precedence looks at (did, incarnation, state) */
-function fingerprint (did: string, inc: number, state: MemberState): number {
-  let h = ringPosition(did) ^ Math.imul(inc >>> 0, 0x9e3779b1) ^ Math.imul(Math.floor(inc / 2 ** 32), 0x85ebca77) ^ Math.imul(STATE_CODE[state] + 1, 0xc2b2ae3d)
-  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
-  return (h ^ (h >>> 16)) >>> 0
-}
+export { background, encodeMessage, type Message, type SwimComponents, type SwimInit }
 
 /** above this many members, helpers and gossip targets are drawn without a pass over all of them */
 const PICK_SCAN_LIMIT = 256
 /** setMeta/setLoad changes are gossiped at most this often (each bumps the incarnation) */
 const ANNOUNCE_INTERVAL_MS = 1000
-
-export function encodeMessage (message: Message): Uint8Array {
-  return encoder.encode(JSON.stringify(message))
-}
-
-/** run a promise in the background; its failure is already handled or does not matter */
-export function background (promise: Promise<unknown>): void {
-  promise.catch(() => {})
-}
-
-/** What the protocol needs from its node: identity, transport and lifecycle */
-export interface SwimComponents {
-  key: NodeKey
-  logger: Logger
-  /** peers this node isolates (TEST/OPS): nothing to or from them, they look dead here */
-  isolated: ReadonlySet<string>
-  /** the node is started (until its stop() ends) */
-  started: () => boolean
-  /** the node's stop() has begun */
-  stopping: () => boolean
-  /** send one frame on the membership channel to `did`, opening it if needed */
-  send: (did: string, bytes: Uint8Array) => Promise<void>
-  /** whether a membership channel to `did` is open */
-  connected: (did: string) => boolean
-  /** `did` became dead or left: abort its channels */
-  gone: (did: string, reason: Error) => void
-  /** time, timers and chance (a simulation's virtual ones) @default REAL_CLOCK */
-  clock?: Clock
-}
-
-export interface SwimInit {
-  peerId: string
-  name: string
-  substrate: Substrate
-  frontier: boolean
-  meta: Record<string, string>
-  /** did:keys believed (self included), or any */
-  admit: ReadonlySet<string> | undefined
-  settings: MembershipSettings
-}
 
 /**
  * One node's side of the membership protocol (see {@link MeshNode} for its trust rules).
@@ -119,7 +51,7 @@ export class Swim {
   readonly #indirecting = new Set<string>()
   readonly #detectors = new Map<string, PhiAccrualDetector>()
   readonly #gossip: Gossip
-  readonly #syncWaiters = new Map<string, () => void>()
+  readonly #tables: TableSync
   readonly #trust: MemberTrust
   readonly #clock: Clock
   #signedSelf: { claim: string, record: WireMember } | undefined
@@ -163,6 +95,23 @@ export class Swim {
       meta: { ...init.meta }
     }
     this.#trust.own(this.#self)
+    this.#tables = new TableSync({
+      did: this.did,
+      records: () => this.#known.values(),
+      selfRecord: () => this.#selfRecord(),
+      isolated: (did) => this.#isolated.has(did),
+      knows: (did) => this.#known.has(did),
+      merge: (w) => this.#merge(w),
+      disseminate: (rumors, exclude) => { this.#gossip.disseminate(rumors, exclude) },
+      send: async (did, message) => this.#send(did, message),
+      ping: async (did, timeoutMs) => this.#ping(did, timeoutMs),
+      deadMembers: () => [...this.#departed.keys()].filter((did) => this.#known.get(did)?.state === 'dead'),
+      others: () => this.others(),
+      connected: (did) => this.#components.connected(did),
+      random: () => this.#clock.random(),
+      stopping: () => this.#components.stopping(),
+      probeTimeoutMs: () => this.#settings.probeTimeoutMs
+    })
   }
 
   get name (): string {
@@ -306,7 +255,7 @@ export class Swim {
     if (record !== undefined) {
       this.#notify(record, 'dead')
       if (this.#components.started() && !this.#components.stopping()) {
-        background(this.#sync(did, true))
+        background(this.#tables.sync(did, true))
       }
     }
   }
@@ -539,29 +488,8 @@ export class Swim {
    */
   #pickTargets (count: number, exclude: Set<string>): string[] {
     const ring = this.#ring.order()
-    if (ring.length - 1 > PICK_SCAN_LIMIT) {
-      const out = shuffle(this.#clock.random, this.links().filter((did) => !exclude.has(did) && this.#components.connected(did))).slice(0, count)
-      const chosen = new Set(out)
-      for (let tries = 0; out.length < count && tries < 8 * count; tries++) {
-        const did = ring[Math.floor(this.#clock.random() * ring.length)] as string
-        if (did !== this.did && !exclude.has(did) && !chosen.has(did)) {
-          out.push(did)
-          chosen.add(did)
-        }
-      }
-      return out
-    }
-    const connected: string[] = []
-    const others: string[] = []
-    for (const did of this.others()) {
-      if (exclude.has(did)) {
-        continue
-      }
-      (this.#components.connected(did) ? connected : others).push(did)
-    }
-    shuffle(this.#clock.random, connected)
-    shuffle(this.#clock.random, others)
-    return connected.concat(others).slice(0, count)
+    const big = ring.length - 1 > PICK_SCAN_LIMIT
+    return pickTargets({ random: this.#clock.random, self: this.did, ring, candidates: big ? this.links() : this.others(), sample: big, connected: (did) => this.#components.connected(did) }, count, exclude)
   }
 
   // ---------------------------------------------------------------- probing
@@ -651,47 +579,19 @@ export class Swim {
     return this.#ring.order().length <= 1
   }
 
-  /**
-   * anti-entropy with one member, one with a channel if any (repair without a new
-   * handshake): this node sends a digest of its table (one number per ring segment); the
-   * member answers with its records of the segments that differ and asks for this node's
-   * (a whole table crossed the wire each time before, 4.5 MB at 10 000 members: found by
-   * the simulation)
-   */
+  /** anti-entropy with one member (see TableSync.pushPull) */
   pushPull (): void {
-    const target = shuffle(this.#clock.random, this.others().filter((did) => this.#components.connected(did)))[0] ?? shuffle(this.#clock.random, this.others())[0]
-    if (target !== undefined) {
-      background(this.#send(target, { t: 'digest', d: this.#digest() }))
-    }
+    this.#tables.pushPull()
   }
 
-  /** per ring segment, the XOR of the fingerprints of the records held there (isolated members left out, as in #table) */
-  #digest (): number[] {
-    const d = new Array<number>(DIGEST_SEGMENTS).fill(0)
-    for (const record of this.#known.values()) {
-      if (record === this.#self || !this.#isolated.has(record.did)) {
-        const segment = segmentOf(record.did)
-        d[segment] = ((d[segment] as number) ^ fingerprint(record.did, record.inc, record.state)) >>> 0
-      }
-    }
-    return d
-  }
-
-  /**
-   * full-state exchange with one dead member that answers a probe (partition healing):
-   * the probe first, so that the table is not encoded every reconnect interval for a
-   * member that is gone for good
-   */
+  /** full-state exchange with one dead member that answers a probe (see TableSync.retryDead) */
   retryDead (): void {
-    const dead = shuffle(this.#clock.random, [...this.#departed.keys()]
-      .filter((did) => this.#known.get(did)?.state === 'dead' && !this.#isolated.has(did)))[0]
-    if (dead !== undefined) {
-      background(this.#ping(dead, this.#settings.probeTimeoutMs * 4).then(async (ok) => {
-        if (ok && !this.#components.stopping()) {
-          await this.#send(dead, { t: 'digest', d: this.#digest() })
-        }
-      }))
-    }
+    this.#tables.retryDead()
+  }
+
+  /** Join through `did`: send it this node's full table with `send` (its fresh channel) and wait for its own */
+  async join (did: string, send: (bytes: Uint8Array) => Promise<void>, signal: AbortSignal): Promise<void> {
+    await this.#tables.join(did, send, signal)
   }
 
   /** direct probe; resolves true on ack within `timeoutMs` */
@@ -830,50 +730,12 @@ export class Swim {
         }
         break
       }
-      case 'sync': {
-        if (!Array.isArray(message.m)) {
-          break
-        }
-        // pass on only what is likely news to the mesh too: the sender's own record (a
-        // joiner announcing itself) and changes to members this node already knew (a healed
-        // partition); a joiner learning the whole table must not re-gossip all of it
-        const fresh: Rumor[] = []
-        for (const raw of message.m) {
-          const w = parseWireMember(raw)
-          if (w === undefined) {
-            continue
-          }
-          const known = this.#known.has(w.did)
-          if (this.#merge(w) && (known || w.did === from)) {
-            fresh.push({ k: 'm', m: w })
-          }
-        }
-        if (fresh.length > 0) {
-          this.#gossip.disseminate(fresh, new Set([this.did, from]))
-        }
-        if (message.reply) {
-          background(this.#sync(from, false, segmentsOf(message.seg)))
-        }
-        this.#syncWaiters.get(from)?.()
+      case 'sync':
+        this.#tables.onSync(from, message)
         break
-      }
-      case 'digest': {
-        if (!Array.isArray(message.d) || message.d.length !== DIGEST_SEGMENTS) {
-          break
-        }
-        const own = this.#digest()
-        const differ: number[] = []
-        for (let i = 0; i < DIGEST_SEGMENTS; i++) {
-          if (own[i] !== message.d[i]) {
-            differ.push(i)
-          }
-        }
-        if (differ.length > 0) {
-          // ours of those segments, and theirs in return
-          background(this.#sync(from, true, new Set(differ)))
-        }
+      case 'digest':
+        this.#tables.onDigest(from, message)
         break
-      }
       case 'gossip':
         if (typeof message.a === 'number') {
           background(this.#send(from, { t: 'ack', s: message.a }))
@@ -883,68 +745,7 @@ export class Swim {
     }
   }
 
-  /** the records held (isolated members left out), or those of the ring `segments` */
-  #table (segments?: ReadonlySet<number>): WireMember[] {
-    const out: WireMember[] = []
-    for (const record of this.#known.values()) {
-      if (segments !== undefined && !segments.has(segmentOf(record.did))) {
-        continue
-      }
-      if (record === this.#self) {
-        out.push(this.#selfRecord())
-      } else if (!this.#isolated.has(record.did)) {
-        out.push(record)
-      }
-    }
-    return out
-  }
-
-  /** send the records held (of `segments` only, when given); `reply`: ask for the other's (of the same segments) */
-  async #sync (did: string, reply: boolean, segments?: ReadonlySet<number>): Promise<void> {
-    const message: Message = { t: 'sync', m: this.#table(segments), reply }
-    if (segments !== undefined) {
-      message.seg = [...segments]
-    }
-    await this.#send(did, message)
-  }
-
   async #send (did: string, message: Message): Promise<void> {
     await this.#components.send(did, encodeMessage(message))
   }
-
-  /**
-   * Join through `did`: send it this node's full table with `send` (its fresh channel)
-   * and wait for its own.
-   */
-  async join (did: string, send: (bytes: Uint8Array) => Promise<void>, signal: AbortSignal): Promise<void> {
-    const replied = new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => { reject(signal.reason) }
-      signal.addEventListener('abort', onAbort, { once: true })
-      this.#syncWaiters.set(did, () => {
-        signal.removeEventListener('abort', onAbort)
-        this.#syncWaiters.delete(did)
-        resolve()
-      })
-    })
-    try {
-      await send(encodeMessage({ t: 'sync', m: this.#table(), reply: true }))
-      await replied
-    } finally {
-      this.#syncWaiters.delete(did)
-    }
-  }
-}
-
-/** the valid segment numbers of a sync's `seg`, or undefined (all) */
-function segmentsOf (seg: unknown): Set<number> | undefined {
-  if (!Array.isArray(seg)) {
-    return undefined
-  }
-  const out = new Set<number>()
-  for (const x of seg as unknown[]) {
-    if (typeof x === 'number' && Number.isInteger(x) && x >= 0 && x < DIGEST_SEGMENTS) {
-      out.add(x)
-    }
-  }
-  return out
 }
