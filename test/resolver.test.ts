@@ -14,7 +14,7 @@ import { silentLogging } from '../src/observe/index.ts'
 import { Resolvers, type ResolverStatus } from '../src/resolver/index.ts'
 import type { ResolverPlan } from '../src/manifest/index.ts'
 import { freePort } from '../src/util/index.ts'
-import { ROOT, cli, eventually, get, json, ok, startNode, stopDaemon, until, type MeshProcess, type Placement } from './helpers.ts'
+import { ROOT, cli, eventually, get, json, ok, peers, startNode, stopDaemon, until, type MeshProcess, type Placement } from './helpers.ts'
 
 /** One script for the four providers; it acts by the name it was called with */
 const STANDIN = `
@@ -288,6 +288,10 @@ brane = "hello"
       nodes.push(await start('a', ports[0] as number, []))
       const deployer = (await cli(['id'], nodes[0]?.home)).out.trim()
       nodes.push(await start('b', ports[1] as number, ['--bootstrap', nodes[0]?.addr ?? '', '--trust', deployer]))
+      // both in step first: a node still catching up (HEAL) gets a brane only while no other can
+      for (const node of nodes) {
+        await eventually(async () => (await peers(node.home)).filter((p) => p.status === 'HEAD').length === 2, 30_000, `${node.name} to see both nodes in step`)
+      }
       await ok(['deploy', join(dir, 'omega.toml')], nodes[0]?.home)
       let leader: MeshProcess | undefined
       await eventually(async () => {

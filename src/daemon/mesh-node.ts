@@ -457,7 +457,10 @@ export class OmegaMeshNode {
         failed ??= err as Error
       }
     }
-    this.#version = versionOf(docs)
+    // the version of what runs: an app whose newest deployment could not be prepared runs
+    // its previous one (so that it is applied once it can be)
+    const prepared = docs.filter((doc) => doc.removed === true || this.#apps.get(doc.name)?.id === deploymentId(doc))
+    this.#version = versionOf([...prepared, ...[...this.#apps.values()].filter((app) => !prepared.includes(app.doc)).map((app) => app.doc)])
     this.#combined = this.#apps.size === 0 ? NOTHING : combineApps(this.#ordered().map((app) => ({ name: app.doc.name, plan: app.plan })), { conflicts: 'skip' })
     for (const [app, reason] of this.#combined.refused) {
       this.#log.error({ app }, `not running: ${reason}`)
