@@ -102,6 +102,8 @@ describe('omega up', () => {
     try {
       assert.equal(await (await fetch(`${daemon.url}/cart/1`)).text(), 'hello from omega: /cart/1\n')
       assert.equal(await (await fetch(`${daemon.url}/posts/1`)).text(), 'hello from omega: /posts/1\n')
+      const apps = JSON.parse((await cli(['apps', '--json'], join(dir, 'home'))).out) as Array<{ name: string, manifest: string, placement: Record<string, string[]> }>
+      assert.deepEqual(apps.map((a) => [a.name, a.manifest, Object.keys(a.placement)]), [['blog', blog, ['posts']], ['shop', shop, ['cart']]])
       // shop changes: blog's brane is left as it runs
       await writeFile(shop, '[brane.cart]\nimage = "hello.wasm"\ntrigger = { http = "/cart/*" }\n\n[brane.basket]\nimage = "hello.wasm"\ntrigger = { http = "/basket/*" }\n')
       await until(() => /omega: reloaded: added basket · changed — · removed —/.test(daemon.output()), 30_000, 'the reload of shop')

@@ -211,7 +211,18 @@ export class OmegaMeshNode {
 
   /** Alone: the branes of `files` run here, and nothing of the mesh runs */
   async #startAlone (files: readonly string[], options: AbortOptions): Promise<void> {
-    this.#local = await LocalNode.start(files, this.#init, options)
+    // `omega apps` of a node alone: the apps of its files, every brane here
+    const apps = async (): Promise<AppRow[]> => {
+      const local = this.local
+      const rows = new Map<string, AppRow>()
+      for (const brane of local.plan.branes) {
+        const name = brane.app ?? ''
+        const row = rows.get(name) ?? { name, id: 'file', deployer: this.did, time: local.startedAt, status: 'running', manifest: brane.manifest ?? local.plan.file, placement: {} }
+        rows.set(name, { ...row, placement: { ...row.placement, [brane.name]: [this.#init.name] } })
+      }
+      return [...rows.values()].sort((a, b) => a.name < b.name ? -1 : 1)
+    }
+    this.#local = await LocalNode.start(files, { ...this.#init, adminRoutes: new Map([['/v1/apps', { action: 'ps', handle: apps }]]) }, options)
     this.#revocations = this.#local.revocations ?? this.#revocations
     this.#healing = false
   }
