@@ -518,11 +518,11 @@ export class OmegaMeshNode {
       // what could be prepared runs; the rest is tried again soon
       this.#retrySoon(err as Error)
     }
+    // #prepare placed the combined plan with the current membership view
     const plan = this.#combined.plan
-    const placement = this.#place(plan)
+    const placement = this.#placement
     const now = mine(placement)
     if (this.#appliedVersion === this.#version && applied.join(',') === now.join(',')) {
-      this.#placement = placement
       this.#applied = placement
       // the branes here are the same, but a resolver may come here with a brane this node now leads
       await local.placementChanged()
@@ -530,7 +530,6 @@ export class OmegaMeshNode {
     }
     // a stateful brane that comes here brings its state from the nodes that held it
     const gained = now.filter((b) => !applied.includes(b) && plan.branes.some((p) => p.name === b && p.grants.state !== undefined))
-    this.#placement = placement
     if (gained.length > 0) {
       await Promise.allSettled(this.#peers().filter((m) => m.state === 'alive').map(async (m) => { await this.#stateSync.reconcileWith(m.did, gained, { anyPeer: true }) }))
     }
