@@ -143,9 +143,19 @@ export function prepareRemoval (name: string, key: NodeKey, options: Pick<Prepar
 /** The manifest file name of a removal */
 const REMOVED_FILE = 'removed'
 
+/** The ids of the documents hashed so far */
+const IDS = new WeakMap<DeploymentDocument, string>()
+
 /** A short, stable id of a document: BLAKE3 of its canonical JSON, 16 hex digits */
 export function deploymentId (doc: DeploymentDocument): string {
-  return blake3Hex(Buffer.from(canonicalJson(doc))).slice(0, 16)
+  // a node compares the ids of every app it holds at each reconciliation and anti-entropy
+  // round: a document (never changed once made) is hashed once
+  let id = IDS.get(doc)
+  if (id === undefined) {
+    id = blake3Hex(Buffer.from(canonicalJson(doc))).slice(0, 16)
+    IDS.set(doc, id)
+  }
+  return id
 }
 
 /** Most apps a mesh carries (a pull answers with all of them) */
