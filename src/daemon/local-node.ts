@@ -183,8 +183,8 @@ export class LocalNode {
     const until = performance.now() + PRUNE_BUDGET_MS
     try {
       for (let batch = 0; batch < PRUNE_BATCHES && performance.now() < until; batch++) {
-        const removed = this.#queue.prune({ limit: PRUNE_BATCH })
-        if (Math.max(removed.deliveries, removed.events, removed.hops) < PRUNE_BATCH) {
+        this.#queue.prune({ limit: PRUNE_BATCH })
+        if (!this.#queue.pruneMore) {
           break
         }
       }

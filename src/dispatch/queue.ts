@@ -130,7 +130,7 @@ export interface PruneSettings {
   doneMs?: number
   /** @default TRACE_RETENTION_MS */
   traceMs?: number
-  /** most rows removed from each table. @default 5000 */
+  /** most rows of each table read (deliveries, events) or removed (hops). @default 5000 */
   limit?: number
 }
 
@@ -167,6 +167,9 @@ export class EventQueue {
   readonly #statements = new Map<string, Database.Statement>()
   /** the newest row id of each table, noted at each prune (see {@link prune}) */
   readonly #marks: Array<{ at: number, delivery: number, event: number, hop: number }> = []
+  /** where the next prune reads deliveries and events from (see {@link prune}) */
+  readonly #pruneCursor = { delivery: 0, event: 0 }
+  #pruneMore = false
   readonly #insertHop: Database.Statement
   readonly #adoptDelivery: Database.Statement
   readonly #adoptTx: (copies: readonly DeliveryCopy[], now: number) => number
@@ -547,8 +550,8 @@ export class EventQueue {
    * Forget what is over, so that the queue does not grow without end: deliveries done
    * (and their events, once no delivery needs them) `doneMs` after they were queued, and
    * the hops of traces `traceMs` after they were recorded. Dead letters and undelivered
-   * events stay. At most `limit` rows of each table go per call (a short transaction on
-   * the serving thread); call it again while it returns `limit`.
+   * events stay. At most `limit` rows of each table are read per call (a short transaction
+   * on the serving thread); call it again while {@link pruneMore} says so.
    *
    * Age is told by row id: each call notes the newest id of each table, and a row is old
    * once an id at least as large was noted that long ago (rows are only ever appended), so
@@ -573,13 +576,34 @@ export class EventQueue {
     if (oldest > 0) {
       this.#marks.splice(0, oldest)
     }
-    return this.#db.transaction(() => ({
-      deliveries: done === undefined ? 0 : this.#prepare("DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE id <= ? AND state = 'done' ORDER BY id LIMIT ?)").run(done.delivery, limit).changes,
-      events: done === undefined
-        ? 0
-        : this.#prepare('DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e WHERE e.rowid <= ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) ORDER BY e.rowid LIMIT ?)').run(done.event, limit).changes,
-      hops: traced === undefined ? 0 : this.#prepare('DELETE FROM hops WHERE id IN (SELECT id FROM hops WHERE id <= ? ORDER BY id LIMIT ?)').run(traced.hop, limit).changes
-    }))()
+    // deliveries and events are read a window of `limit` ids at a time from a cursor that
+    // wraps at the cutoff: rows still owed (a backlog, dead letters) are passed over, not
+    // scanned again at every call
+    const window = (table: 'delivery' | 'event', cutoff: number): [number, number] => {
+      const from = this.#pruneCursor[table] >= cutoff ? 0 : this.#pruneCursor[table]
+      const to = Math.min(cutoff, from + limit)
+      this.#pruneCursor[table] = to >= cutoff ? 0 : to
+      return [from, to]
+    }
+    const removed = this.#db.transaction(() => {
+      if (done === undefined) {
+        return { deliveries: 0, events: 0 }
+      }
+      const [d0, d1] = window('delivery', done.delivery)
+      const [e0, e1] = window('event', done.event)
+      return {
+        deliveries: this.#prepare("DELETE FROM deliveries WHERE id > ? AND id <= ? AND state = 'done'").run(d0, d1).changes,
+        events: this.#prepare('DELETE FROM events WHERE rowid IN (SELECT e.rowid FROM events e WHERE e.rowid > ? AND e.rowid <= ? AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id))').run(e0, e1).changes
+      }
+    })()
+    const hops = traced === undefined ? 0 : this.#prepare('DELETE FROM hops WHERE id IN (SELECT id FROM hops WHERE id <= ? ORDER BY id LIMIT ?)').run(traced.hop, limit).changes
+    this.#pruneMore = this.#pruneCursor.delivery !== 0 || this.#pruneCursor.event !== 0 || hops === limit
+    return { ...removed, hops }
+  }
+
+  /** Whether the last {@link prune} left old rows to look at: call it again */
+  get pruneMore (): boolean {
+    return this.#pruneMore
   }
 
   /**
