@@ -2,17 +2,18 @@
  * Authoring branes in TypeScript: `omega new http-ts|event-ts NAME` writes a project
  * (TypeScript source, its WIT with every dependency, a manifest with the least grants,
  * a package.json), and `omega build [DIR]` turns it into a component: TypeScript to
- * JavaScript (the `typescript` compiler, transpile only), then componentize-js in a
- * process of its own, with declarations for the world written to `types/` for editors.
+ * JavaScript (the `typescript` compiler, transpile only) with declarations for the world
+ * written to `types/` for editors and a type check against them, then componentize-js,
+ * each step in a process of its own (componentize.ts).
  */
 import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
-import { basename, dirname, isAbsolute, join, relative, resolve as resolvePath } from 'node:path'
+import { basename, dirname, join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BuildError, UsageError } from '../errors.ts'
 import type { AbortOptions } from '../interfaces/index.ts'
-import type { Diagnostic } from 'typescript'
-import type { ComponentizeJob, ComponentJob, StarlingMonkeyFeature } from './componentize.ts'
+import type { CompileJob, CompileReport, ComponentizeJob, ComponentJob, StarlingMonkeyFeature } from './componentize.ts'
 import { guestWitDeps } from './wit.ts'
 
 export { forStarlingMonkey, guestWitDeps, STARLINGMONKEY_WASI, WIT_DIR, type WitDep } from './wit.ts'
@@ -215,8 +216,9 @@ export interface BuildOptions extends AbortOptions {
 /**
  * Build the project in `dir` (from any working directory): its TypeScript to JavaScript,
  * declarations for its world in `types/`, a type check against them (the project's
- * tsconfig.json), then the component with componentize-js. Each of the last two steps
- * runs in a child process (see componentize.ts). Returns the component's path.
+ * tsconfig.json), then the component with componentize-js: two child processes (see
+ * componentize.ts), so that the caller's thread stays free (`omega dev` serves the
+ * previous build meanwhile). Returns the component's path.
  *
  * @throws UsageError when `dir` is not a project; BuildError when the source does not
  * compile (each error as file:line:column) or componentize-js fails
@@ -226,74 +228,28 @@ export async function buildProject (dir: string, options: BuildOptions = {}): Pr
   const settings = await projectSettings(dir)
   const progress = options.progress ?? (() => {})
   const sourcePath = join(dir, settings.source)
-  const source = await readFile(sourcePath, 'utf8').catch((err: Error) => { throw new UsageError(`Cannot read ${sourcePath}: ${err.message}`) })
+  await readFile(sourcePath).catch((err: Error) => { throw new UsageError(`Cannot read ${sourcePath}: ${err.message}`) })
   const wit = join(dir, 'wit')
-  progress(`compiling ${settings.source}`)
-  const ts = (await import('typescript')).default
-  const out = ts.transpileModule(source, {
-    fileName: settings.source,
-    reportDiagnostics: true,
-    compilerOptions: { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.ES2022 }
-  })
-  throwIfErrors(ts, dir, out.diagnostics ?? [])
-  progress(`types/ from wit/ (world ${settings.world})`)
-  await runChild({ kind: 'types', wit, world: settings.world, types: join(dir, 'types') }, dir, options)
-  if (options.check !== false) {
-    const config = join(dir, 'tsconfig.json')
-    if (await readFile(config).then(() => true, () => false)) {
-      progress('checking types (tsconfig.json)')
-      throwIfErrors(ts, dir, typeCheck(ts, config))
+  const tsconfig = join(dir, 'tsconfig.json')
+  const check = options.check !== false && await stat(tsconfig).then(() => true, () => false)
+  const js = join(dir, '.omega-build', 'index.js')
+  const compile: CompileJob = { kind: 'compile', dir, source: settings.source, js, wit, world: settings.world, types: join(dir, 'types'), ...(check ? { tsconfig } : {}) }
+  await runChild(compile, dir, options, (line) => {
+    if ('progress' in line) {
+      progress(line.progress)
+    } else if ('world' in line) {
+      throw new BuildError(`Cannot build ${dir}: cannot read world "${settings.world}" in ${wit}: ${line.world}`)
     } else {
-      progress('no tsconfig.json: types not checked')
+      const more = line.errors > line.lines.length ? [`… and ${line.errors - line.lines.length} more`] : []
+      throw new BuildError(`Cannot build ${dir}: the source does not compile (${line.errors} ${line.errors === 1 ? 'error' : 'errors'})\n${[...line.lines, ...more].join('\n')}`)
     }
-  }
-  const buildDir = join(dir, '.omega-build')
-  await mkdir(buildDir, { recursive: true })
-  const js = join(buildDir, 'index.js')
-  await writeFile(js, out.outputText)
+  })
   const output = join(dir, settings.output)
   progress(`componentize-js: ${settings.world} -> ${settings.output} (10-30 s)`)
   await runChild({ kind: 'component', source: js, wit, world: settings.world, output, disableFeatures: settings.disableFeatures }, dir, options)
   const size = (await stat(output)).size
   progress(`wrote ${settings.output} (${(size / 1024 / 1024).toFixed(1)} MiB) in ${((Date.now() - started) / 1000).toFixed(1)} s`)
   return output
-}
-
-type TypeScript = typeof import('typescript')
-
-/** The project's errors under its tsconfig.json (every file it includes) */
-function typeCheck (ts: TypeScript, config: string): readonly Diagnostic[] {
-  const configErrors: Diagnostic[] = []
-  const parsed = ts.getParsedCommandLineOfConfigFile(config, { noEmit: true }, {
-    ...ts.sys,
-    onUnRecoverableConfigFileDiagnostic: (d) => { configErrors.push(d) }
-  })
-  if (parsed === undefined) {
-    return configErrors
-  }
-  const program = ts.createProgram({ rootNames: parsed.fileNames, options: parsed.options, configFileParsingDiagnostics: parsed.errors })
-  return [...parsed.errors, ...ts.getPreEmitDiagnostics(program)]
-}
-
-/** @throws BuildError listing each error as `file:line:column: message`, paths relative to the project */
-function throwIfErrors (ts: TypeScript, dir: string, diagnostics: readonly Diagnostic[]): void {
-  const errors = diagnostics.filter((d) => d.category === ts.DiagnosticCategory.Error)
-  if (errors.length === 0) {
-    return
-  }
-  const lines = errors.slice(0, 20).map((d) => {
-    const text = ts.flattenDiagnosticMessageText(d.messageText, '\n  ')
-    if (d.file === undefined || d.start === undefined) {
-      return `error TS${d.code}: ${text}`
-    }
-    const at = d.file.getLineAndCharacterOfPosition(d.start)
-    const file = isAbsolute(d.file.fileName) ? relative(dir, d.file.fileName) : d.file.fileName
-    return `${file}:${at.line + 1}:${at.character + 1}: error TS${d.code}: ${text}`
-  })
-  if (errors.length > lines.length) {
-    lines.push(`… and ${errors.length - lines.length} more`)
-  }
-  throw new BuildError(`Cannot build ${dir}: the source does not compile (${errors.length} ${errors.length === 1 ? 'error' : 'errors'})\n${lines.join('\n')}`)
 }
 
 /**
@@ -307,25 +263,41 @@ export async function componentizeJs (job: ComponentJob, options: AbortOptions &
   await runChild(job, options.what ?? job.output, options)
 }
 
-/** One step of componentize.ts in a child process; its stderr's last lines become the error */
-async function runChild (job: ComponentizeJob, dir: string, options: AbortOptions): Promise<void> {
+/**
+ * One step of componentize.ts in a child process: `onReport` takes each line it reports
+ * (and may throw, which becomes the step's error once the child has exited); its
+ * stderr's last lines become the error of a failed exit
+ */
+async function runChild (job: ComponentizeJob, dir: string, options: AbortOptions, onReport: (line: CompileReport) => void = () => {}): Promise<void> {
   const script = fileURLToPath(new URL('./componentize.js', import.meta.url))
   // componentize-js maps its cwd into the engine: the source's own directory always works
-  const cwd = job.kind === 'component' ? dirname(job.source) : job.wit
+  const cwd = job.kind === 'component' ? dirname(job.source) : job.dir
   await new Promise<void>((resolve, reject) => {
     let err = ''
-    const child = spawn(process.execPath, [script, JSON.stringify(job)], { cwd, stdio: ['ignore', 'ignore', 'pipe'], ...(options.signal === undefined ? {} : { signal: options.signal }) })
+    let failure: unknown
+    const child = spawn(process.execPath, [script, JSON.stringify(job)], { cwd, stdio: ['ignore', 'pipe', 'pipe'], ...(options.signal === undefined ? {} : { signal: options.signal }) })
     child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
-    child.once('error', reject)
-    child.once('exit', (code) => {
-      if (code === 0) {
-        resolve()
-        return
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (failure === undefined) {
+        try {
+          onReport(JSON.parse(line) as CompileReport)
+        } catch (e) {
+          failure = e
+        }
       }
-      const said = err.trim().split('\n').slice(-12).join('\n') || `exit code ${String(code)}`
-      reject(new BuildError(job.kind === 'types'
-        ? `Cannot build ${dir}: cannot read world "${job.world}" in ${job.wit}: ${said}`
-        : `Cannot build ${dir}: componentize-js could not build ${job.output}: ${said}`))
+    })
+    child.once('error', reject)
+    child.once('close', (code) => {
+      if (failure !== undefined) {
+        reject(failure instanceof Error ? failure : new BuildError(`Cannot build ${dir}: ${String(failure)}`))
+      } else if (code === 0) {
+        resolve()
+      } else {
+        const said = err.trim().split('\n').slice(-12).join('\n') || `exit code ${String(code)}`
+        reject(new BuildError(job.kind === 'compile'
+          ? `Cannot build ${dir}: cannot compile ${job.source}: ${said}`
+          : `Cannot build ${dir}: componentize-js could not build ${job.output}: ${said}`))
+      }
     })
   })
 }
