@@ -1,14 +1,13 @@
 import { existsSync } from 'node:fs'
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { blake3Hex, toHex } from '../../identity/index.ts'
 import { ComponentLoadError } from '../../errors.ts'
-import { dropCreatedReps, leanHostCalls, stripCalls } from './glue.ts'
 import { checkImports, findUnprovided, unversioned } from './link.ts'
 import { grantKeys, type BraneOptions, type ServeKind } from './brane-options.ts'
 import { capMemoryMax } from './memory-cap.ts'
 import { wasm, type CoreModule } from './wasm-api.ts'
+import { describe, MODULE_PACKAGE, readMeta, transpileToCache } from './transpile.ts'
 
 /** The `mem_max` a component gets when nobody says otherwise: 64 MiB */
 export const DEFAULT_MEM_MAX_BYTES = 64 * 2 ** 20
@@ -48,21 +47,6 @@ export interface LoadedComponent {
   readonly cache: 'hit' | 'miss'
 }
 
-/** What `cacheDir/<hash>/meta.json` holds */
-interface CacheMeta {
-  readonly format: 1
-  readonly transpiler: string
-  readonly id: string
-  readonly size: number
-  readonly imports: readonly string[]
-  readonly exports: readonly string[]
-  readonly entry: string
-  readonly modules: readonly string[]
-}
-
-const META_FILE = 'meta.json'
-const ENTRY_FILE = 'component.js'
-const MODULE_PACKAGE = '{ "type": "module" }\n'
 const COMPONENT_PREAMBLE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00)
 const CORE_PREAMBLE = Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00)
 
@@ -154,26 +138,6 @@ function startsWith (bytes: Uint8Array, prefix: Uint8Array): boolean {
   return prefix.every((b, i) => bytes[i] === b)
 }
 
-/**
- * Replaces the glue at `file` with its lean version (glue.ts: no debug-log calls, no task
- * bookkeeping around synchronous host calls, no write-only set of resources), once the lean
- * version is shown to load as a module here; otherwise keeps jco's text
- */
-async function leanGlue (file: string, original: Uint8Array): Promise<void> {
-  const text = new TextDecoder().decode(original)
-  const lean = dropCreatedReps(leanHostCalls(stripCalls(text)))
-  if (lean === text) {
-    return
-  }
-  await writeFile(file, lean)
-  try {
-    // 'async' instantiation: importing the glue defines functions and runs nothing
-    await import(`${pathToFileURL(file).href}?check`)
-  } catch {
-    await writeFile(file, original)
-  }
-}
-
 async function getTranspilerVersion (): Promise<string> {
   transpilerVersion ??= (async () => {
     // the package's exports map hides package.json: find it beside the entry point
@@ -183,119 +147,6 @@ async function getTranspilerVersion (): Promise<string> {
     return `jco-transpile@${pkg.version}+glue4`
   })()
   return transpilerVersion
-}
-
-async function readMeta (dir: string, version: string): Promise<CacheMeta | undefined> {
-  let text: string
-  try {
-    text = await readFile(join(dir, META_FILE), 'utf8')
-  } catch {
-    return undefined
-  }
-  try {
-    const meta = JSON.parse(text) as CacheMeta
-    return meta.format === 1 && meta.transpiler === version ? meta : undefined
-  } catch {
-    return undefined
-  }
-}
-
-async function transpileToCache (bytes: Uint8Array, hash: string, cacheDir: string, version: string): Promise<CacheMeta> {
-  // loaded on a cache miss only: importing jco-transpile costs ~50 ms
-  const { transpileBytes } = await import('@bytecodealliance/jco-transpile')
-  let result: Awaited<ReturnType<typeof transpileBytes>>
-  try {
-    // 'async' instantiation: the module exports instantiate(getCoreModule, imports),
-    // imports are ours (no WASI shims baked in) and nothing runs at import time
-    result = await transpileBytes(bytes, {
-      name: 'component',
-      instantiation: 'async',
-      emitTypescriptDeclarations: false,
-      base64Cutoff: 0
-    })
-  } catch (err) {
-    throw new ComponentLoadError(`Cannot load component "b3:${hash}": transpilation failed: ${describe(err)}`, { cause: err })
-  }
-  const exports = exportNames(result.exports)
-  const meta: CacheMeta = {
-    format: 1,
-    transpiler: version,
-    id: `b3:${hash}`,
-    size: bytes.length,
-    imports: await versionedImports(bytes, result.imports),
-    exports,
-    entry: ENTRY_FILE,
-    modules: Object.keys(result.files).filter((name) => name.endsWith('.wasm')).sort()
-  }
-  if (result.files[ENTRY_FILE] === undefined) {
-    throw new ComponentLoadError(`Cannot load component "b3:${hash}": jco produced no ${ENTRY_FILE}`)
-  }
-
-  // Write beside the final directory and rename it into place, so a concurrent
-  // process never sees half a cache entry; if another process won the race, use its.
-  await mkdir(cacheDir, { recursive: true })
-  const dir = join(cacheDir, hash)
-  const tmp = join(cacheDir, `.tmp-${hash}-${process.pid}-${Math.random().toString(36).slice(2)}`)
-  await mkdir(tmp)
-  try {
-    await writeFile(join(tmp, 'package.json'), MODULE_PACKAGE)
-    for (const [name, data] of Object.entries(result.files)) {
-      await writeFile(join(tmp, name), data)
-    }
-    await leanGlue(join(tmp, ENTRY_FILE), result.files[ENTRY_FILE])
-    await writeFile(join(tmp, META_FILE), JSON.stringify(meta, null, 2) + '\n')
-    try {
-      await rename(tmp, dir)
-    } catch (err) {
-      if (await readMeta(dir, version) !== undefined) {
-        return meta
-      }
-      // a stale entry (older transpiler or a broken write): replace it
-      await rm(dir, { recursive: true, force: true })
-      await rename(tmp, dir).catch((renameErr: unknown) => {
-        throw new ComponentLoadError(`Cannot write component cache "${dir}": ${describe(renameErr)}`, { cause: err })
-      })
-    }
-  } finally {
-    await rm(tmp, { recursive: true, force: true })
-  }
-  return meta
-}
-
-/**
- * jco lists each exported interface twice (`incomingHandler` and
- * `wasi:http/incoming-handler@0.2.12`): keep the full names, and plain names with
- * no full-name twin (world-level functions and local interfaces).
- */
-function exportNames (exports: ReadonlyArray<readonly [string, string]>): string[] {
-  const full = exports.map(([name]) => name).filter((name) => name.includes(':'))
-  const aliases = new Set(full.map((name) => camelCase(unversioned(name).split('/').pop() ?? name)))
-  const plain = exports.map(([name]) => name).filter((name) => !name.includes(':') && !aliases.has(name))
-  return [...full, ...plain]
-}
-
-function camelCase (kebab: string): string {
-  return kebab.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase())
-}
-
-/**
- * jco reports imports without versions; the component's WIT has them. Messages name
- * the versioned interface, as the component's author wrote it.
- */
-async function versionedImports (bytes: Uint8Array, imports: readonly string[]): Promise<string[]> {
-  let wit = ''
-  try {
-    const { componentWit } = await import('@bytecodealliance/jco-transpile/wasm-tools')
-    wit = await componentWit(bytes)
-  } catch {
-    // versions are a nicety: fall back to jco's names
-  }
-  const versioned = new Map<string, string>()
-  for (const match of wit.matchAll(/^\s*import\s+([a-z0-9-]+:[a-z0-9-:]+\/[a-z0-9-]+@[^\s;]+)\s*;/gm)) {
-    const name = match[1] as string
-    versioned.set(unversioned(name), name)
-  }
-  return imports.map((name) => versioned.get(name) ?? name)
 }
 
 async function compileModules (
@@ -323,17 +174,6 @@ async function compileModules (
     pending.catch(() => compiled.delete(key))
   }
   return pending
-}
-
-/** jco and wasm-tools throw strings, `{ payload }` objects or Errors */
-function describe (err: unknown): string {
-  if (typeof err === 'string') {
-    return err.trim()
-  }
-  if (typeof err === 'object' && err !== null && 'payload' in err) {
-    return String(err.payload)
-  }
-  return err instanceof Error ? err.message : String(err)
 }
 
 /**

@@ -1,0 +1,170 @@
+/**
+ * A component transpiled with jco into the cache (`cacheDir/<hash>/`: the glue module, its
+ * core modules and `meta.json`), written beside the final directory and renamed into place
+ */
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { ComponentLoadError } from '../../errors.ts'
+import { dropCreatedReps, leanHostCalls, stripCalls } from './glue.ts'
+import { unversioned } from './link.ts'
+
+/** What `cacheDir/<hash>/meta.json` holds */
+export interface CacheMeta {
+  readonly format: 1
+  readonly transpiler: string
+  readonly id: string
+  readonly size: number
+  readonly imports: readonly string[]
+  readonly exports: readonly string[]
+  readonly entry: string
+  readonly modules: readonly string[]
+}
+
+export const META_FILE = 'meta.json'
+export const ENTRY_FILE = 'component.js'
+export const MODULE_PACKAGE = '{ "type": "module" }\n'
+
+/**
+ * Replaces the glue at `file` with its lean version (glue.ts: no debug-log calls, no task
+ * bookkeeping around synchronous host calls, no write-only set of resources), once the lean
+ * version is shown to load as a module here; otherwise keeps jco's text
+ */
+async function leanGlue (file: string, original: Uint8Array): Promise<void> {
+  const text = new TextDecoder().decode(original)
+  const lean = dropCreatedReps(leanHostCalls(stripCalls(text)))
+  if (lean === text) {
+    return
+  }
+  await writeFile(file, lean)
+  try {
+    // 'async' instantiation: importing the glue defines functions and runs nothing
+    await import(`${pathToFileURL(file).href}?check`)
+  } catch {
+    await writeFile(file, original)
+  }
+}
+
+export async function readMeta (dir: string, version: string): Promise<CacheMeta | undefined> {
+  let text: string
+  try {
+    text = await readFile(join(dir, META_FILE), 'utf8')
+  } catch {
+    return undefined
+  }
+  try {
+    const meta = JSON.parse(text) as CacheMeta
+    return meta.format === 1 && meta.transpiler === version ? meta : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export async function transpileToCache (bytes: Uint8Array, hash: string, cacheDir: string, version: string): Promise<CacheMeta> {
+  // loaded on a cache miss only: importing jco-transpile costs ~50 ms
+  const { transpileBytes } = await import('@bytecodealliance/jco-transpile')
+  let result: Awaited<ReturnType<typeof transpileBytes>>
+  try {
+    // 'async' instantiation: the module exports instantiate(getCoreModule, imports),
+    // imports are ours (no WASI shims baked in) and nothing runs at import time
+    result = await transpileBytes(bytes, {
+      name: 'component',
+      instantiation: 'async',
+      emitTypescriptDeclarations: false,
+      base64Cutoff: 0
+    })
+  } catch (err) {
+    throw new ComponentLoadError(`Cannot load component "b3:${hash}": transpilation failed: ${describe(err)}`, { cause: err })
+  }
+  const exports = exportNames(result.exports)
+  const meta: CacheMeta = {
+    format: 1,
+    transpiler: version,
+    id: `b3:${hash}`,
+    size: bytes.length,
+    imports: await versionedImports(bytes, result.imports),
+    exports,
+    entry: ENTRY_FILE,
+    modules: Object.keys(result.files).filter((name) => name.endsWith('.wasm')).sort()
+  }
+  if (result.files[ENTRY_FILE] === undefined) {
+    throw new ComponentLoadError(`Cannot load component "b3:${hash}": jco produced no ${ENTRY_FILE}`)
+  }
+
+  // Write beside the final directory and rename it into place, so a concurrent
+  // process never sees half a cache entry; if another process won the race, use its.
+  await mkdir(cacheDir, { recursive: true })
+  const dir = join(cacheDir, hash)
+  const tmp = join(cacheDir, `.tmp-${hash}-${process.pid}-${Math.random().toString(36).slice(2)}`)
+  await mkdir(tmp)
+  try {
+    await writeFile(join(tmp, 'package.json'), MODULE_PACKAGE)
+    for (const [name, data] of Object.entries(result.files)) {
+      await writeFile(join(tmp, name), data)
+    }
+    await leanGlue(join(tmp, ENTRY_FILE), result.files[ENTRY_FILE])
+    await writeFile(join(tmp, META_FILE), JSON.stringify(meta, null, 2) + '\n')
+    try {
+      await rename(tmp, dir)
+    } catch (err) {
+      if (await readMeta(dir, version) !== undefined) {
+        return meta
+      }
+      // a stale entry (older transpiler or a broken write): replace it
+      await rm(dir, { recursive: true, force: true })
+      await rename(tmp, dir).catch((renameErr: unknown) => {
+        throw new ComponentLoadError(`Cannot write component cache "${dir}": ${describe(renameErr)}`, { cause: err })
+      })
+    }
+  } finally {
+    await rm(tmp, { recursive: true, force: true })
+  }
+  return meta
+}
+
+/**
+ * jco lists each exported interface twice (`incomingHandler` and
+ * `wasi:http/incoming-handler@0.2.12`): keep the full names, and plain names with
+ * no full-name twin (world-level functions and local interfaces).
+ */
+function exportNames (exports: ReadonlyArray<readonly [string, string]>): string[] {
+  const full = exports.map(([name]) => name).filter((name) => name.includes(':'))
+  const aliases = new Set(full.map((name) => camelCase(unversioned(name).split('/').pop() ?? name)))
+  const plain = exports.map(([name]) => name).filter((name) => !name.includes(':') && !aliases.has(name))
+  return [...full, ...plain]
+}
+
+function camelCase (kebab: string): string {
+  return kebab.replace(/-([a-z0-9])/g, (_m, c: string) => c.toUpperCase())
+}
+
+/**
+ * jco reports imports without versions; the component's WIT has them. Messages name
+ * the versioned interface, as the component's author wrote it.
+ */
+async function versionedImports (bytes: Uint8Array, imports: readonly string[]): Promise<string[]> {
+  let wit = ''
+  try {
+    const { componentWit } = await import('@bytecodealliance/jco-transpile/wasm-tools')
+    wit = await componentWit(bytes)
+  } catch {
+    // versions are a nicety: fall back to jco's names
+  }
+  const versioned = new Map<string, string>()
+  for (const match of wit.matchAll(/^\s*import\s+([a-z0-9-]+:[a-z0-9-:]+\/[a-z0-9-]+@[^\s;]+)\s*;/gm)) {
+    const name = match[1] as string
+    versioned.set(unversioned(name), name)
+  }
+  return imports.map((name) => versioned.get(name) ?? name)
+}
+
+/** jco and wasm-tools throw strings, `{ payload }` objects or Errors */
+export function describe (err: unknown): string {
+  if (typeof err === 'string') {
+    return err.trim()
+  }
+  if (typeof err === 'object' && err !== null && 'payload' in err) {
+    return String(err.payload)
+  }
+  return err instanceof Error ? err.message : String(err)
+}
