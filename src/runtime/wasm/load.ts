@@ -7,7 +7,7 @@ import { checkImports, findUnprovided, unversioned } from './link.ts'
 import { grantKeys, type BraneOptions, type ServeKind } from './brane-options.ts'
 import { capMemoryMax } from './memory-cap.ts'
 import { wasm, type CoreModule } from './wasm-api.ts'
-import { describe, MODULE_PACKAGE, readMeta, transpileToCache } from './transpile.ts'
+import { describe, MODULE_PACKAGE, readMeta, transpileOffThread } from './transpile.ts'
 
 /** The `mem_max` a component gets when nobody says otherwise: 64 MiB */
 export const DEFAULT_MEM_MAX_BYTES = 64 * 2 ** 20
@@ -80,7 +80,7 @@ export async function loadComponent (bytes: Uint8Array, options: LoadComponentOp
   if (meta === undefined) {
     options.signal?.throwIfAborted()
     cache = 'miss'
-    meta = await transpileToCache(bytes, hash, options.cacheDir, version)
+    meta = await transpileOffThread({ bytes, hash, cacheDir: options.cacheDir, version }, options.signal)
   }
   // the glue is an ES module written as .js: say so beside it, whatever package.json
   // (e.g. "type": "commonjs") sits above $OMEGA_HOME (entries cached before this lack it)

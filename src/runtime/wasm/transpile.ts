@@ -5,6 +5,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
+import { Worker } from 'node:worker_threads'
 import { ComponentLoadError } from '../../errors.ts'
 import { dropCreatedReps, leanHostCalls, stripCalls } from './glue.ts'
 import { unversioned } from './link.ts'
@@ -58,6 +59,87 @@ export async function readMeta (dir: string, version: string): Promise<CacheMeta
   } catch {
     return undefined
   }
+}
+
+/** What the transpile thread is given (transpile-worker.ts) */
+export interface TranspileJob {
+  readonly bytes: Uint8Array
+  readonly hash: string
+  readonly cacheDir: string
+  readonly version: string
+}
+
+/** What it answers to the job with the same id */
+export type TranspileResult = { readonly id: number } & ({ readonly meta: CacheMeta } | { readonly failure: string })
+
+/** How long the transpile thread (~100 MB once jco is loaded) waits for more work */
+const TRANSPILER_IDLE_MS = 30_000
+
+interface Transpiler {
+  readonly worker: Worker
+  readonly pending: Map<number, { resolve: (meta: CacheMeta) => void, reject: (err: Error) => void }>
+  idle?: NodeJS.Timeout
+}
+
+let transpiler: Transpiler | undefined
+let nextJob = 0
+
+function startTranspiler (): Transpiler {
+  const worker = new Worker(new URL('./transpile-worker.js', import.meta.url), {
+    name: 'omega-transpile',
+    env: {},
+    // a backstop for the transpiler's JS heap on a hostile component
+    resourceLimits: { maxOldGenerationSizeMb: 1024 }
+  })
+  const t: Transpiler = { worker, pending: new Map() }
+  const fail = (err: Error): void => {
+    if (transpiler === t) {
+      transpiler = undefined
+    }
+    clearTimeout(t.idle)
+    for (const job of t.pending.values()) {
+      job.reject(err)
+    }
+    t.pending.clear()
+  }
+  worker.on('message', (result: TranspileResult) => {
+    const job = t.pending.get(result.id)
+    t.pending.delete(result.id)
+    'meta' in result ? job?.resolve(result.meta) : job?.reject(new ComponentLoadError(result.failure))
+    if (t.pending.size === 0) {
+      // an idle transpiler keeps nobody alive, and goes after a while
+      worker.unref()
+      t.idle = setTimeout(() => { fail(new ComponentLoadError('The transpiler was stopped')); worker.terminate().catch(() => {}) }, TRANSPILER_IDLE_MS).unref()
+    }
+  })
+  worker.once('error', (err) => { fail(new ComponentLoadError(`Cannot load component: the transpiler failed: ${err.message}`, { cause: err })) })
+  worker.once('exit', (code) => { fail(new ComponentLoadError(`Cannot load component: the transpiler stopped (code ${code})`)) })
+  return t
+}
+
+/**
+ * {@link transpileToCache} on a thread kept for the purpose, so that the caller's thread
+ * keeps serving meanwhile (a reload of a 14 MiB componentize-js brane held it ~1 s)
+ *
+ * @throws ComponentLoadError when the component cannot be transpiled; the signal's
+ * reason when it aborts first (the transpile goes on into the cache)
+ */
+export async function transpileOffThread (job: TranspileJob, signal?: AbortSignal): Promise<CacheMeta> {
+  signal?.throwIfAborted()
+  const t = transpiler ??= startTranspiler()
+  clearTimeout(t.idle)
+  t.worker.ref()
+  const id = nextJob++
+  return new Promise<CacheMeta>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal?.reason) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const settled = (): void => { signal?.removeEventListener('abort', onAbort) }
+    t.pending.set(id, {
+      resolve: (meta) => { settled(); resolve(meta) },
+      reject: (err) => { settled(); reject(err) }
+    })
+    t.worker.postMessage({ id, job })
+  })
 }
 
 export async function transpileToCache (bytes: Uint8Array, hash: string, cacheDir: string, version: string): Promise<CacheMeta> {
