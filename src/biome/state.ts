@@ -9,6 +9,7 @@ import { createRequire } from 'node:module'
 import Database from 'better-sqlite3'
 import type * as Y from 'yjs'
 import { BraneNotFoundError } from '../errors.ts'
+import { Checkpointer } from '../util/index.ts'
 import type { Logger } from '../interfaces/index.ts'
 import type { StateCall, StateResult } from '../runtime/wasm/index.ts'
 import type { Rpc } from './rpc.ts'
@@ -49,11 +50,13 @@ export class StateStore {
   readonly #insert: Database.Statement<[string, Buffer]>
   readonly #log: Logger
   readonly #maxValue: number
+  readonly #checkpointer: Checkpointer
 
   constructor (init: StateStoreInit) {
     this.#db = new Database(init.path)
     this.#db.pragma('journal_mode = WAL')
     this.#db.pragma('synchronous = NORMAL')
+    this.#checkpointer = new Checkpointer(this.#db, init.path)
     this.#db.exec('CREATE TABLE IF NOT EXISTS updates (id INTEGER PRIMARY KEY, brane TEXT NOT NULL, data BLOB NOT NULL); CREATE INDEX IF NOT EXISTS updates_brane ON updates (brane, id)')
     this.#insert = this.#db.prepare('INSERT INTO updates (brane, data) VALUES (?, ?)')
     this.#log = init.logger
@@ -78,6 +81,7 @@ export class StateStore {
         return
       }
       this.#insert.run(brane, Buffer.from(update))
+      this.#checkpointer.wrote()
       const from = typeof origin === 'string' ? origin : 'local'
       for (const listener of this.#listeners) {
         try {
@@ -210,6 +214,7 @@ export class StateStore {
       })()
       removed--
     }
+    this.#checkpointer.wrote()
     return Math.max(0, removed)
   }
 
@@ -218,6 +223,7 @@ export class StateStore {
       doc.destroy()
     }
     this.#docs.clear()
+    this.#checkpointer.close()
     this.#db.close()
   }
 }

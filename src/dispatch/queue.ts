@@ -16,6 +16,7 @@ import { statSync } from 'node:fs'
 import Database from 'better-sqlite3'
 import { QueueError } from '../errors.ts'
 import { createSchema, DAMAGED_HINT, INSERT_EVENT, quickCheck } from './schema.ts'
+import { Checkpointer } from '../util/index.ts'
 
 export { QueueError }
 
@@ -179,6 +180,7 @@ export class EventQueue {
   readonly #completeTx: (done: ReadonlyArray<{ readonly id: number, readonly hop: Hop }>, now: number) => void
   readonly #inTransaction: (work: () => unknown) => unknown
   readonly #claimTx: (edge: string, limit: number, now: number) => { rows: DeliveryRow[], nextDue: number | undefined }
+  readonly #checkpointer: Checkpointer
 
   /**
    * Opens (or creates) the queue. One that exists but is empty, cannot be read, or fails
@@ -206,6 +208,7 @@ export class EventQueue {
       createSchema(this.#db)
       // statement journals (savepoints of a group commit) in memory, not in temporary files
       this.#db.pragma('temp_store = MEMORY')
+      this.#checkpointer = new Checkpointer(this.#db, init.path)
     } catch (err) {
       this.#db.close()
       if (err instanceof QueueError) {
@@ -344,6 +347,7 @@ export class EventQueue {
       for (const [edge, delta] of this.#delta) {
         this.#depth.set(edge, (this.#depth.get(edge) ?? 0) + delta)
       }
+      this.#checkpointer.wrote()
       return result
     } finally {
       this.#writing = false
@@ -400,6 +404,9 @@ export class EventQueue {
    */
   claimDue (edge: string, limit: number, now = Date.now()): { deliveries: Delivery[], nextDue: number | undefined } {
     const { rows, nextDue } = this.#claimTx(edge, limit, now)
+    if (rows.length > 0) {
+      this.#checkpointer.wrote()
+    }
     return { deliveries: rows.map(deliveryOf), nextDue }
   }
 
@@ -428,6 +435,7 @@ export class EventQueue {
     const backoff = Math.min(this.#maxBackoff, this.#baseBackoff * 2 ** delivery.attempts)
     const jittered = Math.round(backoff * (0.5 + Math.random()))
     this.#retry.run(now + jittered, error, now, delivery.id)
+    this.#checkpointer.wrote()
     return 'retry'
   }
 
@@ -437,6 +445,7 @@ export class EventQueue {
    */
   release (delivery: Delivery, reason: string, delayMs: number, now = Date.now()): void {
     this.#release.run(now + delayMs, reason, now, delivery.id)
+    this.#checkpointer.wrote()
   }
 
   #totals (edge: string): { acked: number, failed: number } {
@@ -508,6 +517,7 @@ export class EventQueue {
       return this.#db.transaction(() => ids.reduce((n, id) => n + stmt.run(now, now, id).changes, 0))()
     } finally {
       this.#recount()
+      this.#checkpointer.wrote()
     }
   }
 
@@ -598,6 +608,9 @@ export class EventQueue {
     })()
     const hops = traced === undefined ? 0 : this.#prepare('DELETE FROM hops WHERE id IN (SELECT id FROM hops WHERE id <= ? ORDER BY id LIMIT ?)').run(traced.hop, limit).changes
     this.#pruneMore = this.#pruneCursor.delivery !== 0 || this.#pruneCursor.event !== 0 || hops === limit
+    if (removed.deliveries + removed.events + hops > 0) {
+      this.#checkpointer.wrote()
+    }
     return { ...removed, hops }
   }
 
@@ -689,6 +702,7 @@ export class EventQueue {
   }
 
   close (): void {
+    this.#checkpointer.close()
     this.#db.close()
   }
 }

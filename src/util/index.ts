@@ -179,3 +179,5 @@ export async function listening (server: Server, ...at: [port: number, host: str
     }
   })
 }
+
+export { Checkpointer } from './checkpointer.ts'
