@@ -92,7 +92,8 @@ async function compile (job: CompileJob): Promise<void> {
       await writeFile(join(job.types, name), bytes)
     }
   } catch (err) {
-    report({ world: err instanceof Error ? err.message : String(err) })
+    // jco throws Errors, strings or `{ payload }` objects
+    report({ world: err instanceof Error ? err.message : typeof err === 'object' && err !== null && 'payload' in err ? String(err.payload) : String(err) })
     return
   }
   if (job.tsconfig === undefined) {
