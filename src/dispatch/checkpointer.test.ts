@@ -54,6 +54,20 @@ describe('queue checkpoints', () => {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
+    // a node that only holds other nodes' replicas (durability = "replicated") writes
+    // nothing else: its WAL is copied too
+    const holder = await mkdtemp(join(tmpdir(), 'omega-checkpoint-'))
+    try {
+      const replicas = new EventQueue({ path: join(holder, 'queue.db') })
+      const before = size(join(holder, 'queue.db'))
+      for (let round = 0; round < 3; round++) {
+        replicas.holdReplicas('did:key:origin', events(round * 1000, 1000).map(({ event, targets }) => ({ event, edge: targets[0]?.edge ?? '', to: 'b', priority: 5, attempts: 0 })))
+      }
+      await until(() => size(join(holder, 'queue.db')) > before + 2 * 1000 * 1000, 'the database file holds the held replicas')
+      replicas.close()
+    } finally {
+      await rm(holder, { recursive: true, force: true })
+    }
     // closed while its thread is still starting: the same
     const again = await mkdtemp(join(tmpdir(), 'omega-checkpoint-'))
     try {

@@ -524,6 +524,7 @@ export class EventQueue {
   /** Record one hop of a trace */
   recordHop (hop: Hop): void {
     this.#insertHop.run(hop.traceId, hop.eventId, hop.from, hop.to, hop.topic, hop.bytes, hop.compressed ? 1 : 0, hop.attempt, hop.startedAt, hop.endedAt, hop.outcome)
+    this.#checkpointer.wrote()
   }
 
   /**
@@ -669,17 +670,20 @@ export class EventQueue {
   holdReplicas (origin: string, copies: readonly DeliveryCopy[]): number {
     const insert = this.#prepare(`INSERT OR IGNORE INTO replicas (origin, event_id, edge, target, priority, attempts, topic, source, payload, trace_id, hops, created_at, traceparent)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-    return this.#db.transaction(() => copies.reduce((n, c) => n + insert.run(origin, c.event.id, c.edge, c.to, c.priority, c.attempts, c.event.topic, c.event.source,
+    const held = this.#db.transaction(() => copies.reduce((n, c) => n + insert.run(origin, c.event.id, c.edge, c.to, c.priority, c.attempts, c.event.topic, c.event.source,
       Buffer.from(c.event.payload.buffer, c.event.payload.byteOffset, c.event.payload.byteLength), c.event.traceId, JSON.stringify(c.event.hops), c.event.createdAt, c.event.traceparent ?? null).changes, 0))()
+    this.#checkpointer.wrote()
+    return held
   }
 
   /** Drop held copies of `origin`'s deliveries (delivered there), or all of them. Returns how many */
   dropReplicas (origin: string, keys: ReadonlyArray<{ readonly eventId: string, readonly edge: string }> | 'all'): number {
-    if (keys === 'all') {
-      return this.#prepare('DELETE FROM replicas WHERE origin = ?').run(origin).changes
-    }
     const drop = this.#prepare('DELETE FROM replicas WHERE origin = ? AND event_id = ? AND edge = ?')
-    return this.#db.transaction(() => keys.reduce((n, k) => n + drop.run(origin, k.eventId, k.edge).changes, 0))()
+    const dropped = keys === 'all'
+      ? this.#prepare('DELETE FROM replicas WHERE origin = ?').run(origin).changes
+      : this.#db.transaction(() => keys.reduce((n, k) => n + drop.run(origin, k.eventId, k.edge).changes, 0))()
+    this.#checkpointer.wrote()
+    return dropped
   }
 
   /**

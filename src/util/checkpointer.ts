@@ -52,7 +52,11 @@ export class Checkpointer {
     db.pragma('wal_autocheckpoint = 0')
   }
 
-  /** After a write: makes sure a thread copies the WAL (starts one if none runs) */
+  /**
+   * After a write: makes sure a thread copies the WAL (starts one if none runs). Every
+   * method that writes must call it: with SQLite's own checkpoint off, a WAL written only
+   * by a path that does not is never copied, and grows without end.
+   */
   wrote (): void {
     if (this.#worker !== undefined || this.#fallback || this.#closed) {
       return
