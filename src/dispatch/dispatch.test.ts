@@ -65,6 +65,8 @@ describe('dispatcher', () => {
     await until(() => seenByC.length >= total)
     assert.equal(seenByC.length, total)
     assert.deepEqual(seenByC, Array.from({ length: total }, (_, i) => String(i)), 'order per edge holds along the chain')
+    // an acknowledgement is written in the group commit after its handler returns
+    await until(() => queue.acked >= 2 * total)
     assert.deepEqual(queue.counts(), { pending: 0, inflight: 0, done: 2 * total, dead: 0 })
   })
 
