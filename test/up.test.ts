@@ -123,10 +123,11 @@ describe('omega up', () => {
 
   it('is a node alone: it serves without loading the mesh stack, which omega node cannot do without', async () => {
     const dir = await mkdtemp(join(home, 'lone-'))
-    // a module loader that refuses libp2p and Omega's mesh module, passed to the CLI by NODE_OPTIONS
+    // a module loader that refuses libp2p and Omega's mesh module (its bundle's chunk: mesh-HASH.js),
+    // passed to the CLI by NODE_OPTIONS
     await writeFile(join(dir, 'hooks.mjs'), `
 export async function resolve (specifier, context, next) {
-  if (/libp2p|@chainsafe|mesh\\/index\\.js$/.test(specifier)) {
+  if (/libp2p|@chainsafe|mesh\\/index\\.js$|\\/mesh-[A-Z0-9]+\\.js$/.test(specifier)) {
     throw new Error('loaded ' + specifier)
   }
   return next(specifier, context)
@@ -144,7 +145,7 @@ export async function resolve (specifier, context, next) {
     let out = ''
     meshNode.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
     assert.notEqual(await new Promise((resolve) => { meshNode.on('close', resolve) }), 0)
-    assert.match(out, /loaded .*(libp2p|mesh\/index)/)
+    assert.match(out, /loaded .*(libp2p|mesh\/index|mesh-)/)
   })
 
   it('refuses to start with a missing image and names the command that adds it', async () => {
