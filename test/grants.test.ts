@@ -54,7 +54,7 @@ describe('omega grants', () => {
       })
       let err = ''
       child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
-      child.once('exit', (code) => { resolve({ code, err }) })
+      child.once('close', (code) => { resolve({ code, err }) })
     })
     assert.equal(up.code, 6, up.err)
     assert.match(up.err, /is a wasi:cli\/run command \(a program with a main, as "wasmtime run" runs it\), not a server/)

@@ -110,7 +110,14 @@ export async function stopDaemon (daemon: Pick<Daemon, 'child'>, signal: NodeJS.
   if (daemon.child.exitCode !== null || daemon.child.signalCode !== null) {
     return daemon.child.exitCode
   }
-  const exited = new Promise<number | null>((resolve) => { daemon.child.once('exit', (code) => { resolve(code) }) })
+  // its last output may still be in the pipes at 'exit': wait for 'close' (2 s at most, in
+  // case a process it started holds them)
+  const exited = new Promise<number | null>((resolve) => {
+    daemon.child.once('exit', (code) => {
+      const timer = setTimeout(() => { resolve(code) }, 2000)
+      daemon.child.once('close', () => { clearTimeout(timer); resolve(code) })
+    })
+  })
   daemon.child.kill(signal)
   return exited
 }

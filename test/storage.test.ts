@@ -34,7 +34,7 @@ async function upExits (home: string, manifest: string): Promise<{ code: number 
   child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString() })
   child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
   const timer = setTimeout(() => { child.kill('SIGKILL') }, 30_000)
-  const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve) })
+  const code = await new Promise<number | null>((resolve) => { child.once('close', resolve) })
   clearTimeout(timer)
   return { code, out }
 }

@@ -155,7 +155,7 @@ export async function resolve (specifier, context, next) {
     const child = spawn(process.execPath, [join(ROOT, 'bin/omega.js'), 'up', manifest, '--port', '0'], { env: { ...process.env, OMEGA_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
     let err = ''
     child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
-    const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve) })
+    const code = await new Promise<number | null>((resolve) => { child.once('close', resolve) })
     assert.equal(code, 4)
     assert.match(err, /Image "api:1" is not in the store .*: add it with "omega image add FILE api:1"/)
   })
@@ -267,7 +267,7 @@ describe('omega as a process', () => {
     child.stderr.on('data', (chunk: Buffer) => { err += chunk.toString() })
     // the reader is gone before omega writes (as when head has had its lines)
     child.stdout.destroy()
-    const code = await new Promise<number | null>((resolve) => { child.once('exit', resolve) })
+    const code = await new Promise<number | null>((resolve) => { child.once('close', resolve) })
     assert.equal(code, 0, err)
     assert.doesNotMatch(err, /EPIPE/)
   })

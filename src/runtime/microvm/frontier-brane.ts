@@ -287,6 +287,10 @@ export class FrontierBrane {
       }
       if (clone.vm.dead || clone.agent.closed) {
         const exit = await Promise.race([clone.vm.exited, new Promise<undefined>((resolve) => setTimeout(resolve, 200, undefined))])
+        if (this.#all.has(clone)) {
+          // #onExit has not seen it (and will not: the release below forgets the clone); the release replaces it
+          this.#replaced++
+        }
         const how = exit === undefined ? 'its connection to the agent broke' : `VMM pid ${clone.vm.pid} exited${exit.signal === null ? ` with code ${String(exit.code)}` : ` on ${exit.signal}`}`
         throw new VmmError(`Brane "${this.name}" lost its microVM during ${what} (${how}): the call failed and a replacement is starting`, { cause: err })
       }

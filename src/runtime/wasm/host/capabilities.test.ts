@@ -95,6 +95,15 @@ describe('capabilities (probe component)', () => {
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 
+  /** waits (at most 10 s) until the server thread has reported `count` hits, then settles for any more */
+  async function settleAfterHits (count: number): Promise<void> {
+    const deadline = Date.now() + 10_000
+    while (hits.length < count && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    await settle()
+  }
+
   function hostFor (grants: Grants, options: ProbeOptions = {}): InstanceHost {
     return createInstanceHost({
       brane: 'probe',
@@ -214,7 +223,7 @@ describe('capabilities (probe component)', () => {
       hits.length = 0
       const { json } = await probe(`/http?authority=127.0.0.1:${port}&path=/redirect`, grants([`127.0.0.1:${port}`]))
       assert.equal(json['status'], 302)
-      await settle()
+      await settleAfterHits(1)
       assert.deepEqual(hits, ['/redirect'])
     })
 
@@ -222,7 +231,7 @@ describe('capabilities (probe component)', () => {
       await settle()
       hits.length = 0
       const { json, denied } = await probe(`/fetch?url=${encodeURIComponent(`http://127.0.0.1:${port}/redirect`)}`, grants([`127.0.0.1:${port}`]))
-      await settle()
+      await settleAfterHits(1)
       assert.deepEqual(hits, ['/redirect'], 'the redirect target was never reached')
       // StarlingMonkey's fetch hands the 302 back here; had it followed, the hop to
       // localhost would have been refused and reported
