@@ -21,13 +21,22 @@ async function until (check: () => boolean, what: string, ms = 20_000): Promise<
   }
 }
 
+const size = (file: string): number => statSync(file, { throwIfNoEntry: false })?.size ?? 0
+
+/** Runs `check` with the path of a queue database in a fresh directory, removed afterwards */
+async function inFreshDir (check: (path: string) => Promise<void> | void): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'omega-checkpoint-'))
+  try {
+    await check(join(dir, 'queue.db'))
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
 describe('queue checkpoints', () => {
   it('copies the WAL into the database on its own thread, and keeps the WAL bounded while writes keep coming', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'omega-checkpoint-'))
-    const path = join(dir, 'queue.db')
-    const queue = new EventQueue({ path })
-    const size = (file: string): number => statSync(file, { throwIfNoEntry: false })?.size ?? 0
-    try {
+    await inFreshDir(async (path) => {
+      const queue = new EventQueue({ path })
       // 60 transactions of 1 000 events of 1 KB (~1.6 MB of WAL each, ~100 MB in all), the
       // writer never more than about two ahead of the copy into the database file
       let round = 0
@@ -51,35 +60,27 @@ describe('queue checkpoints', () => {
       const reopened = new EventQueue({ path })
       assert.equal(reopened.counts().pending, 60_000)
       reopened.close()
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
+    })
     // a node that only holds other nodes' replicas (durability = "replicated") writes
     // nothing else: its WAL is copied too
-    const holder = await mkdtemp(join(tmpdir(), 'omega-checkpoint-'))
-    try {
-      const replicas = new EventQueue({ path: join(holder, 'queue.db') })
-      const before = size(join(holder, 'queue.db'))
+    await inFreshDir(async (path) => {
+      const replicas = new EventQueue({ path })
+      const before = size(path)
       for (let round = 0; round < 3; round++) {
         replicas.holdReplicas('did:key:origin', events(round * 1000, 1000).map(({ event, targets }) => ({ event, edge: targets[0]?.edge ?? '', to: 'b', priority: 5, attempts: 0 })))
       }
-      await until(() => size(join(holder, 'queue.db')) > before + 2 * 1000 * 1000, 'the database file holds the held replicas')
+      await until(() => size(path) > before + 2 * 1000 * 1000, 'the database file holds the held replicas')
       replicas.close()
-    } finally {
-      await rm(holder, { recursive: true, force: true })
-    }
+    })
     // closed while its thread is still starting: the same
-    const again = await mkdtemp(join(tmpdir(), 'omega-checkpoint-'))
-    try {
-      const reopened = new EventQueue({ path: join(again, 'queue.db') })
+    await inFreshDir((path) => {
+      const reopened = new EventQueue({ path })
       reopened.enqueueMany(events(0, 10))
       reopened.close()
-      assert.equal(existsSync(join(again, 'queue.db-wal')), false, 'no WAL is left after close')
-      const read = new EventQueue({ path: join(again, 'queue.db') })
+      assert.equal(existsSync(`${path}-wal`), false, 'no WAL is left after close')
+      const read = new EventQueue({ path })
       assert.equal(read.counts().pending, 10)
       read.close()
-    } finally {
-      await rm(again, { recursive: true, force: true })
-    }
+    })
   })
 })
