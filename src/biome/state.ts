@@ -212,9 +212,9 @@ export class StateStore {
         removed += this.#db.prepare('DELETE FROM updates WHERE brane = ?').run(brane).changes
         this.#insert.run(brane, whole)
       })()
+      this.#checkpointer.wrote()
       removed--
     }
-    this.#checkpointer.wrote()
     return Math.max(0, removed)
   }
 
