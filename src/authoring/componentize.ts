@@ -14,6 +14,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative } from 'node:path'
 import type { Diagnostic } from 'typescript'
+import { describe } from '../runtime/wasm/lite.ts'
 
 /** The StarlingMonkey features a build can leave out */
 export type StarlingMonkeyFeature = 'stdio' | 'random' | 'clocks' | 'http' | 'fetch-event'
@@ -92,8 +93,7 @@ async function compile (job: CompileJob): Promise<void> {
       await writeFile(join(job.types, name), bytes)
     }
   } catch (err) {
-    // jco throws Errors, strings or `{ payload }` objects
-    report({ world: err instanceof Error ? err.message : typeof err === 'object' && err !== null && 'payload' in err ? String(err.payload) : String(err) })
+    report({ world: describe(err) })
     return
   }
   if (job.tsconfig === undefined) {

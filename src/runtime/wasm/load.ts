@@ -7,7 +7,8 @@ import { checkImports, findUnprovided, unversioned } from './link.ts'
 import { grantKeys, type BraneOptions, type ServeKind } from './brane-options.ts'
 import { capMemoryMax } from './memory-cap.ts'
 import { wasm, type CoreModule } from './wasm-api.ts'
-import { describe, MODULE_PACKAGE, readMeta, transpileOffThread } from './transpile.ts'
+import { describe } from './jco-error.ts'
+import { MODULE_PACKAGE, readMeta, transpileOffThread } from './transpile.ts'
 
 /** The `mem_max` a component gets when nobody says otherwise: 64 MiB */
 export const DEFAULT_MEM_MAX_BYTES = 64 * 2 ** 20

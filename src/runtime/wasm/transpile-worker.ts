@@ -4,7 +4,8 @@
  * component, which the serving thread must not wait through. One job at a time, in order.
  */
 import { parentPort } from 'node:worker_threads'
-import { describe, transpileToCache, type TranspileJob, type TranspileResult } from './transpile.ts'
+import { describe } from './jco-error.ts'
+import { transpileToCache, type TranspileJob, type TranspileResult } from './transpile.ts'
 
 let queue = Promise.resolve()
 parentPort?.on('message', ({ id, job }: { id: number, job: TranspileJob }) => {

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { ComponentLoadError } from '../../errors.ts'
 import { dropCreatedReps, leanHostCalls, stripCalls } from './glue.ts'
+import { describe } from './jco-error.ts'
 import { unversioned } from './link.ts'
 
 /** What `cacheDir/<hash>/meta.json` holds */
@@ -238,15 +239,4 @@ async function versionedImports (bytes: Uint8Array, imports: readonly string[]):
     versioned.set(unversioned(name), name)
   }
   return imports.map((name) => versioned.get(name) ?? name)
-}
-
-/** jco and wasm-tools throw strings, `{ payload }` objects or Errors */
-export function describe (err: unknown): string {
-  if (typeof err === 'string') {
-    return err.trim()
-  }
-  if (typeof err === 'object' && err !== null && 'payload' in err) {
-    return String(err.payload)
-  }
-  return err instanceof Error ? err.message : String(err)
 }
